@@ -1,0 +1,246 @@
+"""Settings: one YAML file plus ``OPSRESPONDER_*`` environment overrides, decoded into msgspec structs.
+
+Every key of the file can be overridden by ``OPSRESPONDER_`` + the key path in capitals joined by ``__``
+(``OPSRESPONDER_SYSLOG__UDP__PORT=5514``). Lists and maps in the environment are JSON. Unknown keys and bad
+values raise `ConfigError` naming the key path, before anything binds a port.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+import yaml
+
+from opsresponder.core.errors import ConfigError
+
+ENV_PREFIX = "OPSRESPONDER_"
+# Variables that share the prefix but configure the tooling around the service, not the service.
+_ENV_NOT_SETTINGS = ("OPSRESPONDER_TEST_", "OPSRESPONDER_REQUIRE_SERVICES", "OPSRESPONDER_CONFIG")
+
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+PositiveInt = Annotated[int, msgspec.Meta(gt=0)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+Scope = Literal["ingest", "read", "write", "execute", "approve", "admin"]
+SeverityName = Literal["critical", "high", "medium", "low", "info"]
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class DatabaseConfig(_Section):
+    url: str | None = None
+    """PostgreSQL DSN; null starts the embedded PostgreSQL under ``data_dir``."""
+    pool_min_size: PositiveInt = 2
+    pool_max_size: PositiveInt = 10
+    connect_timeout_seconds: PositiveFloat = 5.0
+    command_timeout_seconds: PositiveFloat = 30.0
+
+
+class RedisConfig(_Section):
+    url: str | None = None
+    """Redis URL; null keeps shared state in this process."""
+    key_prefix: str = "opsresponder:"
+
+
+class ListenConfig(_Section):
+    host: str = "0.0.0.0"  # noqa: S104 - a service container listens on every interface by default
+    port: Port = 3009
+
+
+class TokenConfig(_Section):
+    name: Annotated[str, msgspec.Meta(min_length=1)]
+    token: Annotated[str, msgspec.Meta(min_length=16)]
+    scopes: list[Scope]
+
+
+class ApiConfig(_Section):
+    events: ListenConfig = msgspec.field(default_factory=lambda: ListenConfig(port=3009))
+    autonomous: ListenConfig = msgspec.field(default_factory=lambda: ListenConfig(port=3011))
+    tokens: list[TokenConfig] = msgspec.field(default_factory=list)
+    max_body_bytes: PositiveInt = 1024 * 1024
+    max_events_per_request: PositiveInt = 1000
+    retry_after_seconds: PositiveInt = 5
+
+
+class PipelineConfig(_Section):
+    intake_capacity: PositiveInt = 50_000
+    batch_max_events: PositiveInt = 500
+    batch_max_wait_ms: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+    dedup_window_seconds: PositiveInt = 300
+    drain_grace_seconds: PositiveFloat = 10.0
+    db_retry_max_seconds: PositiveFloat = 5.0
+
+
+class SyslogListenerConfig(_Section):
+    enabled: bool = True
+    host: str = "0.0.0.0"  # noqa: S104
+    port: Port = 514
+
+
+class SyslogTlsConfig(_Section):
+    enabled: bool = False
+    host: str = "0.0.0.0"  # noqa: S104
+    port: Port = 6514
+    cert_file: str | None = None
+    key_file: str | None = None
+    ca_file: str | None = None
+    require_client_cert: bool = False
+    permitted_peers: list[str] = msgspec.field(default_factory=list)
+
+
+class ParsingRuleConfig(_Section):
+    pattern: Annotated[str, msgspec.Meta(min_length=1)]
+    event_type: str
+    severity: SeverityName
+    extract_fields: list[str] = msgspec.field(default_factory=list)
+    match_on: str = "message"
+    title: str | None = None
+
+
+class SyslogConfig(_Section):
+    udp: SyslogListenerConfig = msgspec.field(default_factory=SyslogListenerConfig)
+    tcp: SyslogListenerConfig = msgspec.field(default_factory=SyslogListenerConfig)
+    tls: SyslogTlsConfig = msgspec.field(default_factory=SyslogTlsConfig)
+    parsing_rules: list[ParsingRuleConfig] = msgspec.field(default_factory=list)
+
+
+class SnmpV3UserConfig(_Section):
+    name: str
+    auth_protocol: Literal["md5", "sha", "sha224", "sha256", "sha384", "sha512"] | None = None
+    auth_key: str | None = None
+    priv_protocol: Literal["des", "aes128", "aes192", "aes256"] | None = None
+    priv_key: str | None = None
+    engine_ids: list[str] = msgspec.field(default_factory=list)
+
+
+class TrapMappingConfig(_Section):
+    event_type: str
+    severity: SeverityName
+
+
+class SnmpConfig(_Section):
+    enabled: bool = True
+    host: str = "0.0.0.0"  # noqa: S104
+    port: Port = 162
+    communities: list[str] = msgspec.field(default_factory=lambda: ["public", "monitoring"])
+    v3_users: list[SnmpV3UserConfig] = msgspec.field(default_factory=list)
+    trap_mapping: dict[str, TrapMappingConfig] = msgspec.field(default_factory=dict)
+
+
+class LoggingConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(_Section):
+    """The whole configuration tree; see ``config/opsresponder.yaml`` for every key with its default."""
+
+    data_dir: str = "./var"
+    database: DatabaseConfig = msgspec.field(default_factory=DatabaseConfig)
+    redis: RedisConfig = msgspec.field(default_factory=RedisConfig)
+    api: ApiConfig = msgspec.field(default_factory=ApiConfig)
+    pipeline: PipelineConfig = msgspec.field(default_factory=PipelineConfig)
+    syslog: SyslogConfig = msgspec.field(default_factory=SyslogConfig)
+    snmp: SnmpConfig = msgspec.field(default_factory=SnmpConfig)
+    logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+
+
+def load_settings(path: str | Path | None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read `path` (or nothing, when None), apply environment overrides, validate.
+
+    Raises:
+        ConfigError: unreadable file, bad YAML, unknown key or bad value; the message names the key path.
+    """
+    tree: dict[str, Any] = {}
+    if path is not None:
+        tree = _read_yaml(Path(path))
+    apply_env_overrides(tree, os.environ if environ is None else environ)
+    return settings_from_tree(tree)
+
+
+def settings_from_tree(tree: Mapping[str, Any]) -> Settings:
+    try:
+        settings = msgspec.convert(tree, Settings, strict=False)
+    except msgspec.ValidationError as e:
+        raise ConfigError(f"invalid configuration: {_key_path_message(str(e))}") from e
+    _check_consistency(settings)
+    return settings
+
+
+def apply_env_overrides(tree: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """Write every ``OPSRESPONDER_A__B`` variable into ``tree['a']['b']`` (JSON for lists and maps)."""
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name.startswith(_ENV_NOT_SETTINGS):
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if not all(parts):
+            raise ConfigError(f"environment variable {name}: empty key segment")
+        node = tree
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"environment variable {name}: {'.'.join(parts[: i + 1])} is not a section")
+            node = child
+        node[parts[-1]] = _env_value(name, environ[name])
+
+
+def _env_value(name: str, raw: str) -> Any:
+    text = raw.strip()
+    if text[:1] in ("[", "{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"environment variable {name}: invalid JSON: {e}") from e
+    if text in ("null", "~"):
+        return None
+    return raw
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read configuration file {path}: {e.strerror}") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"configuration file {path} is not valid YAML: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"configuration file {path}: the top level must be a mapping")
+    return data
+
+
+_PATH_RE = re.compile(r"`\$((?:\.[A-Za-z0-9_]+|\[\d+\]|\[[^\]]*\])*)`")
+
+
+def _key_path_message(message: str) -> str:
+    """Turn msgspec's ``- at `$.syslog.udp.port``` into ``(at syslog.udp.port)``."""
+
+    def repl(m: re.Match[str]) -> str:
+        return "`" + (m.group(1).lstrip(".") or "<root>") + "`"
+
+    return _PATH_RE.sub(repl, message)
+
+
+def _check_consistency(settings: Settings) -> None:
+    """Rules that span several keys, which msgspec types cannot say."""
+    names = [t.name for t in settings.api.tokens]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"invalid configuration: api.tokens: duplicate token name(s) {', '.join(dupes)}")
+    if settings.database.pool_min_size > settings.database.pool_max_size:
+        raise ConfigError("invalid configuration: database.pool_min_size is larger than database.pool_max_size")
+    tls = settings.syslog.tls
+    if tls.enabled and not (tls.cert_file and tls.key_file):
+        raise ConfigError("invalid configuration: syslog.tls.enabled needs syslog.tls.cert_file and key_file")
+    if tls.require_client_cert and not tls.ca_file:
+        raise ConfigError("invalid configuration: syslog.tls.require_client_cert needs syslog.tls.ca_file")

@@ -1,0 +1,1 @@
+"""Shared types only: events, severities, errors, clock. Imports nothing else of ours."""

@@ -1,0 +1,1 @@
+"""Intake queue, batch worker and the processing stages."""

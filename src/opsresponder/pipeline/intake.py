@@ -1,0 +1,156 @@
+"""The bounded queue between listeners and the pipeline worker.
+
+Two doors: `offer` never blocks and counts a drop when full (UDP and SNMP cannot push back); `put` waits for
+room (TCP and TLS pause reading, HTTP waits), so connection-oriented senders feel backpressure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import msgspec
+
+from opsresponder.core.event import Event
+from opsresponder.pipeline.errors import IntakeClosedError
+from opsresponder.pipeline.metrics import PipelineMetrics
+
+
+class StoreOutcome(msgspec.Struct, frozen=True):
+    """What the store stage did with one event: the id to report and whether it was a duplicate."""
+
+    event_id: int
+    correlation_id: str
+    duplicate: bool
+
+
+@dataclass(slots=True)
+class Submission:
+    """One event in flight, with the future of a caller that waits for its commit (HTTP) or None."""
+
+    event: Event
+    future: asyncio.Future[StoreOutcome] | None
+    enqueued_at: float = field(default_factory=time.monotonic)
+
+
+class Intake:
+    """Bounded FIFO of submissions; the worker takes them in batches.
+
+    Invariants: ``depth <= capacity``; every event refused by `offer` is counted in
+    ``events_dropped_total{stage="intake",reason="intake_full"}``.
+    """
+
+    def __init__(self, capacity: int, metrics: PipelineMetrics) -> None:
+        self._capacity = capacity
+        self._metrics = metrics
+        self._items: deque[Submission] = deque()
+        self._not_empty = asyncio.Event()
+        self._space_waiters: deque[asyncio.Future[None]] = deque()
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closed = False
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def depth(self) -> int:
+        return len(self._items)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def offer(self, event: Event) -> bool:
+        """Enqueue without waiting. Returns False, and counts the drop, when the intake is full or closed."""
+        if self._closed or len(self._items) >= self._capacity:
+            self._metrics.events_dropped.labels("intake", "closed" if self._closed else "intake_full").inc()
+            return False
+        self._append(Submission(event, None))
+        return True
+
+    async def put(self, event: Event, *, wait_for_commit: bool = False) -> asyncio.Future[StoreOutcome] | None:
+        """Enqueue, waiting for room. With `wait_for_commit`, returns a future completed after commit.
+
+        Raises:
+            IntakeClosedError: the process is shutting down.
+        """
+        while len(self._items) >= self._capacity and not self._closed:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._space_waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+        if self._closed:
+            raise IntakeClosedError("the intake is closed: the process is shutting down")
+        future: asyncio.Future[StoreOutcome] | None = None
+        if wait_for_commit:
+            future = asyncio.get_running_loop().create_future()
+        self._append(Submission(event, future))
+        return future
+
+    def _append(self, submission: Submission) -> None:
+        self._items.append(submission)
+        self._idle.clear()
+        self._not_empty.set()
+        self._metrics.events_received.labels(submission.event.source_type).inc()
+
+    async def get_batch(self, max_events: int, max_wait: float) -> list[Submission]:
+        """Wait for at least one submission, then gather up to `max_events` for at most `max_wait` seconds.
+
+        The batch counts as in flight until `task_done` is called for it, so `wait_drained` sees it.
+        """
+        while not self._items:
+            self._not_empty.clear()
+            await self._not_empty.wait()
+        if len(self._items) < max_events and max_wait > 0:
+            deadline = time.monotonic() + max_wait
+            while len(self._items) < max_events:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._not_empty.clear()
+                try:
+                    await asyncio.wait_for(self._not_empty.wait(), remaining)
+                except TimeoutError:
+                    break
+        count = min(max_events, len(self._items))
+        batch = [self._items.popleft() for _ in range(count)]
+        self._in_flight += count
+        self._wake_putters()
+        return batch
+
+    def requeue_front(self, batch: list[Submission]) -> None:
+        """Give back a batch that could not be stored, ahead of newer events, keeping order."""
+        self._items.extendleft(reversed(batch))
+        self._in_flight -= len(batch)
+        self._not_empty.set()
+
+    def task_done(self, count: int) -> None:
+        self._in_flight -= count
+        if self._in_flight == 0 and not self._items:
+            self._idle.set()
+
+    async def wait_drained(self) -> None:
+        """Return once every event put so far has been processed (stored, or failed back to its caller)."""
+        await self._idle.wait()
+
+    def close(self) -> None:
+        """Refuse new events; queued ones are still handed out so the worker can drain them."""
+        self._closed = True
+        self._wake_putters(all_of_them=True)
+
+    def _wake_putters(self, all_of_them: bool = False) -> None:
+        room = self._capacity - len(self._items)
+        while self._space_waiters and (room > 0 or all_of_them):
+            waiter = self._space_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                room -= 1
+        self._metrics.intake_depth.set(len(self._items))
