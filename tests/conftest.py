@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
+
+from opsresponder.store.migrations import migrate
+from opsresponder.store.pool import create_pool
 
 REQUIRE_SERVICES = os.environ.get("OPSRESPONDER_REQUIRE_SERVICES") == "1"
 
@@ -29,18 +35,15 @@ def service_url(variable: str, what: str) -> str:
 _unobserved: list[dict[str, Any]] = []
 
 
-class _StrictLoopPolicy(asyncio.DefaultEventLoopPolicy):
-    """Every test loop records exceptions that no task or future observed."""
-
-    def new_event_loop(self) -> asyncio.AbstractEventLoop:
-        loop = super().new_event_loop()
-        loop.set_exception_handler(lambda _loop, context: _unobserved.append(context))
-        return loop
+def _strict_loop() -> asyncio.AbstractEventLoop:
+    """A loop that records exceptions no task or future observed, so the test can fail on them."""
+    loop = asyncio.new_event_loop()
+    loop.set_exception_handler(lambda _loop, context: _unobserved.append(context))
+    return loop
 
 
-@pytest.fixture(scope="session")
-def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
-    return _StrictLoopPolicy()
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    return {"asyncio": _strict_loop}
 
 
 @pytest.fixture(autouse=True)
@@ -52,3 +55,49 @@ def _fail_on_unobserved_loop_exceptions() -> Iterator[None]:
         seen = list(_unobserved)
         _unobserved.clear()
         pytest.fail(f"the event loop saw exceptions nobody observed: {seen!r}")
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh, migrated database on the test PostgreSQL for this test session; dropped afterwards."""
+    server_url = service_url("OPSRESPONDER_TEST_DATABASE_URL", "PostgreSQL")
+    name = f"opsresponder_test_{uuid.uuid4().hex[:12]}"
+    url = _with_database(server_url, name)
+
+    async def create() -> None:
+        conn = await asyncpg.connect(server_url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(url)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(server_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    yield url
+    asyncio.run(drop())
+
+
+@pytest.fixture
+async def db_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the session database, emptied of events before the test."""
+    pool = await create_pool(database_url, min_size=1, max_size=4, connect_timeout=5, command_timeout=30)
+    async with pool.acquire() as conn:
+        await conn.execute("TRUNCATE events.events, events.dedup")
+    yield pool
+    await pool.close()
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))

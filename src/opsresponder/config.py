@@ -82,6 +82,16 @@ class SyslogListenerConfig(_Section):
     enabled: bool = True
     host: str = "0.0.0.0"  # noqa: S104
     port: Port = 514
+    # RFC 5424 6.1: receivers must accept 480 octets; beyond 16 MiB a "message" is a file transfer.
+    max_message_bytes: Annotated[int, msgspec.Meta(ge=480, le=16 * 1024 * 1024)] = 65536
+    """A longer message is kept truncated to this size (``metadata.truncated``), not taken for framing."""
+    recv_buffer_bytes: Annotated[int, msgspec.Meta(gt=0, le=1024 * 1024 * 1024)] = 8 * 1024 * 1024
+    """UDP only: SO_RCVBUF asked of the kernel, which caps it at ``net.core.rmem_max`` (a warning says so).
+    TCP leaves it to the kernel's autotuning."""
+    idle_timeout_seconds: PositiveFloat = 300.0
+    """TCP only: a connection that sends nothing for this long is closed."""
+    max_connections: PositiveInt = 1000
+    """TCP only: further connections are closed at accept and counted."""
 
 
 class SyslogTlsConfig(_Section):
@@ -93,6 +103,13 @@ class SyslogTlsConfig(_Section):
     ca_file: str | None = None
     require_client_cert: bool = False
     permitted_peers: list[str] = msgspec.field(default_factory=list)
+    """Certificate SHA-256 fingerprints (hex, colons optional) or subject alt names; empty permits any peer
+    the CA verifies. Needs ``ca_file``: only a verified client certificate can be matched."""
+    max_message_bytes: Annotated[int, msgspec.Meta(ge=480, le=16 * 1024 * 1024)] = 65536
+    idle_timeout_seconds: PositiveFloat = 300.0
+    max_connections: PositiveInt = 1000
+    handshake_timeout_seconds: PositiveFloat = 10.0
+    """A client still in the TLS handshake after this long is refused (``reason="handshake_timeout"``)."""
 
 
 class ParsingRuleConfig(_Section):
@@ -132,6 +149,13 @@ class SnmpConfig(_Section):
     communities: list[str] = msgspec.field(default_factory=lambda: ["public", "monitoring"])
     v3_users: list[SnmpV3UserConfig] = msgspec.field(default_factory=list)
     trap_mapping: dict[str, TrapMappingConfig] = msgspec.field(default_factory=dict)
+    engine_id: Annotated[str, msgspec.Meta(pattern=r"^(0x)?([0-9a-fA-F]{2}){5,32}$")] | None = None
+    """The receiver's own SNMPv3 engine ID (hex, 5-32 octets); informs are addressed to it. Null derives a
+    stable one from the host name. Set it explicitly so that senders' cached engine IDs survive restarts."""
+    max_varbinds: PositiveInt = 256
+    """A trap with more varbinds is refused (``too_many_varbinds``) before it costs decoding time."""
+    recv_buffer_bytes: PositiveInt = 8 * 1024 * 1024
+    """SO_RCVBUF asked of the kernel (capped by ``net.core.rmem_max``), so bursts queue instead of dropping."""
 
 
 class LoggingConfig(_Section):

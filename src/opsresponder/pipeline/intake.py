@@ -11,19 +11,10 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-import msgspec
-
 from opsresponder.core.event import Event
 from opsresponder.pipeline.errors import IntakeClosedError
 from opsresponder.pipeline.metrics import PipelineMetrics
-
-
-class StoreOutcome(msgspec.Struct, frozen=True):
-    """What the store stage did with one event: the id to report and whether it was a duplicate."""
-
-    event_id: int
-    correlation_id: str
-    duplicate: bool
+from opsresponder.store.events import WriteOutcome
 
 
 @dataclass(slots=True)
@@ -31,7 +22,7 @@ class Submission:
     """One event in flight, with the future of a caller that waits for its commit (HTTP) or None."""
 
     event: Event
-    future: asyncio.Future[StoreOutcome] | None
+    future: asyncio.Future[WriteOutcome] | None
     enqueued_at: float = field(default_factory=time.monotonic)
 
 
@@ -73,7 +64,7 @@ class Intake:
         self._append(Submission(event, None))
         return True
 
-    async def put(self, event: Event, *, wait_for_commit: bool = False) -> asyncio.Future[StoreOutcome] | None:
+    async def put(self, event: Event, *, wait_for_commit: bool = False) -> asyncio.Future[WriteOutcome] | None:
         """Enqueue, waiting for room. With `wait_for_commit`, returns a future completed after commit.
 
         Raises:
@@ -89,7 +80,7 @@ class Intake:
                     waiter.cancel()
         if self._closed:
             raise IntakeClosedError("the intake is closed: the process is shutting down")
-        future: asyncio.Future[StoreOutcome] | None = None
+        future: asyncio.Future[WriteOutcome] | None = None
         if wait_for_commit:
             future = asyncio.get_running_loop().create_future()
         self._append(Submission(event, future))
@@ -131,6 +122,27 @@ class Intake:
         self._items.extendleft(reversed(batch))
         self._in_flight -= len(batch)
         self._not_empty.set()
+
+    def fail_waiting(self, error: BaseException) -> int:
+        """Answer every queued submission that has a waiting caller with `error`, and remove it.
+
+        Used during a database outage: an HTTP caller gets its 503 now instead of after the outage.
+        Returns how many were failed.
+        """
+        kept: deque[Submission] = deque()
+        failed = 0
+        for submission in self._items:
+            if submission.future is None:
+                kept.append(submission)
+            else:
+                if not submission.future.done():
+                    submission.future.set_exception(error)
+                failed += 1
+        self._items = kept
+        if self._in_flight == 0 and not self._items:
+            self._idle.set()
+        self._wake_putters()
+        return failed
 
     def task_done(self, count: int) -> None:
         self._in_flight -= count

@@ -1,0 +1,3 @@
+from opsresponder.cli import main
+
+raise SystemExit(main())

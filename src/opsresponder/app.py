@@ -1,0 +1,195 @@
+"""Composition root: reads settings, builds every part, owns the task group and the shutdown order.
+
+Only this module knows every concrete class. ``ingest``, ``pipeline`` and ``response`` never import each
+other; they meet here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+import asyncpg
+import msgspec
+import structlog
+from prometheus_client import CollectorRegistry
+
+from opsresponder.api.context import ApiContext
+from opsresponder.api.events import build_events_app
+from opsresponder.api.autonomous import build_autonomous_app
+from opsresponder.api.server import HttpServer, address_of, bind_tcp
+from opsresponder.config import Settings, TokenConfig
+from opsresponder.core.clock import Clock, utcnow
+from opsresponder.ingest.http.adapters import ADAPTERS, detect_adapter
+from opsresponder.pipeline.intake import Intake
+from opsresponder.pipeline.metrics import PipelineMetrics
+from opsresponder.pipeline.stages import correlate, normalize
+from opsresponder.pipeline.worker import PipelineWorker
+from opsresponder.store.embedded import EmbeddedPostgres, ensure_database
+from opsresponder.store.events import EventRepository
+from opsresponder.store.migrations import migrate
+from opsresponder.store.pool import connection, create_pool
+
+log = structlog.get_logger(__name__)
+
+BOOTSTRAP_TOKEN_FILE = "admin-token"
+
+
+class OpsResponder:
+    """The whole service. `run` starts everything, serves until `stop` is set, then shuts down in order.
+
+    Shutdown order, and why: stop the listeners and HTTP servers from accepting (no new work); let in-flight
+    HTTP requests finish, which needs the worker still running; close the intake and drain it within the
+    grace period; cancel the worker; close the pool; stop the embedded PostgreSQL.
+    """
+
+    def __init__(self, settings: Settings, *, clock: Clock = utcnow) -> None:
+        self.settings = _with_bootstrap_token(settings)
+        self._clock = clock
+        self.started = asyncio.Event()
+        self.listeners: dict[str, str] = {}
+        self.intake: Intake | None = None
+        self.pool: asyncpg.Pool | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        settings = self.settings
+        async with database_session(settings) as pool:
+            self.pool = pool
+            async with connection(pool) as conn:
+                await migrate(conn)
+
+            registry = CollectorRegistry()
+            pipeline_metrics = PipelineMetrics(registry)
+            intake = Intake(settings.pipeline.intake_capacity, pipeline_metrics)
+            self.intake = intake
+            repository = EventRepository(
+                pool, dedup_window=timedelta(seconds=settings.pipeline.dedup_window_seconds)
+            )
+
+            async def check_database() -> None:
+                async with connection(pool, timeout=settings.database.connect_timeout_seconds) as conn:
+                    await conn.fetchval("SELECT 1")
+
+            worker = PipelineWorker(
+                intake,
+                repository,
+                pipeline_metrics,
+                stages=[normalize, correlate],
+                probe=check_database,
+                batch_max_events=settings.pipeline.batch_max_events,
+                batch_max_wait=settings.pipeline.batch_max_wait_ms / 1000,
+                retry_max_delay=settings.pipeline.db_retry_max_seconds,
+                clock=self._clock,
+            )
+            ctx = ApiContext(
+                settings=settings,
+                intake=intake,
+                worker=worker,
+                events=repository,
+                registry=registry,
+                pipeline_metrics=pipeline_metrics,
+                check_database=check_database,
+                listeners=self.listeners,
+                native_adapters=dict(ADAPTERS),
+                detect_native=detect_adapter,
+            )
+            grace = settings.pipeline.drain_grace_seconds
+            servers = [
+                HttpServer(
+                    build_events_app(ctx),
+                    bind_tcp(settings.api.events.host, settings.api.events.port, "api.events"),
+                    grace,
+                ),
+                HttpServer(
+                    build_autonomous_app(ctx),
+                    bind_tcp(settings.api.autonomous.host, settings.api.autonomous.port, "api.autonomous"),
+                    grace,
+                ),
+            ]
+            for name, server in zip(("events_api", "autonomous_api"), servers, strict=True):
+                self.listeners[name] = address_of(server.socket)
+            log.info("OpsResponder is listening.", **self.listeners)
+
+            async with asyncio.TaskGroup() as tasks:
+                worker_task = tasks.create_task(worker.run(), name="pipeline-worker")
+                server_tasks = [tasks.create_task(s.serve(), name=f"http-{i}") for i, s in enumerate(servers)]
+                self.started.set()
+                await stop.wait()
+                log.info("Shutting down.", grace_seconds=grace)
+                for server in servers:
+                    server.stop()
+                await asyncio.wait(server_tasks)
+                intake.close()
+                try:
+                    await asyncio.wait_for(intake.wait_drained(), grace)
+                except TimeoutError:
+                    log.error("The intake did not drain within the grace period; queued events are lost.",
+                              lost=intake.depth)
+                worker_task.cancel()
+        log.info("OpsResponder stopped.")
+
+
+
+@contextlib.asynccontextmanager
+async def database_session(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the configured database, or on the embedded PostgreSQL (started here, stopped after)."""
+    async with contextlib.AsyncExitStack() as stack:
+        dsn = settings.database.url
+        if not dsn:
+            embedded = EmbeddedPostgres(Path(settings.data_dir))
+            maintenance_dsn = await asyncio.to_thread(embedded.start)
+            stack.push_async_callback(asyncio.to_thread, embedded.stop)
+            dsn = await ensure_database(maintenance_dsn)
+        pool = await create_pool(
+            dsn,
+            min_size=settings.database.pool_min_size,
+            max_size=settings.database.pool_max_size,
+            connect_timeout=settings.database.connect_timeout_seconds,
+            command_timeout=settings.database.command_timeout_seconds,
+        )
+        stack.push_async_callback(pool.close)
+        yield pool
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings, *, clock: Clock = utcnow) -> AsyncIterator[OpsResponder]:
+    """Run the service in the background for the duration of the block (tests, embedding)."""
+    service = OpsResponder(settings, clock=clock)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop), name="opsresponder")
+    started = asyncio.create_task(service.started.wait())
+    await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        started.cancel()
+        task.result()  # raises the start failure
+    try:
+        yield service
+    finally:
+        stop.set()
+        await task
+
+
+def _with_bootstrap_token(settings: Settings) -> Settings:
+    """With no tokens configured, create (once) an admin token in ``<data_dir>/admin-token``.
+
+    Every endpoint but health needs a token, so a fresh install must have one; it is written to a file
+    readable only by us and never logged.
+    """
+    if settings.api.tokens:
+        return settings
+    path = Path(settings.data_dir) / BOOTSTRAP_TOKEN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+        log.warning("No API tokens are configured; created an admin token.", token_file=str(path))
+    token = path.read_text().strip()
+    api = msgspec.structs.replace(
+        settings.api, tokens=[TokenConfig(name="bootstrap-admin", token=token, scopes=["admin"])]
+    )
+    return msgspec.structs.replace(settings, api=api)

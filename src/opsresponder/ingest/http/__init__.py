@@ -1,0 +1,1 @@
+"""HTTP ingest: the webhook endpoints and the native payload adapters of monitoring systems."""

@@ -1,0 +1,56 @@
+"""Stage 1: make every event storable and comparable, whatever listener produced it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opsresponder.core.clock import as_utc
+from opsresponder.core.event import Event, compute_fingerprint
+
+# PostgreSQL text and jsonb cannot hold NUL; a syslog sender can still send one. Replace, never drop.
+_NUL = "\x00"
+_REPLACEMENT = "\ufffd"
+MAX_TITLE_CHARS = 1024
+
+
+def normalize(events: list[Event]) -> None:
+    """Trim host and service (empty becomes None), make datetimes UTC, compute missing fingerprints."""
+    for event in events:
+        event.host = _clean_optional(event.host)
+        event.service = _clean_optional(event.service)
+        event.title = _scrub(event.title.strip())[:MAX_TITLE_CHARS]
+        if event.description is not None and _NUL in event.description:
+            event.description = _scrub(event.description)
+        if event.raw is not None and _NUL in event.raw:
+            event.raw = _scrub(event.raw)
+        event.occurred_at = as_utc(event.occurred_at)
+        event.received_at = as_utc(event.received_at)
+        if event.tags:
+            event.tags = list(dict.fromkeys(_scrub(t.strip()) for t in event.tags if t.strip()))
+        if event.metadata:
+            event.metadata = _scrub_value(event.metadata)
+        if not event.fingerprint:
+            event.fingerprint = compute_fingerprint(
+                event.source, event.host, event.service, event.event_type, event.title
+            )
+
+
+def _clean_optional(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = _scrub(value.strip())
+    return value or None
+
+
+def _scrub(text: str) -> str:
+    return text.replace(_NUL, _REPLACEMENT) if _NUL in text else text
+
+
+def _scrub_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return _scrub(value)
+    if isinstance(value, dict):
+        return {_scrub(str(k)): _scrub_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_value(v) for v in value]
+    return value

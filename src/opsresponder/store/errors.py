@@ -1,0 +1,21 @@
+"""Errors of the store package; asyncpg and OS errors are wrapped into these at the boundary."""
+
+from __future__ import annotations
+
+from opsresponder.core.errors import OpsResponderError
+
+
+class StoreError(OpsResponderError):
+    """Root of storage errors."""
+
+
+class DatabaseUnavailableError(StoreError):
+    """The database cannot be reached or lost the connection; the operation may be retried later."""
+
+
+class EmbeddedPostgresError(StoreError):
+    """The embedded PostgreSQL server could not be prepared or started."""
+
+
+class MigrationError(StoreError):
+    """A migration file is invalid or failed to apply."""

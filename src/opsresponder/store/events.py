@@ -1,0 +1,284 @@
+"""Event storage: one transaction per batch, dedup by fingerprint and state, and the queries of the API."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+import asyncpg
+import msgspec
+
+from opsresponder.core.event import Event
+from opsresponder.store.errors import StoreError
+from opsresponder.store.ids import EventIdAllocator
+from opsresponder.store.pool import connection
+
+
+class WriteOutcome(msgspec.Struct, frozen=True):
+    """What storing one event did: the id to report and whether it was folded into an existing event."""
+
+    event_id: int
+    correlation_id: uuid.UUID
+    duplicate: bool
+
+
+class EventQuery(msgspec.Struct, kw_only=True):
+    """Filters of ``GET /api/v1/events``; None means "any"."""
+
+    severities: list[str] | None = None
+    event_type: str | None = None
+    host: str | None = None
+    service: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+# Column order shared by the INSERT and the unnest() arrays built in `_columns`.
+_COLUMNS: Final = (
+    ("id", "bigint"),
+    ("source", "text"),
+    ("source_type", "text"),
+    ("event_type", "text"),
+    ("severity", "text"),
+    ("state", "text"),
+    ("host", "text"),
+    ("service", "text"),
+    ("title", "text"),
+    ("description", "text"),
+    ("occurred_at", "timestamptz"),
+    ("received_at", "timestamptz"),
+    ("processed_at", "timestamptz"),
+    ("last_seen_at", "timestamptz"),
+    ("duplicate_count", "integer"),
+    ("metadata", "jsonb"),
+    ("fingerprint", "text"),
+    ("correlation_id", "uuid"),
+    ("score", "double precision"),
+    ("suppressed_reason", "text"),
+    ("raw", "text"),
+)
+# tags is text[]; unnest() would flatten an array of arrays, so each event's tags travel as JSON text.
+_INSERT: Final = (
+    f"INSERT INTO events.events ({', '.join(c for c, _ in _COLUMNS)}, tags) "
+    f"SELECT {', '.join('u.' + c for c, _ in _COLUMNS)}, "
+    "ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb)) "
+    f"FROM unnest({', '.join(f'${i}::{t}[]' for i, (_, t) in enumerate(_COLUMNS, 1))}, "
+    f"${len(_COLUMNS) + 1}::text[]) AS u({', '.join(c for c, _ in _COLUMNS)}, tags)"
+)
+
+# A row is replaced (the incoming event is new) when the state changed or the window has passed since it
+# was last seen; otherwise the incoming event is a duplicate of the row's event.
+_UPSERT_DEDUP: Final = """
+INSERT INTO events.dedup AS d (fingerprint, state, event_id, correlation_id, last_seen_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::uuid[], $5::timestamptz[])
+ON CONFLICT (fingerprint) DO UPDATE SET
+    event_id = CASE WHEN d.state = EXCLUDED.state AND d.last_seen_at >= EXCLUDED.last_seen_at - $6::interval
+                    THEN d.event_id ELSE EXCLUDED.event_id END,
+    correlation_id = CASE WHEN d.state = EXCLUDED.state
+                               AND d.last_seen_at >= EXCLUDED.last_seen_at - $6::interval
+                          THEN d.correlation_id ELSE EXCLUDED.correlation_id END,
+    state = EXCLUDED.state,
+    last_seen_at = GREATEST(d.last_seen_at, EXCLUDED.last_seen_at)
+RETURNING fingerprint, event_id, correlation_id
+"""
+
+_ADD_DUPLICATES: Final = """
+UPDATE events.events AS e
+SET duplicate_count = e.duplicate_count + u.n, last_seen_at = GREATEST(e.last_seen_at, u.seen)
+FROM unnest($1::bigint[], $2::integer[], $3::timestamptz[]) AS u(id, n, seen)
+WHERE e.id = u.id
+"""
+
+_SELECT: Final = (
+    "SELECT id, source, source_type, event_type, severity, state, host, service, title, description, "
+    "occurred_at, received_at, processed_at, last_seen_at, duplicate_count, metadata, tags, fingerprint, "
+    "correlation_id, score, suppressed_reason, raw FROM events.events"
+)
+
+
+class EventRepository:
+    """Reads and writes `events.events`.
+
+    `store_batch` never leaves a batch half-stored: everything happens in one transaction, and a failure
+    rolls it all back.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, dedup_window: timedelta) -> None:
+        self._pool = pool
+        self._window = dedup_window
+        self._ids = EventIdAllocator()
+
+    async def store_batch(self, events: Sequence[Event]) -> list[WriteOutcome]:
+        """Store `events` (fingerprint, correlation_id and processed_at already set), in one transaction.
+
+        Returns one outcome per event, in order. Duplicates within the batch or of stored events are folded
+        into the event they repeat (its ``duplicate_count`` and ``last_seen_at`` grow).
+
+        Raises:
+            DatabaseUnavailableError: the connection failed; nothing was stored.
+            StoreError: the database refused the batch; nothing was stored.
+        """
+        if not events:
+            return []
+        async with connection(self._pool) as conn:
+            try:
+                ids = await self._ids.allocate(conn, len(events))
+                async with conn.transaction():
+                    return await self._write(conn, events, ids)
+            except asyncpg.PostgresError as e:
+                raise StoreError(f"the database refused the batch: {e.__class__.__name__}: {e}") from e
+
+    async def _write(self, conn: asyncpg.Connection, events: Sequence[Event], ids: list[int]) -> list[WriteOutcome]:
+        rounds, heads = _plan_rounds(events)
+        outcomes: list[WriteOutcome | None] = [None] * len(events)
+        new: list[int] = []
+        for round_indexes in rounds:
+            round_indexes.sort(key=lambda i: events[i].fingerprint)  # one lock order for every writer
+            rows = await conn.fetch(
+                _UPSERT_DEDUP,
+                [events[i].fingerprint for i in round_indexes],
+                [events[i].state.value for i in round_indexes],
+                [ids[i] for i in round_indexes],
+                [events[i].correlation_id for i in round_indexes],
+                [events[i].received_at for i in round_indexes],
+                self._window,
+            )
+            by_fingerprint = {r["fingerprint"]: r for r in rows}
+            for i in round_indexes:
+                row = by_fingerprint[events[i].fingerprint]
+                if row["event_id"] == ids[i]:
+                    new.append(i)
+                    outcomes[i] = WriteOutcome(ids[i], row["correlation_id"], duplicate=False)
+                else:
+                    outcomes[i] = WriteOutcome(row["event_id"], row["correlation_id"], duplicate=True)
+
+        # In-batch repeats follow their run's head; every duplicate then counts towards the event it repeats.
+        repeats: dict[int, tuple[int, datetime]] = {}
+        for i, head in heads.items():
+            head_outcome = outcomes[head]
+            assert head_outcome is not None
+            outcomes[i] = WriteOutcome(head_outcome.event_id, head_outcome.correlation_id, duplicate=True)
+        for i, outcome in enumerate(outcomes):
+            assert outcome is not None
+            if outcome.duplicate:
+                n, seen = repeats.get(outcome.event_id, (0, events[i].received_at))
+                repeats[outcome.event_id] = (n + 1, max(seen, events[i].received_at))
+
+        new_ids = set()
+        if new:
+            for i in new:
+                event = events[i]
+                event.id = ids[i]
+                n, seen = repeats.pop(ids[i], (0, event.received_at))
+                event.duplicate_count = n
+                event.last_seen_at = seen
+                new_ids.add(ids[i])
+            await conn.execute(_INSERT, *_columns([events[i] for i in new]))
+        if repeats:
+            targets = list(repeats)
+            await conn.execute(
+                _ADD_DUPLICATES, targets, [repeats[t][0] for t in targets], [repeats[t][1] for t in targets]
+            )
+        return [o for o in outcomes if o is not None]
+
+    async def get(self, event_id: int) -> Event | None:
+        async with connection(self._pool) as conn:
+            row = await conn.fetchrow(_SELECT + " WHERE id = $1", event_id)
+        return None if row is None else _to_event(row)
+
+    async def query(self, q: EventQuery) -> tuple[list[Event], int]:
+        """The events matching `q`, newest first, and how many match in all."""
+        where, args = _where(q)
+        async with connection(self._pool) as conn:
+            total = await conn.fetchval(f"SELECT count(*) FROM events.events{where}", *args)
+            rows = await conn.fetch(
+                f"{_SELECT}{where} ORDER BY occurred_at DESC, id DESC LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
+                *args,
+                q.limit,
+                q.offset,
+            )
+        return [_to_event(r) for r in rows], int(total)
+
+
+def _plan_rounds(events: Sequence[Event]) -> tuple[list[list[int]], dict[int, int]]:
+    """Split a batch so no upsert statement touches one fingerprint twice (PostgreSQL forbids that).
+
+    Consecutive events of one fingerprint in the same state form a run: the first is the run's head and
+    goes to the database, the others repeat it. Runs of one fingerprint go to successive rounds, in order.
+    Returns the rounds (event indexes) and a map from each repeat to its head.
+    """
+    rounds: list[list[int]] = []
+    heads: dict[int, int] = {}
+    last_head: dict[str, int] = {}
+    runs_seen: dict[str, int] = {}
+    for i, event in enumerate(events):
+        head = last_head.get(event.fingerprint)
+        if head is not None and events[head].state == event.state:
+            heads[i] = head
+            continue
+        run = runs_seen.get(event.fingerprint, 0)
+        runs_seen[event.fingerprint] = run + 1
+        last_head[event.fingerprint] = i
+        if run == len(rounds):
+            rounds.append([])
+        rounds[run].append(i)
+    return rounds, heads
+
+
+def _columns(events: list[Event]) -> list[list[Any]]:
+    encode = msgspec.json.encode
+    return [
+        [e.id for e in events],
+        [e.source for e in events],
+        [e.source_type for e in events],
+        [e.event_type for e in events],
+        [e.severity.value for e in events],
+        [e.state.value for e in events],
+        [e.host for e in events],
+        [e.service for e in events],
+        [e.title for e in events],
+        [e.description for e in events],
+        [e.occurred_at for e in events],
+        [e.received_at for e in events],
+        [e.processed_at for e in events],
+        [e.last_seen_at for e in events],
+        [e.duplicate_count for e in events],
+        [e.metadata for e in events],
+        [e.fingerprint for e in events],
+        [e.correlation_id for e in events],
+        [e.score for e in events],
+        [e.suppressed_reason for e in events],
+        [e.raw for e in events],
+        [encode(e.tags).decode() for e in events],
+    ]
+
+
+def _where(q: EventQuery) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+
+    def add(sql: str, value: Any) -> None:
+        args.append(value)
+        clauses.append(sql.format(f"${len(args)}"))
+
+    if q.severities:
+        add("severity = ANY({}::text[])", q.severities)
+    if q.event_type is not None:
+        add("event_type = {}", q.event_type)
+    if q.host is not None:
+        add("host = {}", q.host)
+    if q.service is not None:
+        add("service = {}", q.service)
+    if q.start_time is not None:
+        add("occurred_at >= {}", q.start_time)
+    if q.end_time is not None:
+        add("occurred_at <= {}", q.end_time)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def _to_event(row: asyncpg.Record) -> Event:
+    return msgspec.convert(dict(row), Event, from_attributes=False)

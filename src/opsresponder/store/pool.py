@@ -1,0 +1,74 @@
+"""The asyncpg pool, with msgspec JSON codecs for json/jsonb registered once per connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from opsresponder.store.errors import DatabaseUnavailableError
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder()
+
+# Errors that mean "the server is gone or restarting", as opposed to a bug in a query. Any of them is
+# answered by waiting and retrying, never by dropping data.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+
+def _encode_json(value: Any) -> str:
+    return _encoder.encode(value).decode()
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name, schema="pg_catalog", encoder=_encode_json, decoder=_decoder.decode, format="text"
+        )
+
+
+async def create_pool(
+    dsn: str, *, min_size: int, max_size: int, connect_timeout: float, command_timeout: float
+) -> asyncpg.Pool:
+    """Open a pool; the first connection is made here so a bad DSN fails the start.
+
+    Raises:
+        DatabaseUnavailableError: the server cannot be reached or refused the connection.
+    """
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=connect_timeout,
+            command_timeout=command_timeout,
+            init=_init_connection,
+            server_settings={"application_name": "opsresponder"},
+        )
+    except (*CONNECTION_ERRORS, asyncpg.PostgresError) as e:
+        raise DatabaseUnavailableError(f"cannot connect to PostgreSQL: {e}") from e
+    return pool
+
+
+@contextlib.asynccontextmanager
+async def connection(pool: asyncpg.Pool, timeout: float | None = None) -> AsyncIterator[asyncpg.Connection]:
+    """Acquire a connection, turning connection-level failures into `DatabaseUnavailableError`."""
+    try:
+        async with pool.acquire(timeout=timeout) as conn:
+            yield conn
+    except CONNECTION_ERRORS as e:
+        raise DatabaseUnavailableError(f"PostgreSQL is unavailable: {e.__class__.__name__}: {e}") from e

@@ -1,0 +1,69 @@
+"""GET /api/v1/events filters, paging and validation over a real socket."""
+
+from __future__ import annotations
+
+import httpx
+
+
+async def _post(client: httpx.AsyncClient, **fields: object) -> int:
+    event = {"source": "t", "event_type": "alert", "severity": "high", "title": "t", **fields}
+    r = await client.post("/api/v1/events/webhook", json=event)
+    assert r.status_code == 200, r.text
+    event_id = r.json()["event_id"]
+    assert isinstance(event_id, int)
+    return event_id
+
+
+async def test_filters_paging_and_order(client: httpx.AsyncClient) -> None:
+    for i in range(6):
+        await _post(
+            client,
+            title=f"e{i}",
+            host=f"h{i % 2}",
+            service="db" if i < 2 else "web",
+            severity=["critical", "high", "info"][i % 3],
+            event_type="disk_full" if i == 5 else "alert",
+            timestamp=f"2024-12-20T10:0{i}:00Z",
+        )
+    listing = (await client.get("/api/v1/events", params={"limit": 4})).json()
+    assert listing["total_count"] == 6 and listing["has_more"] is True
+    assert [e["title"] for e in listing["events"]] == ["e5", "e4", "e3", "e2"]
+    assert "raw" not in listing["events"][0]
+    rest = (await client.get("/api/v1/events", params={"limit": 4, "offset": 4})).json()
+    assert [e["title"] for e in rest["events"]] == ["e1", "e0"] and rest["has_more"] is False
+
+    async def fetch(params: dict[str, str]) -> list[str]:
+        r = await client.get("/api/v1/events", params=params)
+        assert r.status_code == 200, r.text
+        return [e["title"] for e in r.json()["events"]]
+
+    assert await fetch({"severity": "critical"}) == ["e3", "e0"]
+    assert await fetch({"severity": "critical,info"}) == ["e5", "e3", "e2", "e0"]
+    assert await fetch({"host": "h1", "service": "web"}) == ["e5", "e3"]
+    assert await fetch({"event_type": "disk_full"}) == ["e5"]
+    assert await fetch({"start_time": "2024-12-20T10:01:00Z", "end_time": "2024-12-20T10:03:00Z"}) == [
+        "e3",
+        "e2",
+        "e1",
+    ]
+    with_corr = (await client.get("/api/v1/events", params={"include_correlations": "true"})).json()
+    assert all(e["correlations"] == [] for e in with_corr["events"])
+
+
+async def test_invalid_query_parameters_are_400(client: httpx.AsyncClient) -> None:
+    for params in (
+        {"limit": "1001"},
+        {"limit": "0"},
+        {"offset": "-1"},
+        {"severity": "urgent"},
+        {"severity": "high,bogus"},
+        {"start_time": "not-a-time"},
+        {"start_time": "2024-12-21T00:00:00Z", "end_time": "2024-12-20T00:00:00Z"},
+    ):
+        r = await client.get("/api/v1/events", params=params)
+        assert r.status_code == 400, (params, r.text)
+    assert (await client.get("/api/v1/events", params={"limit": "1000"})).status_code == 200
+
+
+async def test_an_unknown_event_is_404(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/api/v1/events/123456789")).status_code == 404
