@@ -53,6 +53,7 @@ class OpsResponder:
         self.started = asyncio.Event()
         self.listeners: dict[str, str] = {}
         self.intake: Intake | None = None
+        self.worker: PipelineWorker | None = None
         self.pool: asyncpg.Pool | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -85,6 +86,7 @@ class OpsResponder:
                 retry_max_delay=settings.pipeline.db_retry_max_seconds,
                 clock=self._clock,
             )
+            self.worker = worker
             ctx = ApiContext(
                 settings=settings,
                 intake=intake,

