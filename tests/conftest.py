@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
+from opsresponder.store.embedded import EmbeddedPostgres
 from opsresponder.store.migrations import migrate
 from opsresponder.store.pool import create_pool
 
@@ -58,9 +60,28 @@ def _fail_on_unobserved_loop_exceptions() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
+def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The test PostgreSQL server: OPSRESPONDER_TEST_DATABASE_URL, else an embedded one for this session.
+
+    With OPSRESPONDER_REQUIRE_SERVICES=1 (CI) the variable must be set: CI tests the machine's server.
+    """
+    url = os.environ.get("OPSRESPONDER_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    if REQUIRE_SERVICES:
+        pytest.fail(
+            "OPSRESPONDER_TEST_DATABASE_URL is not set and OPSRESPONDER_REQUIRE_SERVICES=1", pytrace=False
+        )
+    embedded = EmbeddedPostgres(tmp_path_factory.mktemp("embedded-pg"))
+    yield embedded.start()
+    embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server_url: str) -> Iterator[str]:
     """A fresh, migrated database on the test PostgreSQL for this test session; dropped afterwards."""
-    server_url = service_url("OPSRESPONDER_TEST_DATABASE_URL", "PostgreSQL")
+    server_url = postgres_server_url
     name = f"opsresponder_test_{uuid.uuid4().hex[:12]}"
     url = _with_database(server_url, name)
 
@@ -101,3 +122,14 @@ async def db_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 def _with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+def require_program(program: str, debian_package: str) -> str:
+    """The path of a real client program (logger, loggen, snmptrap...), or skip; in CI, fail instead."""
+    path = shutil.which(program)
+    if path:
+        return path
+    message = f"{program} is not installed (Debian package {debian_package})"
+    if REQUIRE_SERVICES:
+        pytest.fail(message + " (OPSRESPONDER_REQUIRE_SERVICES=1 forbids skipping)", pytrace=False)
+    pytest.skip(message)

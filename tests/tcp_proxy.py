@@ -7,10 +7,12 @@ import contextlib
 
 
 class CuttableProxy:
-    """Forwards 127.0.0.1:<port> to a target; `cut` drops every connection and refuses new ones."""
+    """Forwards 127.0.0.1:<port> to a TCP or Unix-socket target; `cut` drops every connection and refuses
+    new ones until `restore`."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, unix_path: str | None = None) -> None:
         self._target = (target_host, target_port)
+        self._unix_path = unix_path
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -44,7 +46,10 @@ class CuttableProxy:
             writer.transport.abort()
             return
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self._target)
+            if self._unix_path is not None:
+                up_reader, up_writer = await asyncio.open_unix_connection(self._unix_path)
+            else:
+                up_reader, up_writer = await asyncio.open_connection(*self._target)
         except OSError:
             writer.transport.abort()
             return

@@ -13,14 +13,15 @@ import secrets
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+
 import asyncpg
 import msgspec
 import structlog
 from prometheus_client import CollectorRegistry
 
+from opsresponder.api.autonomous import build_autonomous_app
 from opsresponder.api.context import ApiContext
 from opsresponder.api.events import build_events_app
-from opsresponder.api.autonomous import build_autonomous_app
 from opsresponder.api.server import HttpServer, address_of, bind_tcp
 from opsresponder.config import Settings, TokenConfig
 from opsresponder.core.clock import Clock, utcnow
@@ -29,6 +30,7 @@ from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.stages import correlate, normalize
 from opsresponder.pipeline.worker import PipelineWorker
+from opsresponder.state import StateBackend, build_state_backend
 from opsresponder.store.embedded import EmbeddedPostgres, ensure_database
 from opsresponder.store.events import EventRepository
 from opsresponder.store.migrations import migrate
@@ -36,7 +38,7 @@ from opsresponder.store.pool import connection, create_pool
 
 log = structlog.get_logger(__name__)
 
-BOOTSTRAP_TOKEN_FILE = "admin-token"
+BOOTSTRAP_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name, not a secret
 
 
 class OpsResponder:
@@ -54,6 +56,7 @@ class OpsResponder:
         self.listeners: dict[str, str] = {}
         self.intake: Intake | None = None
         self.worker: PipelineWorker | None = None
+        self.state: StateBackend | None = None
         self.pool: asyncpg.Pool | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -62,78 +65,89 @@ class OpsResponder:
             self.pool = pool
             async with connection(pool) as conn:
                 await migrate(conn)
-
-            registry = CollectorRegistry()
-            pipeline_metrics = PipelineMetrics(registry)
-            intake = Intake(settings.pipeline.intake_capacity, pipeline_metrics)
-            self.intake = intake
-            repository = EventRepository(
-                pool, dedup_window=timedelta(seconds=settings.pipeline.dedup_window_seconds)
-            )
-
-            async def check_database() -> None:
-                async with connection(pool, timeout=settings.database.connect_timeout_seconds) as conn:
-                    await conn.fetchval("SELECT 1")
-
-            worker = PipelineWorker(
-                intake,
-                repository,
-                pipeline_metrics,
-                stages=[normalize, correlate],
-                probe=check_database,
-                batch_max_events=settings.pipeline.batch_max_events,
-                batch_max_wait=settings.pipeline.batch_max_wait_ms / 1000,
-                retry_max_delay=settings.pipeline.db_retry_max_seconds,
-                clock=self._clock,
-            )
-            self.worker = worker
-            ctx = ApiContext(
-                settings=settings,
-                intake=intake,
-                worker=worker,
-                events=repository,
-                registry=registry,
-                pipeline_metrics=pipeline_metrics,
-                check_database=check_database,
-                listeners=self.listeners,
-                native_adapters=dict(ADAPTERS),
-                detect_native=detect_adapter,
-            )
-            grace = settings.pipeline.drain_grace_seconds
-            servers = [
-                HttpServer(
-                    build_events_app(ctx),
-                    bind_tcp(settings.api.events.host, settings.api.events.port, "api.events"),
-                    grace,
-                ),
-                HttpServer(
-                    build_autonomous_app(ctx),
-                    bind_tcp(settings.api.autonomous.host, settings.api.autonomous.port, "api.autonomous"),
-                    grace,
-                ),
-            ]
-            for name, server in zip(("events_api", "autonomous_api"), servers, strict=True):
-                self.listeners[name] = address_of(server.socket)
-            log.info("OpsResponder is listening.", **self.listeners)
-
-            async with asyncio.TaskGroup() as tasks:
-                worker_task = tasks.create_task(worker.run(), name="pipeline-worker")
-                server_tasks = [tasks.create_task(s.serve(), name=f"http-{i}") for i, s in enumerate(servers)]
-                self.started.set()
-                await stop.wait()
-                log.info("Shutting down.", grace_seconds=grace)
-                for server in servers:
-                    server.stop()
-                await asyncio.wait(server_tasks)
-                intake.close()
-                try:
-                    await asyncio.wait_for(intake.wait_drained(), grace)
-                except TimeoutError:
-                    log.error("The intake did not drain within the grace period; queued events are lost.",
-                              lost=intake.depth)
-                worker_task.cancel()
+            # Started before anything serves, so an unreachable Redis fails the start, not a request.
+            state = build_state_backend(settings.redis.url, settings.redis.key_prefix)
+            await state.start()
+            self.state = state
+            try:
+                await self._serve(pool, state, stop)
+            finally:
+                await state.stop()
         log.info("OpsResponder stopped.")
 
+    async def _serve(self, pool: asyncpg.Pool, state: StateBackend, stop: asyncio.Event) -> None:
+        settings = self.settings
+        registry = CollectorRegistry()
+        pipeline_metrics = PipelineMetrics(registry)
+        intake = Intake(settings.pipeline.intake_capacity, pipeline_metrics)
+        self.intake = intake
+        repository = EventRepository(
+            pool, dedup_window=timedelta(seconds=settings.pipeline.dedup_window_seconds)
+        )
+
+        async def check_database() -> None:
+            async with connection(pool, timeout=settings.database.connect_timeout_seconds) as conn:
+                await conn.fetchval("SELECT 1")
+
+        worker = PipelineWorker(
+            intake,
+            repository,
+            pipeline_metrics,
+            stages=[normalize, correlate],
+            probe=check_database,
+            batch_max_events=settings.pipeline.batch_max_events,
+            batch_max_wait=settings.pipeline.batch_max_wait_ms / 1000,
+            retry_max_delay=settings.pipeline.db_retry_max_seconds,
+            clock=self._clock,
+        )
+        self.worker = worker
+        ctx = ApiContext(
+            settings=settings,
+            intake=intake,
+            worker=worker,
+            events=repository,
+            registry=registry,
+            pipeline_metrics=pipeline_metrics,
+            check_database=check_database,
+            listeners=self.listeners,
+            native_adapters=dict(ADAPTERS),
+            detect_native=detect_adapter,
+        )
+        grace = settings.pipeline.drain_grace_seconds
+        servers = [
+            HttpServer(
+                build_events_app(ctx),
+                bind_tcp(settings.api.events.host, settings.api.events.port, "api.events"),
+                grace,
+            ),
+            HttpServer(
+                build_autonomous_app(ctx),
+                bind_tcp(settings.api.autonomous.host, settings.api.autonomous.port, "api.autonomous"),
+                grace,
+            ),
+        ]
+        for name, server in zip(("events_api", "autonomous_api"), servers, strict=True):
+            self.listeners[name] = address_of(server.socket)
+        log.info("OpsResponder is listening.", **self.listeners)
+
+        async with asyncio.TaskGroup() as tasks:
+            worker_task = tasks.create_task(worker.run(), name="pipeline-worker")
+            server_tasks = [tasks.create_task(s.serve(), name=f"http-{i}") for i, s in enumerate(servers)]
+            self.started.set()
+            await stop.wait()
+            log.info("Shutting down.", grace_seconds=grace)
+            for server in servers:
+                server.stop()
+            await asyncio.wait(server_tasks)
+            intake.close()
+            try:
+                await asyncio.wait_for(intake.wait_drained(), grace)
+            except TimeoutError:
+                log.error(
+                    "The intake did not drain within the grace period; queued events are lost.",
+                    lost=intake.depth,
+                )
+            worker_task.cancel()
 
 
 @contextlib.asynccontextmanager

@@ -59,7 +59,9 @@ class ServiceProcess:
         self._reader = asyncio.create_task(self._read())
         exited = asyncio.create_task(self._process.wait())
         listening = asyncio.create_task(self._listening.wait())
-        done, _ = await asyncio.wait({exited, listening}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(
+            {exited, listening}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
         for task in (exited, listening):
             if task not in done:
                 task.cancel()

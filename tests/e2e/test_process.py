@@ -86,7 +86,9 @@ async def test_a_taken_port_stops_the_start_naming_the_port(tmp_path: Path) -> N
             await service.start()
         assert service.process.returncode == 1
         errors = [r for r in service.records if r.get("level") == "error"]
-        assert any(f"127.0.0.1:{port}" in r.get("error", "") and "api.autonomous" in r["error"] for r in errors)
+        assert any(
+            f"127.0.0.1:{port}" in r.get("error", "") and "api.autonomous" in r["error"] for r in errors
+        )
     assert not _postgres_running(tmp_path / "postgres")
 
 
@@ -94,9 +96,15 @@ async def test_check_config_names_the_bad_key(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("syslog:\n  udp:\n    port: not-a-port\n  tcp: {prot: 1}\n")
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "opsresponder", "--config", str(bad), "check-config",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "opsresponder",
+        "--config",
+        str(bad),
+        "check-config",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await proc.communicate()
+    _, err = await proc.communicate()
     assert proc.returncode == 1
     assert "syslog.udp.port" in err.decode()

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 from litestar.connection import ASGIConnection
+from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import ASGIApp, Guard, Receive, Scope, Send
@@ -40,7 +41,8 @@ class TokenAuthenticator:
 
     def __init__(self, tokens: Sequence[TokenConfig]) -> None:
         self._entries = [
-            (hashlib.sha256(t.token.encode()).digest(), Principal(t.name, frozenset(t.scopes))) for t in tokens
+            (hashlib.sha256(t.token.encode()).digest(), Principal(t.name, frozenset(t.scopes)))
+            for t in tokens
         ]
 
     def authenticate(self, authorization: str | None) -> Principal | None:
@@ -66,7 +68,7 @@ class AuthMiddleware:
         self._authenticator = authenticator
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != ScopeType.HTTP or scope["path"] in PUBLIC_PATHS:
             await self._app(scope, receive, send)
             return
         authorization = None
@@ -81,7 +83,7 @@ class AuthMiddleware:
         if scope["path"].startswith(SCHEMA_PREFIX) and not principal.allows("read"):
             await _send_error(send, 403, "this token lacks the 'read' scope")
             return
-        scope.setdefault("state", {})[PRINCIPAL_KEY] = principal  # type: ignore[typeddict-unknown-key]
+        scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
         await self._app(scope, receive, send)
 
 
@@ -94,7 +96,7 @@ async def _send_error(send: Send, status: int, message: str, *, www_authenticate
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def principal_of(connection: ASGIConnection[object, object, object, object]) -> Principal:
+def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     principal = connection.scope.get("state", {}).get(PRINCIPAL_KEY)
     if not isinstance(principal, Principal):
         raise NotAuthorizedException("a valid bearer token is required")
@@ -104,7 +106,7 @@ def principal_of(connection: ASGIConnection[object, object, object, object]) -> 
 def require_scope(scope: str) -> Guard:
     """A route guard: 403 unless the request's token holds `scope` (or ``admin``)."""
 
-    def guard(connection: ASGIConnection[object, object, object, object], _: BaseRouteHandler) -> None:
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         if not principal_of(connection).allows(scope):
             raise PermissionDeniedException(f"this token lacks the '{scope}' scope")
 

@@ -22,7 +22,9 @@ from opsresponder.store.errors import DatabaseUnavailableError
 _READY_DB_TIMEOUT = 2.0
 
 
-def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response[bytes]:
+def json_response(
+    content: Any, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response[bytes]:
     return Response(
         msgspec.json.encode(content), status_code=status_code, media_type="application/json", headers=headers
     )
@@ -64,9 +66,13 @@ def build_app(
     """A Litestar app with the shared endpoints, token auth, body limit and OpenAPI schema at /schema."""
     return Litestar(
         route_handlers=[health, ready, metrics, *handlers],
-        middleware=[DefineMiddleware(AuthMiddleware, authenticator=TokenAuthenticator(ctx.settings.api.tokens))],
+        middleware=[
+            DefineMiddleware(AuthMiddleware, authenticator=TokenAuthenticator(ctx.settings.api.tokens))
+        ],
         state=State({CONTEXT_KEY: ctx}),
-        openapi_config=OpenAPIConfig(title=title, version=__version__, description=description, path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title=title, version=__version__, description=description, path="/schema"
+        ),
         request_max_body_size=ctx.settings.api.max_body_bytes,
         debug=False,
         logging_config=None,

@@ -113,7 +113,9 @@ def _decode(
         adapter = ctx.native_adapters.get(adapter_name)
         if adapter is None:
             known = ", ".join(sorted(ctx.native_adapters))
-            raise InvalidEventError(f"unknown source type '{adapter_name}' (known: {known})", field="source_type")
+            raise InvalidEventError(
+                f"unknown source type '{adapter_name}' (known: {known})", field="source_type"
+            )
         return list(adapter.parse(body, content_type, received_at)), True
     decoded = decode_generic_fast(body, received_at)
     if decoded is not None:
@@ -141,9 +143,17 @@ def _result_body(outcome: WriteOutcome | BaseException, elapsed_ms: float) -> di
             "duplicate": outcome.duplicate,
         }
     if isinstance(outcome, StoreUnavailableError):
-        return {"status": "rejected", "message": "the database is unavailable; retry later", "retryable": True}
+        return {
+            "status": "rejected",
+            "message": "the database is unavailable; retry later",
+            "retryable": True,
+        }
     if isinstance(outcome, StoreError):
-        return {"status": "rejected", "message": f"the database refused the event: {outcome}", "retryable": False}
+        return {
+            "status": "rejected",
+            "message": f"the database refused the event: {outcome}",
+            "retryable": False,
+        }
     raise outcome
 
 

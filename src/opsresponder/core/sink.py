@@ -1,4 +1,7 @@
-"""What a listener hands its events to. The pipeline's `Intake` implements it; tests pass a list-backed one."""
+"""What a listener hands its events to.
+
+The pipeline's `Intake` implements it; tests pass a list-backed one.
+"""
 
 from __future__ import annotations
 

@@ -64,7 +64,9 @@ class Intake:
         self._append(Submission(event, None))
         return True
 
-    async def put(self, event: Event, *, wait_for_commit: bool = False) -> asyncio.Future[WriteOutcome] | None:
+    async def put(
+        self, event: Event, *, wait_for_commit: bool = False
+    ) -> asyncio.Future[WriteOutcome] | None:
         """Enqueue, waiting for room. With `wait_for_commit`, returns a future completed after commit.
 
         Raises:

@@ -111,7 +111,9 @@ class PipelineWorker:
     def _on_outage(self, batch: list[Submission], error: DatabaseUnavailableError) -> None:
         self._metrics.db_write_errors.labels("unavailable").inc()
         if self._database_available:
-            log.error("PostgreSQL is unavailable; holding events in the intake until it is back.", error=str(error))
+            log.error(
+                "PostgreSQL is unavailable; holding events in the intake until it is back.", error=str(error)
+            )
         self._database_available = False
         waiting = [s for s in batch if s.future is not None]
         held = [s for s in batch if s.future is None]

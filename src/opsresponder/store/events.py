@@ -132,7 +132,9 @@ class EventRepository:
             except asyncpg.PostgresError as e:
                 raise StoreError(f"the database refused the batch: {e.__class__.__name__}: {e}") from e
 
-    async def _write(self, conn: asyncpg.Connection, events: Sequence[Event], ids: list[int]) -> list[WriteOutcome]:
+    async def _write(
+        self, conn: asyncpg.Connection, events: Sequence[Event], ids: list[int]
+    ) -> list[WriteOutcome]:
         rounds, heads = _plan_rounds(events)
         outcomes: list[WriteOutcome | None] = [None] * len(events)
         new: list[int] = []
@@ -195,8 +197,9 @@ class EventRepository:
         where, args = _where(q)
         async with connection(self._pool) as conn:
             total = await conn.fetchval(f"SELECT count(*) FROM events.events{where}", *args)
+            page = f" ORDER BY occurred_at DESC, id DESC LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}"
             rows = await conn.fetch(
-                f"{_SELECT}{where} ORDER BY occurred_at DESC, id DESC LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
+                _SELECT + where + page,
                 *args,
                 q.limit,
                 q.offset,

@@ -17,7 +17,7 @@ _decoder = msgspec.json.Decoder()
 
 # Errors that mean "the server is gone or restarting", as opposed to a bug in a query. Any of them is
 # answered by waiting and retrying, never by dropping data.
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
@@ -28,6 +28,10 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.TooManyConnectionsError,
     asyncpg.exceptions.InterfaceError,
 )
+
+
+# At start, a refusal by the server (bad password, missing database) is as fatal as no server at all.
+_START_ERRORS: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
 
 
 def _encode_json(value: Any) -> str:
@@ -59,7 +63,7 @@ async def create_pool(
             init=_init_connection,
             server_settings={"application_name": "opsresponder"},
         )
-    except (*CONNECTION_ERRORS, asyncpg.PostgresError) as e:
+    except _START_ERRORS as e:
         raise DatabaseUnavailableError(f"cannot connect to PostgreSQL: {e}") from e
     return pool
 
@@ -69,6 +73,6 @@ async def connection(pool: asyncpg.Pool, timeout: float | None = None) -> AsyncI
     """Acquire a connection, turning connection-level failures into `DatabaseUnavailableError`."""
     try:
         async with pool.acquire(timeout=timeout) as conn:
-            yield conn
+            yield conn  # type: ignore[misc]  # the pool's proxy behaves as a Connection
     except CONNECTION_ERRORS as e:
         raise DatabaseUnavailableError(f"PostgreSQL is unavailable: {e.__class__.__name__}: {e}") from e

@@ -27,7 +27,9 @@ def api_settings(database_url: str, data_dir: Path, **pipeline: object) -> Setti
             "api": {
                 "events": {"host": "127.0.0.1", "port": 0},
                 "autonomous": {"host": "127.0.0.1", "port": 0},
-                "tokens": [{"name": name, "token": token, "scopes": [name]} for name, token in TOKENS.items()],
+                "tokens": [
+                    {"name": name, "token": token, "scopes": [name]} for name, token in TOKENS.items()
+                ],
                 "max_body_bytes": 65536,
             },
             "pipeline": {"drain_grace_seconds": 2, **pipeline},

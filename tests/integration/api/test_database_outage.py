@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -20,7 +20,10 @@ from tests.tcp_proxy import CuttableProxy
 @pytest.fixture
 async def proxy(database_url: str) -> AsyncIterator[CuttableProxy]:
     parts = urlsplit(database_url)
-    p = CuttableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    # The embedded server (no test URL configured) listens on a Unix socket named in the query.
+    socket_dir = parse_qs(parts.query).get("host", [None])[0]
+    unix_path = f"{socket_dir}/.s.PGSQL.{parts.port or 5432}" if socket_dir else None
+    p = CuttableProxy(parts.hostname or "127.0.0.1", parts.port or 5432, unix_path=unix_path)
     await p.start()
     yield p
     await p.stop()
@@ -32,7 +35,7 @@ async def service(
 ) -> AsyncIterator[OpsResponder]:
     parts = urlsplit(database_url)
     netloc = f"{parts.username or 'postgres'}@127.0.0.1:{proxy.port}"
-    via_proxy = urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+    via_proxy = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
     settings = api_settings(via_proxy, tmp_path, db_retry_max_seconds=0.2)
     async with running(settings) as svc:
         yield svc
@@ -66,7 +69,9 @@ async def test_outage_answers_503_holds_other_events_and_recovers(
         proxy.restore()
         await asyncio.wait_for(service.intake.wait_drained(), 15)
         assert service.worker is not None and service.worker.database_available
-        assert (await client.post("/api/v1/events/webhook", json={**event, "title": "after"})).status_code == 200
+        assert (
+            await client.post("/api/v1/events/webhook", json={**event, "title": "after"})
+        ).status_code == 200
 
     titles = [r["title"] for r in await db_pool.fetch("SELECT title FROM events.events ORDER BY id")]
     assert titles == ["before", "held 0", "held 1", "held 2", "held 3", "held 4", "after"]

@@ -102,7 +102,9 @@ async def test_bad_input_is_rejected_naming_the_field(client: httpx.AsyncClient)
         assert answer["status"] == "rejected"
         assert answer["field"] == field, answer
         assert field in answer["message"]
-    r = await client.post("/api/v1/events/webhook", content=b'{"source": ', headers={"content-type": "application/json"})
+    r = await client.post(
+        "/api/v1/events/webhook", content=b'{"source": ', headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400
     assert r.json()["status"] == "rejected"
     assert "malformed JSON" in r.json()["message"]
@@ -148,7 +150,7 @@ async def test_tokens_and_scopes(service: OpsResponder) -> None:
 
 
 async def test_alertmanager_payload_by_path_and_by_source_type(client: httpx.AsyncClient) -> None:
-    alert = {
+    alert: dict[str, Any] = {
         "status": "firing",
         "labels": {"alertname": "HighCPU", "instance": "web-01:9100", "job": "node", "severity": "critical"},
         "annotations": {"summary": "CPU above 90%", "description": "cpu is 95%"},
@@ -167,7 +169,10 @@ async def test_alertmanager_payload_by_path_and_by_source_type(client: httpx.Asy
         "commonLabels": alert["labels"],
         "commonAnnotations": alert["annotations"],
         "externalURL": "http://alertmanager:9093",
-        "alerts": [alert, {**alert, "labels": {**alert["labels"], "instance": "web-02:9100"}, "fingerprint": "ff"}],
+        "alerts": [
+            alert,
+            {**alert, "labels": {**alert["labels"], "instance": "web-02:9100"}, "fingerprint": "ff"},
+        ],
     }
     r = await client.post("/api/v1/events/webhook/alertmanager", json=payload)
     assert r.status_code == 200, r.text
@@ -178,8 +183,11 @@ async def test_alertmanager_payload_by_path_and_by_source_type(client: httpx.Asy
     assert first["severity"] == "critical"
     assert first["source_type"] == "prometheus"
 
-    resolved = {**payload, "status": "resolved", "alerts": [{**alert, "status": "resolved",
-                                                             "endsAt": "2024-12-20T10:45:00Z"}]}
+    resolved = {
+        **payload,
+        "status": "resolved",
+        "alerts": [{**alert, "status": "resolved", "endsAt": "2024-12-20T10:45:00Z"}],
+    }
     r = await client.post("/api/v1/events/webhook", json={**resolved, "source_type": "prometheus"})
     assert r.status_code == 200, r.text
     res = r.json()["results"][0]

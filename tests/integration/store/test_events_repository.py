@@ -53,7 +53,9 @@ async def test_a_repeat_within_the_window_is_folded_into_the_first(repo: EventRe
 
 
 async def test_repeats_inside_one_batch_count_towards_the_first(repo: EventRepository) -> None:
-    outcomes = await repo.store_batch(prepared(make_event(), make_event(), make_event(), make_event(host="other")))
+    outcomes = await repo.store_batch(
+        prepared(make_event(), make_event(), make_event(), make_event(host="other"))
+    )
     assert [o.duplicate for o in outcomes] == [False, True, True, False]
     assert outcomes[1].event_id == outcomes[0].event_id == outcomes[2].event_id
     stored = await repo.get(outcomes[0].event_id)
@@ -117,7 +119,7 @@ async def test_query_filters_order_and_paging(repo: EventRepository) -> None:
 
     crit, n = await repo.query(EventQuery(severities=["critical"]))
     assert n == 5 and all(e.severity is Severity.CRITICAL for e in crit)
-    both, n = await repo.query(EventQuery(severities=["critical", "info"]))
+    _, n = await repo.query(EventQuery(severities=["critical", "info"]))
     assert n == 10
     _, n = await repo.query(EventQuery(host="h0", service="db"))
     assert n == 2  # i = 0 and 6

@@ -87,7 +87,9 @@ def decode_generic(payload: Any, received_at: datetime) -> DecodedBody:
         InvalidEventError: a single object that is invalid, or a body neither object nor array.
     """
     if isinstance(payload, list):
-        return DecodedBody([_convert_one(item, f"[{i}]", received_at) for i, item in enumerate(payload)], True)
+        return DecodedBody(
+            [_convert_one(item, f"[{i}]", received_at) for i, item in enumerate(payload)], True
+        )
     if isinstance(payload, dict):
         item = _convert_one(payload, "", received_at)
         if isinstance(item, InvalidEventError):
