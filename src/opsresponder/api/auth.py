@@ -1,7 +1,8 @@
 """Bearer-token authentication with scopes.
 
-Every path except ``/health`` and ``/ready`` needs a token. The ASGI middleware authenticates (401) and
-leaves the principal in the ASGI scope; route guards check scopes (403). ``admin`` holds every scope.
+Every route except ``/health`` and ``/ready`` needs a token. Each route handler names the scope it needs in
+its ``opt`` (`scope_opt`); the ASGI middleware authenticates (401), checks the scope (403) and leaves the
+principal in the ASGI scope. ``admin`` holds every scope.
 Tokens are compared in constant time against every configured token, and never logged.
 """
 
@@ -15,15 +16,16 @@ from typing import Any, Final
 import msgspec
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
-from litestar.handlers.base import BaseRouteHandler
-from litestar.types import ASGIApp, Guard, Receive, Scope, Send
+from litestar.exceptions import NotAuthorizedException
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from opsresponder.config import TokenConfig
 
-PUBLIC_PATHS: Final = frozenset({"/health", "/ready"})
 PRINCIPAL_KEY: Final = "opsresponder.principal"
-SCHEMA_PREFIX: Final = "/schema"
+SCOPE_OPT: Final = "required_scope"
+PUBLIC: Final = "public"
+# A route that declares nothing needs `read`: forgetting the declaration never opens an endpoint.
+DEFAULT_SCOPE: Final = "read"
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -41,8 +43,7 @@ class TokenAuthenticator:
 
     def __init__(self, tokens: Sequence[TokenConfig]) -> None:
         self._entries = [
-            (hashlib.sha256(t.token.encode()).digest(), Principal(t.name, frozenset(t.scopes)))
-            for t in tokens
+            (hashlib.sha256(t.token.encode()).digest(), Principal(t.name, frozenset(t.scopes))) for t in tokens
         ]
 
     def authenticate(self, authorization: str | None) -> Principal | None:
@@ -60,15 +61,30 @@ class TokenAuthenticator:
         return found
 
 
+def scope_opt(scope: str) -> dict[str, str]:
+    """The ``opt`` of a route handler that needs `scope` (`PUBLIC` for no token at all)."""
+    return {SCOPE_OPT: scope}
+
+
 class AuthMiddleware:
-    """ASGI middleware: 401 for a missing or unknown token; the schema also needs the ``read`` scope."""
+    """ASGI middleware: 401 without a known token, 403 when its scopes lack the route's.
+
+    Litestar runs app middleware after routing, so the matched handler's ``opt`` says what it needs. Doing
+    this here rather than in guards keeps it off Litestar's guard path, which copies the handler and runs
+    synchronous guards in a thread on every request.
+    """
 
     def __init__(self, app: ASGIApp, authenticator: TokenAuthenticator) -> None:
         self._app = app
         self._authenticator = authenticator
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP or scope["path"] in PUBLIC_PATHS:
+        if scope["type"] != ScopeType.HTTP:
+            await self._app(scope, receive, send)
+            return
+        handler = scope.get("route_handler")
+        required = handler.opt.get(SCOPE_OPT, DEFAULT_SCOPE) if handler is not None else DEFAULT_SCOPE
+        if required == PUBLIC:
             await self._app(scope, receive, send)
             return
         authorization = None
@@ -80,8 +96,8 @@ class AuthMiddleware:
         if principal is None:
             await _send_error(send, 401, "a valid bearer token is required", www_authenticate=True)
             return
-        if scope["path"].startswith(SCHEMA_PREFIX) and not principal.allows("read"):
-            await _send_error(send, 403, "this token lacks the 'read' scope")
+        if not principal.allows(required):
+            await _send_error(send, 403, f"this token lacks the '{required}' scope")
             return
         scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
         await self._app(scope, receive, send)
@@ -97,17 +113,8 @@ async def _send_error(send: Send, status: int, message: str, *, www_authenticate
 
 
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    """The authenticated caller of a request that passed `AuthMiddleware`."""
     principal = connection.scope.get("state", {}).get(PRINCIPAL_KEY)
     if not isinstance(principal, Principal):
         raise NotAuthorizedException("a valid bearer token is required")
     return principal
-
-
-def require_scope(scope: str) -> Guard:
-    """A route guard: 403 unless the request's token holds `scope` (or ``admin``)."""
-
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        if not principal_of(connection).allows(scope):
-            raise PermissionDeniedException(f"this token lacks the '{scope}' scope")
-
-    return guard

@@ -15,7 +15,7 @@ from litestar.types import ControllerRouterHandler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from opsresponder import __version__
-from opsresponder.api.auth import AuthMiddleware, TokenAuthenticator, require_scope
+from opsresponder.api.auth import PUBLIC, AuthMiddleware, TokenAuthenticator, scope_opt
 from opsresponder.api.context import CONTEXT_KEY, ApiContext, context_of
 from opsresponder.store.errors import DatabaseUnavailableError
 
@@ -30,13 +30,13 @@ def json_response(
     )
 
 
-@get("/health", sync_to_thread=False, include_in_schema=True, summary="Liveness and bound listeners")
+@get("/health", sync_to_thread=False, opt=scope_opt(PUBLIC), summary="Liveness and bound listeners")
 def health(request: Request[Any, Any, Any]) -> Response[bytes]:
     ctx = context_of(request)
     return json_response({"status": "ok", "version": __version__, "listeners": ctx.listeners})
 
 
-@get("/ready", summary="Readiness: database reachable and listeners bound")
+@get("/ready", opt=scope_opt(PUBLIC), summary="Readiness: database reachable and listeners bound")
 async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
     ctx = context_of(request)
     checks: dict[str, str] = {}
@@ -53,7 +53,7 @@ async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
     )
 
 
-@get("/metrics", guards=[require_scope("read")], sync_to_thread=False, summary="Prometheus metrics")
+@get("/metrics", opt=scope_opt("read"), sync_to_thread=False, summary="Prometheus metrics")
 def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     ctx = context_of(request)
     ctx.pipeline_metrics.intake_depth.set(ctx.intake.depth)

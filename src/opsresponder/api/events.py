@@ -12,7 +12,7 @@ from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from opsresponder.api.auth import require_scope
+from opsresponder.api.auth import scope_opt
 from opsresponder.api.common import build_app, json_response
 from opsresponder.api.context import ApiContext, context_of
 from opsresponder.core.clock import as_utc, utcnow
@@ -28,14 +28,14 @@ MAX_LIMIT = 1000
 _LIST_OMITS = ("raw",)
 
 
-@post("/api/v1/events/webhook", guards=[require_scope("ingest")], summary="Ingest one event or an array")
+@post("/api/v1/events/webhook", opt=scope_opt("ingest"), summary="Ingest one event or an array")
 async def webhook(request: Request[Any, Any, Any]) -> Response[bytes]:
     return await _ingest(request, adapter_name=None)
 
 
 @post(
     "/api/v1/events/webhook/{source_type:str}",
-    guards=[require_scope("ingest")],
+    opt=scope_opt("ingest"),
     summary="Ingest a monitoring system's native payload (alertmanager, zabbix, nagios, icinga, grafana)",
 )
 async def webhook_native(request: Request[Any, Any, Any], source_type: FromPath[str]) -> Response[bytes]:
@@ -189,7 +189,7 @@ def _cancel(futures: list[asyncio.Future[WriteOutcome] | None]) -> None:
             f.cancel()
 
 
-@get("/api/v1/events", guards=[require_scope("read")], summary="Query events, newest first")
+@get("/api/v1/events", opt=scope_opt("read"), summary="Query events, newest first")
 async def list_events(
     request: Request[Any, Any, Any],
     severity: FromQuery[str | None] = None,
@@ -228,7 +228,7 @@ async def list_events(
     return json_response({"events": views, "total_count": total, "has_more": offset + len(events) < total})
 
 
-@get("/api/v1/events/{event_id:int}", guards=[require_scope("read")], summary="One event, with its raw input")
+@get("/api/v1/events/{event_id:int}", opt=scope_opt("read"), summary="One event, with its raw input")
 async def get_event(request: Request[Any, Any, Any], event_id: FromPath[int]) -> Response[bytes]:
     event = await context_of(request).events.get(event_id)
     if event is None:

@@ -95,22 +95,26 @@ class Intake:
         self._metrics.events_received.labels(submission.event.source_type).inc()
 
     async def get_batch(self, max_events: int, max_wait: float) -> list[Submission]:
-        """Wait for at least one submission, then gather up to `max_events` for at most `max_wait` seconds.
+        """Wait for a submission, then gather up to `max_events`, lingering at most `max_wait` seconds.
 
+        The linger is measured from when the oldest queued event arrived (like Kafka's ``linger.ms``):
+        events that queued while the previous batch was being written have waited already, so a busy
+        pipeline never adds the linger on top of its write time.
         The batch counts as in flight until `task_done` is called for it, so `wait_drained` sees it.
         """
         while not self._items:
             self._not_empty.clear()
             await self._not_empty.wait()
-        if len(self._items) < max_events and max_wait > 0:
-            deadline = time.monotonic() + max_wait
+        if len(self._items) < max_events and max_wait > 0 and not self._closed:
+            deadline = self._items[0].enqueued_at + max_wait
             while len(self._items) < max_events:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self._not_empty.clear()
                 try:
-                    await asyncio.wait_for(self._not_empty.wait(), remaining)
+                    async with asyncio.timeout(remaining):
+                        await self._not_empty.wait()
                 except TimeoutError:
                     break
         count = min(max_events, len(self._items))
