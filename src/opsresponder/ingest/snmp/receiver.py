@@ -1,0 +1,309 @@
+"""The SNMP trap receiver: one UDP socket, v1/v2c decoded here, v3 handed to pysnmp.
+
+Each datagram is handled synchronously in ``datagram_received``: a v1/v2c trap costs tens of microseconds
+(see ``bench/snmp_decode.py``), so there is nothing to gain from a thread or a worker process, and doing it
+inline keeps the order of traps and needs no queue. v3 goes through pysnmp's engine (USM), which is slower
+(milliseconds with privacy) but rare in volume.
+
+Every datagram ends in exactly one counted outcome (see `SnmpMetrics`); no input raises out of here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import socket
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Final
+
+import structlog
+from pysnmp.carrier.asyncio.dgram import udp, udp6  # type: ignore[import-untyped]
+
+from opsresponder.config import SnmpConfig
+from opsresponder.core.clock import Clock, utcnow
+from opsresponder.core.sink import EventSink
+from opsresponder.ingest.snmp import metrics as m
+from opsresponder.ingest.snmp.convert import Notification, agent_address, to_event
+from opsresponder.ingest.snmp.decode import (
+    PDU_INFORM,
+    PDU_V1_TRAP,
+    PDU_V2_TRAP,
+    VERSION_1,
+    VERSION_2C,
+    VERSION_3,
+    BerError,
+    TooManyVarBindsError,
+    decode_community_message,
+    decode_v3_header,
+    encode_inform_response,
+    message_version,
+)
+from opsresponder.ingest.snmp.errors import SnmpReceiverError
+from opsresponder.ingest.snmp.mapping import TrapMapping
+from opsresponder.ingest.snmp.metrics import SnmpMetrics
+from opsresponder.ingest.snmp.v3 import (
+    ACKNOWLEDGED,
+    DISCOVERY,
+    EVENT,
+    V3Engine,
+    default_engine_id,
+    parse_engine_id,
+)
+
+log = structlog.get_logger(__name__)
+
+HostNames = Callable[[str], str | None]
+"""Address -> host name (the asset inventory); None when unknown. Never reverse DNS: it would block."""
+
+_NOTIFICATION_PDUS: Final = (PDU_V1_TRAP, PDU_V2_TRAP, PDU_INFORM)
+_CLOSE_TIMEOUT_SECONDS: Final = 5.0
+_VERSION_LABELS: Final = {VERSION_1: "1", VERSION_2C: "2c", VERSION_3: "3"}
+
+
+class _Udp4(udp.UdpAsyncioTransport):  # type: ignore[misc]  # pysnmp is untyped
+    """pysnmp's asyncio UDP transport, but datagrams go straight to the receiver, not via call_soon."""
+
+    def __init__(self, handler: Callable[[bytes, Any], None]) -> None:
+        super().__init__()
+        self._handler = handler
+        self.closed = asyncio.Event()
+
+    def datagram_received(self, datagram: bytes, transportAddress: Any) -> None:  # pysnmp's parameter name
+        self._handler(datagram, transportAddress)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # asyncio closes the socket only now, one loop iteration after close(); stop() waits for it.
+        super().connection_lost(exc)
+        self.closed.set()
+
+
+class _Udp6(udp6.Udp6AsyncioTransport):  # type: ignore[misc]  # pysnmp is untyped
+    def __init__(self, handler: Callable[[bytes, Any], None]) -> None:
+        super().__init__()
+        self._handler = handler
+        self.closed = asyncio.Event()
+
+    def datagram_received(self, datagram: bytes, transportAddress: Any) -> None:
+        self._handler(datagram, transportAddress)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.closed.set()
+
+
+class SnmpTrapReceiver:
+    """Receives SNMP v1/v2c/v3 traps and informs on UDP and offers one `Event` per notification to `sink`.
+
+    Informs are acknowledged only once the sink accepted the event, so a full intake makes senders retry.
+    The socket is bound in `start`, before anything is served: a taken port raises `SnmpReceiverError`.
+
+    Raises:
+        ConfigError: (at construction) an invalid trap mapping, v3 user or engine ID.
+    """
+
+    def __init__(
+        self,
+        config: SnmpConfig,
+        sink: EventSink,
+        metrics: SnmpMetrics,
+        *,
+        host_names: HostNames | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self._config = config
+        self._sink = sink
+        self._metrics = metrics
+        self._host_names = host_names
+        self._clock = clock
+        self._mapping = TrapMapping(config.trap_mapping)
+        self._communities = [c.encode("utf-8") for c in config.communities]
+        engine_id = (
+            parse_engine_id(config.engine_id, "snmp.engine_id")
+            if config.engine_id
+            else default_engine_id(socket.gethostname())
+        )
+        self._v3 = V3Engine(config, engine_id, self._deliver_v3)
+        self._transport: asyncio.DatagramTransport | None = None
+        self._protocol: _Udp4 | _Udp6 | None = None
+        self._address: tuple[str, int] | None = None
+        self._received_at: datetime | None = None
+        # Children resolved once: labels() costs a lock and a dict lookup per call.
+        self._received = {v: metrics.traps_received.labels(version=v) for v in m.VERSIONS}
+        self._events = {v: metrics.events.labels(version=v) for v in m.VERSIONS[:3]}
+        self._acked = {v: metrics.informs_acknowledged.labels(version=v) for v in m.VERSIONS[:3]}
+        self._dropped = {r: metrics.traps_dropped.labels(reason=r) for r in m.DROP_REASONS}
+
+    @property
+    def engine_id(self) -> bytes:
+        """The receiver's own SNMPv3 engine ID, to which informs are sent."""
+        return self._v3.engine_id
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound (host, port); with port 0 in config, the port the kernel picked.
+
+        Raises:
+            RuntimeError: before `start`.
+        """
+        if self._address is None:
+            raise RuntimeError("the SNMP trap receiver is not started")
+        return self._address
+
+    async def start(self) -> None:
+        """Bind the UDP socket and start receiving.
+
+        Raises:
+            SnmpReceiverError: the address cannot be bound (port taken, no permission, bad host).
+        """
+        host, port = self._config.host, self._config.port
+        v6 = _is_ipv6(host)
+        sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._config.recv_buffer_bytes)
+            sock.bind((host, port))
+        except OSError as e:
+            sock.close()
+            raise SnmpReceiverError(
+                f"cannot bind the SNMP trap receiver to {host}:{port}: {e.strerror or e}"
+            ) from e
+        except BaseException:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        protocol = (_Udp6 if v6 else _Udp4)(self._handle_address)
+        loop = asyncio.get_running_loop()
+        try:
+            transport, _ = await loop.create_datagram_endpoint(lambda: protocol, sock=sock)
+        except BaseException:
+            sock.close()
+            raise
+        self._transport = transport
+        self._protocol = protocol
+        self._v3.attach(protocol, udp6.DOMAIN_NAME if v6 else udp.DOMAIN_NAME)
+        bound = sock.getsockname()
+        self._address = (bound[0], bound[1])
+        log.info(
+            "SNMP trap receiver listening.", host=bound[0], port=bound[1], engine_id=self.engine_id.hex()
+        )
+
+    async def stop(self) -> None:
+        """Stop receiving and close the socket. Idempotent."""
+        if self._transport is None:
+            return
+        # pysnmp's dispatcher closes the transport (and so the socket) and cancels its timer task.
+        self._v3.close()
+        self._transport.close()
+        self._transport = None
+        if self._protocol is not None:
+            # Wait for the socket to be really closed, so that the port is free when stop() returns.
+            async with asyncio.timeout(_CLOSE_TIMEOUT_SECONDS):
+                await self._protocol.closed.wait()
+            self._protocol = None
+        log.info("SNMP trap receiver stopped.")
+
+    # The datagram path -----------------------------------------------------------------------------
+
+    def _handle_address(self, data: bytes, address: Any) -> None:
+        self.handle_datagram(data, address)
+
+    def handle_datagram(self, data: bytes, address: Any) -> None:
+        """Handle one datagram from `address`; never raises, counts exactly one outcome.
+
+        Public so that tests (and fuzzers) can feed the exact path the socket feeds.
+        """
+        self._received_at = self._clock()
+        try:
+            version, outcome = self._dispatch(data, address)
+        except Exception:  # a receiver bug must cost one datagram, never the listener
+            log.exception("SNMP datagram handling failed; the datagram is lost.", peer=str(address))
+            version, outcome = "unknown", m.INTERNAL_ERROR
+        finally:
+            self._received_at = None
+        self._received[version].inc()
+        if outcome == EVENT:
+            self._events[version].inc()
+        elif outcome == ACKNOWLEDGED:
+            self._events[version].inc()
+            self._acked[version].inc()
+        elif outcome == DISCOVERY:
+            self._metrics.engine_discoveries.inc()
+        else:
+            self._dropped[outcome].inc()
+
+    def _dispatch(self, data: bytes, address: Any) -> tuple[str, str]:
+        try:
+            version = message_version(data)
+        except BerError:
+            return "unknown", m.MALFORMED_PACKET
+        label = _VERSION_LABELS.get(version)
+        if label is None:
+            return "unknown", m.MALFORMED_PACKET
+        peer = (str(address[0]), int(address[1]))
+        if version == VERSION_3:
+            try:
+                header = decode_v3_header(data, self._config.max_varbinds)
+            except TooManyVarBindsError:
+                return label, m.TOO_MANY_VARBINDS
+            except BerError:
+                return label, m.MALFORMED_PACKET
+            return label, self._v3.receive(data, peer, address, header)
+        try:
+            message = decode_community_message(data, self._config.max_varbinds)
+        except TooManyVarBindsError:
+            return label, m.TOO_MANY_VARBINDS
+        except BerError:
+            return label, m.MALFORMED_PACKET
+        index = self._community_index(message.community)
+        if index is None:
+            return label, m.BAD_COMMUNITY
+        if message.pdu.tag not in _NOTIFICATION_PDUS:
+            return label, m.UNSUPPORTED_PDU
+        notification = Notification(label, message.pdu, peer, community_index=index)
+        outcome = self._deliver(notification)
+        # Acknowledge only what the intake took: an unacknowledged inform is retried by its sender.
+        if outcome == EVENT and notification.inform and self._transport is not None:
+            self._transport.sendto(encode_inform_response(message), address)
+            return label, ACKNOWLEDGED
+        return label, outcome
+
+    def _community_index(self, community: bytes) -> int | None:
+        found = None
+        for i, candidate in enumerate(self._communities):
+            # Constant time per candidate, and every candidate is tried, so timing tells nothing.
+            if hmac.compare_digest(candidate, community) and found is None:
+                found = i
+        return found
+
+    def _deliver_v3(self, notification: Notification) -> str:
+        return self._deliver(notification)
+
+    def _deliver(self, notification: Notification) -> str:
+        address = agent_address(notification)
+        host = self._host_name(address)
+        received_at = self._received_at or self._clock()
+        try:
+            event = to_event(notification, self._mapping, host=host, address=address, received_at=received_at)
+        except BerError:
+            return m.MALFORMED_PACKET
+        if not self._sink.offer(event):
+            return m.INTAKE_FULL
+        return EVENT
+
+    def _host_name(self, address: str) -> str:
+        if self._host_names is None:
+            return address
+        try:
+            name = self._host_names(address)
+        except Exception:  # an inventory bug must not lose the trap; the address will do
+            log.warning("Host name lookup failed; using the address.", address=address, exc_info=True)
+            return address
+        return name or address
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return ":" in host
