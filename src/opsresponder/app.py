@@ -13,6 +13,7 @@ import secrets
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Protocol
 
 import asyncpg
 import msgspec
@@ -26,6 +27,8 @@ from opsresponder.api.server import HttpServer, address_of, bind_tcp
 from opsresponder.config import Settings, TokenConfig
 from opsresponder.core.clock import Clock, utcnow
 from opsresponder.ingest.http.adapters import ADAPTERS, detect_adapter
+from opsresponder.ingest.snmp.metrics import SnmpMetrics
+from opsresponder.ingest.snmp.receiver import SnmpTrapReceiver
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.stages import correlate, normalize
@@ -80,7 +83,6 @@ class OpsResponder:
         registry = CollectorRegistry()
         pipeline_metrics = PipelineMetrics(registry)
         intake = Intake(settings.pipeline.intake_capacity, pipeline_metrics)
-        self.intake = intake
         repository = EventRepository(
             pool, dedup_window=timedelta(seconds=settings.pipeline.dedup_window_seconds)
         )
@@ -100,7 +102,7 @@ class OpsResponder:
             retry_max_delay=settings.pipeline.db_retry_max_seconds,
             clock=self._clock,
         )
-        self.worker = worker
+        self.intake, self.worker = intake, worker
         ctx = ApiContext(
             settings=settings,
             intake=intake,
@@ -114,40 +116,73 @@ class OpsResponder:
             detect_native=detect_adapter,
         )
         grace = settings.pipeline.drain_grace_seconds
-        servers = [
-            HttpServer(
+        servers = {
+            "events_api": HttpServer(
                 build_events_app(ctx),
                 bind_tcp(settings.api.events.host, settings.api.events.port, "api.events"),
                 grace,
             ),
-            HttpServer(
+            "autonomous_api": HttpServer(
                 build_autonomous_app(ctx),
                 bind_tcp(settings.api.autonomous.host, settings.api.autonomous.port, "api.autonomous"),
                 grace,
             ),
-        ]
-        for name, server in zip(("events_api", "autonomous_api"), servers, strict=True):
+        }
+        for name, server in servers.items():
             self.listeners[name] = address_of(server.socket)
-        log.info("OpsResponder is listening.", **self.listeners)
 
-        async with asyncio.TaskGroup() as tasks:
-            worker_task = tasks.create_task(worker.run(), name="pipeline-worker")
-            server_tasks = [tasks.create_task(s.serve(), name=f"http-{i}") for i, s in enumerate(servers)]
-            self.started.set()
-            await stop.wait()
-            log.info("Shutting down.", grace_seconds=grace)
-            for server in servers:
-                server.stop()
-            await asyncio.wait(server_tasks)
-            intake.close()
-            try:
-                await asyncio.wait_for(intake.wait_drained(), grace)
-            except TimeoutError:
-                log.error(
-                    "The intake did not drain within the grace period; queued events are lost.",
-                    lost=intake.depth,
-                )
-            worker_task.cancel()
+        async with contextlib.AsyncExitStack() as sockets, contextlib.AsyncExitStack() as ingest:
+            for server in servers.values():
+                sockets.callback(server.close_socket)  # after uvicorn has closed it; a no-op then
+            for name, listener in _ingest_listeners(settings, intake, registry, self._clock).items():
+                await listener.start()
+                ingest.push_async_callback(listener.stop)
+                host, port = listener.address
+                self.listeners[name] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            log.info("OpsResponder is listening.", **self.listeners)
+
+            async with asyncio.TaskGroup() as tasks:
+                worker_task = tasks.create_task(worker.run(), name="pipeline-worker")
+                server_tasks = [tasks.create_task(s.serve(), name=name) for name, s in servers.items()]
+                self.started.set()
+                await stop.wait()
+                log.info("Shutting down.", grace_seconds=grace)
+                # Stop taking new work first: syslog and SNMP listeners, then the HTTP servers, which
+                # finish their in-flight requests (those need the worker, still running).
+                await ingest.aclose()
+                for server in servers.values():
+                    server.stop()
+                await asyncio.wait(server_tasks)
+                intake.close()
+                try:
+                    await asyncio.wait_for(intake.wait_drained(), grace)
+                except TimeoutError:
+                    log.error(
+                        "The intake did not drain within the grace period; queued events are lost.",
+                        lost=intake.depth,
+                    )
+                worker_task.cancel()
+
+
+class _Listener(Protocol):
+    """What the composition root needs of a syslog or SNMP listener."""
+
+    @property
+    def address(self) -> tuple[str, int]: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def _ingest_listeners(
+    settings: Settings, intake: Intake, registry: CollectorRegistry, clock: Clock
+) -> dict[str, _Listener]:
+    """The enabled protocol listeners by name, built from their config; none is bound yet."""
+    listeners: dict[str, _Listener] = {}
+    if settings.snmp.enabled:
+        listeners["snmp"] = SnmpTrapReceiver(settings.snmp, intake, SnmpMetrics(registry), clock=clock)
+    return listeners
 
 
 @contextlib.asynccontextmanager

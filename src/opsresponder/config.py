@@ -155,7 +155,7 @@ class SnmpConfig(_Section):
     max_varbinds: PositiveInt = 256
     """A trap with more varbinds is refused (``too_many_varbinds``) before it costs decoding time."""
     recv_buffer_bytes: PositiveInt = 8 * 1024 * 1024
-    """SO_RCVBUF asked of the kernel (capped by ``net.core.rmem_max``), so bursts queue instead of dropping."""
+    """SO_RCVBUF asked of the kernel (capped by ``net.core.rmem_max``): bursts queue instead of dropping."""
 
 
 class LoggingConfig(_Section):
@@ -262,7 +262,13 @@ def _check_consistency(settings: Settings) -> None:
     if dupes:
         raise ConfigError(f"invalid configuration: api.tokens: duplicate token name(s) {', '.join(dupes)}")
     if settings.database.pool_min_size > settings.database.pool_max_size:
-        raise ConfigError("invalid configuration: database.pool_min_size is larger than database.pool_max_size")
+        raise ConfigError(
+            "invalid configuration: database.pool_min_size is larger than database.pool_max_size"
+        )
+    if settings.api.max_events_per_request > settings.pipeline.intake_capacity:
+        raise ConfigError(
+            "invalid configuration: api.max_events_per_request is larger than pipeline.intake_capacity"
+        )
     tls = settings.syslog.tls
     if tls.enabled and not (tls.cert_file and tls.key_file):
         raise ConfigError("invalid configuration: syslog.tls.enabled needs syslog.tls.cert_file and key_file")

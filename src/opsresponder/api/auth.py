@@ -43,7 +43,8 @@ class TokenAuthenticator:
 
     def __init__(self, tokens: Sequence[TokenConfig]) -> None:
         self._entries = [
-            (hashlib.sha256(t.token.encode()).digest(), Principal(t.name, frozenset(t.scopes))) for t in tokens
+            (hashlib.sha256(t.token.encode()).digest(), Principal(t.name, frozenset(t.scopes)))
+            for t in tokens
         ]
 
     def authenticate(self, authorization: str | None) -> Principal | None:

@@ -51,7 +51,7 @@ async def _ingest(request: Request[Any, Any, Any], adapter_name: str | None) -> 
     try:
         items, is_array = _decode(ctx, body, content_type, received_at, adapter_name)
     except InvalidEventError as e:
-        ctx.pipeline_metrics.events_rejected.labels(adapter_name or "webhook").inc()
+        ctx.pipeline_metrics.rejected_by_source(adapter_name or "webhook").inc()
         return _rejected(400, e.message, e.field)
     if len(items) > ctx.settings.api.max_events_per_request:
         return _rejected(413, f"at most {ctx.settings.api.max_events_per_request} events per request")
@@ -59,14 +59,13 @@ async def _ingest(request: Request[Any, Any, Any], adapter_name: str | None) -> 
         return _unavailable(ctx)
 
     futures: list[asyncio.Future[WriteOutcome] | None] = []
+    valid = [item for item in items if isinstance(item, Event)]
+    for _ in range(len(items) - len(valid)):
+        ctx.pipeline_metrics.rejected_by_source(adapter_name or "webhook").inc()
     try:
-        for item in items:
-            if isinstance(item, Event):
-                futures.append(await ctx.intake.put(item, wait_for_commit=True))
-            else:
-                ctx.pipeline_metrics.events_rejected.labels(adapter_name or "webhook").inc()
-                futures.append(None)
-        pending = [f for f in futures if f is not None]
+        pending = await ctx.intake.put_many(valid)
+        queued = iter(pending)
+        futures = [next(queued) if isinstance(item, Event) else None for item in items]
         outcomes = await asyncio.gather(*pending, return_exceptions=True)
     except IntakeClosedError:
         _cancel(futures)

@@ -80,3 +80,8 @@ class HttpServer:
     def stop(self) -> None:
         """Stop accepting; in-flight requests finish within the graceful timeout."""
         self._server.should_exit = True
+
+    def close_socket(self) -> None:
+        """Release the socket of a server that never served (a later part of the start failed)."""
+        if self.socket.fileno() != -1:
+            self.socket.close()

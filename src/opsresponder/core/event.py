@@ -73,8 +73,6 @@ def compute_fingerprint(
     A resolve event must produce the same fingerprint as its problem; adapters whose resolve differs in
     ``event_type`` or ``title`` set ``fingerprint`` themselves from the sender's own alert identity.
     """
-    h = hashlib.blake2b(digest_size=16)
-    for part in (source, host or "", service or "", event_type, title):
-        h.update(part.encode("utf-8", "surrogatepass"))
-        h.update(b"\x1f")
-    return h.hexdigest()
+    # \x1f (unit separator) between parts keeps ("ab", "c") and ("a", "bc") apart.
+    key = f"{source}\x1f{host or ''}\x1f{service or ''}\x1f{event_type}\x1f{title}"
+    return hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()

@@ -88,11 +88,42 @@ class Intake:
         self._append(Submission(event, future))
         return future
 
+    async def put_many(self, events: list[Event]) -> list[asyncio.Future[WriteOutcome]]:
+        """Enqueue `events` in order, each with a future completed after its commit (an HTTP array).
+
+        Waits until all of them fit at once, so one request's events stay together in the queue.
+
+        Raises:
+            IntakeClosedError: the process is shutting down.
+            ValueError: more events than the intake can ever hold.
+        """
+        if len(events) > self._capacity:
+            raise ValueError(f"{len(events)} events exceed the intake capacity of {self._capacity}")
+        while len(self._items) + len(events) > self._capacity and not self._closed:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._space_waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+        if self._closed:
+            raise IntakeClosedError("the intake is closed: the process is shutting down")
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        futures = [loop.create_future() for _ in events]
+        self._items.extend(Submission(e, f, now) for e, f in zip(events, futures, strict=True))
+        self._idle.clear()
+        self._not_empty.set()
+        for event in events:
+            self._metrics.received_by_source(event.source_type).inc()
+        return futures
+
     def _append(self, submission: Submission) -> None:
         self._items.append(submission)
         self._idle.clear()
         self._not_empty.set()
-        self._metrics.events_received.labels(submission.event.source_type).inc()
+        self._metrics.received_by_source(submission.event.source_type).inc()
 
     async def get_batch(self, max_events: int, max_wait: float) -> list[Submission]:
         """Wait for a submission, then gather up to `max_events`, lingering at most `max_wait` seconds.

@@ -97,9 +97,9 @@ class PipelineWorker:
         for submission, outcome in zip(batch, outcomes, strict=True):
             source = submission.event.source_type
             if outcome.duplicate:
-                metrics.events_deduplicated.labels(source).inc()
+                metrics.deduplicated_by_source(source).inc()
             else:
-                metrics.events_accepted.labels(source).inc()
+                metrics.accepted_by_source(source).inc()
                 stored.append(submission.event)
             metrics.pipeline_latency.observe(done - submission.enqueued_at)
             if submission.future is not None and not submission.future.done():

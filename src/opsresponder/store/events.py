@@ -37,37 +37,30 @@ class EventQuery(msgspec.Struct, kw_only=True):
     offset: int = 0
 
 
-# Column order shared by the INSERT and the unnest() arrays built in `_columns`.
+# The columns written by COPY, in the order `_record` produces them.
 _COLUMNS: Final = (
-    ("id", "bigint"),
-    ("source", "text"),
-    ("source_type", "text"),
-    ("event_type", "text"),
-    ("severity", "text"),
-    ("state", "text"),
-    ("host", "text"),
-    ("service", "text"),
-    ("title", "text"),
-    ("description", "text"),
-    ("occurred_at", "timestamptz"),
-    ("received_at", "timestamptz"),
-    ("processed_at", "timestamptz"),
-    ("last_seen_at", "timestamptz"),
-    ("duplicate_count", "integer"),
-    ("metadata", "jsonb"),
-    ("fingerprint", "text"),
-    ("correlation_id", "uuid"),
-    ("score", "double precision"),
-    ("suppressed_reason", "text"),
-    ("raw", "text"),
-)
-# tags is text[]; unnest() would flatten an array of arrays, so each event's tags travel as JSON text.
-_INSERT: Final = (
-    f"INSERT INTO events.events ({', '.join(c for c, _ in _COLUMNS)}, tags) "
-    f"SELECT {', '.join('u.' + c for c, _ in _COLUMNS)}, "
-    "ARRAY(SELECT jsonb_array_elements_text(u.tags::jsonb)) "
-    f"FROM unnest({', '.join(f'${i}::{t}[]' for i, (_, t) in enumerate(_COLUMNS, 1))}, "
-    f"${len(_COLUMNS) + 1}::text[]) AS u({', '.join(c for c, _ in _COLUMNS)}, tags)"
+    "id",
+    "source",
+    "source_type",
+    "event_type",
+    "severity",
+    "state",
+    "host",
+    "service",
+    "title",
+    "description",
+    "occurred_at",
+    "received_at",
+    "processed_at",
+    "last_seen_at",
+    "duplicate_count",
+    "metadata",
+    "tags",
+    "fingerprint",
+    "correlation_id",
+    "score",
+    "suppressed_reason",
+    "raw",
 )
 
 # A row is replaced (the incoming event is new) when the state changed or the window has passed since it
@@ -179,7 +172,10 @@ class EventRepository:
                 event.duplicate_count = n
                 event.last_seen_at = seen
                 new_ids.add(ids[i])
-            await conn.execute(_INSERT, *_columns([events[i] for i in new]))
+            # Binary COPY: about twice as fast as an INSERT over unnest() arrays for the same rows.
+            await conn.copy_records_to_table(
+                "events", schema_name="events", columns=_COLUMNS, records=[_record(events[i]) for i in new]
+            )
         if repeats:
             targets = list(repeats)
             await conn.execute(
@@ -232,32 +228,31 @@ def _plan_rounds(events: Sequence[Event]) -> tuple[list[list[int]], dict[int, in
     return rounds, heads
 
 
-def _columns(events: list[Event]) -> list[list[Any]]:
-    encode = msgspec.json.encode
-    return [
-        [e.id for e in events],
-        [e.source for e in events],
-        [e.source_type for e in events],
-        [e.event_type for e in events],
-        [e.severity.value for e in events],
-        [e.state.value for e in events],
-        [e.host for e in events],
-        [e.service for e in events],
-        [e.title for e in events],
-        [e.description for e in events],
-        [e.occurred_at for e in events],
-        [e.received_at for e in events],
-        [e.processed_at for e in events],
-        [e.last_seen_at for e in events],
-        [e.duplicate_count for e in events],
-        [e.metadata for e in events],
-        [e.fingerprint for e in events],
-        [e.correlation_id for e in events],
-        [e.score for e in events],
-        [e.suppressed_reason for e in events],
-        [e.raw for e in events],
-        [encode(e.tags).decode() for e in events],
-    ]
+def _record(e: Event) -> tuple[Any, ...]:
+    return (
+        e.id,
+        e.source,
+        e.source_type,
+        e.event_type,
+        e.severity.value,
+        e.state.value,
+        e.host,
+        e.service,
+        e.title,
+        e.description,
+        e.occurred_at,
+        e.received_at,
+        e.processed_at,
+        e.last_seen_at,
+        e.duplicate_count,
+        e.metadata,
+        e.tags,
+        e.fingerprint,
+        e.correlation_id,
+        e.score,
+        e.suppressed_reason,
+        e.raw,
+    )
 
 
 def _where(q: EventQuery) -> tuple[str, list[Any]]:

@@ -34,15 +34,29 @@ CONNECTION_ERRORS: tuple[type[Exception], ...] = (
 _START_ERRORS: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
 
 
+# jsonb's binary wire format is a version byte (1) followed by the JSON text; binary lets COPY carry it.
+_JSONB_VERSION = b"\x01"
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    return _JSONB_VERSION + _encoder.encode(value)
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return _decoder.decode(data[1:])
+
+
 def _encode_json(value: Any) -> str:
     return _encoder.encode(value).decode()
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    for type_name in ("json", "jsonb"):
-        await conn.set_type_codec(
-            type_name, schema="pg_catalog", encoder=_encode_json, decoder=_decoder.decode, format="text"
-        )
+    await conn.set_type_codec(
+        "jsonb", schema="pg_catalog", encoder=_encode_jsonb, decoder=_decode_jsonb, format="binary"
+    )
+    await conn.set_type_codec(
+        "json", schema="pg_catalog", encoder=_encode_json, decoder=_decoder.decode, format="text"
+    )
 
 
 async def create_pool(

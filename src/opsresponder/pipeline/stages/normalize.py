@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from opsresponder.core.clock import as_utc
 from opsresponder.core.event import Event, compute_fingerprint
 
 # PostgreSQL text and jsonb cannot hold NUL; a syslog sender can still send one. Replace, never drop.
 _NUL = "\x00"
+_NUL_JSON = b"\\u0000"  # how msgspec writes NUL inside a JSON string
+_encode = msgspec.json.Encoder().encode
 _REPLACEMENT = "\ufffd"
 MAX_TITLE_CHARS = 1024
 
@@ -27,7 +31,7 @@ def normalize(events: list[Event]) -> None:
         event.received_at = as_utc(event.received_at)
         if event.tags:
             event.tags = list(dict.fromkeys(_scrub(t.strip()) for t in event.tags if t.strip()))
-        if event.metadata:
+        if event.metadata and _NUL_JSON in _encode(event.metadata):
             event.metadata = _scrub_value(event.metadata)
         if not event.fingerprint:
             event.fingerprint = compute_fingerprint(
