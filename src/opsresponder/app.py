@@ -29,6 +29,11 @@ from opsresponder.core.clock import Clock, utcnow
 from opsresponder.ingest.http.adapters import ADAPTERS, detect_adapter
 from opsresponder.ingest.snmp.metrics import SnmpMetrics
 from opsresponder.ingest.snmp.receiver import SnmpTrapReceiver
+from opsresponder.ingest.syslog.decode import SyslogDecoder
+from opsresponder.ingest.syslog.metrics import SyslogMetrics
+from opsresponder.ingest.syslog.tcp import SyslogTcpListener
+from opsresponder.ingest.syslog.tls import SyslogTlsListener, build_server_context
+from opsresponder.ingest.syslog.udp import SyslogUdpListener
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.stages import correlate, normalize
@@ -178,11 +183,41 @@ class _Listener(Protocol):
 def _ingest_listeners(
     settings: Settings, intake: Intake, registry: CollectorRegistry, clock: Clock
 ) -> dict[str, _Listener]:
-    """The enabled protocol listeners by name, built from their config; none is bound yet."""
+    """The enabled protocol listeners by name, built from their config; none is bound yet.
+
+    Raises:
+        ConfigError: a parsing rule, trap mapping, v3 user or engine ID is invalid.
+    """
     listeners: dict[str, _Listener] = {}
+    syslog = settings.syslog
+    if syslog.udp.enabled or syslog.tcp.enabled or syslog.tls.enabled:
+        # One decoder for every transport: the parsing rules are compiled once, at start.
+        decode = SyslogDecoder(syslog.parsing_rules).decode
+        syslog_metrics = SyslogMetrics(registry)
+        if syslog.udp.enabled:
+            listeners["syslog_udp"] = SyslogUdpListener(syslog.udp, intake, decode, syslog_metrics, clock)
+        if syslog.tcp.enabled:
+            listeners["syslog_tcp"] = SyslogTcpListener(syslog.tcp, intake, decode, syslog_metrics, clock)
+        if syslog.tls.enabled:
+            listeners["syslog_tls"] = SyslogTlsListener(syslog.tls, intake, decode, syslog_metrics, clock)
     if settings.snmp.enabled:
         listeners["snmp"] = SnmpTrapReceiver(settings.snmp, intake, SnmpMetrics(registry), clock=clock)
     return listeners
+
+
+def validate(settings: Settings) -> None:
+    """Check what the settings types cannot: parsing rules, SNMP users and mapping, TLS files.
+
+    Builds the listeners without binding anything, as the start does.
+
+    Raises:
+        ConfigError: naming the key that is wrong.
+        OpsResponderError: a TLS certificate or key cannot be loaded.
+    """
+    registry = CollectorRegistry()
+    _ingest_listeners(settings, Intake(1, PipelineMetrics(registry)), registry, utcnow)
+    if settings.syslog.tls.enabled:
+        build_server_context(settings.syslog.tls)
 
 
 @contextlib.asynccontextmanager

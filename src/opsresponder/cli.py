@@ -13,9 +13,9 @@ from pathlib import Path
 
 import structlog
 
-from opsresponder.app import OpsResponder, database_session
+from opsresponder.app import OpsResponder, database_session, validate
 from opsresponder.config import Settings, load_settings
-from opsresponder.core.errors import ConfigError, OpsResponderError
+from opsresponder.core.errors import OpsResponderError
 from opsresponder.logs import configure_logging
 from opsresponder.store.migrations import migrate
 from opsresponder.store.pool import connection
@@ -39,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = load_settings(_config_path(args.config))
-    except ConfigError as e:
+        validate(settings)
+    except OpsResponderError as e:
         print(f"opsresponder: {e}", file=sys.stderr)
         return 1
     if args.command == "check-config":

@@ -59,6 +59,13 @@ class PipelineWorker:
         self._clock = clock
         self._database_available = True
 
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call `listener` with the new events of every committed batch (stage 8, notify).
+
+        Listeners run on the worker's task right after the commit: they must be quick and must not raise.
+        """
+        self._on_committed.append(listener)
+
     @property
     def database_available(self) -> bool:
         """False from a failed write until the database answers again; HTTP ingest answers 503 meanwhile."""
