@@ -46,7 +46,14 @@ class BenchServer:
         self.env["OPSRESPONDER_LOGGING__LEVEL"] = "info"  # the listening line carries the bound ports
         started = time.monotonic()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "opsresponder", "--config", str(REPO / "config/opsresponder.yaml"), "serve"],
+            [
+                sys.executable,
+                "-m",
+                "opsresponder",
+                "--config",
+                str(REPO / "config/opsresponder.yaml"),
+                "serve",
+            ],
             env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=self._log,
@@ -71,7 +78,7 @@ class BenchServer:
 
     def _ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"http://{self.events_address}/ready", timeout=1) as r:  # noqa: S310
+            with urllib.request.urlopen(f"http://{self.events_address}/ready", timeout=1) as r:
                 return bool(r.status == 200)
         except OSError:
             return False
