@@ -201,3 +201,22 @@ async def test_unknown_native_source_is_400(client: httpx.AsyncClient) -> None:
     r = await client.post("/api/v1/events/webhook/splunk", json={})
     assert r.status_code == 400
     assert r.json()["field"] == "source_type"
+
+
+async def test_metrics_count_what_happened(client: httpx.AsyncClient) -> None:
+    await client.post("/api/v1/events/webhook", json=body())
+    await client.post("/api/v1/events/webhook", json=body())  # a duplicate
+    await client.post("/api/v1/events/webhook", json=body(severity="urgent"))  # rejected
+    text = (await client.get("/metrics")).text
+    assert 'opsresponder_events_received_total{source="nagios"} 2.0' in text
+    assert 'opsresponder_events_accepted_total{source="nagios"} 1.0' in text
+    assert 'opsresponder_events_deduplicated_total{source="nagios"} 1.0' in text
+    assert 'opsresponder_events_rejected_total{source="webhook"} 1.0' in text
+    for family in (
+        "opsresponder_intake_depth",
+        "opsresponder_pipeline_batch_size_bucket",
+        "opsresponder_pipeline_latency_seconds_bucket",
+        "opsresponder_db_write_errors_total",
+        "opsresponder_events_dropped_total",
+    ):
+        assert family in text, family
