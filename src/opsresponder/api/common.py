@@ -11,6 +11,7 @@ from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.response.base import ASGIResponse
 from litestar.types import ControllerRouterHandler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -24,20 +25,28 @@ _READY_DB_TIMEOUT = 2.0
 
 def json_response(
     content: Any, status_code: int = 200, headers: dict[str, str] | None = None
-) -> Response[bytes]:
-    return Response(
-        msgspec.json.encode(content), status_code=status_code, media_type="application/json", headers=headers
+) -> ASGIResponse:
+    """A JSON answer encoded with msgspec, handed to Litestar ready to send.
+
+    Handlers annotated ``-> ASGIResponse`` skip Litestar's Response conversion, a noticeable share of the
+    per-request CPU on the ingest path.
+    """
+    return ASGIResponse(
+        body=msgspec.json.encode(content),
+        status_code=status_code,
+        media_type="application/json",
+        headers=headers,
     )
 
 
 @get("/health", sync_to_thread=False, opt=scope_opt(PUBLIC), summary="Liveness and bound listeners")
-def health(request: Request[Any, Any, Any]) -> Response[bytes]:
+def health(request: Request[Any, Any, Any]) -> ASGIResponse:
     ctx = context_of(request)
     return json_response({"status": "ok", "version": __version__, "listeners": ctx.listeners})
 
 
 @get("/ready", opt=scope_opt(PUBLIC), summary="Readiness: database reachable and listeners bound")
-async def ready(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def ready(request: Request[Any, Any, Any]) -> ASGIResponse:
     ctx = context_of(request)
     checks: dict[str, str] = {}
     try:

@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Litestar, Request, Response, get, post
+from litestar import Litestar, Request, get, post
 from litestar.exceptions import NotFoundException, ValidationException
 from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.response.base import ASGIResponse
 
 from opsresponder.api.auth import scope_opt
 from opsresponder.api.common import build_app, json_response
@@ -29,7 +30,7 @@ _LIST_OMITS = ("raw",)
 
 
 @post("/api/v1/events/webhook", opt=scope_opt("ingest"), summary="Ingest one event or an array")
-async def webhook(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def webhook(request: Request[Any, Any, Any]) -> ASGIResponse:
     return await _ingest(request, adapter_name=None)
 
 
@@ -38,11 +39,11 @@ async def webhook(request: Request[Any, Any, Any]) -> Response[bytes]:
     opt=scope_opt("ingest"),
     summary="Ingest a monitoring system's native payload (alertmanager, zabbix, nagios, icinga, grafana)",
 )
-async def webhook_native(request: Request[Any, Any, Any], source_type: FromPath[str]) -> Response[bytes]:
+async def webhook_native(request: Request[Any, Any, Any], source_type: FromPath[str]) -> ASGIResponse:
     return await _ingest(request, adapter_name=source_type)
 
 
-async def _ingest(request: Request[Any, Any, Any], adapter_name: str | None) -> Response[bytes]:
+async def _ingest(request: Request[Any, Any, Any], adapter_name: str | None) -> ASGIResponse:
     started = time.perf_counter()
     ctx = context_of(request)
     body = await request.body()
@@ -169,11 +170,11 @@ def _rejection_body(message: str, field: str | None) -> dict[str, Any]:
     return body
 
 
-def _rejected(status: int, message: str, field: str | None = None) -> Response[bytes]:
+def _rejected(status: int, message: str, field: str | None = None) -> ASGIResponse:
     return json_response(_rejection_body(message, field), status_code=status)
 
 
-def _unavailable(ctx: ApiContext) -> Response[bytes]:
+def _unavailable(ctx: ApiContext) -> ASGIResponse:
     retry_after = str(ctx.settings.api.retry_after_seconds)
     return json_response(
         {"status": "rejected", "message": "the database is unavailable; nothing was stored, retry later"},
@@ -200,7 +201,7 @@ async def list_events(
     limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = 100,
     offset: Annotated[int, QueryParameter(ge=0)] = 0,
     include_correlations: FromQuery[bool] = False,
-) -> Response[bytes]:
+) -> ASGIResponse:
     severities = None
     if severity is not None:
         severities = [s.strip() for s in severity.split(",") if s.strip()]
@@ -228,7 +229,7 @@ async def list_events(
 
 
 @get("/api/v1/events/{event_id:int}", opt=scope_opt("read"), summary="One event, with its raw input")
-async def get_event(request: Request[Any, Any, Any], event_id: FromPath[int]) -> Response[bytes]:
+async def get_event(request: Request[Any, Any, Any], event_id: FromPath[int]) -> ASGIResponse:
     event = await context_of(request).events.get(event_id)
     if event is None:
         raise NotFoundException(f"event {event_id} does not exist")
