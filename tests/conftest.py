@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -60,7 +63,7 @@ def _fail_on_unobserved_loop_exceptions() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server_url() -> Iterator[str]:
     """The test PostgreSQL server: OPSRESPONDER_TEST_DATABASE_URL, else an embedded one for this session.
 
     With OPSRESPONDER_REQUIRE_SERVICES=1 (CI) the variable must be set: CI tests the machine's server.
@@ -73,9 +76,10 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
         pytest.fail(
             "OPSRESPONDER_TEST_DATABASE_URL is not set and OPSRESPONDER_REQUIRE_SERVICES=1", pytrace=False
         )
-    embedded = EmbeddedPostgres(tmp_path_factory.mktemp("embedded-pg"))
-    yield embedded.start()
-    embedded.stop()
+    with outside_pytest_tmp("opsresponder-test-pg-") as data_dir:
+        embedded = EmbeddedPostgres(data_dir)
+        yield embedded.start()
+        embedded.stop()
 
 
 @pytest.fixture(scope="session")
@@ -122,6 +126,28 @@ async def db_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 def _with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+@contextlib.contextmanager
+def outside_pytest_tmp(prefix: str) -> Iterator[Path]:
+    """A temporary directory for the embedded PostgreSQL, which runs as its own system user when we are root.
+
+    Not under pytest's tmp_path: pytest makes its root private (0700) whenever another pytest session
+    starts on the machine, which would lock that user out of its data directory mid-test.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def service_data_dir() -> Iterator[Path]:
+    """A data_dir for a service that starts the embedded PostgreSQL (see `outside_pytest_tmp`)."""
+    with outside_pytest_tmp("opsresponder-test-") as path:
+        yield path
 
 
 def require_program(program: str, debian_package: str) -> str:

@@ -38,15 +38,15 @@ async def _post_and_read(addresses: dict[str, str], token: str, title: str) -> N
         assert (await client.get(f"http://{addresses['autonomous_api']}/health")).status_code == 200
 
 
-async def test_serve_ingest_and_stop_on_sigterm(tmp_path: Path) -> None:
-    service = ServiceProcess(tmp_path)
+async def test_serve_ingest_and_stop_on_sigterm(service_data_dir: Path) -> None:
+    service = ServiceProcess(service_data_dir)
     addresses = await service.start()
     await _post_and_read(addresses, service.admin_token(), "first run")
     assert await service.stop(signal.SIGTERM) == 0
-    assert not _postgres_running(tmp_path / "postgres")
+    assert not _postgres_running(service_data_dir / "postgres")
 
     # The second start reuses the database: the event of the first run is still there.
-    again = ServiceProcess(tmp_path)
+    again = ServiceProcess(service_data_dir)
     addresses = await again.start()
     headers = {"Authorization": f"Bearer {again.admin_token()}"}
     async with httpx.AsyncClient(base_url=f"http://{addresses['events_api']}", headers=headers) as client:
@@ -55,33 +55,33 @@ async def test_serve_ingest_and_stop_on_sigterm(tmp_path: Path) -> None:
     assert await again.stop(signal.SIGINT) == 0
 
 
-async def test_a_killed_run_leaves_nothing_that_breaks_the_next(tmp_path: Path) -> None:
-    service = ServiceProcess(tmp_path)
+async def test_a_killed_run_leaves_nothing_that_breaks_the_next(service_data_dir: Path) -> None:
+    service = ServiceProcess(service_data_dir)
     await service.start()
     await service.kill()  # SIGKILL: no cleanup at all; the embedded server keeps running on its own
 
-    second = ServiceProcess(tmp_path)
+    second = ServiceProcess(service_data_dir)
     addresses = await second.start()
     await _post_and_read(addresses, second.admin_token(), "after a kill")
     assert await second.stop() == 0
     # The dead process's handle must not keep the embedded server alive after a clean stop.
-    assert not _postgres_running(tmp_path / "postgres")
+    assert not _postgres_running(service_data_dir / "postgres")
 
     # A postmaster.pid whose process is gone (a crash of the server itself) is cleaned before starting.
-    pidfile = tmp_path / "postgres" / "postmaster.pid"
+    pidfile = service_data_dir / "postgres" / "postmaster.pid"
     pidfile.write_text("999999\n")
-    third = ServiceProcess(tmp_path)
+    third = ServiceProcess(service_data_dir)
     addresses = await third.start()
     await _post_and_read(addresses, third.admin_token(), "after a stale pid file")
     assert await third.stop() == 0
 
 
-async def test_a_taken_port_stops_the_start_naming_the_port(tmp_path: Path) -> None:
+async def test_a_taken_port_stops_the_start_naming_the_port(service_data_dir: Path) -> None:
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
         port = blocker.getsockname()[1]
-        service = ServiceProcess(tmp_path, env={"OPSRESPONDER_API__AUTONOMOUS__PORT": str(port)})
+        service = ServiceProcess(service_data_dir, env={"OPSRESPONDER_API__AUTONOMOUS__PORT": str(port)})
         with pytest.raises(AssertionError, match="did not start"):
             await service.start()
         assert service.process.returncode == 1
@@ -89,11 +89,11 @@ async def test_a_taken_port_stops_the_start_naming_the_port(tmp_path: Path) -> N
         assert any(
             f"127.0.0.1:{port}" in r.get("error", "") and "api.autonomous" in r["error"] for r in errors
         )
-    assert not _postgres_running(tmp_path / "postgres")
+    assert not _postgres_running(service_data_dir / "postgres")
 
 
-async def test_check_config_names_the_bad_key(tmp_path: Path) -> None:
-    bad = tmp_path / "bad.yaml"
+async def test_check_config_names_the_bad_key(service_data_dir: Path) -> None:
+    bad = service_data_dir / "bad.yaml"
     bad.write_text("syslog:\n  udp:\n    port: not-a-port\n  tcp: {prot: 1}\n")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
