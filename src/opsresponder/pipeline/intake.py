@@ -72,16 +72,7 @@ class Intake:
         Raises:
             IntakeClosedError: the process is shutting down.
         """
-        while len(self._items) >= self._capacity and not self._closed:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._space_waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if not waiter.done():
-                    waiter.cancel()
-        if self._closed:
-            raise IntakeClosedError("the intake is closed: the process is shutting down")
+        await self._wait_for_room(1)
         future: asyncio.Future[WriteOutcome] | None = None
         if wait_for_commit:
             future = asyncio.get_running_loop().create_future()
@@ -99,16 +90,7 @@ class Intake:
         """
         if len(events) > self._capacity:
             raise ValueError(f"{len(events)} events exceed the intake capacity of {self._capacity}")
-        while len(self._items) + len(events) > self._capacity and not self._closed:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._space_waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if not waiter.done():
-                    waiter.cancel()
-        if self._closed:
-            raise IntakeClosedError("the intake is closed: the process is shutting down")
+        await self._wait_for_room(len(events))
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         futures = [loop.create_future() for _ in events]
@@ -118,6 +100,23 @@ class Intake:
         for event in events:
             self._metrics.received_by_source(event.source_type).inc()
         return futures
+
+    async def _wait_for_room(self, count: int) -> None:
+        """Wait until `count` more submissions fit.
+
+        Raises:
+            IntakeClosedError: the intake closed (shutdown) before or while waiting.
+        """
+        while len(self._items) + count > self._capacity and not self._closed:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._space_waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+        if self._closed:
+            raise IntakeClosedError("the intake is closed: the process is shutting down")
 
     def _append(self, submission: Submission) -> None:
         self._items.append(submission)

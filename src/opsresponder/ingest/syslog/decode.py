@@ -221,6 +221,23 @@ class SyslogDecoder:
         metadata["format"] = envelope
         metadata["facility"] = _FACILITY_NAMES[pri >> 3]
         metadata["syslog_severity"] = SYSLOG_SEVERITY_NAMES[severity_code]
+        return self._syslog_event(
+            body, raw, hostname, peer, timestamp, received_at, metadata, severity_code, app_name
+        )
+
+    def _syslog_event(
+        self,
+        body: str,
+        raw: str,
+        hostname: str | None,
+        peer: str | None,
+        timestamp: datetime | None,
+        received_at: datetime,
+        metadata: dict[str, Any],
+        severity_code: int,
+        app_name: str | None,
+    ) -> Event:
+        """A plain syslog event (no CEF/LEEF payload, or one that failed while its envelope was fine)."""
         return Event(
             source=self._source,
             source_type=SOURCE_TYPE,
@@ -311,19 +328,8 @@ class SyslogDecoder:
             metadata["format"] = envelope
             metadata["parse_error"] = f"{body[:4].rstrip(':').lower()}: {exc}"
             app_name = metadata.get("app_name")
-            return Event(
-                source=self._source,
-                source_type=SOURCE_TYPE,
-                event_type=EVENT_TYPE_SYSLOG,
-                severity=syslog_severity(severity_code),
-                title=title_from(body, app_name),
-                description=body,
-                host=hostname or peer_host(peer),
-                service=app_name,
-                occurred_at=timestamp or received_at,
-                received_at=received_at,
-                metadata=metadata,
-                raw=raw,
+            return self._syslog_event(
+                body, raw, hostname, peer, timestamp, received_at, metadata, severity_code, app_name
             )
         metadata["format"] = payload_format
         metadata["envelope"] = envelope
