@@ -1,0 +1,176 @@
+"""Fixtures of the subscription tests: clean tables, a fake clock and a real local HTTP receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import asyncpg
+import pytest
+from prometheus_client import CollectorRegistry
+
+from opsresponder.core.clock import utcnow
+from opsresponder.outbound.allowlist import UrlAllowlist
+from opsresponder.outbound.delivery import DeliveryWorker
+from opsresponder.outbound.metrics import SubscriptionMetrics
+from opsresponder.store.subscriptions import SubscriptionRepository, invalidate_filter_cache
+
+SECRET = "receiver-secret-0123456789"
+
+
+class FakeClock:
+    """Starts a second ahead of the real time and moves on demand.
+
+    The outbox's own timestamps come from PostgreSQL's ``now()``; starting ahead keeps rows written during
+    the test (with no batch delay) due at once, as they would be for a worker on the real clock.
+    """
+
+    def __init__(self) -> None:
+        self.now = utcnow() + timedelta(seconds=1)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """A small HTTP/1.1 server (keep-alive, Content-Length bodies) on 127.0.0.1, port chosen by the OS.
+
+    ``status`` is the answer to every request; ``delay`` holds each answer back; `down` closes the
+    listening socket and every open connection so that clients get "connection refused", and `up` listens
+    again on the same port.
+    """
+
+    status: int = 200
+    delay: float = 0.0
+    requests: list[Received] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    port: int = 0
+    _server: asyncio.Server | None = None
+    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
+    request_started: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    async def up(self) -> None:
+        self._released.clear()
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def down(self) -> None:
+        self._released.set()
+        if self._server is not None:
+            self._server.close()
+            for writer in list(self._writers):
+                writer.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                request_line, *lines = head.decode("latin-1").split("\r\n")
+                headers = {}
+                for line in lines:
+                    if line:
+                        name, _, value = line.partition(":")
+                        headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                self.in_flight += 1
+                self.request_started.set()
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                try:
+                    if self.delay:
+                        # Released early by `down`: a handler must end by itself, never cancelled (the
+                        # stream server's callback reports a cancelled handler as an unobserved error).
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._released.wait(), self.delay)
+                    self.requests.append(Received(request_line.split(" ")[1], headers, body))
+                    status = self.status
+                finally:
+                    self.in_flight -= 1
+                answer = b"ok" if status < 300 else b"receiver says no"
+                writer.write(
+                    f"HTTP/1.1 {status} X\r\nContent-Length: {len(answer)}\r\n\r\n".encode() + answer
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the client closed its keep-alive connection
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = Receiver()
+    await r.up()
+    yield r
+    await r.down()
+
+
+@pytest.fixture
+async def sub_pool(db_pool: asyncpg.Pool) -> asyncpg.Pool:
+    """The test pool with the subscription tables emptied (db_pool empties only the event tables)."""
+    async with db_pool.acquire() as conn:
+        await conn.execute("TRUNCATE events.subscriptions, events.subscription_outbox")
+    invalidate_filter_cache()
+    return db_pool
+
+
+@pytest.fixture
+def repo(sub_pool: asyncpg.Pool) -> SubscriptionRepository:
+    return SubscriptionRepository(sub_pool)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+LOCAL_ALLOWLIST = UrlAllowlist(networks=["127.0.0.0/8"])
+
+
+def make_worker(
+    repo: SubscriptionRepository,
+    clock: FakeClock,
+    registry: CollectorRegistry | None = None,
+    **options: object,
+) -> DeliveryWorker:
+    settings: dict[str, object] = {"retry_base": 1.0, "retry_max": 60.0, "request_timeout": 5.0}
+    settings.update(options)
+    return DeliveryWorker(
+        repo,
+        LOCAL_ALLOWLIST,
+        SubscriptionMetrics(registry or CollectorRegistry()),
+        clock=clock,
+        **settings,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+async def worker(repo: SubscriptionRepository, clock: FakeClock) -> AsyncIterator[DeliveryWorker]:
+    w = make_worker(repo, clock)
+    yield w
+    await w.aclose()
