@@ -34,6 +34,9 @@ from opsresponder.ingest.syslog.metrics import SyslogMetrics
 from opsresponder.ingest.syslog.tcp import SyslogTcpListener
 from opsresponder.ingest.syslog.tls import SyslogTlsListener, build_server_context
 from opsresponder.ingest.syslog.udp import SyslogUdpListener
+from opsresponder.outbound.allowlist import UrlAllowlist
+from opsresponder.outbound.delivery import DeliveryWorker
+from opsresponder.outbound.metrics import SubscriptionMetrics
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.stages import correlate, normalize
@@ -43,6 +46,9 @@ from opsresponder.store.embedded import EmbeddedPostgres, ensure_database
 from opsresponder.store.events import EventRepository
 from opsresponder.store.migrations import migrate
 from opsresponder.store.pool import connection, create_pool
+from opsresponder.store.retention import RetentionJob, RetentionMetrics, event_rules
+from opsresponder.store.scheduler import ScheduledJob, Scheduler
+from opsresponder.store.subscriptions import SubscriptionDefaults, SubscriptionRepository
 
 log = structlog.get_logger(__name__)
 
@@ -108,6 +114,29 @@ class OpsResponder:
             clock=self._clock,
         )
         self.intake, self.worker = intake, worker
+        subscriptions_config = settings.subscriptions
+        url_allowlist = _url_allowlist(settings)
+        subscriptions = SubscriptionRepository(
+            pool,
+            SubscriptionDefaults(
+                batch_max_events=subscriptions_config.batch_max_events,
+                batch_max_delay_ms=subscriptions_config.batch_max_delay_ms,
+                max_attempts=subscriptions_config.max_attempts,
+            ),
+        )
+        delivery = DeliveryWorker(
+            subscriptions,
+            url_allowlist,
+            SubscriptionMetrics(registry),
+            concurrency=subscriptions_config.concurrency,
+            poll_interval=subscriptions_config.poll_interval_ms / 1000,
+            request_timeout=subscriptions_config.request_timeout_seconds,
+            retry_base=subscriptions_config.retry_base_seconds,
+            retry_max=subscriptions_config.retry_max_seconds,
+            dead_letter_retention=timedelta(days=subscriptions_config.dead_letter_retention_days),
+            maintenance_interval=subscriptions_config.maintenance_interval_seconds,
+            clock=self._clock,
+        )
         ctx = ApiContext(
             settings=settings,
             intake=intake,
@@ -119,7 +148,10 @@ class OpsResponder:
             listeners=self.listeners,
             native_adapters=dict(ADAPTERS),
             detect_native=detect_adapter,
+            subscriptions=subscriptions if subscriptions_config.enabled else None,
+            url_allowlist=url_allowlist,
         )
+        scheduler = Scheduler(pool, _scheduled_jobs(settings, pool, registry, self._clock), clock=self._clock)
         grace = settings.pipeline.drain_grace_seconds
         servers = {
             "events_api": HttpServer(
@@ -145,13 +177,22 @@ class OpsResponder:
                 host, port = listener.address
                 self.listeners[name] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             log.info("OpsResponder is listening.", **self.listeners)
+            if subscriptions_config.enabled:
+                await delivery.start()
+                # Stopped after the task group (no more commits), before the pool closes; a delivery cut
+                # short rolls back, so its rows stay pending for the next start or another replica.
+                sockets.push_async_callback(delivery.stop, grace)
 
             async with asyncio.TaskGroup() as tasks:
                 worker_task = tasks.create_task(worker.run(), name="pipeline-worker")
+                scheduler_task = tasks.create_task(scheduler.run(), name="scheduler")
                 server_tasks = [tasks.create_task(s.serve(), name=name) for name, s in servers.items()]
                 self.started.set()
                 await stop.wait()
                 log.info("Shutting down.", grace_seconds=grace)
+                # Periodic jobs need no drain: a retention batch in flight rolls back by itself and the
+                # job's lease is released, so another replica or the next start picks it up.
+                scheduler_task.cancel()
                 # Stop taking new work first: syslog and SNMP listeners, then the HTTP servers, which
                 # finish their in-flight requests (those need the worker, still running).
                 await ingest.aclose()
@@ -216,8 +257,45 @@ def validate(settings: Settings) -> None:
     """
     registry = CollectorRegistry()
     _ingest_listeners(settings, Intake(1, PipelineMetrics(registry)), registry, utcnow)
+    _url_allowlist(settings)
     if settings.syslog.tls.enabled:
         build_server_context(settings.syslog.tls)
+
+
+def _scheduled_jobs(
+    settings: Settings, pool: asyncpg.Pool, registry: CollectorRegistry, clock: Clock
+) -> list[ScheduledJob]:
+    """The periodic jobs; each runs once per interval across every replica (see store/scheduler.py)."""
+    jobs: list[ScheduledJob] = []
+    retention_config = settings.retention
+    if retention_config.enabled:
+        retention = RetentionJob(
+            pool,
+            event_rules(
+                events_max_age=timedelta(days=retention_config.events_days),
+                dedup_window=timedelta(seconds=settings.pipeline.dedup_window_seconds),
+                batch_size=retention_config.batch_size,
+            ),
+            RetentionMetrics(registry),
+            clock=clock,
+            max_run_duration=timedelta(seconds=retention_config.max_run_seconds),
+        )
+        jobs.append(
+            ScheduledJob(
+                "retention",
+                interval=timedelta(seconds=retention_config.interval_seconds),
+                run=retention.run,
+                jitter=timedelta(seconds=retention_config.jitter_seconds),
+                # max_run_seconds is checked between batches; this timeout is the hard stop behind it.
+                timeout=timedelta(seconds=2 * retention_config.max_run_seconds),
+            )
+        )
+    return jobs
+
+
+def _url_allowlist(settings: Settings) -> UrlAllowlist:
+    """Raises `ConfigError` naming a bad ``subscriptions.allowed_*`` entry."""
+    return UrlAllowlist(settings.subscriptions.allowed_hosts, settings.subscriptions.allowed_networks)
 
 
 @contextlib.asynccontextmanager

@@ -158,6 +158,41 @@ class SnmpConfig(_Section):
     """SO_RCVBUF asked of the kernel (capped by ``net.core.rmem_max``): bursts queue instead of dropping."""
 
 
+class SubscriptionsConfig(_Section):
+    """Outbound event subscriptions (docs/subscriptions.md)."""
+
+    enabled: bool = True
+    allowed_hosts: list[str] = msgspec.field(default_factory=list)
+    """Host names subscription URLs may use: exact, or ``*.suffix``. Empty (with no networks) allows none."""
+    allowed_networks: list[str] = msgspec.field(default_factory=list)
+    """CIDR networks (IPv4 or IPv6) the URL's host may resolve into."""
+    batch_max_events: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
+    batch_max_delay_ms: Annotated[int, msgspec.Meta(ge=0, le=3_600_000)] = 1000
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
+    request_timeout_seconds: PositiveFloat = 10.0
+    retry_base_seconds: PositiveFloat = 1.0
+    retry_max_seconds: PositiveFloat = 3600.0
+    poll_interval_ms: PositiveInt = 500
+    concurrency: PositiveInt = 4
+    dead_letter_retention_days: PositiveInt = 7
+    maintenance_interval_seconds: PositiveFloat = 30.0
+
+
+class RetentionConfig(_Section):
+    """Background deletion of old data (docs/retention.md); runs once per interval across all replicas."""
+
+    enabled: bool = True
+    events_days: PositiveInt = 30
+    """Events (by received_at, the server's clock) older than this are removed, with their correlations."""
+    executions_days: PositiveInt = 365
+    audit_days: PositiveInt = 365
+    interval_seconds: PositiveInt = 3600
+    jitter_seconds: Annotated[int, msgspec.Meta(ge=0)] = 300
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 5000
+    """Rows per delete; each batch is its own short transaction, so no lock is held for long."""
+    max_run_seconds: PositiveInt = 900
+
+
 class LoggingConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -173,6 +208,8 @@ class Settings(_Section):
     pipeline: PipelineConfig = msgspec.field(default_factory=PipelineConfig)
     syslog: SyslogConfig = msgspec.field(default_factory=SyslogConfig)
     snmp: SnmpConfig = msgspec.field(default_factory=SnmpConfig)
+    subscriptions: SubscriptionsConfig = msgspec.field(default_factory=SubscriptionsConfig)
+    retention: RetentionConfig = msgspec.field(default_factory=RetentionConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
 
 

@@ -10,10 +10,12 @@ from litestar import Request
 from prometheus_client import CollectorRegistry
 
 from opsresponder.config import Settings
+from opsresponder.outbound.allowlist import UrlAllowlist
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.store.events import EventRepository
+from opsresponder.store.subscriptions import SubscriptionRepository
 
 CONTEXT_KEY = "opsresponder"
 
@@ -39,6 +41,8 @@ class ApiContext:
     listeners: dict[str, str] = field(default_factory=dict)
     native_adapters: dict[str, Any] = field(default_factory=dict)
     detect_native: Callable[[Any], Any] = lambda _payload: None
+    subscriptions: SubscriptionRepository | None = None
+    url_allowlist: UrlAllowlist | None = None
 
 
 def context_of(request: Request[Any, Any, Any]) -> ApiContext:

@@ -16,6 +16,7 @@ from litestar.response.base import ASGIResponse
 from opsresponder.api.auth import scope_opt
 from opsresponder.api.common import build_app, json_response
 from opsresponder.api.context import ApiContext, context_of
+from opsresponder.api.subscriptions import SUBSCRIPTION_HANDLERS
 from opsresponder.core.clock import as_utc, utcnow
 from opsresponder.core.errors import InvalidEventError
 from opsresponder.core.event import Event
@@ -251,5 +252,5 @@ def build_events_app(ctx: ApiContext) -> Litestar:
         ctx,
         title="OpsResponder Event Processing API",
         description="Webhook ingest, event queries and rules (port 3009).",
-        handlers=[webhook, webhook_native, list_events, get_event],
+        handlers=[webhook, webhook_native, list_events, get_event, *SUBSCRIPTION_HANDLERS],
     )

@@ -14,6 +14,7 @@ from opsresponder.core.event import Event
 from opsresponder.store.errors import StoreError
 from opsresponder.store.ids import EventIdAllocator
 from opsresponder.store.pool import connection
+from opsresponder.store.subscriptions import enqueue_outbox
 
 
 class WriteOutcome(msgspec.Struct, frozen=True):
@@ -176,6 +177,8 @@ class EventRepository:
             await conn.copy_records_to_table(
                 "events", schema_name="events", columns=_COLUMNS, records=[_record(events[i]) for i in new]
             )
+            # In the same transaction: an event and its subscription deliveries commit (or not) together.
+            await enqueue_outbox(conn, [events[i] for i in new])
         if repeats:
             targets = list(repeats)
             await conn.execute(
