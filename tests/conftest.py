@@ -19,6 +19,7 @@ import pytest
 from opsresponder.store.embedded import EmbeddedPostgres
 from opsresponder.store.migrations import migrate
 from opsresponder.store.pool import create_pool
+from opsresponder.store.subscriptions import invalidate_filter_cache
 
 REQUIRE_SERVICES = os.environ.get("OPSRESPONDER_REQUIRE_SERVICES") == "1"
 
@@ -115,10 +116,15 @@ def database_url(postgres_server_url: str) -> Iterator[str]:
 
 @pytest.fixture
 async def db_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    """A pool on the session database, emptied of events before the test."""
+    """A pool on the session database, with every table of ours emptied before the test."""
     pool = await create_pool(database_url, min_size=1, max_size=4, connect_timeout=5, command_timeout=30)
     async with pool.acquire() as conn:
-        await conn.execute("TRUNCATE events.events, events.dedup")
+        await conn.execute(
+            "TRUNCATE events.events, events.dedup, events.subscriptions, events.subscription_outbox, "
+            "public.opsresponder_jobs"
+        )
+    # This process caches subscription filters; the rows it cached are gone.
+    invalidate_filter_cache()
     yield pool
     await pool.close()
 
