@@ -24,6 +24,7 @@ from opsresponder.api.autonomous import build_autonomous_app
 from opsresponder.api.context import ApiContext
 from opsresponder.api.events import build_events_app
 from opsresponder.api.server import HttpServer, address_of, bind_tcp
+from opsresponder.api.stream import StreamHub
 from opsresponder.config import Settings, TokenConfig
 from opsresponder.core.clock import Clock, utcnow
 from opsresponder.ingest.http.adapters import ADAPTERS, detect_adapter
@@ -39,6 +40,7 @@ from opsresponder.outbound.delivery import DeliveryWorker
 from opsresponder.outbound.metrics import SubscriptionMetrics
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
+from opsresponder.pipeline.notify import CommitPublisher
 from opsresponder.pipeline.stages import correlate, normalize
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.state import StateBackend, build_state_backend
@@ -48,6 +50,7 @@ from opsresponder.store.migrations import migrate
 from opsresponder.store.pool import connection, create_pool
 from opsresponder.store.retention import RetentionJob, RetentionMetrics, event_rules
 from opsresponder.store.scheduler import ScheduledJob, Scheduler
+from opsresponder.store.stream_cursor import StreamBacklog
 from opsresponder.store.subscriptions import SubscriptionDefaults, SubscriptionRepository
 
 log = structlog.get_logger(__name__)
@@ -114,6 +117,20 @@ class OpsResponder:
             clock=self._clock,
         )
         self.intake, self.worker = intake, worker
+        stream_config = settings.stream
+        publisher = CommitPublisher(state, registry, max_pending_events=stream_config.publish_queue_events)
+        worker.add_commit_listener(publisher)
+        hub = StreamHub(
+            state,
+            StreamBacklog(pool),
+            registry,
+            heartbeat_seconds=stream_config.heartbeat_seconds,
+            client_buffer=stream_config.client_buffer,
+            max_clients=stream_config.max_clients,
+            hub_buffer=stream_config.hub_buffer,
+            replay_page=stream_config.replay_page,
+            retry_after_seconds=settings.api.retry_after_seconds,
+        )
         subscriptions_config = settings.subscriptions
         url_allowlist = _url_allowlist(settings)
         subscriptions = SubscriptionRepository(
@@ -150,6 +167,7 @@ class OpsResponder:
             detect_native=detect_adapter,
             subscriptions=subscriptions if subscriptions_config.enabled else None,
             url_allowlist=url_allowlist,
+            stream_hub=hub,
         )
         scheduler = Scheduler(pool, _scheduled_jobs(settings, pool, registry, self._clock), clock=self._clock)
         grace = settings.pipeline.drain_grace_seconds
@@ -168,7 +186,11 @@ class OpsResponder:
         for name, server in servers.items():
             self.listeners[name] = address_of(server.socket)
 
-        async with contextlib.AsyncExitStack() as sockets, contextlib.AsyncExitStack() as ingest:
+        async with (
+            contextlib.AsyncExitStack() as sockets,
+            contextlib.AsyncExitStack() as stream,
+            contextlib.AsyncExitStack() as ingest,
+        ):
             for server in servers.values():
                 sockets.callback(server.close_socket)  # after uvicorn has closed it; a no-op then
             for name, listener in _ingest_listeners(settings, intake, registry, self._clock).items():
@@ -182,6 +204,11 @@ class OpsResponder:
                 # Stopped after the task group (no more commits), before the pool closes; a delivery cut
                 # short rolls back, so its rows stay pending for the next start or another replica.
                 sockets.push_async_callback(delivery.stop, grace)
+            # Both are idempotent: the stack matters only when the start fails half-way.
+            await publisher.start()
+            stream.push_async_callback(publisher.stop)
+            await hub.start()
+            stream.push_async_callback(hub.close)
 
             async with asyncio.TaskGroup() as tasks:
                 worker_task = tasks.create_task(worker.run(), name="pipeline-worker")
@@ -196,6 +223,8 @@ class OpsResponder:
                 # Stop taking new work first: syslog and SNMP listeners, then the HTTP servers, which
                 # finish their in-flight requests (those need the worker, still running).
                 await ingest.aclose()
+                # Live streams never end by themselves; end them so uvicorn's graceful wait is not held.
+                await hub.close()
                 for server in servers.values():
                     server.stop()
                 await asyncio.wait(server_tasks)
@@ -208,6 +237,9 @@ class OpsResponder:
                         lost=intake.depth,
                     )
                 worker_task.cancel()
+                await asyncio.wait([worker_task])
+                # Publish the last commits: clients of other replicas are still listening.
+                await publisher.stop()
 
 
 class _Listener(Protocol):

@@ -158,6 +158,20 @@ class SnmpConfig(_Section):
     """SO_RCVBUF asked of the kernel (capped by ``net.core.rmem_max``): bursts queue instead of dropping."""
 
 
+class StreamConfig(_Section):
+    """The live event stream (docs/stream.md)."""
+
+    heartbeat_seconds: PositiveFloat = 15.0
+    """A comment line after this long idle, so proxies keep the stream open."""
+    client_buffer: PositiveInt = 10_000
+    """Events queued for one client; a client further behind is disconnected (it resumes by id)."""
+    max_clients: PositiveInt = 200
+    hub_buffer: PositiveInt = 1000
+    replay_page: PositiveInt = 500
+    publish_queue_events: PositiveInt = 10_000
+    """Committed events waiting to be published; beyond it they are counted as dropped from the stream."""
+
+
 class SubscriptionsConfig(_Section):
     """Outbound event subscriptions (docs/subscriptions.md)."""
 
@@ -208,6 +222,7 @@ class Settings(_Section):
     pipeline: PipelineConfig = msgspec.field(default_factory=PipelineConfig)
     syslog: SyslogConfig = msgspec.field(default_factory=SyslogConfig)
     snmp: SnmpConfig = msgspec.field(default_factory=SnmpConfig)
+    stream: StreamConfig = msgspec.field(default_factory=StreamConfig)
     subscriptions: SubscriptionsConfig = msgspec.field(default_factory=SubscriptionsConfig)
     retention: RetentionConfig = msgspec.field(default_factory=RetentionConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)

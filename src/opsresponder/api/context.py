@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from litestar import Request
 from prometheus_client import CollectorRegistry
@@ -16,6 +16,10 @@ from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.store.events import EventRepository
 from opsresponder.store.subscriptions import SubscriptionRepository
+
+if TYPE_CHECKING:
+    # stream.py reaches the context through context_of: a runtime import here would be circular.
+    from opsresponder.api.stream import StreamHub
 
 CONTEXT_KEY = "opsresponder"
 
@@ -43,6 +47,7 @@ class ApiContext:
     detect_native: Callable[[Any], Any] = lambda _payload: None
     subscriptions: SubscriptionRepository | None = None
     url_allowlist: UrlAllowlist | None = None
+    stream_hub: StreamHub | None = None
 
 
 def context_of(request: Request[Any, Any, Any]) -> ApiContext:

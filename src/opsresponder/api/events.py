@@ -16,11 +16,12 @@ from litestar.response.base import ASGIResponse
 from opsresponder.api.auth import scope_opt
 from opsresponder.api.common import build_app, json_response
 from opsresponder.api.context import ApiContext, context_of
+from opsresponder.api.filters import parse_severities
+from opsresponder.api.stream import stream_events
 from opsresponder.api.subscriptions import SUBSCRIPTION_HANDLERS
 from opsresponder.core.clock import as_utc, utcnow
 from opsresponder.core.errors import InvalidEventError
 from opsresponder.core.event import Event
-from opsresponder.core.severity import SEVERITY_VALUES
 from opsresponder.ingest.http.generic import decode_generic, decode_generic_fast, decode_json
 from opsresponder.pipeline.errors import IntakeClosedError, StoreUnavailableError
 from opsresponder.store.errors import StoreError
@@ -203,15 +204,7 @@ async def list_events(
     offset: Annotated[int, QueryParameter(ge=0)] = 0,
     include_correlations: FromQuery[bool] = False,
 ) -> ASGIResponse:
-    severities = None
-    if severity is not None:
-        severities = [s.strip() for s in severity.split(",") if s.strip()]
-        unknown = [s for s in severities if s not in SEVERITY_VALUES]
-        if unknown or not severities:
-            raise ValidationException(
-                f"severity: expected one or more of {', '.join(SEVERITY_VALUES)} (comma-separated), "
-                f"got {severity!r}"
-            )
+    severities = parse_severities(severity)
     if start_time and end_time and as_utc(start_time) > as_utc(end_time):
         raise ValidationException("start_time is after end_time")
     query = EventQuery(
@@ -252,5 +245,5 @@ def build_events_app(ctx: ApiContext) -> Litestar:
         ctx,
         title="OpsResponder Event Processing API",
         description="Webhook ingest, event queries and rules (port 3009).",
-        handlers=[webhook, webhook_native, list_events, get_event, *SUBSCRIPTION_HANDLERS],
+        handlers=[webhook, webhook_native, list_events, get_event, stream_events, *SUBSCRIPTION_HANDLERS],
     )
