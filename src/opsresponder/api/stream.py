@@ -406,7 +406,6 @@ class StreamHub:
     def _on_message(self, data: bytes) -> None:
         try:
             message = decode_message(data)
-            headers = [_header_decoder.decode(raw) for raw in message.e]
         except msgspec.DecodeError:
             self.metrics.bad_messages.inc()
             return
@@ -414,7 +413,13 @@ class StreamHub:
         self._sequences[message.p] = message.s
         if last is not None and message.s != last + 1:
             self._resync("publisher_gap")
+        # Most of the time nobody is watching: skip the per-event work then.
         if not self._clients:
+            return
+        try:
+            headers = [_header_decoder.decode(raw) for raw in message.e]
+        except msgspec.DecodeError:
+            self.metrics.bad_messages.inc()
             return
         batch = _Batch(headers, [frame(h.id, raw) for h, raw in zip(headers, message.e, strict=True)])
         for client in list(self._clients):
