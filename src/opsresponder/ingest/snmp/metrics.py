@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
+
+from opsresponder.counters import FastCounter
 
 VERSIONS: Final = ("1", "2c", "3", "unknown")
 """Label values of ``version``: ``unknown`` when not even the version field could be read."""
@@ -50,31 +52,31 @@ class SnmpMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.traps_received = Counter(
+        self.traps_received = FastCounter(
             "opsresponder_snmp_traps_received_total",
             "Datagrams received on the SNMP trap port, by SNMP version.",
             ["version"],
             registry=registry,
         )
-        self.traps_dropped = Counter(
+        self.traps_dropped = FastCounter(
             "opsresponder_snmp_traps_dropped_total",
             "Datagrams refused or lost, by reason.",
             ["reason"],
             registry=registry,
         )
-        self.events = Counter(
+        self.events = FastCounter(
             "opsresponder_snmp_events_total",
             "Traps and informs turned into events accepted by the intake, by SNMP version.",
             ["version"],
             registry=registry,
         )
-        self.informs_acknowledged = Counter(
+        self.informs_acknowledged = FastCounter(
             "opsresponder_snmp_informs_acknowledged_total",
             "Inform requests acknowledged with a Response-PDU, by SNMP version.",
             ["version"],
             registry=registry,
         )
-        self.engine_discoveries = Counter(
+        self.engine_discoveries = FastCounter(
             "opsresponder_snmp_engine_discoveries_total",
             "SNMPv3 engine-ID discovery probes answered with a Report.",
             registry=registry,

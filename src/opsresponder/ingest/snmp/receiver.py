@@ -129,7 +129,7 @@ class SnmpTrapReceiver:
         self._protocol: _Udp4 | _Udp6 | None = None
         self._address: tuple[str, int] | None = None
         self._received_at: datetime | None = None
-        # Children resolved once: labels() costs a lock and a dict lookup per call.
+        # Children resolved once: no label lookup per trap.
         self._received = {v: metrics.traps_received.labels(version=v) for v in m.VERSIONS}
         self._events = {v: metrics.events.labels(version=v) for v in m.VERSIONS[:3]}
         self._acked = {v: metrics.informs_acknowledged.labels(version=v) for v in m.VERSIONS[:3]}

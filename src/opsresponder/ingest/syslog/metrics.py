@@ -6,6 +6,8 @@ from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from opsresponder.counters import FastCounter
+
 ListenerName = Literal["udp", "tcp", "tls"]
 
 
@@ -17,31 +19,31 @@ class SyslogMetrics:
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.messages_received = Counter(
+        self.messages_received = FastCounter(
             "opsresponder_syslog_messages_received_total",
             "Syslog messages received (datagrams, or frames cut from a stream), by listener.",
             ["listener"],
             registry=registry,
         )
-        self.messages_parsed = Counter(
+        self.messages_parsed = FastCounter(
             "opsresponder_syslog_messages_parsed_total",
             "Syslog messages decoded into an event without a parse error, by listener.",
             ["listener"],
             registry=registry,
         )
-        self.messages_parse_failed = Counter(
+        self.messages_parse_failed = FastCounter(
             "opsresponder_syslog_messages_parse_failed_total",
             "Syslog messages kept as raw events because they could not be parsed, by listener.",
             ["listener"],
             registry=registry,
         )
-        self.messages_truncated = Counter(
+        self.messages_truncated = FastCounter(
             "opsresponder_syslog_messages_truncated_total",
             "Syslog messages longer than max_message_bytes, kept truncated, by listener.",
             ["listener"],
             registry=registry,
         )
-        self.messages_dropped = Counter(
+        self.messages_dropped = FastCounter(
             "opsresponder_syslog_messages_dropped_total",
             "Syslog messages lost, by listener and reason.",
             ["listener", "reason"],
@@ -94,10 +96,10 @@ class ListenerMetrics:
     def __init__(self, family: SyslogMetrics, listener: ListenerName) -> None:
         self._family = family
         self._listener = listener
-        self.received: Counter = family.messages_received.labels(listener)
-        self.parsed: Counter = family.messages_parsed.labels(listener)
-        self.parse_failed: Counter = family.messages_parse_failed.labels(listener)
-        self.truncated: Counter = family.messages_truncated.labels(listener)
+        self.received = family.messages_received.labels(listener)
+        self.parsed = family.messages_parsed.labels(listener)
+        self.parse_failed = family.messages_parse_failed.labels(listener)
+        self.truncated = family.messages_truncated.labels(listener)
         self.connections_active: Gauge = family.connections_active.labels(listener)
         self.reads_paused: Counter = family.reads_paused.labels(listener)
 
