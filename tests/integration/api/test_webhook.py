@@ -220,3 +220,18 @@ async def test_metrics_count_what_happened(client: httpx.AsyncClient) -> None:
         "opsresponder_events_dropped_total",
     ):
         assert family in text, family
+
+
+async def test_native_endpoints_have_the_generic_auth_and_limits(service: OpsResponder) -> None:
+    url = base_url(service) + "/api/v1/events/webhook/zabbix"
+    async with httpx.AsyncClient(timeout=10) as c:
+        assert (await c.post(url, json={})).status_code == 401
+        read_only = {"Authorization": f"Bearer {TOKENS['read']}"}
+        assert (await c.post(url, json={}, headers=read_only)).status_code == 403
+        ingest = {"Authorization": f"Bearer {TOKENS['ingest']}"}
+        too_big = await c.post(url, content=b"{" + b" " * 70_000 + b"}", headers=ingest)
+        assert too_big.status_code == 413
+        bad = await c.post(url, json={"event": {}}, headers=ingest)
+        assert bad.status_code == 400
+        assert bad.json()["status"] == "rejected"
+        assert bad.json()["field"]
