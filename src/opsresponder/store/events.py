@@ -12,6 +12,7 @@ import msgspec
 
 from opsresponder.core.event import Event
 from opsresponder.store.errors import StoreError
+from opsresponder.store.filters import WhereClause
 from opsresponder.store.ids import EventIdAllocator
 from opsresponder.store.pool import connection
 from opsresponder.store.subscriptions import enqueue_outbox
@@ -259,26 +260,13 @@ def _record(e: Event) -> tuple[Any, ...]:
 
 
 def _where(q: EventQuery) -> tuple[str, list[Any]]:
-    clauses: list[str] = []
-    args: list[Any] = []
-
-    def add(sql: str, value: Any) -> None:
-        args.append(value)
-        clauses.append(sql.format(f"${len(args)}"))
-
-    if q.severities:
-        add("severity = ANY({}::text[])", q.severities)
-    if q.event_type is not None:
-        add("event_type = {}", q.event_type)
-    if q.host is not None:
-        add("host = {}", q.host)
-    if q.service is not None:
-        add("service = {}", q.service)
+    where = WhereClause()
+    where.add_event_filters(severities=q.severities, event_type=q.event_type, host=q.host, service=q.service)
     if q.start_time is not None:
-        add("occurred_at >= {}", q.start_time)
+        where.add("occurred_at >= {}", q.start_time)
     if q.end_time is not None:
-        add("occurred_at <= {}", q.end_time)
-    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+        where.add("occurred_at <= {}", q.end_time)
+    return where.sql(), where.args
 
 
 def _to_event(row: asyncpg.Record) -> Event:

@@ -9,6 +9,7 @@ import msgspec
 
 from opsresponder.core.event import Event
 from opsresponder.store.errors import StoreError
+from opsresponder.store.filters import WhereClause
 from opsresponder.store.pool import CONNECTION_ERRORS, connection
 
 
@@ -75,22 +76,10 @@ class StreamBacklog:
 
 
 def _where(cursor: int, f: StreamFilter) -> tuple[str, list[Any]]:
-    args: list[Any] = [cursor]
-    clauses = ["id > $1"]
-
-    def add(sql: str, value: Any) -> None:
-        args.append(value)
-        clauses.append(sql.format(f"${len(args)}"))
-
-    if f.severities is not None:
-        add("severity = ANY({}::text[])", sorted(f.severities))
-    if f.event_type is not None:
-        add("event_type = {}", f.event_type)
-    if f.host is not None:
-        add("host = {}", f.host)
-    if f.service is not None:
-        add("service = {}", f.service)
+    where = WhereClause()
+    where.add("id > {}", cursor)
+    where.add_event_filters(severities=f.severities, event_type=f.event_type, host=f.host, service=f.service)
     if f.min_score is not None:
         # NULL >= x is NULL, so unscored events never match, as documented on StreamFilter.
-        add("score >= {}", f.min_score)
-    return " WHERE " + " AND ".join(clauses), args
+        where.add("score >= {}", f.min_score)
+    return where.sql(), where.args
