@@ -117,43 +117,11 @@ class OpsResponder:
             clock=self._clock,
         )
         self.intake, self.worker = intake, worker
-        stream_config = settings.stream
-        publisher = CommitPublisher(state, registry, max_pending_events=stream_config.publish_queue_events)
+        publisher, hub = _live_stream(settings, state, pool, registry)
         worker.add_commit_listener(publisher)
-        hub = StreamHub(
-            state,
-            StreamBacklog(pool),
-            registry,
-            heartbeat_seconds=stream_config.heartbeat_seconds,
-            client_buffer=stream_config.client_buffer,
-            max_clients=stream_config.max_clients,
-            hub_buffer=stream_config.hub_buffer,
-            replay_page=stream_config.replay_page,
-            retry_after_seconds=settings.api.retry_after_seconds,
-        )
-        subscriptions_config = settings.subscriptions
+        subscriptions_enabled = settings.subscriptions.enabled
         url_allowlist = _url_allowlist(settings)
-        subscriptions = SubscriptionRepository(
-            pool,
-            SubscriptionDefaults(
-                batch_max_events=subscriptions_config.batch_max_events,
-                batch_max_delay_ms=subscriptions_config.batch_max_delay_ms,
-                max_attempts=subscriptions_config.max_attempts,
-            ),
-        )
-        delivery = DeliveryWorker(
-            subscriptions,
-            url_allowlist,
-            SubscriptionMetrics(registry),
-            concurrency=subscriptions_config.concurrency,
-            poll_interval=subscriptions_config.poll_interval_ms / 1000,
-            request_timeout=subscriptions_config.request_timeout_seconds,
-            retry_base=subscriptions_config.retry_base_seconds,
-            retry_max=subscriptions_config.retry_max_seconds,
-            dead_letter_retention=timedelta(days=subscriptions_config.dead_letter_retention_days),
-            maintenance_interval=subscriptions_config.maintenance_interval_seconds,
-            clock=self._clock,
-        )
+        subscriptions, delivery = _subscriptions(settings, pool, url_allowlist, registry, self._clock)
         ctx = ApiContext(
             settings=settings,
             intake=intake,
@@ -165,7 +133,7 @@ class OpsResponder:
             listeners=self.listeners,
             native_adapters=dict(ADAPTERS),
             detect_native=detect_adapter,
-            subscriptions=subscriptions if subscriptions_config.enabled else None,
+            subscriptions=subscriptions if subscriptions_enabled else None,
             url_allowlist=url_allowlist,
             stream_hub=hub,
         )
@@ -199,7 +167,7 @@ class OpsResponder:
                 host, port = listener.address
                 self.listeners[name] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
             log.info("OpsResponder is listening.", **self.listeners)
-            if subscriptions_config.enabled:
+            if subscriptions_enabled:
                 await delivery.start()
                 # Stopped after the task group (no more commits), before the pool closes; a delivery cut
                 # short rolls back, so its rows stay pending for the next start or another replica.
@@ -292,6 +260,59 @@ def validate(settings: Settings) -> None:
     _url_allowlist(settings)
     if settings.syslog.tls.enabled:
         build_server_context(settings.syslog.tls)
+
+
+def _live_stream(
+    settings: Settings, state: StateBackend, pool: asyncpg.Pool, registry: CollectorRegistry
+) -> tuple[CommitPublisher, StreamHub]:
+    """The commit publisher (stage 8) and this process's SSE hub; both meet through `state` pub/sub."""
+    config = settings.stream
+    publisher = CommitPublisher(state, registry, max_pending_events=config.publish_queue_events)
+    hub = StreamHub(
+        state,
+        StreamBacklog(pool),
+        registry,
+        heartbeat_seconds=config.heartbeat_seconds,
+        client_buffer=config.client_buffer,
+        max_clients=config.max_clients,
+        hub_buffer=config.hub_buffer,
+        replay_page=config.replay_page,
+        retry_after_seconds=settings.api.retry_after_seconds,
+    )
+    return publisher, hub
+
+
+def _subscriptions(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    allowlist: UrlAllowlist,
+    registry: CollectorRegistry,
+    clock: Clock,
+) -> tuple[SubscriptionRepository, DeliveryWorker]:
+    """The subscription repository (the API's) and the delivery worker (started only when enabled)."""
+    config = settings.subscriptions
+    repository = SubscriptionRepository(
+        pool,
+        SubscriptionDefaults(
+            batch_max_events=config.batch_max_events,
+            batch_max_delay_ms=config.batch_max_delay_ms,
+            max_attempts=config.max_attempts,
+        ),
+    )
+    delivery = DeliveryWorker(
+        repository,
+        allowlist,
+        SubscriptionMetrics(registry),
+        concurrency=config.concurrency,
+        poll_interval=config.poll_interval_ms / 1000,
+        request_timeout=config.request_timeout_seconds,
+        retry_base=config.retry_base_seconds,
+        retry_max=config.retry_max_seconds,
+        dead_letter_retention=timedelta(days=config.dead_letter_retention_days),
+        maintenance_interval=config.maintenance_interval_seconds,
+        clock=clock,
+    )
+    return repository, delivery
 
 
 def _scheduled_jobs(
