@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Coroutine
-from typing import Any, Final, cast
+from typing import Any, Final, Protocol, cast
 
 import structlog
 
@@ -43,6 +43,16 @@ _ABORT_WAIT_SECONDS: Final = 1.0
 """After `stop` aborts the connections that did not close in time, how long it waits for their callbacks."""
 
 
+class StreamConfig(Protocol):
+    """What the TCP and TLS listener configs share."""
+
+    host: str
+    port: int
+    max_message_bytes: int
+    idle_timeout_seconds: float
+    max_connections: int
+
+
 class StreamListener:
     """The part of TCP and TLS listeners that owns the server socket, the connections and their tasks.
 
@@ -51,24 +61,19 @@ class StreamListener:
 
     def __init__(
         self,
-        *,
         name: ListenerName,
-        host: str,
-        port: int,
-        max_message_bytes: int,
-        idle_timeout_seconds: float,
-        max_connections: int,
+        config: StreamConfig,
         sink: EventSink,
         decode: DecodeFn,
         metrics: SyslogMetrics,
         clock: Clock = utcnow,
     ) -> None:
         self.name: ListenerName = name
-        self._host = host
-        self._port = port
-        self.max_message_bytes = max_message_bytes
-        self.idle_timeout_seconds = idle_timeout_seconds
-        self._max_connections = max_connections
+        self._host = config.host
+        self._port = config.port
+        self.max_message_bytes = config.max_message_bytes
+        self.idle_timeout_seconds = config.idle_timeout_seconds
+        self._max_connections = config.max_connections
         self.sink = sink
         self.metrics: ListenerMetrics = metrics.for_listener(name)
         self.decoder = MessageDecoder(decode, self.metrics, name)
@@ -374,15 +379,4 @@ class SyslogTcpListener(StreamListener):
         metrics: SyslogMetrics,
         clock: Clock = utcnow,
     ) -> None:
-        super().__init__(
-            name="tcp",
-            host=config.host,
-            port=config.port,
-            max_message_bytes=config.max_message_bytes,
-            idle_timeout_seconds=config.idle_timeout_seconds,
-            max_connections=config.max_connections,
-            sink=sink,
-            decode=decode,
-            metrics=metrics,
-            clock=clock,
-        )
+        super().__init__("tcp", config, sink, decode, metrics, clock)

@@ -152,18 +152,7 @@ class SyslogTlsListener(StreamListener):
         metrics: SyslogMetrics,
         clock: Clock = utcnow,
     ) -> None:
-        super().__init__(
-            name="tls",
-            host=config.host,
-            port=config.port,
-            max_message_bytes=config.max_message_bytes,
-            idle_timeout_seconds=config.idle_timeout_seconds,
-            max_connections=config.max_connections,
-            sink=sink,
-            decode=decode,
-            metrics=metrics,
-            clock=clock,
-        )
+        super().__init__("tls", config, sink, decode, metrics, clock)
         self.config = config
         self.policy = PeerPolicy(config.permitted_peers)
         self._context: ssl.SSLContext | None = None
