@@ -16,6 +16,7 @@ import structlog
 from opsresponder.app import OpsResponder, database_session, validate
 from opsresponder.config import Settings, load_settings
 from opsresponder.core.errors import OpsResponderError
+from opsresponder.gc_tuning import tune_for_service
 from opsresponder.logs import configure_logging
 from opsresponder.store.migrations import migrate
 from opsresponder.store.pool import connection
@@ -59,6 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+async def _tune_once_started(service: OpsResponder) -> None:
+    await service.started.wait()
+    tune_for_service()
+
+
 def _config_path(explicit: str | None) -> Path | None:
     chosen = explicit or os.environ.get("OPSRESPONDER_CONFIG")
     if chosen:
@@ -80,9 +86,12 @@ async def _run(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    service = OpsResponder(settings)
+    tuning = asyncio.create_task(_tune_once_started(service), name="gc-tuning")
     try:
-        await OpsResponder(settings).run(stop)
+        await service.run(stop)
     finally:
+        tuning.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(sig)
