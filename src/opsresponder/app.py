@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from opsresponder.api.autonomous import build_autonomous_app
 from opsresponder.api.context import ApiContext
 from opsresponder.api.events import build_events_app
+from opsresponder.api.ingest_asgi import IngestFront
 from opsresponder.api.server import HttpServer, address_of, bind_tcp
 from opsresponder.api.stream import StreamHub
 from opsresponder.config import Settings, TokenConfig
@@ -141,7 +142,7 @@ class OpsResponder:
         grace = settings.pipeline.drain_grace_seconds
         servers = {
             "events_api": HttpServer(
-                build_events_app(ctx),
+                IngestFront(build_events_app(ctx), ctx),
                 bind_tcp(settings.api.events.host, settings.api.events.port, "api.events"),
                 grace,
             ),

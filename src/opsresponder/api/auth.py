@@ -95,16 +95,16 @@ class AuthMiddleware:
                 break
         principal = self._authenticator.authenticate(authorization)
         if principal is None:
-            await _send_error(send, 401, "a valid bearer token is required", www_authenticate=True)
+            await send_error(send, 401, "a valid bearer token is required", www_authenticate=True)
             return
         if not principal.allows(required):
-            await _send_error(send, 403, f"this token lacks the '{required}' scope")
+            await send_error(send, 403, f"this token lacks the '{required}' scope")
             return
         scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
         await self._app(scope, receive, send)
 
 
-async def _send_error(send: Send, status: int, message: str, *, www_authenticate: bool = False) -> None:
+async def send_error(send: Send, status: int, message: str, *, www_authenticate: bool = False) -> None:
     body = msgspec.json.encode({"status_code": status, "detail": message})
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if www_authenticate:

@@ -11,7 +11,7 @@ import socket
 from collections.abc import Generator
 
 import uvicorn
-from litestar import Litestar
+from litestar.types import ASGIApp
 
 from opsresponder.core.errors import OpsResponderError
 
@@ -60,7 +60,7 @@ def address_of(sock: socket.socket) -> str:
 class HttpServer:
     """One uvicorn server for one app on one pre-bound socket."""
 
-    def __init__(self, app: Litestar, sock: socket.socket, graceful_seconds: float) -> None:
+    def __init__(self, app: ASGIApp, sock: socket.socket, graceful_seconds: float) -> None:
         self.socket = sock
         config = uvicorn.Config(
             app,
