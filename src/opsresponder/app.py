@@ -115,6 +115,7 @@ class OpsResponder:
             batch_max_events=settings.pipeline.batch_max_events,
             batch_max_wait=settings.pipeline.batch_max_wait_ms / 1000,
             retry_max_delay=settings.pipeline.db_retry_max_seconds,
+            concurrent_batches=settings.pipeline.concurrent_batches,
             clock=self._clock,
         )
         self.intake, self.worker = intake, worker
@@ -268,7 +269,6 @@ def _live_stream(
 ) -> tuple[CommitPublisher, StreamHub]:
     """The commit publisher (stage 8) and this process's SSE hub; both meet through `state` pub/sub."""
     config = settings.stream
-    publisher = CommitPublisher(state, registry, max_pending_events=config.publish_queue_events)
     hub = StreamHub(
         state,
         StreamBacklog(pool),
@@ -279,6 +279,12 @@ def _live_stream(
         hub_buffer=config.hub_buffer,
         replay_page=config.replay_page,
         retry_after_seconds=settings.api.retry_after_seconds,
+    )
+    publisher = CommitPublisher(
+        state,
+        registry,
+        max_pending_events=config.publish_queue_events,
+        audience=None if state.shared else (lambda: hub.client_count > 0),
     )
     return publisher, hub
 

@@ -15,6 +15,7 @@ from opsresponder.pipeline.intake import Intake, Submission
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.store.errors import DatabaseUnavailableError, StoreError
 from opsresponder.store.events import EventRepository, WriteOutcome
+from opsresponder.store.write_order import WriteOrder, WriteTurn
 
 log = structlog.get_logger(__name__)
 
@@ -26,6 +27,11 @@ _FIRST_RETRY_DELAY = 0.1
 
 class PipelineWorker:
     """Runs batches through `stages` and `repository.store_batch`, one transaction per batch.
+
+    Up to `concurrent_batches` batch transactions are open at once, so one batch's round trips to
+    PostgreSQL overlap with the next one's; a `WriteOrder` keeps their locks, commits and answers in batch
+    order (see `store.write_order`). When no batch is being written, a new one starts at once with what is
+    queued; while one is, the next lingers up to `batch_max_wait` (from its oldest event) to grow.
 
     While the database is unreachable, HTTP callers are answered at once with `StoreUnavailableError`
     (their events are not stored), and other events wait in the intake, in order, until it is back.
@@ -44,9 +50,12 @@ class PipelineWorker:
         batch_max_events: int,
         batch_max_wait: float,
         retry_max_delay: float,
+        concurrent_batches: int = 2,
         on_committed: Sequence[CommitListener] = (),
         clock: Clock = utcnow,
     ) -> None:
+        if concurrent_batches < 1:
+            raise ValueError("concurrent_batches must be at least 1")
         self._intake = intake
         self._repository = repository
         self._metrics = metrics
@@ -58,11 +67,17 @@ class PipelineWorker:
         self._on_committed = list(on_committed)
         self._clock = clock
         self._database_available = True
+        self._order = WriteOrder()
+        self._slots = asyncio.Semaphore(concurrent_batches)
+        self._writes: set[asyncio.Task[None]] = set()
+        self._batches_taken = 0
+        # Events of batches cut short by an outage, by batch number; back to the intake once all are over.
+        self._held_back: list[tuple[int, list[Submission]]] = []
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         """Call `listener` with the new events of every committed batch (stage 8, notify).
 
-        Listeners run on the worker's task right after the commit: they must be quick and must not raise.
+        Listeners run in commit order right after the commit: they must be quick and must not raise.
         """
         self._on_committed.append(listener)
 
@@ -72,29 +87,73 @@ class PipelineWorker:
         return self._database_available
 
     async def run(self) -> None:
-        """Process batches until cancelled."""
-        while True:
-            if not self._database_available:
-                await self._wait_for_database()
-            batch = await self._intake.get_batch(self._batch_max_events, self._batch_max_wait)
-            await self.process(batch)
+        """Process batches until cancelled; cancelling also cancels the writes in flight."""
+        try:
+            while True:
+                if not self._database_available:
+                    await self._settle_outage()
+                    await self._wait_for_database()
+                await self._slots.acquire()
+                try:
+                    linger = self._batch_max_wait if self._writes else 0.0
+                    batch = await self._intake.get_batch(self._batch_max_events, linger)
+                except BaseException:
+                    self._slots.release()
+                    raise
+                self._batches_taken += 1
+                if not self._database_available:
+                    # The outage began while this batch was being gathered: it waits with the others.
+                    self._slots.release()
+                    self._hold(batch, self._batches_taken, StoreUnavailableError("PostgreSQL is unavailable"))
+                    continue
+                write = self._write_batch(batch, self._batches_taken)
+                task = asyncio.create_task(write, name="pipeline-write")
+                self._writes.add(task)
+                task.add_done_callback(self._writes.discard)
+        finally:
+            for task in self._writes:
+                task.cancel()
+            if self._writes:
+                await asyncio.wait(self._writes)
 
     async def process(self, batch: list[Submission]) -> None:
-        events = [s.event for s in batch]
-        for stage in self._stages:
-            stage(events)
-        now = self._clock()
-        for event in events:
-            event.processed_at = now
+        """Run one batch to the end (stages, store, answers) outside the `run` loop; for tests and tools."""
+        await self._slots.acquire()
+        self._batches_taken += 1
+        await self._write_batch(batch, self._batches_taken)
+        if not self._database_available:
+            await self._settle_outage()
+
+    async def _write_batch(self, batch: list[Submission], number: int) -> None:
+        """Owns one slot, released at the end. `number` orders batches (see `_hold`)."""
         try:
-            outcomes = await self._repository.store_batch(events)
-        except DatabaseUnavailableError as e:
-            self._on_outage(batch, e)
-            return
-        except StoreError as e:
-            await self._store_one_by_one(batch, e)
-            return
-        self._complete(batch, outcomes)
+            events = [s.event for s in batch]
+            for stage in self._stages:
+                stage(events)
+            now = self._clock()
+            for event in events:
+                event.processed_at = now
+            await self._store(batch, number, self._order.next_turn())
+        finally:
+            self._slots.release()
+
+    async def _store(self, batch: list[Submission], number: int, turn: WriteTurn) -> None:
+        try:
+            try:
+                outcomes = await self._repository.store_batch([s.event for s in batch], turn)
+            except DatabaseUnavailableError as e:
+                await turn.wait_to_publish()
+                self._on_outage(batch, number, e)
+                return
+            except StoreError as e:
+                await turn.wait_to_publish()
+                turn.end_publish_phase()  # nothing to publish: let later batches go on meanwhile
+                await self._store_one_by_one(batch, number, e)
+                return
+            await turn.wait_to_publish()
+            self._complete(batch, outcomes)
+        finally:
+            turn.end_publish_phase()
 
     def _complete(self, batch: list[Submission], outcomes: list[WriteOutcome]) -> None:
         done = time.monotonic()
@@ -115,24 +174,37 @@ class PipelineWorker:
         for listener in self._on_committed:
             listener(stored)
 
-    def _on_outage(self, batch: list[Submission], error: DatabaseUnavailableError) -> None:
+    def _on_outage(self, batch: list[Submission], number: int, error: DatabaseUnavailableError) -> None:
         self._metrics.db_write_errors.labels("unavailable").inc()
         if self._database_available:
             log.error(
                 "PostgreSQL is unavailable; holding events in the intake until it is back.", error=str(error)
             )
         self._database_available = False
+        self._hold(batch, number, StoreUnavailableError(str(error)))
+
+    def _hold(self, batch: list[Submission], number: int, unavailable: StoreUnavailableError) -> None:
+        """Answer the batch's HTTP callers (and queued ones) with `unavailable`; keep its other events.
+
+        Kept events go back to the intake in `_settle_outage`, once every batch in flight is over, in batch
+        `number` order: batches in flight fail in any order.
+        """
         waiting = [s for s in batch if s.future is not None]
-        held = [s for s in batch if s.future is None]
-        unavailable = StoreUnavailableError(str(error))
         for submission in waiting:
             assert submission.future is not None
             if not submission.future.done():
                 submission.future.set_exception(unavailable)
         # Callers that are still queued would otherwise wait for the whole outage; answer them now too.
         self._intake.fail_waiting(unavailable)
-        self._intake.requeue_front(held)
         self._intake.task_done(len(waiting))
+        self._held_back.append((number, [s for s in batch if s.future is None]))
+
+    async def _settle_outage(self) -> None:
+        """Wait until no batch is in flight, then give the held-back events to the intake, oldest first."""
+        while self._writes:
+            await asyncio.wait(set(self._writes))
+        held, self._held_back = sorted(self._held_back, key=lambda part: part[0]), []
+        self._intake.requeue_front([s for _, part in held for s in part])
 
     async def _wait_for_database(self) -> None:
         delay = _FIRST_RETRY_DELAY
@@ -147,7 +219,7 @@ class PipelineWorker:
             log.warning("PostgreSQL is reachable again; resuming the pipeline.")
             return
 
-    async def _store_one_by_one(self, batch: list[Submission], error: StoreError) -> None:
+    async def _store_one_by_one(self, batch: list[Submission], number: int, error: StoreError) -> None:
         if len(batch) == 1:
             submission = batch[0]
             self._metrics.db_write_errors.labels("refused").inc()
@@ -165,6 +237,8 @@ class PipelineWorker:
         for position, submission in enumerate(batch):
             if not self._database_available:
                 # The outage began mid-way: the rest waits (or is answered 503) like any outage batch.
-                self._on_outage(batch[position:], DatabaseUnavailableError("PostgreSQL became unavailable"))
+                unavailable = DatabaseUnavailableError("PostgreSQL became unavailable")
+                self._on_outage(batch[position:], number, unavailable)
                 return
-            await self.process([submission])
+            # Each retry takes a new turn: new ids, committed after every batch that began before it.
+            await self._store([submission], number, self._order.next_turn())

@@ -16,6 +16,7 @@ from opsresponder.store.filters import WhereClause
 from opsresponder.store.ids import EventIdAllocator
 from opsresponder.store.pool import connection
 from opsresponder.store.subscriptions import enqueue_outbox
+from opsresponder.store.write_order import WriteOrder, WriteTurn
 
 
 class WriteOutcome(msgspec.Struct, frozen=True):
@@ -107,28 +108,39 @@ class EventRepository:
         self._window = dedup_window
         self._ids = EventIdAllocator()
 
-    async def store_batch(self, events: Sequence[Event]) -> list[WriteOutcome]:
+    async def store_batch(self, events: Sequence[Event], turn: WriteTurn | None = None) -> list[WriteOutcome]:
         """Store `events` (fingerprint, correlation_id and processed_at already set), in one transaction.
 
         Returns one outcome per event, in order. Duplicates within the batch or of stored events are folded
         into the event they repeat (its ``duplicate_count`` and ``last_seen_at`` grow).
 
+        With a `turn`, the transaction may overlap those of other batches: it takes its ids and dedup locks,
+        and commits, only after the batch of the previous turn did (see `store.write_order`). This method
+        ends the turn's lock and commit phases on every path; the caller ends its publish phase.
+
         Raises:
             DatabaseUnavailableError: the connection failed; nothing was stored.
             StoreError: the database refused the batch; nothing was stored.
         """
-        if not events:
-            return []
-        async with connection(self._pool) as conn:
-            try:
-                ids = await self._ids.allocate(conn, len(events))
-                async with conn.transaction():
-                    return await self._write(conn, events, ids)
-            except asyncpg.PostgresError as e:
-                raise StoreError(f"the database refused the batch: {e.__class__.__name__}: {e}") from e
+        turn = turn or WriteOrder().next_turn()
+        try:
+            if not events:
+                return []
+            async with connection(self._pool) as conn:
+                try:
+                    await turn.wait_to_lock()
+                    ids = await self._ids.allocate(conn, len(events))
+                    async with conn.transaction():
+                        outcomes = await self._write(conn, events, ids, turn)
+                        await turn.wait_to_commit()
+                    return outcomes
+                except asyncpg.PostgresError as e:
+                    raise StoreError(f"the database refused the batch: {e.__class__.__name__}: {e}") from e
+        finally:
+            turn.end_commit_phase()
 
     async def _write(
-        self, conn: asyncpg.Connection, events: Sequence[Event], ids: list[int]
+        self, conn: asyncpg.Connection, events: Sequence[Event], ids: list[int], turn: WriteTurn
     ) -> list[WriteOutcome]:
         rounds, heads = _plan_rounds(events)
         outcomes: list[WriteOutcome | None] = [None] * len(events)
@@ -152,6 +164,9 @@ class EventRepository:
                     outcomes[i] = WriteOutcome(ids[i], row["correlation_id"], duplicate=False)
                 else:
                     outcomes[i] = WriteOutcome(row["event_id"], row["correlation_id"], duplicate=True)
+        # From here on this transaction only writes rows that later batches reach through the dedup rows
+        # it holds locked (or new rows), so it never waits for them.
+        turn.end_lock_phase()
 
         # In-batch repeats follow their run's head; every duplicate then counts towards the event it repeats.
         repeats: dict[int, tuple[int, datetime]] = {}
@@ -181,7 +196,7 @@ class EventRepository:
             # In the same transaction: an event and its subscription deliveries commit (or not) together.
             await enqueue_outbox(conn, [events[i] for i in new])
         if repeats:
-            targets = list(repeats)
+            targets = sorted(repeats)  # one row-lock order for every writer
             await conn.execute(
                 _ADD_DUPLICATES, targets, [repeats[t][0] for t in targets], [repeats[t][1] for t in targets]
             )

@@ -115,14 +115,17 @@ class RetentionRule:
         """One batch: ``$1`` the cutoff, ``$2`` the batch size, ``$3`` the keep horizon (with `keep_if`).
 
         The oldest rows go first, through the timestamp index. Rows are addressed by ``ctid`` so that any
-        table works, primary key or not; ``ctid = ANY(ARRAY(...))`` is executed as a TID scan. A row
-        updated between the two steps has a new ctid and is simply left for the next batch.
+        table works, primary key or not; ``ctid = ANY(ARRAY(...))`` is executed as a TID scan.
+        Rows another transaction holds locked are skipped, left for a later run: retention never waits
+        for the pipeline, so it can never close a wait cycle with the pipeline's ordered batch
+        transactions, which PostgreSQL's deadlock detector could not see (see `store.write_order`).
         """
         keep = f" AND NOT ({self.keep_if})" if self.keep_if else ""
         col = self.timestamp_column
         return (
             f"DELETE FROM {self.table} WHERE ctid = ANY(ARRAY("
-            f"SELECT t.ctid FROM {self.table} AS t WHERE t.{col} < $1{keep} ORDER BY t.{col} LIMIT $2))"
+            f"SELECT t.ctid FROM {self.table} AS t WHERE t.{col} < $1{keep} ORDER BY t.{col} LIMIT $2 "
+            "FOR UPDATE OF t SKIP LOCKED))"
         )
 
     def arguments(self, now: datetime) -> tuple[object, ...]:

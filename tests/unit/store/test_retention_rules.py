@@ -55,7 +55,7 @@ def test_a_plain_rule_deletes_the_oldest_rows_by_ctid_in_one_limited_statement()
     sql = rule.delete_statement()
     assert sql == (
         "DELETE FROM autonomous.audit WHERE ctid = ANY(ARRAY(SELECT t.ctid FROM autonomous.audit AS t "
-        "WHERE t.recorded_at < $1 ORDER BY t.recorded_at LIMIT $2))"
+        "WHERE t.recorded_at < $1 ORDER BY t.recorded_at LIMIT $2 FOR UPDATE OF t SKIP LOCKED))"
     )
     assert rule.arguments(NOW) == (NOW - timedelta(days=365), 10)
 
