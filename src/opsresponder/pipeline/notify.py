@@ -13,7 +13,7 @@ import asyncio
 import operator
 import secrets
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -114,6 +114,11 @@ class CommitPublisher:
         state: the backend to publish through (started by the caller).
         registry: where the notify metrics are registered.
         max_pending_events: events encoded but not yet published before new batches are dropped.
+        audience: whether anyone can receive a batch now. Only for a backend that is not shared with other
+            processes, where the only subscriber is this process's stream hub: while it has no client,
+            batches are skipped without encoding (about 8% of the CPU of syslog ingest) and without a
+            sequence number, so subscribers see no gap. A client that connects later gets what it missed
+            from the database, by its resume cursor.
     """
 
     def __init__(
@@ -122,10 +127,14 @@ class CommitPublisher:
         registry: CollectorRegistry,
         *,
         max_pending_events: int = DEFAULT_MAX_PENDING_EVENTS,
+        audience: Callable[[], bool] | None = None,
     ) -> None:
+        if audience is not None and state.shared:
+            raise ValueError("a shared state backend reaches other processes: every batch must be published")
         if max_pending_events < 1:
             raise ValueError(f"max_pending_events must be at least 1, got {max_pending_events}")
         self._state = state
+        self._audience = audience
         self.metrics = PublishMetrics(registry)
         self._max_pending = max_pending_events
         self.publisher_id = secrets.token_hex(8)
@@ -144,7 +153,7 @@ class CommitPublisher:
         return self._pending_events
 
     def __call__(self, events: list[Event]) -> None:
-        if not events:
+        if not events or (self._audience is not None and not self._audience()):
             return
         self._sequence += 1
         count = len(events)

@@ -166,6 +166,11 @@ class StateBackend(abc.ABC):
     def __init__(self, key_prefix: str = DEFAULT_KEY_PREFIX) -> None:
         self.key_prefix = key_prefix
 
+    @property
+    @abc.abstractmethod
+    def shared(self) -> bool:
+        """Whether other processes see this state (and receive what is published here)."""
+
     async def __aenter__(self) -> Self:
         await self.start()
         return self

@@ -69,6 +69,10 @@ class MemoryStateBackend(StateBackend):
         self._subscriptions: dict[_MemorySubscription, None] = {}
         self._next_sweep_at = clock() + SWEEP_INTERVAL_SECONDS
 
+    @property
+    def shared(self) -> bool:
+        return False
+
     async def start(self) -> None:
         return None
 

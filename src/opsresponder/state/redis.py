@@ -177,6 +177,10 @@ class RedisStateBackend(StateBackend):
         self._connection: _Connected | None = None
         self._subscriptions: dict[_RedisSubscription, None] = {}
 
+    @property
+    def shared(self) -> bool:
+        return True
+
     async def start(self) -> None:
         client = aioredis.from_url(self._url)
         try:

@@ -171,3 +171,27 @@ async def test_stop_gives_up_after_its_timeout() -> None:
 def test_rejects_a_queue_without_room() -> None:
     with pytest.raises(ValueError, match="max_pending_events"):
         CommitPublisher(MemoryStateBackend(), CollectorRegistry(), max_pending_events=0)
+
+
+async def test_without_an_audience_batches_are_skipped_without_a_gap_in_sequences(
+    state: MemoryStateBackend,
+) -> None:
+    listening = False
+    publisher = CommitPublisher(state, CollectorRegistry(), audience=lambda: listening)
+    await publisher.start()
+    async with state.subscribe([EVENTS_CHANNEL]) as sub:
+        publisher([committed("nobody listens")])
+        listening = True
+        publisher([committed("someone listens")])
+        [message] = await received(sub, 1)
+    await publisher.stop()
+    # The skipped batch took no sequence number: a subscriber sees no gap and does not resynchronise.
+    assert message.s == 1
+    assert [msgspec.json.decode(e)["title"] for e in message.e] == ["someone listens"]
+
+
+def test_an_audience_is_refused_for_a_shared_backend() -> None:
+    with pytest.raises(ValueError, match="shared"):
+        CommitPublisher(
+            RedisStateBackend("redis://127.0.0.1:1/0"), CollectorRegistry(), audience=lambda: False
+        )
