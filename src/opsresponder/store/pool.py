@@ -87,7 +87,15 @@ async def create_pool(
             command_timeout=command_timeout,
             init=_init_connection,
             reset=_keep_session,
-            server_settings={"application_name": "opsresponder"},
+            server_settings={
+                "application_name": "opsresponder",
+                # asyncpg prepares every statement, and after five runs PostgreSQL may switch to a generic
+                # plan that it keeps until the next ANALYZE. On a new database that plan was made for
+                # empty tables: the duplicate update kept scanning all of events.events until autovacuum
+                # first analyzed it, and ingest slowed as the table grew. A custom plan costs well under a
+                # millisecond per statement; our statements run once per batch or request.
+                "plan_cache_mode": "force_custom_plan",
+            },
         )
     except _START_ERRORS as e:
         raise DatabaseUnavailableError(f"cannot connect to PostgreSQL: {e}") from e
