@@ -60,7 +60,7 @@ async def ingest(ctx: ApiContext, body: bytes, content_type: str, adapter_name: 
         pending = await ctx.intake.put_many(valid)
         queued = iter(pending)
         futures = [next(queued) if isinstance(item, Event) else None for item in items]
-        outcomes = await asyncio.gather(*pending, return_exceptions=True)
+        outcomes = await _outcomes(pending)
     except IntakeClosedError:
         _cancel(futures)
         return _rejected(503, "the service is shutting down; retry on another instance or later")
@@ -95,6 +95,19 @@ async def ingest(ctx: ApiContext, body: bytes, content_type: str, adapter_name: 
             "processing_time_ms": elapsed_ms,
         },
     )
+
+
+async def _outcomes(pending: list[asyncio.Future[WriteOutcome]]) -> list[WriteOutcome | BaseException]:
+    """Each future's result or exception, in order."""
+    if len(pending) == 1:
+        # One event, the common webhook: skip gather's wrapper future and callbacks.
+        try:
+            return [await pending[0]]
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            return [e]
+    return await asyncio.gather(*pending, return_exceptions=True)
 
 
 def _decode(
