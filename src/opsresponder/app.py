@@ -279,6 +279,7 @@ def _live_stream(
         hub_buffer=config.hub_buffer,
         replay_page=config.replay_page,
         retry_after_seconds=settings.api.retry_after_seconds,
+        flush_interval_seconds=config.flush_interval_ms / 1000,
     )
     publisher = CommitPublisher(
         state,

@@ -174,6 +174,9 @@ class StreamConfig(_Section):
     replay_page: PositiveInt = 500
     publish_queue_events: PositiveInt = 10_000
     """Committed events waiting to be published; beyond it they are counted as dropped from the stream."""
+    flush_interval_ms: Annotated[float, msgspec.Meta(ge=0, le=1000)] = 50.0
+    """Longest a committed event waits to be written to stream clients, so one write carries several
+    commits (0: write each commit at once)."""
 
 
 class SubscriptionsConfig(_Section):

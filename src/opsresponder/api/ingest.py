@@ -103,9 +103,7 @@ async def _outcomes(pending: list[asyncio.Future[WriteOutcome]]) -> list[WriteOu
         # One event, the common webhook: skip gather's wrapper future and callbacks.
         try:
             return [await pending[0]]
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
+        except (StoreUnavailableError, StoreError) as e:  # what the worker answers besides an outcome
             return [e]
     return await asyncio.gather(*pending, return_exceptions=True)
 

@@ -37,8 +37,9 @@ from opsresponder.pipeline.stages import correlate, normalize
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.state import MemoryStateBackend, RedisStateBackend, StateBackend
 from opsresponder.store.events import EventRepository
-from opsresponder.store.stream_cursor import StreamBacklog
+from opsresponder.store.stream_cursor import StreamBacklog, StreamFilter
 from tests.conftest import service_url
+from tests.factories import make_event, prepared
 from tests.integration.api.conftest import TOKENS, api_settings
 
 AUTH = {"Authorization": f"Bearer {TOKENS['admin']}"}
@@ -488,3 +489,27 @@ async def test_clients_beyond_the_limit_are_refused(
         refused = await client.get("/api/v1/events/stream", headers=AUTH)
         assert refused.status_code == 503
         assert h.metric("opsresponder_stream_clients_refused_total", reason="max_clients") == 1
+
+
+async def test_commits_within_a_flush_interval_reach_a_client_in_one_write(
+    db_pool: asyncpg.Pool, memory_state: MemoryStateBackend
+) -> None:
+    hub = StreamHub(memory_state, StreamBacklog(db_pool), CollectorRegistry(), flush_interval_seconds=0.3)
+    publisher = CommitPublisher(memory_state, CollectorRegistry())
+    await hub.start()
+    await publisher.start()
+    try:
+        client = hub.connect(StreamFilter())
+        for event_id in (1, 2):
+            [event] = prepared(make_event(title=f"commit {event_id}", host=f"h{event_id}"))
+            event.id = event_id
+            publisher([event])
+            await wait_for(lambda: publisher.pending_events == 0)
+        # Published and buffered, but not flushed yet: the response task is not woken for each commit.
+        assert not await client.wait(0.05)
+        assert await client.wait(1)
+        batches = client.take()
+        assert [h.id for b in batches for h in b.headers] == [1, 2]  # both commits, one socket write
+    finally:
+        await publisher.stop()
+        await hub.close()
