@@ -89,14 +89,16 @@ class Harness:
             s.sendto(data, self.receiver.address)
 
     async def good_trap(self) -> Event:
-        """Send a valid v2c trap and wait for its event: the socket is processed in order, so by then
-        every datagram sent before it has been counted."""
+        """Send a valid v2c trap and wait for its event: the socket is read in order, so by then every
+        datagram sent before it has been counted, once the v3 worker process has answered its share."""
         before = len(self.sink.events)
         code, err = await run_tool(
             "snmptrap", "-v2c", "-c", "public", self.target, "", LINK_DOWN, *IF_VARBINDS
         )
         assert code == 0, err
-        return (await self.sink.wait_for(before + 1))[before]
+        event = (await self.sink.wait_for(before + 1))[before]
+        await self.receiver.settled()
+        return event
 
 
 async def run_tool(*argv: str, timeout: float = 30.0) -> tuple[int, str]:

@@ -35,6 +35,7 @@ async def test_arbitrary_bytes_never_raise(make_receiver: Callable[..., Harness]
 
     try:
         feed()
+        await harness.receiver.settled()  # v3 datagrams that reached the worker process
         received = sum(
             harness.metric("opsresponder_snmp_traps_received_total", version=v)
             for v in ("1", "2c", "3", "unknown")

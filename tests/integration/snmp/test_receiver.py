@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -96,6 +98,30 @@ async def test_v2c_inform_is_not_acknowledged_when_the_intake_is_full(snmp: Harn
     assert code != 0
     assert snmp.dropped("intake_full") == 2  # the first try and one retry
     assert snmp.metric("opsresponder_snmp_informs_acknowledged_total", version="2c") == 0
+
+
+async def test_v3_inform_is_not_acknowledged_when_the_intake_is_full(snmp: Harness) -> None:
+    snmp.sink.full = True
+    code, _ = await run_tool("snmpinform", *ALICE, "-t", "0.5", "-r", "1", snmp.target, "", LINK_DOWN)
+    assert code != 0  # no acknowledgement: the sender knows its inform was not taken
+    await snmp.receiver.settled()
+    assert snmp.dropped("intake_full") == 2  # the first try and one retry
+    assert snmp.metric("opsresponder_snmp_informs_acknowledged_total", version="3") == 0
+    # The worker still answered the engine discovery (once per try), which needs no room in the intake.
+    assert snmp.metric("opsresponder_snmp_engine_discoveries_total") >= 1
+
+
+async def test_a_killed_v3_worker_is_restarted(snmp: Harness) -> None:
+    pid = snmp.receiver.v3_worker_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    async with asyncio.timeout(15):
+        while snmp.receiver.v3_worker_pid in (None, pid):  # noqa: ASYNC110 - the receiver's own restart
+            await asyncio.sleep(0.05)
+    code, err = await run_tool("snmptrap", *ALICE, "-e", SENDER_ENGINE_ID, snmp.target, "", LINK_DOWN)
+    assert code == 0, err
+    (event,) = await snmp.sink.wait_for(1)
+    assert event.metadata["snmp"]["user"] == "alice"
 
 
 async def test_v3_auth_priv_trap(snmp: Harness) -> None:

@@ -25,6 +25,8 @@ TOO_MANY_VARBINDS: Final = "too_many_varbinds"
 UNSUPPORTED_PDU: Final = "unsupported_pdu"
 # Our side -------------------------------------------------------------------------------------------
 INTAKE_FULL: Final = "intake_full"
+V3_BACKLOG: Final = "v3_backlog"
+"""More SNMPv3 datagrams waiting for the worker process than it may hold (`v3_offload`)."""
 INTERNAL_ERROR: Final = "internal_error"
 
 DROP_REASONS: Final = (
@@ -39,6 +41,7 @@ DROP_REASONS: Final = (
     TOO_MANY_VARBINDS,
     UNSUPPORTED_PDU,
     INTAKE_FULL,
+    V3_BACKLOG,
     INTERNAL_ERROR,
 )
 

@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import Any, Final
 
 import structlog
-from pysnmp.carrier.asyncio.dgram import udp, udp6  # type: ignore[import-untyped]
 
 from opsresponder.config import SnmpConfig
 from opsresponder.core.clock import Clock, utcnow
@@ -43,6 +42,7 @@ from opsresponder.ingest.snmp.decode import (
 from opsresponder.ingest.snmp.errors import SnmpReceiverError
 from opsresponder.ingest.snmp.mapping import TrapMapping
 from opsresponder.ingest.snmp.metrics import SnmpMetrics
+from opsresponder.ingest.snmp.transport import Udp4, Udp6
 from opsresponder.ingest.snmp.v3 import (
     ACKNOWLEDGED,
     DISCOVERY,
@@ -51,6 +51,8 @@ from opsresponder.ingest.snmp.v3 import (
     default_engine_id,
     parse_engine_id,
 )
+from opsresponder.ingest.snmp.v3_offload import Pending, V3Offload
+from opsresponder.ingest.snmp.v3_protocol import FrameError, V3Result, notification_from_wire
 
 log = structlog.get_logger(__name__)
 
@@ -60,37 +62,12 @@ HostNames = Callable[[str], str | None]
 _NOTIFICATION_PDUS: Final = (PDU_V1_TRAP, PDU_V2_TRAP, PDU_INFORM)
 _CLOSE_TIMEOUT_SECONDS: Final = 5.0
 _VERSION_LABELS: Final = {VERSION_1: "1", VERSION_2C: "2c", VERSION_3: "3"}
+# The outcome of a v3 datagram handed to the worker process: counted when its result comes back.
+_IN_WORKER: Final = "in_worker"
 
 
-class _Udp4(udp.UdpAsyncioTransport):  # type: ignore[misc]  # pysnmp is untyped
-    """pysnmp's asyncio UDP transport, but datagrams go straight to the receiver, not via call_soon."""
-
-    def __init__(self, handler: Callable[[bytes, Any], None]) -> None:
-        super().__init__()
-        self._handler = handler
-        self.closed = asyncio.Event()
-
-    def datagram_received(self, datagram: bytes, transportAddress: Any) -> None:  # pysnmp's parameter name
-        self._handler(datagram, transportAddress)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        # asyncio closes the socket only now, one loop iteration after close(); stop() waits for it.
-        super().connection_lost(exc)
-        self.closed.set()
-
-
-class _Udp6(udp6.Udp6AsyncioTransport):  # type: ignore[misc]  # pysnmp is untyped
-    def __init__(self, handler: Callable[[bytes, Any], None]) -> None:
-        super().__init__()
-        self._handler = handler
-        self.closed = asyncio.Event()
-
-    def datagram_received(self, datagram: bytes, transportAddress: Any) -> None:
-        self._handler(datagram, transportAddress)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        self.closed.set()
+def _never_called(_notification: Notification) -> str:
+    raise AssertionError("the receiver's own V3Engine only validates the configuration")
 
 
 class SnmpTrapReceiver:
@@ -124,9 +101,11 @@ class SnmpTrapReceiver:
             if config.engine_id
             else default_engine_id(socket.gethostname())
         )
-        self._v3 = V3Engine(config, engine_id, self._deliver_v3)
+        # Built here to refuse a bad user or engine ID at start; the worker process builds its own.
+        self._engine_id = V3Engine(config, engine_id, _never_called).engine_id
+        self._v3: V3Offload | None = None
         self._transport: asyncio.DatagramTransport | None = None
-        self._protocol: _Udp4 | _Udp6 | None = None
+        self._protocol: Udp4 | Udp6 | None = None
         self._address: tuple[str, int] | None = None
         self._received_at: datetime | None = None
         # Children resolved once: no label lookup per trap.
@@ -138,7 +117,12 @@ class SnmpTrapReceiver:
     @property
     def engine_id(self) -> bytes:
         """The receiver's own SNMPv3 engine ID, to which informs are sent."""
-        return self._v3.engine_id
+        return self._engine_id
+
+    @property
+    def v3_worker_pid(self) -> int | None:
+        """The process id of the SNMPv3 worker process, None while it is not running."""
+        return None if self._v3 is None else self._v3.worker_pid
 
     @property
     def address(self) -> tuple[str, int]:
@@ -172,7 +156,7 @@ class SnmpTrapReceiver:
             sock.close()
             raise
         sock.setblocking(False)
-        protocol = (_Udp6 if v6 else _Udp4)(self._handle_address)
+        protocol = (Udp6 if v6 else Udp4)(self._handle_address)
         loop = asyncio.get_running_loop()
         try:
             transport, _ = await loop.create_datagram_endpoint(lambda: protocol, sock=sock)
@@ -181,7 +165,8 @@ class SnmpTrapReceiver:
             raise
         self._transport = transport
         self._protocol = protocol
-        self._v3.attach(protocol, udp6.DOMAIN_NAME if v6 else udp.DOMAIN_NAME)
+        self._v3 = V3Offload(self._config, self._engine_id, v6, self._on_v3_result)
+        await self._v3.start()
         bound = sock.getsockname()
         self._address = (bound[0], bound[1])
         log.info(
@@ -192,8 +177,9 @@ class SnmpTrapReceiver:
         """Stop receiving and close the socket. Idempotent."""
         if self._transport is None:
             return
-        # pysnmp's dispatcher closes the transport (and so the socket) and cancels its timer task.
-        self._v3.close()
+        if self._v3 is not None:
+            await self._v3.stop()  # v3 datagrams already read are finished first
+            self._v3 = None
         self._transport.close()
         self._transport = None
         if self._protocol is not None:
@@ -211,6 +197,7 @@ class SnmpTrapReceiver:
     def handle_datagram(self, data: bytes, address: Any) -> None:
         """Handle one datagram from `address`; never raises, counts exactly one outcome.
 
+        A v3 datagram's outcome is counted when the worker process has answered (`settled` waits for it).
         Public so that tests (and fuzzers) can feed the exact path the socket feeds.
         """
         self._received_at = self._clock()
@@ -222,6 +209,16 @@ class SnmpTrapReceiver:
         finally:
             self._received_at = None
         self._received[version].inc()
+        self._count(version, outcome)
+
+    async def settled(self) -> None:
+        """Return once every v3 datagram handed to the worker process has been answered and counted."""
+        if self._v3 is not None:
+            await self._v3.settled()
+
+    def _count(self, version: str, outcome: str) -> None:
+        if outcome == _IN_WORKER:
+            return
         if outcome == EVENT:
             self._events[version].inc()
         elif outcome == ACKNOWLEDGED:
@@ -248,7 +245,12 @@ class SnmpTrapReceiver:
                 return label, m.TOO_MANY_VARBINDS
             except BerError:
                 return label, m.MALFORMED_PACKET
-            return label, self._v3.receive(data, peer, address, header)
+            del header  # decoded here only to refuse malformed messages cheaply, before the worker
+            if self._v3 is None or self._received_at is None:
+                return label, m.INTERNAL_ERROR
+            if not self._v3.submit(data, address, self._received_at):
+                return label, m.V3_BACKLOG
+            return label, _IN_WORKER
         try:
             message = decode_community_message(data, self._config.max_varbinds)
         except TooManyVarBindsError:
@@ -276,8 +278,30 @@ class SnmpTrapReceiver:
                 found = i
         return found
 
-    def _deliver_v3(self, notification: Notification) -> str:
-        return self._deliver(notification)
+    def _on_v3_result(self, result: V3Result, pending: Pending) -> None:
+        """A v3 datagram answered by the worker: offer its event, send what pysnmp would have sent."""
+        outcome = result.outcome
+        transport = self._transport
+        try:
+            notification = notification_from_wire(result.notification)
+        except FrameError:
+            log.exception("The SNMPv3 worker sent an unreadable notification; the trap is lost.")
+            notification, outcome = None, m.INTERNAL_ERROR
+        if notification is not None and outcome in (EVENT, ACKNOWLEDGED):
+            self._received_at = pending.received_at
+            try:
+                delivered = self._deliver(notification)
+            finally:
+                self._received_at = None
+            if delivered != EVENT:
+                outcome = delivered
+            elif result.ack is not None and transport is not None:
+                # Acknowledge only what the intake took: an unacknowledged inform is retried by its sender.
+                transport.sendto(result.ack, pending.address)
+        if transport is not None:
+            for reply in result.replies:
+                transport.sendto(reply, pending.address)
+        self._count("3", outcome)
 
     def _deliver(self, notification: Notification) -> str:
         address = agent_address(notification)
