@@ -52,7 +52,7 @@ from opsresponder.ingest.snmp.v3 import (
     parse_engine_id,
 )
 from opsresponder.ingest.snmp.v3_offload import Pending, V3Offload
-from opsresponder.ingest.snmp.v3_protocol import FrameError, V3Result, notification_from_wire
+from opsresponder.ingest.snmp.v3_protocol import V3Result, notification_from_wire
 
 log = structlog.get_logger(__name__)
 
@@ -282,11 +282,8 @@ class SnmpTrapReceiver:
         """A v3 datagram answered by the worker: offer its event, send what pysnmp would have sent."""
         outcome = result.outcome
         transport = self._transport
-        try:
-            notification = notification_from_wire(result.notification)
-        except FrameError:
-            log.exception("The SNMPv3 worker sent an unreadable notification; the trap is lost.")
-            notification, outcome = None, m.INTERNAL_ERROR
+        wire = result.notification
+        notification = None if wire is None else notification_from_wire(wire)
         if notification is not None and outcome in (EVENT, ACKNOWLEDGED):
             self._received_at = pending.received_at
             try:

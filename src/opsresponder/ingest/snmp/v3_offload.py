@@ -24,11 +24,12 @@ from opsresponder.ingest.snmp import metrics as m
 from opsresponder.ingest.snmp.v3_protocol import (
     RESULT_DECODER,
     FrameError,
+    FrameReader,
     V3Request,
     V3Result,
     V3Setup,
+    decode_body,
     encode_frame,
-    read_frame,
 )
 
 log = structlog.get_logger(__name__)
@@ -66,6 +67,7 @@ class V3Offload:
         self._on_result = on_result
         self._max_in_flight = max_in_flight
         self._pending: deque[tuple[int, Pending]] = deque()
+        self._outgoing: list[bytes] = []
         self._seq = 0
         self._process: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -90,17 +92,29 @@ class V3Offload:
             self._supervisor = asyncio.create_task(self._supervise(process), name="snmp-v3-worker")
 
     def submit(self, data: bytes, address: Any, received_at: datetime) -> bool:
-        """Queue a datagram for the worker; False when `max_in_flight` are waiting or it is not running."""
+        """Queue a datagram for the worker; False when `max_in_flight` are waiting or it is not running.
+
+        Requests go out in one write per loop iteration, however many datagrams it read.
+        """
         process = self._process
         if process is None or process.stdin is None or process.stdin.is_closing():
             return False
         if len(self._pending) >= self._max_in_flight:
             return False
         self._seq += 1
-        process.stdin.write(encode_frame(V3Request(self._seq, data, tuple(address))))
+        self._outgoing.append(encode_frame(V3Request(self._seq, data, tuple(address))))
+        if len(self._outgoing) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
         self._pending.append((self._seq, Pending(address, received_at)))
         self._settled.clear()
         return True
+
+    def _flush(self) -> None:
+        frames, self._outgoing = self._outgoing, []
+        process = self._process
+        if process is not None and process.stdin is not None and not process.stdin.is_closing():
+            process.stdin.write(b"".join(frames))
+        # Otherwise the worker died meanwhile: its supervisor counts these as internal errors.
 
     async def settled(self) -> None:
         """Return once every submitted datagram has had its result handled."""
@@ -111,6 +125,8 @@ class V3Offload:
         self._stopping = True
         process = self._process
         if process is not None and process.stdin is not None:
+            if self._outgoing:
+                self._flush()
             process.stdin.close()  # the worker answers what it read, then exits at end of input
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(process.wait(), _STOP_TIMEOUT)
@@ -158,19 +174,21 @@ class V3Offload:
 
     async def _read_results(self, process: asyncio.subprocess.Process) -> str:
         assert process.stdout is not None
+        frames = FrameReader(process.stdout)
         while True:
             try:
-                result = await read_frame(process.stdout, RESULT_DECODER)
+                bodies = await frames.next_bodies()
+                if bodies is None:
+                    return "end of output"
+                for body in bodies:
+                    result = decode_body(body, RESULT_DECODER)
+                    if not self._pending or self._pending[0][0] != result.seq:
+                        raise FrameError(f"result {result.seq} does not answer the oldest request")
+                    _, pending = self._pending.popleft()
+                    self._handle(result, pending)
             except FrameError as e:
                 process.kill()
                 return str(e)
-            if result is None:
-                return "end of output"
-            if not self._pending or self._pending[0][0] != result.seq:
-                process.kill()
-                return f"result {result.seq} does not answer the oldest request"
-            _, pending = self._pending.popleft()
-            self._handle(result, pending)
             if not self._pending:
                 self._settled.set()
 

@@ -26,12 +26,13 @@ from opsresponder.ingest.snmp.v3 import ACKNOWLEDGED, EVENT, V3Engine
 from opsresponder.ingest.snmp.v3_protocol import (
     REQUEST_DECODER,
     SETUP_DECODER,
+    FrameReader,
     V3Request,
     V3Result,
     V3Setup,
+    decode_body,
     encode_frame,
     notification_to_wire,
-    read_frame,
 )
 
 # The worker's stderr is the service's; stdlib logging's last-resort handler writes errors there.
@@ -104,16 +105,22 @@ class V3Decoder:
 
 
 async def serve(reader: asyncio.StreamReader, write: Any) -> None:
-    """Answer requests until the receiver closes our stdin."""
-    setup = await read_frame(reader, SETUP_DECODER)
-    if setup is None:
-        return
-    decoder = V3Decoder(setup)
+    """Answer requests until the receiver closes our stdin; one write per burst of requests."""
+    frames = FrameReader(reader)
+    decoder: V3Decoder | None = None
     try:
-        while (request := await read_frame(reader, REQUEST_DECODER)) is not None:
-            write(encode_frame(decoder.decode(request)))
+        while (bodies := await frames.next_bodies()) is not None:
+            answers: list[bytes] = []
+            for body in bodies:
+                if decoder is None:
+                    decoder = V3Decoder(decode_body(body, SETUP_DECODER))
+                    continue
+                answers.append(encode_frame(decoder.decode(decode_body(body, REQUEST_DECODER))))
+            if answers:
+                write(b"".join(answers))
     finally:
-        decoder.close()
+        if decoder is not None:
+            decoder.close()
 
 
 async def _main() -> None:
@@ -122,8 +129,8 @@ async def _main() -> None:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
     out = sys.stdout.buffer
 
-    def write(frame: bytes) -> None:
-        out.write(frame)
+    def write(data: bytes) -> None:
+        out.write(data)
         out.flush()
 
     await serve(reader, write)
