@@ -93,15 +93,25 @@ class AuthMiddleware:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
                 break
-        principal = self._authenticator.authenticate(authorization)
+        principal = await authorize(self._authenticator, authorization, required, send)
         if principal is None:
-            await send_error(send, 401, "a valid bearer token is required", www_authenticate=True)
-            return
-        if not principal.allows(required):
-            await send_error(send, 403, f"this token lacks the '{required}' scope")
             return
         scope.setdefault("state", {})[PRINCIPAL_KEY] = principal
         await self._app(scope, receive, send)
+
+
+async def authorize(
+    authenticator: TokenAuthenticator, authorization: str | None, required: str, send: Send
+) -> Principal | None:
+    """The caller's principal when its token holds `required`; else answers 401 or 403 and returns None."""
+    principal = authenticator.authenticate(authorization)
+    if principal is None:
+        await send_error(send, 401, "a valid bearer token is required", www_authenticate=True)
+        return None
+    if not principal.allows(required):
+        await send_error(send, 403, f"this token lacks the '{required}' scope")
+        return None
+    return principal
 
 
 async def send_error(send: Send, status: int, message: str, *, www_authenticate: bool = False) -> None:

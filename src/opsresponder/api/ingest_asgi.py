@@ -16,7 +16,7 @@ import structlog
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from opsresponder.api.auth import TokenAuthenticator, send_error
+from opsresponder.api.auth import TokenAuthenticator, authorize, send_error
 from opsresponder.api.context import ApiContext
 from opsresponder.api.ingest import GENERIC_PATH, NATIVE_PATH_PREFIX, IngestAnswer, ingest
 
@@ -65,12 +65,7 @@ class IngestFront:
                 content_type = value.decode("latin-1")
             elif name == b"content-length":
                 content_length = value
-        principal = self._authenticator.authenticate(authorization)
-        if principal is None:
-            await send_error(send, 401, "a valid bearer token is required", www_authenticate=True)
-            return
-        if not principal.allows(_REQUIRED_SCOPE):
-            await send_error(send, 403, f"this token lacks the '{_REQUIRED_SCOPE}' scope")
+        if await authorize(self._authenticator, authorization, _REQUIRED_SCOPE, send) is None:
             return
         if content_length is not None:
             try:
