@@ -72,9 +72,10 @@ class ApiConfig(_Section):
 class PipelineConfig(_Section):
     intake_capacity: PositiveInt = 50_000
     batch_max_events: PositiveInt = 500
-    batch_max_wait_ms: Annotated[float, msgspec.Meta(ge=0)] = 0.0
-    """While another batch is being written, the longest a new batch waits (from its oldest event) to grow;
-    with none in flight it starts at once."""
+    batch_max_wait_ms: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+    """While another batch is being written, the longest a new batch of events nobody waits on (syslog,
+    SNMP) waits, from its oldest event, to grow. With none in flight, or an HTTP caller in it, it starts at
+    once."""
     concurrent_batches: Annotated[int, msgspec.Meta(ge=1, le=16)] = 2
     """Batch transactions open at once; they still lock, commit and answer in batch order."""
     dedup_window_seconds: PositiveInt = 300

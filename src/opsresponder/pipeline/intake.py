@@ -37,6 +37,8 @@ class Intake:
         self._capacity = capacity
         self._metrics = metrics
         self._items: deque[Submission] = deque()
+        # Queued submissions with a waiting caller (HTTP): a batch holding one never lingers.
+        self._callers = 0
         self._not_empty = asyncio.Event()
         self._space_waiters: deque[asyncio.Future[None]] = deque()
         self._in_flight = 0
@@ -95,6 +97,7 @@ class Intake:
         now = time.monotonic()
         futures = [loop.create_future() for _ in events]
         self._items.extend(Submission(e, f, now) for e, f in zip(events, futures, strict=True))
+        self._callers += len(events)
         self._idle.clear()
         self._not_empty.set()
         for event in events:
@@ -120,6 +123,8 @@ class Intake:
 
     def _append(self, submission: Submission) -> None:
         self._items.append(submission)
+        if submission.future is not None:
+            self._callers += 1
         self._idle.clear()
         self._not_empty.set()
         self._metrics.received_by_source(submission.event.source_type).inc()
@@ -129,15 +134,17 @@ class Intake:
 
         The linger is measured from when the oldest queued event arrived (like Kafka's ``linger.ms``):
         events that queued while the previous batch was being written have waited already, so a busy
-        pipeline never adds the linger on top of its write time.
+        pipeline never adds the linger on top of its write time. Only events nobody waits on linger
+        (syslog, SNMP): as soon as a caller's submission (HTTP) is queued, the batch goes, since that
+        caller's answer waits for the commit.
         The batch counts as in flight until `task_done` is called for it, so `wait_drained` sees it.
         """
         while not self._items:
             self._not_empty.clear()
             await self._not_empty.wait()
-        if len(self._items) < max_events and max_wait > 0 and not self._closed:
+        if len(self._items) < max_events and max_wait > 0 and not self._closed and not self._callers:
             deadline = self._items[0].enqueued_at + max_wait
-            while len(self._items) < max_events:
+            while len(self._items) < max_events and not self._callers:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -149,6 +156,8 @@ class Intake:
                     break
         count = min(max_events, len(self._items))
         batch = [self._items.popleft() for _ in range(count)]
+        if self._callers:
+            self._callers -= sum(1 for s in batch if s.future is not None)
         self._in_flight += count
         self._wake_putters()
         return batch
@@ -156,6 +165,7 @@ class Intake:
     def requeue_front(self, batch: list[Submission]) -> None:
         """Give back a batch that could not be stored, ahead of newer events, keeping order."""
         self._items.extendleft(reversed(batch))
+        self._callers += sum(1 for s in batch if s.future is not None)
         self._in_flight -= len(batch)
         self._not_empty.set()
 
@@ -175,6 +185,7 @@ class Intake:
                     submission.future.set_exception(error)
                 failed += 1
         self._items = kept
+        self._callers = 0
         if self._in_flight == 0 and not self._items:
             self._idle.set()
         self._wake_putters()

@@ -31,7 +31,8 @@ class PipelineWorker:
     Up to `concurrent_batches` batch transactions are open at once, so one batch's round trips to
     PostgreSQL overlap with the next one's; a `WriteOrder` keeps their locks, commits and answers in batch
     order (see `store.write_order`). When no batch is being written, a new one starts at once with what is
-    queued; while one is, the next lingers up to `batch_max_wait` (from its oldest event) to grow.
+    queued; while one is, the next lingers up to `batch_max_wait` (from its oldest event) to grow, unless
+    it holds an HTTP caller (see `Intake.get_batch`).
 
     While the database is unreachable, HTTP callers are answered at once with `StoreUnavailableError`
     (their events are not stored), and other events wait in the intake, in order, until it is back.

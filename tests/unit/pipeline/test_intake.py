@@ -57,6 +57,37 @@ async def test_get_batch_gathers_up_to_max_and_waits_at_most_max_wait() -> None:
     assert asyncio.get_running_loop().time() - started < 1
 
 
+async def test_only_events_nobody_waits_on_linger() -> None:
+    intake, _ = _intake(100)
+    loop = asyncio.get_running_loop()
+    intake.offer(make_event(title="trap"))
+    started = loop.time()
+    assert len(await intake.get_batch(10, 0.2)) == 1
+    assert loop.time() - started >= 0.15  # lingered for more, none came
+    # A caller queued: no linger at all, its answer waits for the commit.
+    intake.offer(make_event(title="trap"))
+    await intake.put(make_event(title="webhook"), wait_for_commit=True)
+    started = loop.time()
+    assert len(await intake.get_batch(10, 5)) == 2
+    assert loop.time() - started < 1
+
+
+async def test_a_caller_arriving_ends_the_linger_at_once() -> None:
+    intake, _ = _intake(100)
+    intake.offer(make_event(title="trap"))
+    gathering = asyncio.create_task(intake.get_batch(10, 5))
+    await asyncio.sleep(0.05)
+    assert not gathering.done()
+    await intake.put(make_event(title="webhook"), wait_for_commit=True)
+    batch = await asyncio.wait_for(gathering, 1)
+    assert [s.event.title for s in batch] == ["trap", "webhook"]
+    # Taken callers no longer count: the next callerless batch lingers again.
+    intake.offer(make_event(title="later"))
+    started = asyncio.get_running_loop().time()
+    await intake.get_batch(10, 0.1)
+    assert asyncio.get_running_loop().time() - started >= 0.05
+
+
 async def test_drained_after_every_batch_is_done() -> None:
     intake, _ = _intake(10)
     await intake.wait_drained()  # empty: returns at once
