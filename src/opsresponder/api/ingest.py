@@ -17,7 +17,7 @@ from opsresponder.core.clock import utcnow
 from opsresponder.core.errors import InvalidEventError
 from opsresponder.core.event import Event
 from opsresponder.ingest.http.generic import decode_generic, decode_generic_fast, decode_json
-from opsresponder.pipeline.errors import IntakeClosedError, StoreUnavailableError
+from opsresponder.pipeline.errors import IntakeClosedError, StageError, StoreUnavailableError
 from opsresponder.store.errors import StoreError
 from opsresponder.store.events import WriteOutcome
 
@@ -103,7 +103,7 @@ async def _outcomes(pending: list[asyncio.Future[WriteOutcome]]) -> list[WriteOu
         # One event, the common webhook: skip gather's wrapper future and callbacks.
         try:
             return [await pending[0]]
-        except (StoreUnavailableError, StoreError) as e:  # what the worker answers besides an outcome
+        except (StoreUnavailableError, StoreError, StageError) as e:  # the worker's answers but an outcome
             return [e]
     return await asyncio.gather(*pending, return_exceptions=True)
 
@@ -150,6 +150,8 @@ def _result_body(outcome: WriteOutcome | BaseException, elapsed_ms: float) -> di
             "message": "the database is unavailable; retry later",
             "retryable": True,
         }
+    if isinstance(outcome, StageError):
+        return {"status": "rejected", "message": f"{outcome}; it was not stored", "retryable": False}
     if isinstance(outcome, StoreError):
         return {
             "status": "rejected",

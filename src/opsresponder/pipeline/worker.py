@@ -10,7 +10,7 @@ import structlog
 
 from opsresponder.core.clock import Clock, utcnow
 from opsresponder.core.event import Event
-from opsresponder.pipeline.errors import StoreUnavailableError
+from opsresponder.pipeline.errors import StageError, StoreUnavailableError
 from opsresponder.pipeline.intake import Intake, Submission
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.store.errors import DatabaseUnavailableError, StoreError
@@ -129,8 +129,13 @@ class PipelineWorker:
         """Owns one slot, released at the end. `number` orders batches (see `_hold`)."""
         try:
             events = [s.event for s in batch]
-            for stage in self._stages:
-                stage(events)
+            try:
+                for stage in self._stages:
+                    stage(events)
+            except Exception as e:  # a stage bug costs its batch, loudly, never the pipeline
+                log.exception("A pipeline stage failed; the batch is lost.", events=len(batch))
+                self._fail_stage(batch, e)
+                return
             now = self._clock()
             for event in events:
                 event.processed_at = now
@@ -155,6 +160,15 @@ class PipelineWorker:
             self._complete(batch, outcomes)
         finally:
             turn.end_publish_phase()
+
+    def _fail_stage(self, batch: list[Submission], error: Exception) -> None:
+        """Callers get an error now instead of waiting forever; the loss is counted."""
+        self._metrics.events_dropped.labels("pipeline", "stage_error").inc(len(batch))
+        failure = StageError(f"processing the event failed: {error.__class__.__name__}")
+        for submission in batch:
+            if submission.future is not None and not submission.future.done():
+                submission.future.set_exception(failure)
+        self._intake.task_done(len(batch))
 
     def _complete(self, batch: list[Submission], outcomes: list[WriteOutcome]) -> None:
         done = time.monotonic()

@@ -9,9 +9,11 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 import asyncpg
+import pytest
 from prometheus_client import CollectorRegistry
 
 from opsresponder.core.event import Event, EventState
+from opsresponder.pipeline.errors import StageError
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.stages import correlate, normalize
@@ -96,3 +98,46 @@ async def test_overlapping_batches_commit_in_id_order_and_fold_every_duplicate(d
     assert new_ids == {r["id"] for r in rows} == set(flat)
     assert all(o.event_id in new_ids for o in outcomes)
     assert registry.get_sample_value("opsresponder_db_write_errors_total", {"reason": "refused"}) in (None, 0)
+
+
+async def test_a_failing_stage_costs_its_batch_not_the_pipeline(db_pool: asyncpg.Pool) -> None:
+    registry = CollectorRegistry()
+    metrics = PipelineMetrics(registry)
+    intake = Intake(100, metrics)
+
+    def explode_on_poison(events: list[Event]) -> None:
+        if any(e.title == "poison" for e in events):
+            raise RuntimeError("a stage bug")
+
+    async def probe() -> None:
+        await db_pool.fetchval("SELECT 1")
+
+    worker = PipelineWorker(
+        intake,
+        EventRepository(db_pool, dedup_window=WINDOW),
+        metrics,
+        stages=[normalize, explode_on_poison, correlate],
+        probe=probe,
+        batch_max_events=10,
+        batch_max_wait=0.0,
+        retry_max_delay=0.1,
+    )
+    task = asyncio.create_task(worker.run(), name="pipeline-worker")
+    try:
+        poisoned = await intake.put(make_event(title="poison"), wait_for_commit=True)
+        assert poisoned is not None
+        with pytest.raises(StageError):
+            await asyncio.wait_for(poisoned, 10)
+        await asyncio.wait_for(intake.wait_drained(), 10)  # counted as done: nothing hangs
+        healthy = await intake.put(make_event(title="fine"), wait_for_commit=True)
+        assert healthy is not None
+        outcome = await asyncio.wait_for(healthy, 10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert not outcome.duplicate
+    assert [r["title"] for r in await db_pool.fetch("SELECT title FROM events.events")] == ["fine"]
+    dropped = registry.get_sample_value(
+        "opsresponder_events_dropped_total", {"stage": "pipeline", "reason": "stage_error"}
+    )
+    assert dropped == 1
