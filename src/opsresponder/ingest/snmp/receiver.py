@@ -246,8 +246,8 @@ class SnmpTrapReceiver:
             except BerError:
                 return label, m.MALFORMED_PACKET
             del header  # decoded here only to refuse malformed messages cheaply, before the worker
-            if self._v3 is None or self._received_at is None:
-                return label, m.INTERNAL_ERROR
+            if self._v3 is None or self._received_at is None or self._v3.worker_pid is None:
+                return label, m.INTERNAL_ERROR  # the worker is restarting (its supervisor logged why)
             if not self._v3.submit(data, address, self._received_at):
                 return label, m.V3_BACKLOG
             return label, _IN_WORKER
