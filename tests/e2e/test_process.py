@@ -108,3 +108,22 @@ async def test_check_config_names_the_bad_key(service_data_dir: Path) -> None:
     _, err = await proc.communicate()
     assert proc.returncode == 1
     assert "syslog.udp.port" in err.decode()
+
+
+async def test_the_snmp_v3_worker_lives_and_ends_with_the_service(service_data_dir: Path) -> None:
+    service = ServiceProcess(
+        service_data_dir,
+        env={
+            "OPSRESPONDER_SNMP__ENABLED": "true",
+            "OPSRESPONDER_SNMP__HOST": "127.0.0.1",
+            "OPSRESPONDER_SNMP__PORT": "0",
+        },
+    )
+    addresses = await service.start()
+    assert "snmp" in addresses
+    parent = psutil.Process(service.process.pid)
+    [worker] = [p for p in parent.children() if "opsresponder.ingest.snmp.v3_worker" in " ".join(p.cmdline())]
+    assert await service.stop(signal.SIGTERM) == 0
+    # The receiver closed the worker's input at shutdown: no orphan is left behind.
+    gone, _ = psutil.wait_procs([worker], timeout=10)
+    assert gone == [worker]
