@@ -15,7 +15,7 @@ from opsresponder.api.auth import scope_opt
 from opsresponder.api.common import build_app, json_response
 from opsresponder.api.context import ApiContext, context_of
 from opsresponder.api.filters import parse_severities
-from opsresponder.api.ingest import GENERIC_PATH, NATIVE_PATH_PREFIX, ingest
+from opsresponder.api.ingest import GENERIC_PATH, NATIVE_PATH_PREFIX, REQUIRED_SCOPE, ingest
 from opsresponder.api.stream import stream_events
 from opsresponder.api.subscriptions import SUBSCRIPTION_HANDLERS
 from opsresponder.core.clock import as_utc
@@ -26,14 +26,14 @@ MAX_LIMIT = 1000
 _LIST_OMITS = ("raw",)
 
 
-@post(GENERIC_PATH, opt=scope_opt("ingest"), summary="Ingest one event or an array")
+@post(GENERIC_PATH, opt=scope_opt(REQUIRED_SCOPE), summary="Ingest one event or an array")
 async def webhook(request: Request[Any, Any, Any]) -> ASGIResponse:
     return await _ingest(request, adapter_name=None)
 
 
 @post(
     NATIVE_PATH_PREFIX + "{source_type:str}",
-    opt=scope_opt("ingest"),
+    opt=scope_opt(REQUIRED_SCOPE),
     summary="Ingest a monitoring system's native payload (alertmanager, zabbix, nagios, icinga, grafana)",
 )
 async def webhook_native(request: Request[Any, Any, Any], source_type: FromPath[str]) -> ASGIResponse:

@@ -23,6 +23,8 @@ from opsresponder.store.events import WriteOutcome
 
 GENERIC_PATH = "/api/v1/events/webhook"
 NATIVE_PATH_PREFIX = GENERIC_PATH + "/"
+REQUIRED_SCOPE = "ingest"
+"""The token scope every webhook endpoint needs, on both paths."""
 
 
 @dataclass(frozen=True, slots=True)

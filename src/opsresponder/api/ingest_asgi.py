@@ -18,11 +18,10 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from opsresponder.api.auth import TokenAuthenticator, authorize, send_error
 from opsresponder.api.context import ApiContext
-from opsresponder.api.ingest import GENERIC_PATH, NATIVE_PATH_PREFIX, IngestAnswer, ingest
+from opsresponder.api.ingest import GENERIC_PATH, NATIVE_PATH_PREFIX, REQUIRED_SCOPE, IngestAnswer, ingest
 
 log = structlog.get_logger(__name__)
 
-_REQUIRED_SCOPE: Final = "ingest"
 _DEFAULT_CONTENT_TYPE: Final = "application/json"
 
 
@@ -65,7 +64,7 @@ class IngestFront:
                 content_type = value.decode("latin-1")
             elif name == b"content-length":
                 content_length = value
-        if await authorize(self._authenticator, authorization, _REQUIRED_SCOPE, send) is None:
+        if await authorize(self._authenticator, authorization, REQUIRED_SCOPE, send) is None:
             return
         if content_length is not None:
             try:

@@ -358,6 +358,9 @@ class StreamHub:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._no_clients.wait(), timeout)
         task, self._task = self._task, None
+        if self._flush_pending is not None:
+            self._flush_pending.cancel()
+            self._flush_pending = None
         if task is not None:
             task.cancel()
             await asyncio.wait([task])  # raises our own cancellation, not the task's

@@ -107,7 +107,6 @@ class SnmpTrapReceiver:
         self._transport: asyncio.DatagramTransport | None = None
         self._protocol: Udp4 | Udp6 | None = None
         self._address: tuple[str, int] | None = None
-        self._received_at: datetime | None = None
         # Children resolved once: no label lookup per trap.
         self._received = {v: metrics.traps_received.labels(version=v) for v in m.VERSIONS}
         self._events = {v: metrics.events.labels(version=v) for v in m.VERSIONS[:3]}
@@ -200,14 +199,11 @@ class SnmpTrapReceiver:
         A v3 datagram's outcome is counted when the worker process has answered (`settled` waits for it).
         Public so that tests (and fuzzers) can feed the exact path the socket feeds.
         """
-        self._received_at = self._clock()
         try:
-            version, outcome = self._dispatch(data, address)
+            version, outcome = self._dispatch(data, address, self._clock())
         except Exception:  # a receiver bug must cost one datagram, never the listener
             log.exception("SNMP datagram handling failed; the datagram is lost.", peer=str(address))
             version, outcome = "unknown", m.INTERNAL_ERROR
-        finally:
-            self._received_at = None
         self._received[version].inc()
         self._count(version, outcome)
 
@@ -229,7 +225,7 @@ class SnmpTrapReceiver:
         else:
             self._dropped[outcome].inc()
 
-    def _dispatch(self, data: bytes, address: Any) -> tuple[str, str]:
+    def _dispatch(self, data: bytes, address: Any, received_at: datetime) -> tuple[str, str]:
         try:
             version = message_version(data)
         except BerError:
@@ -246,9 +242,9 @@ class SnmpTrapReceiver:
             except BerError:
                 return label, m.MALFORMED_PACKET
             del header  # decoded here only to refuse malformed messages cheaply, before the worker
-            if self._v3 is None or self._received_at is None or self._v3.worker_pid is None:
+            if self._v3 is None or self._v3.worker_pid is None:
                 return label, m.INTERNAL_ERROR  # the worker is restarting (its supervisor logged why)
-            if not self._v3.submit(data, address, self._received_at):
+            if not self._v3.submit(data, address, received_at):
                 return label, m.V3_BACKLOG
             return label, _IN_WORKER
         try:
@@ -263,7 +259,7 @@ class SnmpTrapReceiver:
         if message.pdu.tag not in _NOTIFICATION_PDUS:
             return label, m.UNSUPPORTED_PDU
         notification = Notification(label, message.pdu, peer, community_index=index)
-        outcome = self._deliver(notification)
+        outcome = self._deliver(notification, received_at)
         # Acknowledge only what the intake took: an unacknowledged inform is retried by its sender.
         if outcome == EVENT and notification.inform and self._transport is not None:
             self._transport.sendto(encode_inform_response(message), address)
@@ -285,11 +281,7 @@ class SnmpTrapReceiver:
         wire = result.notification
         notification = None if wire is None else notification_from_wire(wire)
         if notification is not None and outcome in (EVENT, ACKNOWLEDGED):
-            self._received_at = pending.received_at
-            try:
-                delivered = self._deliver(notification)
-            finally:
-                self._received_at = None
+            delivered = self._deliver(notification, pending.received_at)
             if delivered != EVENT:
                 outcome = delivered
             elif result.ack is not None and transport is not None:
@@ -300,10 +292,9 @@ class SnmpTrapReceiver:
                 transport.sendto(reply, pending.address)
         self._count("3", outcome)
 
-    def _deliver(self, notification: Notification) -> str:
+    def _deliver(self, notification: Notification, received_at: datetime) -> str:
         address = agent_address(notification)
         host = self._host_name(address)
-        received_at = self._received_at or self._clock()
         try:
             event = to_event(notification, self._mapping, host=host, address=address, received_at=received_at)
         except BerError:

@@ -9,8 +9,8 @@ from typing import Any
 from pysnmp.carrier.asyncio.dgram import udp, udp6  # type: ignore[import-untyped]
 
 
-class Udp4(udp.UdpAsyncioTransport):  # type: ignore[misc]  # pysnmp is untyped
-    """pysnmp's asyncio UDP transport, but datagrams go straight to the receiver, not via call_soon."""
+class _Direct:
+    """Datagrams go straight to `handler`, not through pysnmp's call_soon; `closed` says the socket is."""
 
     def __init__(self, handler: Callable[[bytes, Any], None]) -> None:
         super().__init__()
@@ -22,19 +22,13 @@ class Udp4(udp.UdpAsyncioTransport):  # type: ignore[misc]  # pysnmp is untyped
 
     def connection_lost(self, exc: Exception | None) -> None:
         # asyncio closes the socket only now, one loop iteration after close(); stop() waits for it.
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]  # pysnmp's transport, next in the MRO
         self.closed.set()
 
 
-class Udp6(udp6.Udp6AsyncioTransport):  # type: ignore[misc]  # pysnmp is untyped
-    def __init__(self, handler: Callable[[bytes, Any], None]) -> None:
-        super().__init__()
-        self._handler = handler
-        self.closed = asyncio.Event()
+class Udp4(_Direct, udp.UdpAsyncioTransport):  # type: ignore[misc]  # pysnmp is untyped
+    pass
 
-    def datagram_received(self, datagram: bytes, transportAddress: Any) -> None:
-        self._handler(datagram, transportAddress)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        self.closed.set()
+class Udp6(_Direct, udp6.Udp6AsyncioTransport):  # type: ignore[misc]  # pysnmp is untyped
+    pass
