@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 
 class CuttableProxy:
@@ -18,6 +19,21 @@ class CuttableProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self._cut = False
         self.port = 0
+
+    @classmethod
+    def for_database(cls, database_url: str) -> CuttableProxy:
+        """A proxy to the PostgreSQL server of `database_url`, over TCP or, for the embedded server (used
+        when no test URL is configured), over the Unix socket named in the URL's query."""
+        parts = urlsplit(database_url)
+        socket_dir = parse_qs(parts.query).get("host", [None])[0]
+        unix_path = f"{socket_dir}/.s.PGSQL.{parts.port or 5432}" if socket_dir else None
+        return cls(parts.hostname or "127.0.0.1", parts.port or 5432, unix_path=unix_path)
+
+    def url_for(self, database_url: str) -> str:
+        """`database_url` reached through this proxy (once started)."""
+        parts = urlsplit(database_url)
+        netloc = f"{parts.username or 'postgres'}@127.0.0.1:{self.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)

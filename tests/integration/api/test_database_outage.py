@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -19,11 +18,7 @@ from tests.tcp_proxy import CuttableProxy
 
 @pytest.fixture
 async def proxy(database_url: str) -> AsyncIterator[CuttableProxy]:
-    parts = urlsplit(database_url)
-    # The embedded server (no test URL configured) listens on a Unix socket named in the query.
-    socket_dir = parse_qs(parts.query).get("host", [None])[0]
-    unix_path = f"{socket_dir}/.s.PGSQL.{parts.port or 5432}" if socket_dir else None
-    p = CuttableProxy(parts.hostname or "127.0.0.1", parts.port or 5432, unix_path=unix_path)
+    p = CuttableProxy.for_database(database_url)
     await p.start()
     yield p
     await p.stop()
@@ -33,10 +28,7 @@ async def proxy(database_url: str) -> AsyncIterator[CuttableProxy]:
 async def service(
     database_url: str, db_pool: asyncpg.Pool, proxy: CuttableProxy, tmp_path: Path
 ) -> AsyncIterator[OpsResponder]:
-    parts = urlsplit(database_url)
-    netloc = f"{parts.username or 'postgres'}@127.0.0.1:{proxy.port}"
-    via_proxy = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    settings = api_settings(via_proxy, tmp_path, db_retry_max_seconds=0.2)
+    settings = api_settings(proxy.url_for(database_url), tmp_path, db_retry_max_seconds=0.2)
     async with running(settings) as svc:
         yield svc
 

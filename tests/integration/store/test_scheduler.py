@@ -10,7 +10,6 @@ import random
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -238,13 +237,11 @@ async def test_the_background_loop_runs_due_jobs_and_stops_cleanly(
 
 
 async def test_the_loop_waits_out_a_database_outage_and_then_runs(database_url: str, job_name: str) -> None:
-    parts = urlsplit(database_url)
-    proxy = CuttableProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    proxy = CuttableProxy.for_database(database_url)
     await proxy.start()
-    via_proxy = urlunsplit(
-        (parts.scheme, f"{parts.username or 'postgres'}@127.0.0.1:{proxy.port}", parts.path, "", "")
+    pool = await create_pool(
+        proxy.url_for(database_url), min_size=1, max_size=2, connect_timeout=2, command_timeout=5
     )
-    pool = await create_pool(via_proxy, min_size=1, max_size=2, connect_timeout=2, command_timeout=5)
     body = Counting()
     scheduler = Scheduler(pool, [ScheduledJob(job_name, HOUR, body)], retry_after_error_seconds=0.05)
     try:
