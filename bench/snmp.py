@@ -106,8 +106,18 @@ class WebhookProbe:
         for _ in range(self._connections):
             idle.append(await asyncio.open_connection(self._host, self._port))
 
+        async def connection() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            # Like any HTTP client's pool: a kept-alive connection the server has closed meanwhile (idle
+            # past its keep-alive timeout) is dropped, not used for a request that would fail.
+            while idle:
+                reader, writer = idle.pop()
+                if not reader.at_eof():
+                    return reader, writer
+                writer.close()
+            return await asyncio.open_connection(self._host, self._port)
+
         async def one(due: float) -> None:
-            reader, writer = idle.pop() if idle else await asyncio.open_connection(self._host, self._port)
+            reader, writer = await connection()
             try:
                 writer.write(self._request())
                 head = await reader.readuntil(b"\r\n\r\n")
