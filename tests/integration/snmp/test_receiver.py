@@ -101,12 +101,17 @@ async def test_v2c_inform_is_not_acknowledged_when_the_intake_is_full(snmp: Harn
 
 
 async def test_v3_inform_is_not_acknowledged_when_the_intake_is_full(snmp: Harness) -> None:
+    # One inform taken first, with time to spare: the worker process may still be importing pysnmp, and
+    # the short timeouts below must measure refusals, not a cold start (on a slow machine both tries
+    # of the engine discovery could expire before it answers, and no inform would be sent at all).
+    code, err = await run_tool("snmpinform", *ALICE, "-t", "5", "-r", "0", snmp.target, "", LINK_DOWN)
+    assert code == 0, err
     snmp.sink.full = True
     code, _ = await run_tool("snmpinform", *ALICE, "-t", "0.5", "-r", "1", snmp.target, "", LINK_DOWN)
     assert code != 0  # no acknowledgement: the sender knows its inform was not taken
     await snmp.receiver.settled()
     assert snmp.dropped("intake_full") == 2  # the first try and one retry
-    assert snmp.metric("opsresponder_snmp_informs_acknowledged_total", version="3") == 0
+    assert snmp.metric("opsresponder_snmp_informs_acknowledged_total", version="3") == 1  # the first inform
     # The worker still answered the engine discovery (once per try), which needs no room in the intake.
     assert snmp.metric("opsresponder_snmp_engine_discoveries_total") >= 1
 
@@ -148,7 +153,7 @@ async def test_v3_auth_priv_trap(snmp: Harness) -> None:
 
 async def test_v3_inform(snmp: Harness) -> None:
     code, err = await run_tool(
-        "snmpinform", *ALICE, "-t", "2", "-r", "0", snmp.target, "", LINK_DOWN, *IF_VARBINDS
+        "snmpinform", *ALICE, "-t", "5", "-r", "0", snmp.target, "", LINK_DOWN, *IF_VARBINDS
     )
     assert code == 0, err
     (event,) = await snmp.sink.wait_for(1)
@@ -193,7 +198,7 @@ async def test_v3_protocols(make_receiver: Callable[..., Harness], auth: str, pr
         )
         code, err = await run_tool("snmptrap", *args, "-e", SENDER_ENGINE_ID, harness.target, "", LINK_DOWN)
         assert code == 0, err
-        code, err = await run_tool("snmpinform", *args, "-t", "2", "-r", "0", harness.target, "", LINK_DOWN)
+        code, err = await run_tool("snmpinform", *args, "-t", "5", "-r", "0", harness.target, "", LINK_DOWN)
         assert code == 0, err
         events = await harness.sink.wait_for(2)
         assert [e.metadata["snmp"]["inform"] for e in events] == [False, True]
