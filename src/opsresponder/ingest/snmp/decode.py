@@ -12,6 +12,7 @@ value before anything is sliced, indefinite lengths and high tag numbers (never 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Final
 
@@ -256,6 +257,9 @@ def decode_oid(buf: bytes, start: int, stop: int) -> tuple[int, ...]:
     return tuple(arcs)
 
 
+# Traps repeat the same OIDs (snmpTrapOID.0, sysUpTime.0, the trap OIDs, the varbinds of one device's
+# interfaces): a cache hit costs a tenth of the join. Bounded, so a sender of ever new OIDs only evicts.
+@functools.lru_cache(maxsize=4096)
 def oid_str(arcs: tuple[int, ...]) -> str:
     return ".".join(map(str, arcs))
 

@@ -7,6 +7,7 @@ by OID in ``trap_mapping``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Final
 
@@ -197,6 +198,7 @@ _MAX_OBJECT_LEN: Final = max(len(oid) for oid in OBJECT_NAMES)
 _MIN_OBJECT_LEN: Final = min(len(oid) for oid in OBJECT_NAMES)
 
 
+@functools.lru_cache(maxsize=4096)  # instance OIDs repeat from trap to trap (see decode.oid_str)
 def object_name(oid: tuple[int, ...]) -> tuple[str, str] | None:
     """The object name and instance index of an instance OID, or None when the object is unknown.
 
