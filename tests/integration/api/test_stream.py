@@ -28,7 +28,7 @@ from opsresponder.api.common import build_app
 from opsresponder.api.context import ApiContext
 from opsresponder.api.events import get_event, list_events, webhook
 from opsresponder.api.server import HttpServer, address_of, bind_tcp
-from opsresponder.api.stream import StreamHub, stream_events
+from opsresponder.api.stream import FLUSH_GROUPS, StreamClient, StreamHub, stream_events
 from opsresponder.core.event import Event
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
@@ -494,7 +494,8 @@ async def test_clients_beyond_the_limit_are_refused(
 async def test_commits_within_a_flush_interval_reach_a_client_in_one_write(
     db_pool: asyncpg.Pool, memory_state: MemoryStateBackend
 ) -> None:
-    hub = StreamHub(memory_state, StreamBacklog(db_pool), CollectorRegistry(), flush_interval_seconds=0.3)
+    # The client's group is flushed 1/FLUSH_GROUPS of the interval after the first commit: 0.2 s here.
+    hub = StreamHub(memory_state, StreamBacklog(db_pool), CollectorRegistry(), flush_interval_seconds=1.0)
     publisher = CommitPublisher(memory_state, CollectorRegistry())
     await hub.start()
     await publisher.start()
@@ -507,9 +508,43 @@ async def test_commits_within_a_flush_interval_reach_a_client_in_one_write(
             await wait_for(lambda: publisher.pending_events == 0)
         # Published and buffered, but not flushed yet: the response task is not woken for each commit.
         assert not await client.wait(0.05)
-        assert await client.wait(1)
+        assert await client.wait(2)
         batches = client.take()
         assert [h.id for b in batches for h in b.headers] == [1, 2]  # both commits, one socket write
+    finally:
+        await publisher.stop()
+        await hub.close()
+
+
+async def test_client_groups_are_flushed_in_turn_each_within_one_interval(
+    db_pool: asyncpg.Pool, memory_state: MemoryStateBackend
+) -> None:
+    interval = 1.0
+    backlog = StreamBacklog(db_pool)
+    hub = StreamHub(memory_state, backlog, CollectorRegistry(), flush_interval_seconds=interval)
+    publisher = CommitPublisher(memory_state, CollectorRegistry())
+    await hub.start()
+    await publisher.start()
+    try:
+        clients = [hub.connect(StreamFilter()) for _ in range(FLUSH_GROUPS)]
+        assert sorted(c.flush_group for c in clients) == list(range(FLUSH_GROUPS))  # one per group
+        loop = asyncio.get_running_loop()
+        [event] = prepared(make_event(title="one commit for every client"))
+        event.id = 1
+        published_at = loop.time()
+        publisher([event])
+
+        async def woken_after(client: StreamClient) -> float:
+            assert await client.wait(2 * interval)
+            return loop.time() - published_at
+
+        delays = sorted(await asyncio.gather(*(woken_after(c) for c in clients)))
+        # Each group at its own tick, the last one within the interval: never all sockets at once.
+        tick = interval / FLUSH_GROUPS
+        for i, delay in enumerate(delays):
+            assert delay >= (i + 1) * tick - 0.02, delays
+        assert delays[-1] <= interval + 0.3, delays
+        assert all([h.id for b in c.take() for h in b.headers] == [1] for c in clients)
     finally:
         await publisher.stop()
         await hub.close()
