@@ -181,7 +181,8 @@ ADMIN_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 class BenchDatabase:
     """A fresh database ``bench_<random>`` on the server of `admin_url`, dropped on exit; or, given `url`,
-    that database, kept. ``async with BenchDatabase(...) as url:``; the service migrates it at start."""
+    that database, kept. ``async with BenchDatabase(...) as url:`` (or plain ``with`` outside an event
+    loop); the service migrates it at start."""
 
     def __init__(self, url: str | None = None, admin_url: str = ADMIN_DATABASE_URL) -> None:
         self._given = url
@@ -207,6 +208,14 @@ class BenchDatabase:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{self._name}" WITH (FORCE)')
             finally:
                 await conn.close()
+
+    def __enter__(self) -> str:
+        return asyncio.run(self.__aenter__())
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        asyncio.run(self.__aexit__(kind, error, tb))
 
 
 async def count_events(database_url: str, source_type: str | None = None) -> int:
