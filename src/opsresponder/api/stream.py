@@ -331,7 +331,6 @@ class StreamHub:
         self._flush_interval = flush_interval_seconds
         self._flush_pending: asyncio.TimerHandle | None = None
         self._flush_turn = 0
-        self._group_sizes = [0] * FLUSH_GROUPS
         self._clock = clock
         self._clients: set[StreamClient] = set()
         self._sequences: dict[str, int] = {}
@@ -389,8 +388,10 @@ class StreamHub:
             self.metrics.refused.labels("max_clients").inc()
             raise StreamUnavailableError(f"the live stream already serves {self._max_clients} clients")
         client = StreamClient(stream_filter, self._client_buffer, self._clock())
-        client.flush_group = min(range(FLUSH_GROUPS), key=self._group_sizes.__getitem__)
-        self._group_sizes[client.flush_group] += 1
+        sizes = [0] * FLUSH_GROUPS
+        for other in self._clients:
+            sizes[other.flush_group] += 1
+        client.flush_group = sizes.index(min(sizes))  # the least populated group
         self._clients.add(client)
         self._no_clients.clear()
         self.metrics.clients.set(len(self._clients))
@@ -402,7 +403,6 @@ class StreamHub:
             return
         client.close(reason)
         self._clients.discard(client)
-        self._group_sizes[client.flush_group] -= 1
         self.metrics.clients.set(len(self._clients))
         assert client.close_reason is not None
         self.metrics.disconnected.labels(client.close_reason).inc()
