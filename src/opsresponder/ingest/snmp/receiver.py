@@ -1,6 +1,6 @@
 """The SNMP trap receiver: one UDP socket, v1/v2c decoded here, v3 handed to pysnmp.
 
-Each v1/v2c datagram is handled synchronously in ``datagram_received``: it costs about 35 to 150 us
+Each v1/v2c datagram is handled synchronously in ``datagram_received``: it costs about 20 to 150 us
 depending on the machine (see ``bench/snmp_decode.py``), about what the loop's side of a hand-off to
 another process costs, and doing it inline keeps the order of traps and needs no queue. v3 goes through
 pysnmp's engine (USM), which is slower (milliseconds with privacy) but rare in volume, in a worker process.
