@@ -1,4 +1,4 @@
-"""``opsresponder serve | migrate | check-config`` (also ``python -m opsresponder``)."""
+"""The ``opsresponder`` command: serve, migrate, check-config, healthcheck (or ``python -m opsresponder``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import sys
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,19 +28,10 @@ log = structlog.get_logger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="opsresponder", description=__doc__)
-    parser.add_argument(
-        "--config",
-        help=f"configuration file (default: $OPSRESPONDER_CONFIG, else {DEFAULT_CONFIG} when it exists)",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("serve", help="run the service")
-    commands.add_parser("migrate", help="apply database migrations and exit")
-    commands.add_parser("check-config", help="validate the configuration and exit (1 when invalid)")
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
 
     try:
-        settings = load_settings(_config_path(args.config))
+        settings = load_settings(_config_path(getattr(args, "config", None)))
         validate(settings)
     except OpsResponderError as e:
         print(f"opsresponder: {e}", file=sys.stderr)
@@ -47,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         print("configuration is valid")
         return 0
+    if args.command == "healthcheck":
+        return _healthcheck(settings)
 
     configure_logging(settings.logging.level, settings.logging.format)
     try:
@@ -58,6 +52,52 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("OpsResponder could not start.", error=str(e))
         return 1
     return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    # --config is accepted before the subcommand and after it; SUPPRESS keeps a value given before the
+    # subcommand from being reset by the subparser's default.
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        metavar="FILE",
+        help=f"configuration file (default: $OPSRESPONDER_CONFIG, else {DEFAULT_CONFIG} when it exists)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="opsresponder",
+        description="Event processing and automated response: webhooks, syslog and SNMP traps in, "
+        "correlated events and guarded playbooks out.",
+        epilog="Every configuration key can also be set as OPSRESPONDER_<KEY__PATH>, "
+        "e.g. OPSRESPONDER_SYSLOG__UDP__PORT=5514.",
+        parents=[config],
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in (
+        ("serve", "run the service"),
+        ("migrate", "apply database migrations and exit"),
+        ("check-config", "validate the configuration and exit (1 when invalid)"),
+        ("healthcheck", "ask the running service's events API for /health (exit 0 when healthy)"),
+    ):
+        commands.add_parser(name, help=text, description=text[:1].upper() + text[1:] + ".", parents=[config])
+    return parser
+
+
+def _healthcheck(settings: Settings, timeout: float = 4.0) -> int:
+    """One GET of ``/health`` on the configured events API port, for container health checks."""
+    listen = settings.api.events
+    host = "127.0.0.1" if listen.host in {"0.0.0.0", "", "::"} else listen.host  # noqa: S104
+    if ":" in host:
+        host = f"[{host}]"
+    url = f"http://{host}:{listen.port}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            healthy = answer.status == 200
+    except (OSError, ValueError) as e:
+        print(f"opsresponder: {url}: {e}", file=sys.stderr)
+        return 1
+    print(f"{url}: {'healthy' if healthy else 'unhealthy'}")
+    return 0 if healthy else 1
 
 
 async def _tune_once_started(service: OpsResponder) -> None:

@@ -153,7 +153,7 @@ class _RedisSubscription(Subscription):
             if pubsub is not None:
                 # Closing the connection ends the server-side subscription; no UNSUBSCRIBE round trip needed.
                 with _wrapped("pub/sub close"):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+                    await pubsub.aclose()
 
 
 class RedisStateBackend(StateBackend):
