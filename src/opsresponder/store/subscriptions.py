@@ -29,7 +29,9 @@ import msgspec
 import structlog
 
 from opsresponder.core.event import Event
+from opsresponder.rules.filter import EventFilter
 from opsresponder.store.errors import StoreError
+from opsresponder.store.event_columns import SELECT_EVENTS_WITHOUT_RAW, row_to_event
 from opsresponder.store.pool import connection
 
 log = structlog.get_logger(__name__)
@@ -68,34 +70,6 @@ class Secret:
         return hash(self.value)
 
 
-class SubscriptionFilters(msgspec.Struct, kw_only=True, frozen=True):
-    """Which events a subscription receives; None means "any". Same semantics as ``GET /api/v1/events``.
-
-    ``min_score`` matches events whose score is at least this value; an event without a score does not
-    match it. Suppressed events (``suppressed_reason`` set) are sent only with ``include_suppressed``.
-    """
-
-    severity: list[str] | None = None
-    event_type: str | None = None
-    host: str | None = None
-    service: str | None = None
-    min_score: float | None = None
-    include_suppressed: bool = False
-
-    def matches(self, event: Event) -> bool:
-        if event.suppressed_reason is not None and not self.include_suppressed:
-            return False
-        if self.severity is not None and event.severity not in self.severity:
-            return False
-        if self.event_type is not None and event.event_type != self.event_type:
-            return False
-        if self.host is not None and event.host != self.host:
-            return False
-        if self.service is not None and event.service != self.service:
-            return False
-        return self.min_score is None or (event.score is not None and event.score >= self.min_score)
-
-
 class SubscriptionDefaults(msgspec.Struct, frozen=True, kw_only=True):
     """Config defaults for what a subscription leaves unset."""
 
@@ -109,7 +83,7 @@ class SubscriptionSpec(msgspec.Struct, kw_only=True):
 
     name: str
     url: str
-    filters: SubscriptionFilters = msgspec.field(default_factory=SubscriptionFilters)
+    filters: EventFilter = msgspec.field(default_factory=EventFilter)
     batch_max_events: int | None = None
     batch_max_delay_ms: int | None = None
     max_attempts: int | None = None
@@ -122,7 +96,7 @@ class Subscription(msgspec.Struct, kw_only=True):
     id: int
     name: str
     url: str
-    filters: SubscriptionFilters
+    filters: EventFilter
     secret: Secret | None
     batch_max_events: int
     batch_max_delay_ms: int
@@ -173,12 +147,6 @@ _SUBSCRIPTION_COLUMNS: Final = (
 _STATUS_COLUMNS: Final = (
     "delivered_count, dead_count, failed_attempts, consecutive_failures, retry_at, last_attempt_at, "
     "last_success_at, last_error, last_error_at"
-)
-
-_EVENT_COLUMNS: Final = (
-    "id, source, source_type, event_type, severity, state, host, service, title, description, "
-    "occurred_at, received_at, processed_at, last_seen_at, duplicate_count, metadata, tags, fingerprint, "
-    "correlation_id, score, suppressed_reason, raw"
 )
 
 _ENQUEUE: Final = """
@@ -412,10 +380,10 @@ class SubscriptionRepository:
                 return
             claimed = [ClaimedRow(r["id"], r["event_id"], r["attempts"]) for r in rows]
             event_rows = await conn.fetch(
-                f"SELECT {_EVENT_COLUMNS} FROM events.events WHERE id = ANY($1::bigint[]) ORDER BY id",
+                SELECT_EVENTS_WITHOUT_RAW + " WHERE id = ANY($1::bigint[]) ORDER BY id",
                 [c.event_id for c in claimed],
             )
-            events = [msgspec.convert(dict(r), Event) for r in event_rows]
+            events = [row_to_event(r) for r in event_rows]
             present = {e.id for e in events}
             expired = [c.outbox_id for c in claimed if c.event_id not in present]
             if expired:
@@ -551,7 +519,7 @@ class Claim:
 class _Matcher:
     __slots__ = ("filters", "subscription_id")
 
-    def __init__(self, subscription_id: int, filters: SubscriptionFilters) -> None:
+    def __init__(self, subscription_id: int, filters: EventFilter) -> None:
         self.subscription_id = subscription_id
         self.filters = filters
 
@@ -619,9 +587,10 @@ async def enqueue_outbox(conn: asyncpg.Connection, events: Sequence[Event]) -> i
     return int(status.rsplit(" ", 1)[1])
 
 
-def _to_filters(row: asyncpg.Record) -> SubscriptionFilters:
-    return SubscriptionFilters(
-        severity=row["severities"],
+def _to_filters(row: asyncpg.Record) -> EventFilter:
+    severities = row["severities"]
+    return EventFilter(
+        severity=None if severities is None else tuple(severities),
         event_type=row["event_type"],
         host=row["host"],
         service=row["service"],

@@ -28,22 +28,26 @@ from opsresponder.api.common import build_app
 from opsresponder.api.context import ApiContext
 from opsresponder.api.events import get_event, list_events, webhook
 from opsresponder.api.server import HttpServer, address_of, bind_tcp
-from opsresponder.api.stream import FLUSH_GROUPS, StreamClient, StreamHub, stream_events
+from opsresponder.api.stream import stream_events
+from opsresponder.config import StreamConfig
 from opsresponder.core.event import Event
+from opsresponder.live.hub import FLUSH_GROUPS, StreamClient, StreamHub
+from opsresponder.live.publisher import CommitPublisher
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
-from opsresponder.pipeline.notify import CommitPublisher
 from opsresponder.pipeline.stages import correlate, normalize
 from opsresponder.pipeline.worker import PipelineWorker
+from opsresponder.rules.filter import EventFilter
 from opsresponder.state import MemoryStateBackend, RedisStateBackend, StateBackend
 from opsresponder.store.events import EventRepository
-from opsresponder.store.stream_cursor import StreamBacklog, StreamFilter
+from opsresponder.store.stream_cursor import StreamBacklog
 from tests.conftest import service_url
 from tests.factories import make_event, prepared
 from tests.integration.api.conftest import TOKENS, api_settings
 
 AUTH = {"Authorization": f"Bearer {TOKENS['admin']}"}
 WAIT = 10.0
+QUEUE = StreamConfig().publish_queue_events
 
 
 @dataclass(slots=True)
@@ -82,9 +86,9 @@ async def serve(
     publish_state: StateBackend,
     hub_state: StateBackend | None = None,
     start_publisher: bool = True,
-    max_pending_events: int = 10_000,
+    max_pending_events: int = StreamConfig().publish_queue_events,
     max_body_bytes: int = 65536,
-    **hub_options: Any,
+    **stream_options: Any,
 ) -> AsyncIterator[Harness]:
     """The webhook and the stream on one port, as the wired service will serve them."""
     settings = api_settings(str(tmp_path), tmp_path)
@@ -112,7 +116,13 @@ async def serve(
     )
     publisher = CommitPublisher(publish_state, registry, max_pending_events=max_pending_events)
     worker.add_commit_listener(publisher)
-    hub = StreamHub(hub_state or publish_state, StreamBacklog(db_pool), registry, **hub_options)
+    hub = StreamHub(
+        hub_state or publish_state,
+        StreamBacklog(db_pool),
+        registry,
+        config=StreamConfig(**stream_options),
+        retry_after_seconds=5,
+    )
     ctx = _StreamContext(
         settings=settings,
         intake=intake,
@@ -495,12 +505,18 @@ async def test_commits_within_a_flush_interval_reach_a_client_in_one_write(
     db_pool: asyncpg.Pool, memory_state: MemoryStateBackend
 ) -> None:
     # The client's group is flushed 1/FLUSH_GROUPS of the interval after the first commit: 0.2 s here.
-    hub = StreamHub(memory_state, StreamBacklog(db_pool), CollectorRegistry(), flush_interval_seconds=1.0)
-    publisher = CommitPublisher(memory_state, CollectorRegistry())
+    hub = StreamHub(
+        memory_state,
+        StreamBacklog(db_pool),
+        CollectorRegistry(),
+        config=StreamConfig(flush_interval_ms=1000),
+        retry_after_seconds=5,
+    )
+    publisher = CommitPublisher(memory_state, CollectorRegistry(), max_pending_events=QUEUE)
     await hub.start()
     await publisher.start()
     try:
-        client = hub.connect(StreamFilter())
+        client = hub.connect(EventFilter(include_suppressed=True))
         for event_id in (1, 2):
             [event] = prepared(make_event(title=f"commit {event_id}", host=f"h{event_id}"))
             event.id = event_id
@@ -521,12 +537,18 @@ async def test_client_groups_are_flushed_in_turn_each_within_one_interval(
 ) -> None:
     interval = 1.0
     backlog = StreamBacklog(db_pool)
-    hub = StreamHub(memory_state, backlog, CollectorRegistry(), flush_interval_seconds=interval)
-    publisher = CommitPublisher(memory_state, CollectorRegistry())
+    hub = StreamHub(
+        memory_state,
+        backlog,
+        CollectorRegistry(),
+        config=StreamConfig(flush_interval_ms=interval * 1000),
+        retry_after_seconds=5,
+    )
+    publisher = CommitPublisher(memory_state, CollectorRegistry(), max_pending_events=QUEUE)
     await hub.start()
     await publisher.start()
     try:
-        clients = [hub.connect(StreamFilter()) for _ in range(FLUSH_GROUPS)]
+        clients = [hub.connect(EventFilter(include_suppressed=True)) for _ in range(FLUSH_GROUPS)]
         assert sorted(c.flush_group for c in clients) == list(range(FLUSH_GROUPS))  # one per group
         loop = asyncio.get_running_loop()
         [event] = prepared(make_event(title="one commit for every client"))

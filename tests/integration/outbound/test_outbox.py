@@ -9,9 +9,9 @@ import asyncpg
 import pytest
 
 from opsresponder.core.severity import Severity
+from opsresponder.rules.filter import EventFilter
 from opsresponder.store.events import EventRepository
 from opsresponder.store.subscriptions import (
-    SubscriptionFilters,
     SubscriptionRepository,
     SubscriptionSpec,
     enqueue_outbox,
@@ -27,7 +27,7 @@ def events_repo(sub_pool: asyncpg.Pool) -> EventRepository:
 
 
 def spec(name: str, **filters: Any) -> SubscriptionSpec:
-    return SubscriptionSpec(name=name, url="http://127.0.0.1:9/hook", filters=SubscriptionFilters(**filters))
+    return SubscriptionSpec(name=name, url="http://127.0.0.1:9/hook", filters=EventFilter(**filters))
 
 
 async def outbox(pool: asyncpg.Pool) -> set[tuple[int, int]]:
@@ -39,7 +39,7 @@ async def test_rows_follow_each_subscriptions_filters(
     repo: SubscriptionRepository, events_repo: EventRepository, sub_pool: asyncpg.Pool
 ) -> None:
     everything = await repo.create(spec("all"), None)
-    critical_db = await repo.create(spec("critical-db", severity=["critical"], host="db-1"), None)
+    critical_db = await repo.create(spec("critical-db", severity=("critical",), host="db-1"), None)
     disks = await repo.create(spec("disks", event_type="disk_full", service="pg"), None)
     scored = await repo.create(spec("scored", min_score=5.0), None)
     await repo.create(spec("inactive"), None)

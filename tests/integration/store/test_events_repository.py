@@ -11,6 +11,7 @@ import pytest
 from opsresponder.core.clock import utcnow
 from opsresponder.core.event import EventState
 from opsresponder.core.severity import Severity
+from opsresponder.rules.filter import EventFilter
 from opsresponder.store.events import EventQuery, EventRepository
 from tests.factories import make_event, prepared
 
@@ -117,13 +118,13 @@ async def test_query_filters_order_and_paging(repo: EventRepository) -> None:
     page2, _ = await repo.query(EventQuery(limit=3, offset=3))
     assert [e.title for e in page2] == ["event 6", "event 5", "event 4"]
 
-    crit, n = await repo.query(EventQuery(severities=["critical"]))
+    crit, n = await repo.query(EventQuery(filter=EventFilter(severity=("critical",))))
     assert n == 5 and all(e.severity is Severity.CRITICAL for e in crit)
-    _, n = await repo.query(EventQuery(severities=["critical", "info"]))
+    _, n = await repo.query(EventQuery(filter=EventFilter(severity=("critical", "info"))))
     assert n == 10
-    _, n = await repo.query(EventQuery(host="h0", service="db"))
+    _, n = await repo.query(EventQuery(filter=EventFilter(host="h0", service="db")))
     assert n == 2  # i = 0 and 6
-    _, n = await repo.query(EventQuery(event_type="disk_full"))
+    _, n = await repo.query(EventQuery(filter=EventFilter(event_type="disk_full")))
     assert n == 3
     window, n = await repo.query(
         EventQuery(start_time=base + timedelta(minutes=2), end_time=base + timedelta(minutes=4))

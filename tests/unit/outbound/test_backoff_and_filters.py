@@ -9,7 +9,7 @@ import pytest
 
 from opsresponder.core.severity import Severity
 from opsresponder.outbound.delivery import backoff_delay, encode_payload
-from opsresponder.store.subscriptions import SubscriptionFilters
+from opsresponder.rules.filter import EventFilter
 from tests.factories import make_event
 
 
@@ -33,25 +33,25 @@ def test_backoff_grows_until_the_cap() -> None:
 
 
 def test_an_empty_filter_matches_everything_but_suppressed_events() -> None:
-    f = SubscriptionFilters()
+    f = EventFilter()
     assert f.matches(make_event())
     assert not f.matches(make_event(suppressed_reason="maintenance"))
-    assert SubscriptionFilters(include_suppressed=True).matches(make_event(suppressed_reason="maintenance"))
+    assert EventFilter(include_suppressed=True).matches(make_event(suppressed_reason="maintenance"))
 
 
 def test_each_filter_field_narrows_like_the_events_query() -> None:
     event = make_event(severity=Severity.HIGH, event_type="disk_full", host="db-1", service="pg", score=7.5)
-    assert SubscriptionFilters(severity=["critical", "high"]).matches(event)
-    assert not SubscriptionFilters(severity=["critical"]).matches(event)
-    assert SubscriptionFilters(event_type="disk_full").matches(event)
-    assert not SubscriptionFilters(event_type="disk").matches(event)
-    assert SubscriptionFilters(host="db-1", service="pg").matches(event)
-    assert not SubscriptionFilters(host="DB-1").matches(event)  # exact, as GET /api/v1/events
-    assert not SubscriptionFilters(service="nginx").matches(event)
-    assert SubscriptionFilters(min_score=7.5).matches(event)
-    assert not SubscriptionFilters(min_score=7.6).matches(event)
-    assert not SubscriptionFilters(min_score=0).matches(make_event(score=None))  # no score: no match
-    assert not SubscriptionFilters(host="db-1").matches(make_event(host=None))
+    assert EventFilter(severity=("critical", "high")).matches(event)
+    assert not EventFilter(severity=("critical",)).matches(event)
+    assert EventFilter(event_type="disk_full").matches(event)
+    assert not EventFilter(event_type="disk").matches(event)
+    assert EventFilter(host="db-1", service="pg").matches(event)
+    assert not EventFilter(host="DB-1").matches(event)  # exact, as GET /api/v1/events
+    assert not EventFilter(service="nginx").matches(event)
+    assert EventFilter(min_score=7.5).matches(event)
+    assert not EventFilter(min_score=7.6).matches(event)
+    assert not EventFilter(min_score=0).matches(make_event(score=None))  # no score: no match
+    assert not EventFilter(host="db-1").matches(make_event(host=None))
 
 
 def test_the_payload_carries_the_events_as_the_api_lists_them() -> None:

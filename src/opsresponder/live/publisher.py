@@ -1,4 +1,4 @@
-"""Stage 8, notify: committed events go out on the state backend's pub/sub for live stream clients.
+"""Stage 8, notify: the commit publisher puts committed events on the state backend's pub/sub channel.
 
 The worker calls `CommitPublisher` synchronously after each commit. It encodes the batch once and queues
 it; one publisher task sends it with ``StateBackend.publish`` (memory, or Redis so that every replica's
@@ -10,76 +10,22 @@ so that they can resynchronise from the database instead of missing events silen
 from __future__ import annotations
 
 import asyncio
-import operator
 import secrets
 from collections import deque
-from collections.abc import Callable, Sequence
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Final
 
-import msgspec
 import structlog
 from prometheus_client import CollectorRegistry, Counter
 
 from opsresponder.core.event import Event
+from opsresponder.live.wire import EVENTS_CHANNEL, build_message, encode_event
 from opsresponder.state.base import StateBackend
 from opsresponder.state.errors import StateError
 
 log = structlog.get_logger(__name__)
 
-EVENTS_CHANNEL: Final = "events"
-# Events encoded but not yet published. A batch is at most ``pipeline.batch_max_events`` (500 by default),
-# so this holds about twenty batches: a second of ingest at 10k events/s while Redis answers slowly.
-DEFAULT_MAX_PENDING_EVENTS: Final = 10_000
 DEFAULT_STOP_TIMEOUT: Final = 5.0
-
-# The fields of Event a subscriber sees: all but ``raw``, which can be large and is available per event
-# through GET /api/v1/events/{id}. Derived from Event so that a new field is published without a change here.
-_PUBLIC_FIELDS: Final = tuple(f for f in msgspec.structs.fields(Event) if f.name != "raw")
-PublicEvent: Final[type[msgspec.Struct]] = msgspec.defstruct(
-    "PublicEvent", [(f.name, f.type) for f in _PUBLIC_FIELDS]
-)
-_public_values = operator.attrgetter(*(f.name for f in _PUBLIC_FIELDS))
-_encoder = msgspec.json.Encoder()
-
-
-def encode_event(event: Event) -> bytes:
-    """The JSON of `event` as stream clients receive it: every field except ``raw``, on one line.
-
-    The live path and the replay from the database both use this, so a resumed client sees the same shape.
-    """
-    values: tuple[Any, ...] = _public_values(event)
-    return _encoder.encode(PublicEvent(*values))
-
-
-class StreamMessage(msgspec.Struct, frozen=True):
-    """One published batch: ``{"p": publisher, "s": sequence, "e": [event, ...]}``.
-
-    ``s`` counts every batch a publisher built, including those it dropped, from 1 upward; a subscriber
-    that sees ``s`` jump for a publisher ``p`` knows it missed events. ``p`` is random per process start.
-    Events are kept as raw JSON so subscribers can forward them without re-encoding.
-    """
-
-    p: str
-    s: int
-    e: list[msgspec.Raw]
-
-
-def build_message(publisher: str, sequence: int, encoded_events: Sequence[bytes]) -> bytes:
-    """The wire form of `StreamMessage` from already-encoded events (no decode and re-encode)."""
-    head = _encoder.encode(publisher)
-    return b'{"p":%b,"s":%d,"e":[%b]}' % (head, sequence, b",".join(encoded_events))
-
-
-_message_decoder = msgspec.json.Decoder(StreamMessage)
-
-
-def decode_message(data: bytes) -> StreamMessage:
-    """Parse a published batch.
-
-    Raises:
-        msgspec.DecodeError: `data` is not a `StreamMessage` (a foreign publisher on the channel).
-    """
-    return _message_decoder.decode(data)
 
 
 class PublishMetrics:
@@ -126,7 +72,7 @@ class CommitPublisher:
         state: StateBackend,
         registry: CollectorRegistry,
         *,
-        max_pending_events: int = DEFAULT_MAX_PENDING_EVENTS,
+        max_pending_events: int,
         audience: Callable[[], bool] | None = None,
     ) -> None:
         if audience is not None and state.shared:

@@ -11,19 +11,15 @@ import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
+from opsresponder.config import StreamConfig
 from opsresponder.core.event import Event
 from opsresponder.core.severity import Severity
-from opsresponder.pipeline.notify import (
-    EVENTS_CHANNEL,
-    CommitPublisher,
-    StreamMessage,
-    build_message,
-    decode_message,
-    encode_event,
-)
+from opsresponder.live.publisher import CommitPublisher
+from opsresponder.live.wire import EVENTS_CHANNEL, StreamMessage, build_message, decode_message, encode_event
 from opsresponder.state import MemoryStateBackend, RedisStateBackend, Subscription
 
 _next_id = iter(range(1, 1_000_000))
+QUEUE = StreamConfig().publish_queue_events
 
 
 def committed(title: str = "disk full", **fields: object) -> Event:
@@ -93,7 +89,7 @@ async def test_batches_are_published_in_commit_order_with_consecutive_sequences(
     state: MemoryStateBackend,
 ) -> None:
     registry = CollectorRegistry()
-    publisher = CommitPublisher(state, registry)
+    publisher = CommitPublisher(state, registry, max_pending_events=QUEUE)
     batches = [[committed(), committed()], [committed()], [committed(), committed(), committed()]]
     async with state.subscribe([EVENTS_CHANNEL]) as sub:
         await publisher.start()
@@ -128,7 +124,7 @@ async def test_a_full_queue_drops_and_counts_without_waiting(state: MemoryStateB
 
 
 async def test_stop_publishes_what_is_queued(state: MemoryStateBackend) -> None:
-    publisher = CommitPublisher(state, CollectorRegistry())
+    publisher = CommitPublisher(state, CollectorRegistry(), max_pending_events=QUEUE)
     async with state.subscribe([EVENTS_CHANNEL]) as sub:
         await publisher.start()
         publisher([committed()])
@@ -144,7 +140,7 @@ async def test_backend_failures_are_counted_and_publishing_goes_on() -> None:
     registry = CollectorRegistry()
     # Never started: every publish fails with StateError, as when Redis is unreachable.
     backend = RedisStateBackend("redis://127.0.0.1:1/0")
-    publisher = CommitPublisher(backend, registry)
+    publisher = CommitPublisher(backend, registry, max_pending_events=QUEUE)
     await publisher.start()
     publisher([committed(), committed()])
     publisher([committed()])
@@ -160,7 +156,7 @@ async def test_stop_gives_up_after_its_timeout() -> None:
         async def publish(self, channel: str, message: bytes) -> None:
             await asyncio.Event().wait()
 
-    publisher = CommitPublisher(_Stuck(), CollectorRegistry())
+    publisher = CommitPublisher(_Stuck(), CollectorRegistry(), max_pending_events=QUEUE)
     await publisher.start()
     publisher([committed()])
     async with asyncio.timeout(5):
@@ -177,7 +173,9 @@ async def test_without_an_audience_batches_are_skipped_without_a_gap_in_sequence
     state: MemoryStateBackend,
 ) -> None:
     listening = False
-    publisher = CommitPublisher(state, CollectorRegistry(), audience=lambda: listening)
+    publisher = CommitPublisher(
+        state, CollectorRegistry(), max_pending_events=QUEUE, audience=lambda: listening
+    )
     await publisher.start()
     async with state.subscribe([EVENTS_CHANNEL]) as sub:
         publisher([committed("nobody listens")])
@@ -193,5 +191,8 @@ async def test_without_an_audience_batches_are_skipped_without_a_gap_in_sequence
 def test_an_audience_is_refused_for_a_shared_backend() -> None:
     with pytest.raises(ValueError, match="shared"):
         CommitPublisher(
-            RedisStateBackend("redis://127.0.0.1:1/0"), CollectorRegistry(), audience=lambda: False
+            RedisStateBackend("redis://127.0.0.1:1/0"),
+            CollectorRegistry(),
+            max_pending_events=QUEUE,
+            audience=lambda: False,
         )

@@ -1,0 +1,88 @@
+"""`EventFilter.matches` and `EventFilter.to_sql` select the same events, checked against PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncpg
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from opsresponder.core.event import Event
+from opsresponder.core.severity import Severity
+from opsresponder.rules.filter import EventFilter
+from opsresponder.rules.sql import WhereClause
+from opsresponder.store.event_columns import EVENT_COLUMNS, event_record
+from tests.factories import make_event, prepared
+
+# Few values per field, so that filters and events meet often enough to test both outcomes.
+_SEVERITIES = [s.value for s in Severity]
+_TEXT = st.sampled_from(["a", "b", "B", "a "])
+_SCORES = st.sampled_from([None, 0.0, 2.5, 5.0, 9.75, -1.0])
+
+
+@st.composite
+def events(draw: st.DrawFn) -> Event:
+    return make_event(
+        severity=Severity(draw(st.sampled_from(_SEVERITIES))),
+        event_type=draw(st.sampled_from(["disk_full", "cpu"])),
+        host=draw(st.none() | _TEXT),
+        service=draw(st.none() | _TEXT),
+        score=draw(_SCORES),
+        suppressed_reason=draw(st.sampled_from([None, "maintenance", ""])),
+    )
+
+
+filters = st.builds(
+    EventFilter,
+    severity=st.none() | st.lists(st.sampled_from(_SEVERITIES), min_size=1, unique=True).map(tuple),
+    event_type=st.none() | st.sampled_from(["disk_full", "cpu", "other"]),
+    host=st.none() | _TEXT,
+    service=st.none() | _TEXT,
+    min_score=st.none() | st.sampled_from([0.0, 2.5, 5.0, 10.0, -3.0]),
+    include_suppressed=st.booleans(),
+)
+
+
+class _Rollback(Exception):
+    pass
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(events(), min_size=1, max_size=12), event_filter=filters)
+async def test_matches_and_sql_agree(
+    db_pool: asyncpg.Pool, batch: list[Event], event_filter: EventFilter
+) -> None:
+    stored = prepared(*batch)
+    for i, event in enumerate(stored, start=1):
+        event.id = i
+        event.last_seen_at = event.received_at
+    expected = {e.id for e in stored if event_filter.matches(e)}
+    where = WhereClause()
+    event_filter.to_sql(where)
+    async with db_pool.acquire() as conn:
+        try:
+            async with conn.transaction():
+                await conn.copy_records_to_table(
+                    "events",
+                    schema_name="events",
+                    columns=EVENT_COLUMNS,
+                    records=[event_record(e) for e in stored],
+                )
+                rows = await conn.fetch(f"SELECT id FROM events.events{where.sql()}", *where.args)
+                raise _Rollback
+        except _Rollback:
+            pass
+    assert {r["id"] for r in rows} == expected, (event_filter, [msg(e) for e in stored])
+
+
+def msg(event: Event) -> tuple[object, ...]:
+    return (event.id, event.severity, event.event_type, event.host, event.service, event.score,
+            event.suppressed_reason)  # fmt: skip
+
+
+async def test_the_table_has_a_column_for_every_event_field(db_pool: asyncpg.Pool) -> None:
+    async with db_pool.acquire() as conn:
+        columns = await conn.fetch(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = 'events' AND table_name = 'events'"
+        )
+    assert set(EVENT_COLUMNS) <= {r["column_name"] for r in columns}
