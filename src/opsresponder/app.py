@@ -52,7 +52,7 @@ from opsresponder.store.pool import connection, create_pool
 from opsresponder.store.retention import RetentionJob, RetentionMetrics, event_rules
 from opsresponder.store.scheduler import ScheduledJob, Scheduler
 from opsresponder.store.stream_cursor import StreamBacklog
-from opsresponder.store.subscriptions import SubscriptionDefaults, SubscriptionRepository
+from opsresponder.store.subscriptions import SubscriptionRepository
 
 log = structlog.get_logger(__name__)
 
@@ -294,14 +294,7 @@ def _subscriptions(
 ) -> tuple[SubscriptionRepository, DeliveryWorker]:
     """The subscription repository (the API's) and the delivery worker (started only when enabled)."""
     config = settings.subscriptions
-    repository = SubscriptionRepository(
-        pool,
-        SubscriptionDefaults(
-            batch_max_events=config.batch_max_events,
-            batch_max_delay_ms=config.batch_max_delay_ms,
-            max_attempts=config.max_attempts,
-        ),
-    )
+    repository = SubscriptionRepository(pool, config)
     delivery = DeliveryWorker(
         repository,
         allowlist,
@@ -350,8 +343,8 @@ def _scheduled_jobs(
 
 
 def _url_allowlist(settings: Settings) -> UrlAllowlist:
-    """Raises `ConfigError` naming a bad ``subscriptions.allowed_*`` entry."""
-    return UrlAllowlist(settings.subscriptions.allowed_hosts, settings.subscriptions.allowed_networks)
+    """Raises `ConfigError` naming a bad ``outbound.allowed_*`` entry."""
+    return UrlAllowlist(settings.outbound.allowed_hosts, settings.outbound.allowed_networks)
 
 
 @contextlib.asynccontextmanager

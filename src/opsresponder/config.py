@@ -180,17 +180,20 @@ class StreamConfig(_Section):
     commits (0: write each commit at once)."""
 
 
+# The bounds of a subscription's own settings, shared by this config and the subscriptions API.
+SubscriptionBatchEvents = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+SubscriptionBatchDelayMs = Annotated[int, msgspec.Meta(ge=0, le=3_600_000)]
+SubscriptionMaxAttempts = Annotated[int, msgspec.Meta(ge=1, le=100)]
+
+
 class SubscriptionsConfig(_Section):
     """Outbound event subscriptions (docs/subscriptions.md)."""
 
     enabled: bool = True
-    allowed_hosts: list[str] = msgspec.field(default_factory=list)
-    """Host names subscription URLs may use: exact, or ``*.suffix``. Empty (with no networks) allows none."""
-    allowed_networks: list[str] = msgspec.field(default_factory=list)
-    """CIDR networks (IPv4 or IPv6) the URL's host may resolve into."""
-    batch_max_events: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 100
-    batch_max_delay_ms: Annotated[int, msgspec.Meta(ge=0, le=3_600_000)] = 1000
-    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=100)] = 10
+    batch_max_events: SubscriptionBatchEvents = 100
+    """Defaults for subscriptions that do not set their own (the API's bounds are the same types)."""
+    batch_max_delay_ms: SubscriptionBatchDelayMs = 1000
+    max_attempts: SubscriptionMaxAttempts = 10
     request_timeout_seconds: PositiveFloat = 10.0
     retry_base_seconds: PositiveFloat = 1.0
     retry_max_seconds: PositiveFloat = 3600.0
@@ -198,6 +201,16 @@ class SubscriptionsConfig(_Section):
     concurrency: PositiveInt = 4
     dead_letter_retention_days: PositiveInt = 7
     maintenance_interval_seconds: PositiveFloat = 30.0
+
+
+class OutboundConfig(_Section):
+    """Where OpsResponder may send requests of its own (subscriptions today; HTTP actions and notification
+    webhooks next). Empty lists allow nothing: every destination is opt-in (docs/subscriptions.md)."""
+
+    allowed_hosts: list[str] = msgspec.field(default_factory=list)
+    """Host names URLs may use: exact, or ``*.suffix``."""
+    allowed_networks: list[str] = msgspec.field(default_factory=list)
+    """CIDR networks (IPv4 or IPv6) every address of a URL's host must lie in."""
 
 
 class RetentionConfig(_Section):
@@ -213,6 +226,8 @@ class RetentionConfig(_Section):
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 5000
     """Rows per delete; each batch is its own short transaction, so no lock is held for long."""
     max_run_seconds: PositiveInt = 900
+    """A run stops between batches after this long and leaves the rest to the next period, so a backlog
+    (retention switched on over a year of data) cannot keep one run going past the scheduler's timeout."""
 
 
 class LoggingConfig(_Section):
@@ -231,6 +246,7 @@ class Settings(_Section):
     syslog: SyslogConfig = msgspec.field(default_factory=SyslogConfig)
     snmp: SnmpConfig = msgspec.field(default_factory=SnmpConfig)
     stream: StreamConfig = msgspec.field(default_factory=StreamConfig)
+    outbound: OutboundConfig = msgspec.field(default_factory=OutboundConfig)
     subscriptions: SubscriptionsConfig = msgspec.field(default_factory=SubscriptionsConfig)
     retention: RetentionConfig = msgspec.field(default_factory=RetentionConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)

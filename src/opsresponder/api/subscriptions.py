@@ -2,7 +2,7 @@
 
 Changes need the ``write`` scope, reads ``read``. Bodies are decoded with msgspec; an invalid body is
 answered 422 with the offending field (``filters.severity[1]``), malformed JSON 400. The URL must pass the
-allowlist of ``subscriptions.allowed_hosts`` / ``allowed_networks`` (422 naming ``url`` otherwise). The
+allowlist of ``outbound.allowed_hosts`` / ``allowed_networks`` (422 naming ``url`` otherwise). The
 signing secret is write-only: views say ``has_secret``. See docs/subscriptions.md.
 """
 
@@ -21,6 +21,7 @@ from litestar.response.base import ASGIResponse
 from opsresponder.api.auth import scope_opt
 from opsresponder.api.common import json_response
 from opsresponder.api.context import context_of
+from opsresponder.config import SubscriptionBatchDelayMs, SubscriptionBatchEvents, SubscriptionMaxAttempts
 from opsresponder.core.clock import utcnow
 from opsresponder.core.event import EVENT_TYPE_PATTERN
 from opsresponder.core.severity import Severity
@@ -38,9 +39,6 @@ from opsresponder.store.subscriptions import (
 _Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 # Short secrets are guessable offline from one signed request; 16 characters is the floor.
 _Secret = Annotated[str, msgspec.Meta(min_length=16, max_length=512)]
-MAX_BATCH_EVENTS: Final = 1000
-MAX_BATCH_DELAY_MS: Final = 3_600_000
-MAX_ATTEMPTS: Final = 100
 
 
 class FiltersBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -62,9 +60,9 @@ class SubscriptionBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     url: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_URL_LENGTH)]
     filters: FiltersBody = msgspec.field(default_factory=FiltersBody)
     secret: _Secret | msgspec.UnsetType | None = msgspec.UNSET
-    batch_max_events: Annotated[int, msgspec.Meta(ge=1, le=MAX_BATCH_EVENTS)] | None = None
-    batch_max_delay_ms: Annotated[int, msgspec.Meta(ge=0, le=MAX_BATCH_DELAY_MS)] | None = None
-    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=MAX_ATTEMPTS)] | None = None
+    batch_max_events: SubscriptionBatchEvents | None = None
+    batch_max_delay_ms: SubscriptionBatchDelayMs | None = None
+    max_attempts: SubscriptionMaxAttempts | None = None
     active: bool = True
 
 

@@ -1,4 +1,4 @@
-"""Which URLs a subscription may send to: configured host names and networks, nothing else.
+"""Which URLs OpsResponder may send requests to: configured host names and networks, nothing else.
 
 A subscription URL is a request the server makes on behalf of an API caller, so without a check anyone with
 the ``write`` scope could make OpsResponder probe its own network (cloud metadata at 169.254.169.254, the
@@ -71,7 +71,7 @@ class UrlAllowlist:
 
         Raises:
             ConfigError: an entry is not a host name, ``*.suffix`` or a network in CIDR notation; the
-                message names ``subscriptions.allowed_hosts[i]`` or ``subscriptions.allowed_networks[i]``.
+                message names ``outbound.allowed_hosts[i]`` or ``outbound.allowed_networks[i]``.
         """
         self._exact: set[str] = set()
         self._suffixes: list[str] = []
@@ -79,7 +79,7 @@ class UrlAllowlist:
             name = _normalise_host(entry)
             if not name or "/" in name or (name.startswith("*") and not name.startswith("*.")):
                 raise ConfigError(
-                    f"invalid configuration: subscriptions.allowed_hosts[{i}]: {entry!r} is not a host "
+                    f"invalid configuration: outbound.allowed_hosts[{i}]: {entry!r} is not a host "
                     "name or *.suffix"
                 )
             if name.startswith("*."):
@@ -92,7 +92,7 @@ class UrlAllowlist:
                 self._networks.append(ipaddress.ip_network(entry, strict=True))
             except ValueError as e:
                 raise ConfigError(
-                    f"invalid configuration: subscriptions.allowed_networks[{i}]: {entry!r}: {e}"
+                    f"invalid configuration: outbound.allowed_networks[{i}]: {entry!r}: {e}"
                 ) from e
         self._resolve = resolver
 
@@ -135,10 +135,10 @@ class UrlAllowlist:
         literal = _parse_ip(host)
         if literal is not None:
             if not self.address_allowed(host):
-                raise UrlNotAllowedError(f"the address {host} is not in subscriptions.allowed_networks")
+                raise UrlNotAllowedError(f"the address {host} is not in outbound.allowed_networks")
             return [host]
         if not self._networks:
-            raise UrlNotAllowedError(f"the host {host} is not in subscriptions.allowed_hosts")
+            raise UrlNotAllowedError(f"the host {host} is not in outbound.allowed_hosts")
         addresses = await self._resolve(host, port)
         if not addresses:
             raise UrlNotAllowedError(f"the host {host} does not resolve")
@@ -147,7 +147,7 @@ class UrlAllowlist:
         refused = [a for a in addresses if not self.address_allowed(a)]
         if refused:
             raise UrlNotAllowedError(
-                f"the host {host} resolves to {', '.join(refused)}, outside subscriptions.allowed_networks"
+                f"the host {host} resolves to {', '.join(refused)}, outside outbound.allowed_networks"
             )
         return addresses
 

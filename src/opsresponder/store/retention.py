@@ -41,15 +41,11 @@ from opsresponder.store.pool import connection
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_BATCH_SIZE: Final = 5000
 # Dedup rows and the events they point at outlive the dedup window by this margin. The dedup upsert
 # compares a row's last_seen_at with the *incoming* event's received_at, not with now; an event that waited
 # in the intake (an outage between this process and PostgreSQL) carries an older received_at, and must
 # still find its row. An hour of extra dedup rows costs little.
 DEDUP_KEEP_MARGIN: Final = timedelta(hours=1)
-# A run stops between batches after this long and leaves the rest to the next period, so that a backlog
-# (retention switched on over a year of data) cannot keep one run going past the scheduler's timeout.
-DEFAULT_MAX_RUN_DURATION: Final = timedelta(minutes=15)
 
 RunResult = Literal["ok", "incomplete", "failed"]
 BatchListener = Callable[["RetentionRule", int], Awaitable[None]]
@@ -90,7 +86,7 @@ class RetentionRule:
     table: str
     timestamp_column: str
     max_age: timedelta
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int
     keep_if: str | None = None
     keep_window: timedelta = timedelta(0)
 
@@ -134,7 +130,7 @@ class RetentionRule:
 
 
 def event_rules(
-    *, events_max_age: timedelta, dedup_window: timedelta, batch_size: int = DEFAULT_BATCH_SIZE
+    *, events_max_age: timedelta, dedup_window: timedelta, batch_size: int
 ) -> list[RetentionRule]:
     """The rules of the ``events`` schema.
 
@@ -238,7 +234,7 @@ class RetentionJob:
         metrics: RetentionMetrics,
         *,
         clock: Clock = utcnow,
-        max_run_duration: timedelta = DEFAULT_MAX_RUN_DURATION,
+        max_run_duration: timedelta,
         on_batch: BatchListener | None = None,
     ) -> None:
         tables = [r.table for r in rules]

@@ -28,6 +28,7 @@ import asyncpg
 import msgspec
 import structlog
 
+from opsresponder.config import SubscriptionsConfig
 from opsresponder.core.event import Event
 from opsresponder.rules.filter import EventFilter
 from opsresponder.store.errors import StoreError
@@ -68,14 +69,6 @@ class Secret:
 
     def __hash__(self) -> int:
         return hash(self.value)
-
-
-class SubscriptionDefaults(msgspec.Struct, frozen=True, kw_only=True):
-    """Config defaults for what a subscription leaves unset."""
-
-    batch_max_events: int = 100
-    batch_max_delay_ms: int = 1000
-    max_attempts: int = 10
 
 
 class SubscriptionSpec(msgspec.Struct, kw_only=True):
@@ -185,9 +178,9 @@ class SubscriptionRepository:
     it to the next batch.
     """
 
-    def __init__(self, pool: asyncpg.Pool, defaults: SubscriptionDefaults | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, defaults: SubscriptionsConfig) -> None:
         self._pool = pool
-        self.defaults = defaults or SubscriptionDefaults()
+        self.defaults = defaults
 
     # --- management (the API) -------------------------------------------------------------------------
 

@@ -42,7 +42,8 @@ async def service(database_url: str, db_pool: asyncpg.Pool, tmp_path: Path) -> A
             },
             "syslog": {"udp": {"enabled": False}, "tcp": {"enabled": False}},
             "snmp": {"enabled": False},
-            "subscriptions": {"allowed_networks": ["127.0.0.0/8"], "poll_interval_ms": 50},
+            "outbound": {"allowed_networks": ["127.0.0.0/8"]},
+            "subscriptions": {"poll_interval_ms": 50},
         }
     )
     async with running(settings) as svc:

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry
 
+from opsresponder.config import SubscriptionsConfig
 from opsresponder.core.clock import utcnow
 from opsresponder.outbound.allowlist import UrlAllowlist
 from opsresponder.outbound.delivery import DeliveryWorker
@@ -141,7 +142,7 @@ async def sub_pool(db_pool: asyncpg.Pool) -> asyncpg.Pool:
 
 @pytest.fixture
 def repo(sub_pool: asyncpg.Pool) -> SubscriptionRepository:
-    return SubscriptionRepository(sub_pool)
+    return SubscriptionRepository(sub_pool, SubscriptionsConfig())
 
 
 @pytest.fixture

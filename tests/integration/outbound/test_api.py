@@ -136,8 +136,8 @@ async def test_create_read_update_delete(client: httpx.AsyncClient) -> None:
 @pytest.mark.parametrize(
     ("url", "reason"),
     [
-        ("http://169.254.169.254/latest/meta-data", "not in subscriptions.allowed_networks"),
-        ("http://[::1]:3009/", "not in subscriptions.allowed_networks"),
+        ("http://169.254.169.254/latest/meta-data", "not in outbound.allowed_networks"),
+        ("http://[::1]:3009/", "not in outbound.allowed_networks"),
         ("http://rebind.evil/hook", "resolves to 169.254.169.254"),
         ("https://hooks.example.com/", "does not resolve"),  # *.hooks.example.com is not the bare name
         ("gopher://127.0.0.1/", "scheme must be http or https"),

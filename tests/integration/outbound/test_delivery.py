@@ -201,7 +201,7 @@ async def test_a_destination_outside_the_allowlist_is_refused_at_connect_time(
         await worker.aclose()
     assert receiver.requests == []
     status = (await repo.statuses([sid]))[sid]
-    assert status.last_error is not None and "not in subscriptions.allowed_networks" in status.last_error
+    assert status.last_error is not None and "not in outbound.allowed_networks" in status.last_error
     assert (
         registry.get_sample_value(
             "opsresponder_subscription_deliveries_total", {"subscription": str(sid), "result": "not_allowed"}

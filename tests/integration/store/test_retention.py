@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
+from opsresponder.config import RetentionConfig
 from opsresponder.core.event import Event
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
@@ -22,7 +23,6 @@ from opsresponder.store.events import EventRepository
 from opsresponder.store.pool import connection, create_pool
 from opsresponder.store.retention import (
     DEDUP_KEEP_MARGIN,
-    DEFAULT_MAX_RUN_DURATION,
     BatchListener,
     RetentionError,
     RetentionJob,
@@ -37,6 +37,8 @@ WINDOW = timedelta(minutes=5)
 DAYS_30 = timedelta(days=30)
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 RUN_AT = T0 + timedelta(days=31)  # the injected "now" of the retention run: T0 is past 30 days
+CONFIG = RetentionConfig()
+MAX_RUN = timedelta(seconds=CONFIG.max_run_seconds)
 
 
 class FakeClock:
@@ -63,7 +65,7 @@ def build_job(
     *,
     batch_size: int = 1000,
     on_batch: BatchListener | None = None,
-    max_run_duration: timedelta = DEFAULT_MAX_RUN_DURATION,
+    max_run_duration: timedelta = MAX_RUN,
 ) -> RetentionJob:
     rules = event_rules(events_max_age=DAYS_30, dedup_window=WINDOW, batch_size=batch_size)
     return RetentionJob(
@@ -279,10 +281,12 @@ async def test_a_failing_rule_fails_the_run_but_not_the_other_rules(
     await store(repo, 4, T0, "old")
     rules = [
         # A feature's table that is not there: its rule fails, the events rules still run.
-        RetentionRule("autonomous.no_such_table", "finished_at", timedelta(days=365)),
-        *event_rules(events_max_age=DAYS_30, dedup_window=WINDOW),
+        RetentionRule("autonomous.no_such_table", "finished_at", timedelta(days=365), CONFIG.batch_size),
+        *event_rules(events_max_age=DAYS_30, dedup_window=WINDOW, batch_size=CONFIG.batch_size),
     ]
-    job = RetentionJob(db_pool, rules, RetentionMetrics(registry), clock=FakeClock(RUN_AT))
+    job = RetentionJob(
+        db_pool, rules, RetentionMetrics(registry), clock=FakeClock(RUN_AT), max_run_duration=MAX_RUN
+    )
     with capture_logs() as logs, pytest.raises(RetentionError, match=r"autonomous\.no_such_table"):
         await job.run()
     assert await ids(db_pool) == set()

@@ -61,11 +61,11 @@ async def test_allowed_urls(allowlist: UrlAllowlist, url: str) -> None:
         ("https://example.com/", "does not resolve"),
         ("https://receivers.example.org/", "does not resolve"),  # *.x is not x
         ("https://evilreceivers.example.org/", "does not resolve"),
-        ("http://127.0.0.1/", "not in subscriptions.allowed_networks"),
-        ("http://169.254.169.254/latest/meta-data", "not in subscriptions.allowed_networks"),
-        ("http://[::1]:3009/", "not in subscriptions.allowed_networks"),
-        ("http://[fe80::1%25eth0]/", "not in subscriptions.allowed_networks"),
-        ("http://[::ffff:127.0.0.1]/", "not in subscriptions.allowed_networks"),
+        ("http://127.0.0.1/", "not in outbound.allowed_networks"),
+        ("http://169.254.169.254/latest/meta-data", "not in outbound.allowed_networks"),
+        ("http://[::1]:3009/", "not in outbound.allowed_networks"),
+        ("http://[fe80::1%25eth0]/", "not in outbound.allowed_networks"),
+        ("http://[::ffff:127.0.0.1]/", "not in outbound.allowed_networks"),
         ("http://metadata.evil/", "resolves to 169.254.169.254"),
         ("http://loopback6.evil/", "resolves to ::1"),
         ("http://mixed.evil/", "resolves to 8.8.8.8"),
@@ -87,7 +87,7 @@ async def test_refused_urls(allowlist: UrlAllowlist, url: str, reason: str) -> N
 
 async def test_with_no_networks_a_name_outside_the_hosts_is_refused_without_a_lookup() -> None:
     names_only = UrlAllowlist(hosts=["hooks.example.com"], resolver=fake_resolver({}))
-    with pytest.raises(UrlNotAllowedError, match=r"not in subscriptions\.allowed_hosts"):
+    with pytest.raises(UrlNotAllowedError, match=r"not in outbound\.allowed_hosts"):
         await names_only.check_url("https://example.com/")
 
 
@@ -124,7 +124,7 @@ async def test_connect_addresses_are_the_checked_ones(allowlist: UrlAllowlist) -
     ],
 )
 def test_bad_config_entries_are_named(hosts: list[str], networks: list[str], key: str) -> None:
-    with pytest.raises(ConfigError, match=rf"subscriptions\.{key}".replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ConfigError, match=rf"outbound\.{key}".replace("[", r"\[").replace("]", r"\]")):
         UrlAllowlist(hosts=hosts, networks=networks)
 
 

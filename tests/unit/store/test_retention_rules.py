@@ -33,16 +33,16 @@ NOW = datetime(2025, 3, 31, 12, 0, tzinfo=UTC)
 )
 def test_identifiers_that_are_not_plain_are_refused(table: str, column: str) -> None:
     with pytest.raises(ValueError, match=r"identifier|unqualified"):
-        RetentionRule(table, column, timedelta(days=1))
+        RetentionRule(table, column, timedelta(days=1), 100)
 
 
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"max_age": timedelta(0)},
-        {"max_age": timedelta(days=-1)},
+        {"max_age": timedelta(0), "batch_size": 100},
+        {"max_age": timedelta(days=-1), "batch_size": 100},
         {"max_age": timedelta(days=1), "batch_size": 0},
-        {"max_age": timedelta(days=1), "keep_window": timedelta(seconds=-1)},
+        {"max_age": timedelta(days=1), "batch_size": 100, "keep_window": timedelta(seconds=-1)},
     ],
 )
 def test_non_positive_ages_and_batches_are_refused(kwargs: dict[str, object]) -> None:
@@ -65,6 +65,7 @@ def test_a_keep_predicate_is_excluded_and_gets_its_horizon_as_third_argument() -
         "events.events",
         "received_at",
         timedelta(days=30),
+        100,
         keep_if="t.pinned OR t.seen >= $3",
         keep_window=timedelta(hours=2),
     )
