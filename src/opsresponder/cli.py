@@ -14,7 +14,8 @@ from pathlib import Path
 
 import structlog
 
-from opsresponder.app import OpsResponder, database_session, validate
+from opsresponder.app import OpsResponder, database_session
+from opsresponder.assembly import validate
 from opsresponder.config import Settings, load_settings
 from opsresponder.core.errors import OpsResponderError
 from opsresponder.gc_tuning import tune_for_service
