@@ -17,27 +17,24 @@ from opsresponder.config import settings_from_tree
 from opsresponder.core.event import Event
 from tests.conftest import require_program
 from tests.integration.api.conftest import TOKENS, base_url
+from tests.waiting import Arrivals
 
 
 class CommitWatcher:
     """Collects committed events and wakes a waiter when one matching a predicate arrived (no polling)."""
 
     def __init__(self) -> None:
-        self.events: list[Event] = []
-        self._changed = asyncio.Event()
+        self._arrived = Arrivals[Event]()
+
+    @property
+    def events(self) -> list[Event]:
+        return self._arrived.items
 
     def __call__(self, events: list[Event]) -> None:
-        self.events.extend(events)
-        self._changed.set()
+        self._arrived.extend(events)
 
     async def wait_for(self, predicate: Callable[[Event], bool], timeout: float = 15) -> Event:
-        async with asyncio.timeout(timeout):
-            while True:
-                for event in self.events:
-                    if predicate(event):
-                        return event
-                self._changed.clear()
-                await self._changed.wait()
+        return await self._arrived.first(predicate, timeout)
 
 
 @pytest.fixture(scope="module")

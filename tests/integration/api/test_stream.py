@@ -12,7 +12,7 @@ import contextlib
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -44,6 +44,7 @@ from opsresponder.store.stream_cursor import StreamBacklog
 from tests.conftest import service_url
 from tests.factories import make_event, prepared
 from tests.integration.api.conftest import TOKENS, api_settings
+from tests.waiting import eventually
 
 AUTH = {"Authorization": f"Bearer {TOKENS['admin']}"}
 WAIT = 10.0
@@ -246,13 +247,6 @@ async def open_stream(
         yield SseReader(response)
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float = WAIT) -> None:
-    """Poll a condition the server's own tasks make true; the test has no event to await for it."""
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - the condition is another component's state, no event
-            await asyncio.sleep(0.01)
-
-
 async def test_filters_match_live_events(
     db_pool: asyncpg.Pool, tmp_path: Path, memory_state: MemoryStateBackend
 ) -> None:
@@ -326,7 +320,7 @@ async def test_resume_replays_what_was_missed_then_goes_live(
             seen = await first.events(2)
         assert [e.id for e in seen] == before
         last_id = seen[-1].id
-        await wait_for(lambda: h.hub.client_count == 0)
+        await eventually(lambda: h.hub.client_count == 0)
 
         missed = await post(client, body("3"), body("4"), body("5", severity="low"), body("6"))
         async with open_stream(client, headers={"Last-Event-ID": str(last_id)}) as resumed:
@@ -399,7 +393,7 @@ async def test_slow_client_is_cut_off_without_slowing_anyone(
     ):
         slow = await asyncio.to_thread(_slow_client, h.url, "/api/v1/events/stream")
         try:
-            await wait_for(lambda: h.hub.client_count == 2)
+            await eventually(lambda: h.hub.client_count == 2)
             # Large events fill the kernel's socket buffers quickly; keep ingesting until the server gives
             # up on the client that does not read. Every POST is answered: the pipeline never waits on it.
             padding = "x" * 60_000
@@ -411,7 +405,7 @@ async def test_slow_client_is_cut_off_without_slowing_anyone(
                 if h.metric("opsresponder_stream_clients_disconnected_total", reason="slow"):
                     break
             assert h.metric("opsresponder_stream_clients_disconnected_total", reason="slow") == 1
-            await wait_for(lambda: h.hub.client_count == 1)
+            await eventually(lambda: h.hub.client_count == 1)
             assert h.metric("opsresponder_stream_clients") == 1
             ids += await post(client, body("after"))
             received += await reader.events(1)
@@ -521,7 +515,7 @@ async def test_commits_within_a_flush_interval_reach_a_client_in_one_write(
             [event] = prepared(make_event(title=f"commit {event_id}", host=f"h{event_id}"))
             event.id = event_id
             publisher([event])
-            await wait_for(lambda: publisher.pending_events == 0)
+            await eventually(lambda: publisher.pending_events == 0)
         # Published and buffered, but not flushed yet: the response task is not woken for each commit.
         assert not await client.wait(0.05)
         assert await client.wait(2)

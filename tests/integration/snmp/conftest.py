@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from opsresponder.config import SnmpConfig, SnmpV3UserConfig
 from opsresponder.core.event import Event
 from opsresponder.ingest.snmp import SnmpMetrics, SnmpTrapReceiver
+from tests.waiting import Arrivals
 
 WAIT_SECONDS = 10.0
 SENDER_ENGINE_ID = "0x8000000001020304"
@@ -43,28 +44,25 @@ class ListSink:
     """An `EventSink` that keeps events in a list; `full` makes `offer` refuse, like a full intake."""
 
     def __init__(self) -> None:
-        self.events: list[Event] = []
+        self._arrived = Arrivals[Event]()
         self.full = False
-        self._changed = asyncio.Event()
+
+    @property
+    def events(self) -> list[Event]:
+        return self._arrived.items
 
     def offer(self, event: Event) -> bool:
         if self.full:
             return False
-        self.events.append(event)
-        self._changed.set()
+        self._arrived.append(event)
         return True
 
     async def put(self, event: Event) -> None:
-        self.events.append(event)
-        self._changed.set()
+        self._arrived.append(event)
 
     async def wait_for(self, count: int, timeout: float = WAIT_SECONDS) -> list[Event]:
         """Wait until at least `count` events arrived; fail the test after `timeout` seconds."""
-        async with asyncio.timeout(timeout):
-            while len(self.events) < count:
-                self._changed.clear()
-                await self._changed.wait()
-        return self.events
+        return await self._arrived.at_least(count, timeout)
 
 
 class Harness:

@@ -19,6 +19,7 @@ from opsresponder.core.event import Event, EventState
 from opsresponder.core.severity import Severity
 from opsresponder.ingest.snmp import SnmpReceiverError
 from opsresponder.ingest.snmp.decode import TAG_OCTET_STRING, TAG_SEQUENCE
+from tests.waiting import eventually
 
 from .conftest import IF_VARBINDS, LINK_DOWN, SENDER_ENGINE_ID, Harness, run_tool, v3_args
 
@@ -121,16 +122,12 @@ async def test_a_killed_v3_worker_is_restarted(snmp: Harness) -> None:
     pid = snmp.receiver.v3_worker_pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    async with asyncio.timeout(15):
-        while snmp.receiver.v3_worker_pid == pid:  # noqa: ASYNC110 - the receiver notices by itself
-            await asyncio.sleep(0.01)
+    await eventually(lambda: snmp.receiver.v3_worker_pid != pid, 15, "the receiver to notice the kill")
     # Until it is back (0.5 s later), v3 datagrams are refused and counted, not queued for nobody.
     snmp.send_raw(genuine)
     await snmp.good_trap()
     assert snmp.dropped("internal_error") == 1
-    async with asyncio.timeout(15):
-        while snmp.receiver.v3_worker_pid is None:  # noqa: ASYNC110 - the receiver's own restart
-            await asyncio.sleep(0.05)
+    await eventually(lambda: snmp.receiver.v3_worker_pid is not None, 15, "the v3 worker's restart")
     code, err = await run_tool("snmptrap", *ALICE, "-e", SENDER_ENGINE_ID, snmp.target, "", LINK_DOWN)
     assert code == 0, err
     (_, event) = await snmp.sink.wait_for(2)  # the good v2c trap, then alice's

@@ -19,6 +19,7 @@ from opsresponder.store.errors import StoreError
 from opsresponder.store.pool import create_pool
 from opsresponder.store.scheduler import LEASE_MARGIN, JobRun, ScheduledJob, Scheduler
 from tests.tcp_proxy import CuttableProxy
+from tests.waiting import eventually
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -249,12 +250,8 @@ async def test_the_loop_waits_out_a_database_outage_and_then_runs(database_url: 
         with capture_logs() as logs:
             scheduler.start()
 
-            async def outage_noticed() -> None:
-                # Polls a list the logger appends to; there is nothing to wait on instead.
-                while not any("cannot reach the database" in e["event"] for e in logs):  # noqa: ASYNC110
-                    await asyncio.sleep(0.01)
-
-            await asyncio.wait_for(outage_noticed(), 10)
+            # Polls a list the logger appends to; there is nothing to wait on instead.
+            await eventually(lambda: any("cannot reach the database" in e["event"] for e in logs))
         assert body.ran_at == []
         with pytest.raises(StoreError):
             await scheduler.run_due_jobs()

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import shutil
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from opsresponder.core.event import Event
 from opsresponder.core.severity import Severity
 from opsresponder.ingest.syslog.metrics import SyslogMetrics
+from tests.waiting import Arrivals
 
 WAIT_SECONDS = 20.0
 
@@ -30,10 +31,9 @@ class ListSink:
     """
 
     def __init__(self, capacity: int | None = None) -> None:
-        self.events: list[Event] = []
+        self._arrived = Arrivals[Event]()
         self.refused = 0
         self._queue: asyncio.Queue[Event] | None = asyncio.Queue(capacity) if capacity else None
-        self._changed = asyncio.Event()
         self._consumer: asyncio.Task[None] | None = None
 
     def offer(self, event: Event) -> bool:
@@ -70,19 +70,15 @@ class ListSink:
             await asyncio.sleep(delay)
 
     def _store(self, event: Event) -> None:
-        self.events.append(event)
-        self._changed.set()
+        self._arrived.append(event)
+
+    @property
+    def events(self) -> list[Event]:
+        return self._arrived.items
 
     async def wait_for(self, count: int, within: float = WAIT_SECONDS) -> list[Event]:
         """Wait until at least `count` events arrived; fail with what did arrive on timeout."""
-        try:
-            async with asyncio.timeout(within):
-                while len(self.events) < count:
-                    self._changed.clear()
-                    await self._changed.wait()
-        except TimeoutError:
-            pytest.fail(f"waited {within}s for {count} events, got {len(self.events)}: {self.raws()[:5]}")
-        return self.events
+        return await self._arrived.at_least(count, within)
 
     def raws(self) -> list[str]:
         return [e.raw or "" for e in self.events]
@@ -103,13 +99,6 @@ def fake_decode(data: bytes, peer: str | None, received_at: datetime, transport:
         raw=text,
         metadata={"peer": peer, "transport": transport},
     )
-
-
-async def eventually(condition: Callable[[], bool], within: float = WAIT_SECONDS) -> None:
-    """Poll `condition` until true (for facts with no event to wait on, such as metrics)."""
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - metrics and sockets have no change notification to await
-            await asyncio.sleep(0.01)
 
 
 async def run_client(*argv: str, stdin: bytes | None = None, within: float = WAIT_SECONDS) -> str:

@@ -21,8 +21,9 @@ from opsresponder.core.event import Event
 from opsresponder.ingest.syslog.listener import IngestError
 from opsresponder.ingest.syslog.metrics import SyslogMetrics
 from opsresponder.ingest.syslog.tcp import SyslogTcpListener
+from tests.waiting import eventually
 
-from .conftest import ListSink, eventually, fake_decode, require_tool, run_client, sample
+from .conftest import ListSink, fake_decode, require_tool, run_client, sample
 
 SEQ = re.compile(r"seq: (\d+)")
 

@@ -24,8 +24,9 @@ from opsresponder.config import SyslogTlsConfig
 from opsresponder.ingest.syslog.listener import IngestError
 from opsresponder.ingest.syslog.metrics import SyslogMetrics
 from opsresponder.ingest.syslog.tls import PeerPolicy, SyslogTlsListener
+from tests.waiting import eventually
 
-from .conftest import ListSink, TlsFiles, eventually, fake_decode, require_tool, run_client, sample
+from .conftest import ListSink, TlsFiles, fake_decode, require_tool, run_client, sample
 
 REFUSED = "opsresponder_syslog_tls_handshakes_refused_total"
 

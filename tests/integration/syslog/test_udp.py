@@ -17,8 +17,9 @@ from opsresponder.core.event import Event
 from opsresponder.ingest.syslog.listener import IngestError
 from opsresponder.ingest.syslog.metrics import SyslogMetrics
 from opsresponder.ingest.syslog.udp import RMEM_SYSCTL, SyslogUdpListener, set_receive_buffer
+from tests.waiting import eventually
 
-from .conftest import ListSink, eventually, fake_decode, require_tool, run_client, sample
+from .conftest import ListSink, fake_decode, require_tool, run_client, sample
 
 
 def udp_config(**overrides: object) -> SyslogListenerConfig:

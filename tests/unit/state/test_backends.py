@@ -25,6 +25,7 @@ from opsresponder.state import (
 )
 from opsresponder.state.memory import SWEEP_INTERVAL_SECONDS
 from tests.conftest import service_url
+from tests.waiting import eventually
 
 Advance = Callable[[float], Awaitable[None]]
 Message = tuple[str, bytes]
@@ -322,10 +323,12 @@ async def test_closing_a_subscription_releases_it(backend: StateBackend) -> None
         assert await take(subscription, 1) == [("events", b"before")]
     assert subscription.closed
     assert not subscription.overflowed
+
     # Redis drops a closed connection's subscriptions asynchronously and signals nobody, so poll its count.
-    async with asyncio.timeout(5):
-        while await subscriber_count(backend, "events"):  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+    async def unsubscribed() -> bool:
+        return await subscriber_count(backend, "events") == 0
+
+    await eventually(unsubscribed, 5)
     await backend.publish("events", b"after")
     assert await drain(subscription) == []
 
