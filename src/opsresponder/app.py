@@ -42,9 +42,9 @@ from opsresponder.outbound.metrics import SubscriptionMetrics
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.notify import CommitPublisher
-from opsresponder.pipeline.stages import correlate, normalize
+from opsresponder.pipeline.stages import StageDeps, build_stages
 from opsresponder.pipeline.worker import PipelineWorker
-from opsresponder.state import StateBackend, build_state_backend
+from opsresponder.state import MemoryStateBackend, StateBackend, build_state_backend
 from opsresponder.store.embedded import EmbeddedPostgres, ensure_database
 from opsresponder.store.events import EventRepository
 from opsresponder.store.migrations import migrate
@@ -110,7 +110,7 @@ class OpsResponder:
             intake,
             repository,
             pipeline_metrics,
-            stages=[normalize, correlate],
+            stages=build_stages(StageDeps(settings, state, self._clock)),
             probe=check_database,
             batch_max_events=settings.pipeline.batch_max_events,
             batch_max_wait=settings.pipeline.batch_max_wait_ms / 1000,
@@ -249,15 +249,17 @@ def _ingest_listeners(
 
 
 def validate(settings: Settings) -> None:
-    """Check what the settings types cannot: parsing rules, SNMP users and mapping, TLS files.
+    """Check what the settings types cannot: stage names, parsing rules, SNMP users and mapping, TLS files.
 
-    Builds the listeners without binding anything, as the start does.
+    Builds the stages and listeners without binding anything, as the start does.
 
     Raises:
         ConfigError: naming the key that is wrong.
         OpsResponderError: a TLS certificate or key cannot be loaded.
     """
     registry = CollectorRegistry()
+    # Building a stage does no I/O (see `Stage`), so an unstarted in-memory backend stands in for Redis.
+    build_stages(StageDeps(settings, MemoryStateBackend(), utcnow))
     _ingest_listeners(settings, Intake(1, PipelineMetrics(registry)), registry, utcnow)
     _url_allowlist(settings)
     if settings.syslog.tls.enabled:

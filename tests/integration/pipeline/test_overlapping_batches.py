@@ -12,11 +12,12 @@ import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry
 
+from opsresponder.core.batch import Batch
 from opsresponder.core.event import Event, EventState
 from opsresponder.pipeline.errors import StageError
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
-from opsresponder.pipeline.stages import correlate, normalize
+from opsresponder.pipeline.stages import Correlate, Normalize
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.store.events import EventRepository, WriteOutcome
 from opsresponder.store.write_order import WriteTurn
@@ -55,7 +56,7 @@ async def test_overlapping_batches_commit_in_id_order_and_fold_every_duplicate(d
         intake,
         repository,
         metrics,
-        stages=[normalize, correlate],
+        stages=[Normalize(), Correlate()],
         probe=probe,
         batch_max_events=7,
         batch_max_wait=0.0,
@@ -105,9 +106,12 @@ async def test_a_failing_stage_costs_its_batch_not_the_pipeline(db_pool: asyncpg
     metrics = PipelineMetrics(registry)
     intake = Intake(100, metrics)
 
-    def explode_on_poison(events: list[Event]) -> None:
-        if any(e.title == "poison" for e in events):
-            raise RuntimeError("a stage bug")
+    class ExplodeOnPoison:
+        name = "explode_on_poison"
+
+        async def run(self, batch: Batch) -> None:
+            if any(e.title == "poison" for e in batch.events):
+                raise RuntimeError("a stage bug")
 
     async def probe() -> None:
         await db_pool.fetchval("SELECT 1")
@@ -116,7 +120,7 @@ async def test_a_failing_stage_costs_its_batch_not_the_pipeline(db_pool: asyncpg
         intake,
         EventRepository(db_pool, dedup_window=WINDOW),
         metrics,
-        stages=[normalize, explode_on_poison, correlate],
+        stages=[Normalize(), ExplodeOnPoison(), Correlate()],
         probe=probe,
         batch_max_events=10,
         batch_max_wait=0.0,
@@ -138,6 +142,6 @@ async def test_a_failing_stage_costs_its_batch_not_the_pipeline(db_pool: asyncpg
     assert not outcome.duplicate
     assert [r["title"] for r in await db_pool.fetch("SELECT title FROM events.events")] == ["fine"]
     dropped = registry.get_sample_value(
-        "opsresponder_events_dropped_total", {"stage": "pipeline", "reason": "stage_error"}
+        "opsresponder_events_dropped_total", {"stage": "explode_on_poison", "reason": "stage_error"}
     )
     assert dropped == 1

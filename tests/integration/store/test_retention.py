@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from opsresponder.core.event import Event
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
-from opsresponder.pipeline.stages import correlate, normalize
+from opsresponder.pipeline.stages import Correlate, Normalize
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.store.events import EventRepository
 from opsresponder.store.pool import connection, create_pool
@@ -196,7 +196,7 @@ async def test_the_pipeline_keeps_storing_while_retention_runs(
         intake,
         repo,
         metrics,
-        stages=[normalize, correlate],
+        stages=[Normalize(), Correlate()],
         probe=probe,
         batch_max_events=50,
         batch_max_wait=0.001,
