@@ -98,8 +98,12 @@ class OpsResponder:
         registry = CollectorRegistry()
         pipeline_metrics = PipelineMetrics(registry)
         intake = Intake(settings.pipeline.intake_capacity, pipeline_metrics)
+        url_allowlist = _url_allowlist(settings)
+        subscriptions, delivery = _subscriptions(settings, pool, url_allowlist, registry, self._clock)
         repository = EventRepository(
-            pool, dedup_window=timedelta(seconds=settings.pipeline.dedup_window_seconds)
+            pool,
+            dedup_window=timedelta(seconds=settings.pipeline.dedup_window_seconds),
+            writers=[subscriptions.outbox],  # in each batch's transaction, in this order
         )
 
         async def check_database() -> None:
@@ -122,8 +126,6 @@ class OpsResponder:
         publisher, hub = _live_stream(settings, state, pool, registry)
         worker.add_commit_listener(publisher)
         subscriptions_enabled = settings.subscriptions.enabled
-        url_allowlist = _url_allowlist(settings)
-        subscriptions, delivery = _subscriptions(settings, pool, url_allowlist, registry, self._clock)
         ctx = ApiContext(
             settings=settings,
             intake=intake,

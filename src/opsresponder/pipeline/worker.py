@@ -155,7 +155,7 @@ class PipelineWorker:
         """Store `batch`, all of `work` or (retrying one event at a time) part of it, and answer it."""
         try:
             try:
-                outcomes = await self._repository.store_batch([s.event for s in batch], turn)
+                outcomes = await self._repository.store_batch([s.event for s in batch], turn, batch=work)
             except DatabaseUnavailableError as e:
                 await turn.wait_to_publish()
                 self._on_outage(batch, number, e)

@@ -34,11 +34,13 @@ class OverlapWatch(EventRepository):
         self.open = 0
         self.most_open = 0
 
-    async def store_batch(self, events: Sequence[Event], turn: WriteTurn | None = None) -> list[WriteOutcome]:
+    async def store_batch(
+        self, events: Sequence[Event], turn: WriteTurn | None = None, *, batch: Batch | None = None
+    ) -> list[WriteOutcome]:
         self.open += 1
         self.most_open = max(self.most_open, self.open)
         try:
-            return await super().store_batch(events, turn)
+            return await super().store_batch(events, turn, batch=batch)
         finally:
             self.open -= 1
 

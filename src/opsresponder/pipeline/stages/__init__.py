@@ -11,7 +11,8 @@ The order of service-spec.md's pipeline:
    silences and info policy come with a later issue.
 4. `correlate` - until correlation exists, every new event opens its own correlation.
 5. score, 6. evaluate_rules - later issues.
-7. store - `store.events.EventRepository.store_batch`, called by the worker, one transaction per batch.
+7. store - `store.events.EventRepository.store_batch`, called by the worker, one transaction per batch;
+   its batch writers (`store.writers.BatchWriter`) add their rows from the `Batch` in that transaction.
 8. notify - the worker's ``on_committed`` callbacks, after commit.
 
 A new stage is a class here and one entry in `_FACTORIES`; what it needs to be built comes through
