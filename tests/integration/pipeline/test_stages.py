@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -16,14 +17,13 @@ from opsresponder.core.batch import Batch, BatchKey, TraceEntry
 from opsresponder.core.event import Event
 from opsresponder.pipeline.errors import StageError
 from opsresponder.pipeline.intake import Intake, Submission
-from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.stage import Stage
 from opsresponder.pipeline.stages import Correlate, Normalize
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.store.errors import StoreError
 from opsresponder.store.events import EventRepository, WriteOutcome
 from opsresponder.store.writers import BatchWriter
-from tests.factories import make_event
+from tests.factories import make_event, make_pipeline
 
 WINDOW = timedelta(minutes=5)
 SILENCED: BatchKey[list[Event]] = BatchKey("silenced")
@@ -72,30 +72,10 @@ class Recorder:
 
 
 def pipeline(
-    pool: asyncpg.Pool,
-    stages: Sequence[Stage],
-    writers: Sequence[BatchWriter] = (),
-    concurrent_batches: int = 1,
+    pool: asyncpg.Pool, stages: Sequence[Stage], writers: Sequence[BatchWriter] = (), **options: Any
 ) -> tuple[PipelineWorker, Intake, CollectorRegistry]:
-    registry = CollectorRegistry()
-    metrics = PipelineMetrics(registry)
-    intake = Intake(1000, metrics)
-
-    async def probe() -> None:
-        await pool.fetchval("SELECT 1")
-
-    worker = PipelineWorker(
-        intake,
-        EventRepository(pool, dedup_window=WINDOW, writers=writers),
-        metrics,
-        stages=stages,
-        probe=probe,
-        batch_max_events=100,
-        batch_max_wait=0.0,
-        retry_max_delay=0.1,
-        concurrent_batches=concurrent_batches,
-    )
-    return worker, intake, registry
+    repository = EventRepository(pool, dedup_window=WINDOW, writers=writers)
+    return make_pipeline(pool, repository=repository, stages=stages, **options)
 
 
 def callers(events: Sequence[Event]) -> list[Submission]:

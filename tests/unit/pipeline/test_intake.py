@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from opsresponder.pipeline.errors import IntakeClosedError
-from opsresponder.pipeline.intake import Intake
+from opsresponder.pipeline.intake import Intake, Submission
 from opsresponder.pipeline.metrics import PipelineMetrics
 from tests.factories import make_event
 
@@ -95,6 +95,19 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+async def lingering(intake: Intake, max_events: int, max_wait: float) -> asyncio.Task[list[Submission]]:
+    """`get_batch` started in a task, run until it waits."""
+    gathering = asyncio.create_task(intake.get_batch(max_events, max_wait))
+    await settle()
+    return gathering
+
+
+async def advance(clock: FakeClock, seconds: float) -> None:
+    """Move the clock, and let whatever it woke run."""
+    clock.advance(seconds)
+    await settle()
+
+
 def _lingering_intake(capacity: int = 100) -> tuple[Intake, FakeClock]:
     clock = FakeClock()
     return Intake(capacity, PipelineMetrics(CollectorRegistry()), clock=clock), clock
@@ -106,14 +119,11 @@ async def test_get_batch_gathers_up_to_max_and_waits_at_most_max_wait() -> None:
         intake.offer(make_event(title=str(i)))
     assert len(await intake.get_batch(3, 10)) == 3  # full batch: no waiting
     assert clock.waits == 0
-    gathering = asyncio.create_task(intake.get_batch(10, 50 * MS))
-    await settle()
+    gathering = await lingering(intake, 10, 50 * MS)
     assert clock.waiting and not gathering.done()
-    clock.advance(49 * MS)
-    await settle()
+    await advance(clock, 49 * MS)
     assert not gathering.done()
-    clock.advance(MS)
-    await settle()
+    await advance(clock, MS)
     assert len(gathering.result()) == 2
 
 
@@ -121,10 +131,8 @@ async def test_the_linger_counts_from_the_oldest_event() -> None:
     intake, clock = _lingering_intake()
     intake.offer(make_event(title="queued while the previous batch was written"))
     clock.advance(4 * MS)
-    gathering = asyncio.create_task(intake.get_batch(10, 5 * MS))
-    await settle()
-    clock.advance(MS)  # 5 ms after the event arrived, though only 1 ms after the batch began
-    await settle()
+    gathering = await lingering(intake, 10, 5 * MS)
+    await advance(clock, MS)  # 5 ms after the event arrived, though only 1 ms after the batch began
     assert len(gathering.result()) == 1
     # An event that waited the whole linger already goes at once.
     intake.offer(make_event(title="old"))
@@ -137,8 +145,7 @@ async def test_the_linger_counts_from_the_oldest_event() -> None:
 async def test_events_arriving_during_the_linger_join_the_batch_and_a_full_one_goes_at_once() -> None:
     intake, clock = _lingering_intake()
     intake.offer(make_event(title="a"))
-    gathering = asyncio.create_task(intake.get_batch(3, 5))
-    await settle()
+    gathering = await lingering(intake, 3, 5)
     intake.offer(make_event(title="b"))
     await settle()
     assert clock.waiting and not gathering.done()  # lingers on, for the rest of the same deadline
@@ -150,13 +157,10 @@ async def test_events_arriving_during_the_linger_join_the_batch_and_a_full_one_g
 async def test_only_events_nobody_waits_on_linger() -> None:
     intake, clock = _lingering_intake()
     intake.offer(make_event(title="trap"))
-    gathering = asyncio.create_task(intake.get_batch(10, 200 * MS))
-    await settle()
-    clock.advance(150 * MS)
-    await settle()
+    gathering = await lingering(intake, 10, 200 * MS)
+    await advance(clock, 150 * MS)
     assert not gathering.done()  # lingering for more
-    clock.advance(50 * MS)
-    await settle()
+    await advance(clock, 50 * MS)
     assert len(gathering.result()) == 1  # none came
     # A caller queued: no linger at all, its answer waits for the commit.
     intake.offer(make_event(title="trap"))
@@ -169,19 +173,16 @@ async def test_only_events_nobody_waits_on_linger() -> None:
 async def test_a_caller_arriving_ends_the_linger_at_once() -> None:
     intake, clock = _lingering_intake()
     intake.offer(make_event(title="trap"))
-    gathering = asyncio.create_task(intake.get_batch(10, 5))
-    await settle()
+    gathering = await lingering(intake, 10, 5)
     assert clock.waiting and not gathering.done()
     await intake.put(make_event(title="webhook"), wait_for_commit=True)
     await settle()
     assert [s.event.title for s in gathering.result()] == ["trap", "webhook"]  # no time passed
     # Taken callers no longer count: the next callerless batch lingers again.
     intake.offer(make_event(title="later"))
-    gathering = asyncio.create_task(intake.get_batch(10, 100 * MS))
-    await settle()
+    gathering = await lingering(intake, 10, 100 * MS)
     assert clock.waiting and not gathering.done()
-    clock.advance(100 * MS)
-    await settle()
+    await advance(clock, 100 * MS)
     assert len(gathering.result()) == 1
 
 
