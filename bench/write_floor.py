@@ -43,6 +43,7 @@ from opsresponder.pipeline.stages import correlate, normalize
 from opsresponder.store.events import EventRepository
 from opsresponder.store.migrations import migrate
 from opsresponder.store.pool import create_pool
+from opsresponder.store.subscriptions import SubscriptionOutbox
 
 # Rows like a syslog message's event (unique title, a little metadata, a 32-hex-digit fingerprint), made
 # beforehand in a temporary table so that making them is not counted.
@@ -124,7 +125,10 @@ async def main(args: argparse.Namespace) -> None:
                 )
             finally:
                 await conn.close()
-            repository = EventRepository(pool, dedup_window=timedelta(minutes=5))
+            # With the service's writer: with no subscription, it sends no query (one per second at most).
+            repository = EventRepository(
+                pool, dedup_window=timedelta(minutes=5), writers=[SubscriptionOutbox()]
+            )
             stage_cpu = store_cpu = 0.0
             stored = 0
             for run in range(max(1, args.events // args.batch)):

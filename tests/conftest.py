@@ -19,7 +19,6 @@ import pytest
 from opsresponder.store.embedded import EmbeddedPostgres
 from opsresponder.store.migrations import migrate
 from opsresponder.store.pool import create_pool
-from opsresponder.store.subscriptions import invalidate_filter_cache
 
 REQUIRE_SERVICES = os.environ.get("OPSRESPONDER_REQUIRE_SERVICES") == "1"
 
@@ -123,8 +122,6 @@ async def db_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
             "TRUNCATE events.events, events.dedup, events.subscriptions, events.subscription_outbox, "
             "public.opsresponder_jobs"
         )
-    # This process caches subscription filters; the rows it cached are gone.
-    invalidate_filter_cache()
     yield pool
     await pool.close()
 

@@ -38,9 +38,9 @@ from opsresponder.outbound.delivery import DeliveryWorker
 from opsresponder.outbound.metrics import SubscriptionMetrics
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
-from opsresponder.pipeline.stages import correlate, normalize
+from opsresponder.pipeline.stages import StageDeps, build_stages
 from opsresponder.pipeline.worker import PipelineWorker
-from opsresponder.state import StateBackend
+from opsresponder.state import MemoryStateBackend, StateBackend
 from opsresponder.store.events import EventRepository
 from opsresponder.store.pool import connection
 from opsresponder.store.retention import RetentionJob, RetentionMetrics, event_rules
@@ -79,7 +79,13 @@ def build_parts(
     registry = CollectorRegistry()
     pipeline_metrics = PipelineMetrics(registry)
     intake = Intake(settings.pipeline.intake_capacity, pipeline_metrics)
-    repository = EventRepository(pool, dedup_window=timedelta(seconds=settings.pipeline.dedup_window_seconds))
+    url_allowlist = _url_allowlist(settings)
+    subscriptions, delivery = _subscriptions(settings, pool, url_allowlist, registry, clock)
+    repository = EventRepository(
+        pool,
+        dedup_window=timedelta(seconds=settings.pipeline.dedup_window_seconds),
+        writers=[subscriptions.outbox],  # in each batch's transaction, in this order
+    )
 
     async def check_database() -> None:
         async with connection(pool, timeout=settings.database.connect_timeout_seconds) as conn:
@@ -89,7 +95,7 @@ def build_parts(
         intake,
         repository,
         pipeline_metrics,
-        stages=[normalize, correlate],
+        stages=build_stages(StageDeps(settings, state, clock)),
         probe=check_database,
         batch_max_events=settings.pipeline.batch_max_events,
         batch_max_wait=settings.pipeline.batch_max_wait_ms / 1000,
@@ -99,8 +105,6 @@ def build_parts(
     )
     publisher, hub = _live_stream(settings, state, pool, registry)
     worker.add_commit_listener(publisher)
-    url_allowlist = _url_allowlist(settings)
-    subscriptions, delivery = _subscriptions(settings, pool, url_allowlist, registry, clock)
     ingest_listeners = _ingest_listeners(settings, intake, registry, clock)
     ctx = ApiContext(
         settings=settings,
@@ -187,15 +191,17 @@ def _ingest_listeners(
 
 
 def validate(settings: Settings) -> None:
-    """Check what the settings types cannot: parsing rules, SNMP users and mapping, TLS files.
+    """Check what the settings types cannot: stage names, parsing rules, SNMP users and mapping, TLS files.
 
-    Builds the listeners without binding anything, as the start does.
+    Builds the stages and listeners without binding anything, as the start does.
 
     Raises:
         ConfigError: naming the key that is wrong.
         OpsResponderError: a TLS certificate or key cannot be loaded.
     """
     registry = CollectorRegistry()
+    # Building a stage does no I/O (see `Stage`), so an unstarted in-memory backend stands in for Redis.
+    build_stages(StageDeps(settings, MemoryStateBackend(), utcnow))
     _ingest_listeners(settings, Intake(1, PipelineMetrics(registry)), registry, utcnow)
     _url_allowlist(settings)
     if settings.syslog.tls.enabled:

@@ -81,6 +81,8 @@ class PipelineConfig(_Section):
     dedup_window_seconds: PositiveInt = 300
     drain_grace_seconds: PositiveFloat = 10.0
     db_retry_max_seconds: PositiveFloat = 5.0
+    stages: list[str] = msgspec.field(default_factory=lambda: ["normalize", "correlate"])
+    """The stages every batch runs through, in order (`pipeline.stages.build_stages` checks the names)."""
 
 
 class SyslogListenerConfig(_Section):

@@ -35,6 +35,13 @@ def test_the_config_after_the_subcommand_wins(tmp_path: Path, capsys: pytest.Cap
     assert "syslog.udp.port" in capsys.readouterr().err
 
 
+def test_check_config_refuses_an_unknown_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pipeline:\n  stages: [normalize, enrich, correlate]\n")
+    assert main(["check-config", "--config", str(bad)]) == 1
+    assert "pipeline.stages: unknown stage 'enrich'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", ["serve", "migrate", "check-config", "healthcheck"])
 def test_every_subcommand_shows_config_in_its_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:

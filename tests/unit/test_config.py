@@ -26,6 +26,7 @@ def test_the_shipped_config_is_valid_and_has_the_spec_defaults() -> None:
     ]
     assert settings.database.url is None and settings.redis.url is None
     assert settings.pipeline.dedup_window_seconds == 300
+    assert settings.pipeline.stages == ["normalize", "correlate"]
 
 
 def test_environment_overrides_nested_keys_with_scalars_and_json() -> None:

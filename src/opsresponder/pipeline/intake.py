@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from opsresponder.core.event import Event
 from opsresponder.pipeline.errors import IntakeClosedError
@@ -17,9 +18,42 @@ from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.store.events import WriteOutcome
 
 
+class LingerClock(Protocol):
+    """The time a batch lingers by: monotonic seconds and a wait bounded by them.
+
+    Injected so that tests of the linger move time themselves instead of sleeping. The worker measures
+    pipeline latency from ``Submission.enqueued_at`` with ``time.monotonic``: another clock is for tests
+    of the intake alone.
+    """
+
+    def monotonic(self) -> float: ...
+
+    async def wait(self, event: asyncio.Event, deadline: float) -> bool:
+        """Wait until `event` is set (True) or `monotonic()` reaches `deadline` (False)."""
+        ...
+
+
+class SystemClock:
+    """The real `LingerClock`: ``time.monotonic`` and the event loop's timeout."""
+
+    __slots__ = ()
+    monotonic = staticmethod(time.monotonic)
+
+    async def wait(self, event: asyncio.Event, deadline: float) -> bool:
+        try:
+            async with asyncio.timeout(deadline - time.monotonic()):
+                await event.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
 @dataclass(slots=True)
 class Submission:
-    """One event in flight, with the future of a caller that waits for its commit (HTTP) or None."""
+    """One event in flight, with the future of a caller that waits for its commit (HTTP) or None.
+
+    ``enqueued_at`` is on the intake's clock (`LingerClock.monotonic`).
+    """
 
     event: Event
     future: asyncio.Future[WriteOutcome] | None
@@ -33,9 +67,11 @@ class Intake:
     ``events_dropped_total{stage="intake",reason="intake_full"}``.
     """
 
-    def __init__(self, capacity: int, metrics: PipelineMetrics) -> None:
+    def __init__(self, capacity: int, metrics: PipelineMetrics, *, clock: LingerClock | None = None) -> None:
         self._capacity = capacity
         self._metrics = metrics
+        self._clock = clock or SystemClock()
+        self._monotonic = self._clock.monotonic  # bound once: every event is stamped with it
         self._items: deque[Submission] = deque()
         # Queued submissions with a waiting caller (HTTP): a batch holding one never lingers.
         self._callers = 0
@@ -63,7 +99,7 @@ class Intake:
         if self._closed or len(self._items) >= self._capacity:
             self._metrics.events_dropped.labels("intake", "closed" if self._closed else "intake_full").inc()
             return False
-        self._append(Submission(event, None))
+        self._append(Submission(event, None, self._monotonic()))
         return True
 
     async def put(
@@ -78,7 +114,7 @@ class Intake:
         future: asyncio.Future[WriteOutcome] | None = None
         if wait_for_commit:
             future = asyncio.get_running_loop().create_future()
-        self._append(Submission(event, future))
+        self._append(Submission(event, future, self._monotonic()))
         return future
 
     async def put_many(self, events: list[Event]) -> list[asyncio.Future[WriteOutcome]]:
@@ -94,7 +130,7 @@ class Intake:
             raise ValueError(f"{len(events)} events exceed the intake capacity of {self._capacity}")
         await self._wait_for_room(len(events))
         loop = asyncio.get_running_loop()
-        now = time.monotonic()
+        now = self._monotonic()
         futures = [loop.create_future() for _ in events]
         self._items.extend(Submission(e, f, now) for e, f in zip(events, futures, strict=True))
         self._callers += len(events)
@@ -145,14 +181,10 @@ class Intake:
         if len(self._items) < max_events and max_wait > 0 and not self._closed and not self._callers:
             deadline = self._items[0].enqueued_at + max_wait
             while len(self._items) < max_events and not self._callers:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if deadline <= self._monotonic():
                     break
                 self._not_empty.clear()
-                try:
-                    async with asyncio.timeout(remaining):
-                        await self._not_empty.wait()
-                except TimeoutError:
+                if not await self._clock.wait(self._not_empty, deadline):
                     break
         count = min(max_events, len(self._items))
         batch = [self._items.popleft() for _ in range(count)]

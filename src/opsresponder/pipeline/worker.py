@@ -8,25 +8,27 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 
+from opsresponder.core.batch import Batch
 from opsresponder.core.clock import Clock, utcnow
 from opsresponder.core.event import Event
 from opsresponder.pipeline.errors import StageError, StoreUnavailableError
 from opsresponder.pipeline.intake import Intake, Submission
 from opsresponder.pipeline.metrics import PipelineMetrics
+from opsresponder.pipeline.stage import Stage
 from opsresponder.store.errors import DatabaseUnavailableError, StoreError
 from opsresponder.store.events import EventRepository, WriteOutcome
 from opsresponder.store.write_order import WriteOrder, WriteTurn
 
 log = structlog.get_logger(__name__)
 
-Stage = Callable[[list[Event]], None]
 CommitListener = Callable[[list[Event]], None]
 
 _FIRST_RETRY_DELAY = 0.1
 
 
 class PipelineWorker:
-    """Runs batches through `stages` and `repository.store_batch`, one transaction per batch.
+    """Runs batches through `stages` (see `pipeline.stage.Stage`) and `repository.store_batch`, one
+    transaction per batch.
 
     Up to `concurrent_batches` batch transactions are open at once, so one batch's round trips to
     PostgreSQL overlap with the next one's; a `WriteOrder` keeps their locks, commits and answers in batch
@@ -127,26 +129,33 @@ class PipelineWorker:
 
     async def _write_batch(self, batch: list[Submission], number: int) -> None:
         """Owns one slot, released at the end. `number` orders batches (see `_hold`)."""
+        # The turn is taken before the stages: a stage that awaits I/O must not let a later batch, whose
+        # stages finished first, take its ids and commit before this one.
+        turn = self._order.next_turn()
         try:
-            events = [s.event for s in batch]
-            try:
-                for stage in self._stages:
-                    stage(events)
-            except Exception as e:  # a stage bug costs its batch, loudly, never the pipeline
-                log.exception("A pipeline stage failed; the batch is lost.", events=len(batch))
-                self._fail_stage(batch, e)
-                return
+            work = Batch([s.event for s in batch])
+            for stage in self._stages:
+                try:
+                    await stage.run(work)
+                except Exception as e:  # a stage bug costs its batch, loudly, never the pipeline
+                    log.exception(
+                        "A pipeline stage failed; the batch is lost.", stage=stage.name, events=len(batch)
+                    )
+                    self._fail_stage(batch, stage.name, e)
+                    return
             now = self._clock()
-            for event in events:
+            for event in work.events:
                 event.processed_at = now
-            await self._store(batch, number, self._order.next_turn())
+            await self._store(batch, work, number, turn)
         finally:
+            turn.end_publish_phase()  # idempotent; ends the turn when no store did (a stage failed)
             self._slots.release()
 
-    async def _store(self, batch: list[Submission], number: int, turn: WriteTurn) -> None:
+    async def _store(self, batch: list[Submission], work: Batch, number: int, turn: WriteTurn) -> None:
+        """Store `batch`, all of `work` or (retrying one event at a time) part of it, and answer it."""
         try:
             try:
-                outcomes = await self._repository.store_batch([s.event for s in batch], turn)
+                outcomes = await self._repository.store_batch([s.event for s in batch], turn, batch=work)
             except DatabaseUnavailableError as e:
                 await turn.wait_to_publish()
                 self._on_outage(batch, number, e)
@@ -154,16 +163,16 @@ class PipelineWorker:
             except StoreError as e:
                 await turn.wait_to_publish()
                 turn.end_publish_phase()  # nothing to publish: let later batches go on meanwhile
-                await self._store_one_by_one(batch, number, e)
+                await self._store_one_by_one(batch, work, number, e)
                 return
             await turn.wait_to_publish()
             self._complete(batch, outcomes)
         finally:
             turn.end_publish_phase()
 
-    def _fail_stage(self, batch: list[Submission], error: Exception) -> None:
-        """Callers get an error now instead of waiting forever; the loss is counted."""
-        self._metrics.events_dropped.labels("pipeline", "stage_error").inc(len(batch))
+    def _fail_stage(self, batch: list[Submission], stage: str, error: Exception) -> None:
+        """Callers get an error now instead of waiting forever; the loss is counted under the stage's name."""
+        self._metrics.events_dropped.labels(stage, "stage_error").inc(len(batch))
         failure = StageError(f"processing the event failed: {error.__class__.__name__}")
         for submission in batch:
             if submission.future is not None and not submission.future.done():
@@ -234,7 +243,9 @@ class PipelineWorker:
             log.warning("PostgreSQL is reachable again; resuming the pipeline.")
             return
 
-    async def _store_one_by_one(self, batch: list[Submission], number: int, error: StoreError) -> None:
+    async def _store_one_by_one(
+        self, batch: list[Submission], work: Batch, number: int, error: StoreError
+    ) -> None:
         if len(batch) == 1:
             submission = batch[0]
             self._metrics.db_write_errors.labels("refused").inc()
@@ -256,4 +267,4 @@ class PipelineWorker:
                 self._on_outage(batch[position:], number, unavailable)
                 return
             # Each retry takes a new turn: new ids, committed after every batch that began before it.
-            await self._store([submission], number, self._order.next_turn())
+            await self._store([submission], work, number, self._order.next_turn())

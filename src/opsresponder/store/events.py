@@ -10,6 +10,7 @@ from typing import Any, Final
 import asyncpg
 import msgspec
 
+from opsresponder.core.batch import Batch
 from opsresponder.core.event import Event
 from opsresponder.rules.filter import EventFilter
 from opsresponder.rules.sql import WhereClause
@@ -17,8 +18,8 @@ from opsresponder.store.errors import StoreError
 from opsresponder.store.event_columns import EVENT_COLUMNS, SELECT_EVENTS, event_record, row_to_event
 from opsresponder.store.ids import EventIdAllocator
 from opsresponder.store.pool import connection
-from opsresponder.store.subscriptions import enqueue_outbox
 from opsresponder.store.write_order import WriteOrder, WriteTurn
+from opsresponder.store.writers import BatchWriter
 
 
 class WriteOutcome(msgspec.Struct, frozen=True):
@@ -67,19 +68,29 @@ class EventRepository:
     """Reads and writes `events.events`.
 
     `store_batch` never leaves a batch half-stored: everything happens in one transaction, and a failure
-    rolls it all back.
+    rolls it all back. `writers` (see `store.writers.BatchWriter`) add their rows in that transaction, in
+    the order given.
     """
 
-    def __init__(self, pool: asyncpg.Pool, dedup_window: timedelta) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, dedup_window: timedelta, *, writers: Sequence[BatchWriter] = ()
+    ) -> None:
         self._pool = pool
         self._window = dedup_window
         self._ids = EventIdAllocator()
+        self._writers = tuple(writers)
 
-    async def store_batch(self, events: Sequence[Event], turn: WriteTurn | None = None) -> list[WriteOutcome]:
+    async def store_batch(
+        self, events: Sequence[Event], turn: WriteTurn | None = None, *, batch: Batch | None = None
+    ) -> list[WriteOutcome]:
         """Store `events` (fingerprint, correlation_id and processed_at already set), in one transaction.
 
         Returns one outcome per event, in order. Duplicates within the batch or of stored events are folded
         into the event they repeat (its ``duplicate_count`` and ``last_seen_at`` grow).
+
+        `batch` is the pipeline batch `events` belong to (all of its events, or one of them when the worker
+        retries a refused batch one at a time); the writers read what the stages added from it. Without
+        one, the writers get a `Batch` of `events` alone.
 
         With a `turn`, the transaction may overlap those of other batches: it takes its ids and dedup locks,
         and commits, only after the batch of the previous turn did (see `store.write_order`). This method
@@ -98,7 +109,7 @@ class EventRepository:
                     await turn.wait_to_lock()
                     ids = await self._ids.allocate(conn, len(events))
                     async with conn.transaction():
-                        outcomes = await self._write(conn, events, ids, turn)
+                        outcomes = await self._write(conn, events, ids, turn, batch)
                         await turn.wait_to_commit()
                     return outcomes
                 except asyncpg.PostgresError as e:
@@ -107,7 +118,12 @@ class EventRepository:
             turn.end_commit_phase()
 
     async def _write(
-        self, conn: asyncpg.Connection, events: Sequence[Event], ids: list[int], turn: WriteTurn
+        self,
+        conn: asyncpg.Connection,
+        events: Sequence[Event],
+        ids: list[int],
+        turn: WriteTurn,
+        batch: Batch | None,
     ) -> list[WriteOutcome]:
         rounds, heads = _plan_rounds(events)
         outcomes: list[WriteOutcome | None] = [None] * len(events)
@@ -147,24 +163,26 @@ class EventRepository:
                 n, seen = repeats.get(outcome.event_id, (0, events[i].received_at))
                 repeats[outcome.event_id] = (n + 1, max(seen, events[i].received_at))
 
-        new_ids = set()
-        if new:
-            for i in new:
-                event = events[i]
+        stored = [events[i] for i in new]
+        if stored:
+            for i, event in zip(new, stored, strict=True):
                 event.id = ids[i]
                 n, seen = repeats.pop(ids[i], (0, event.received_at))
                 event.duplicate_count = n
                 event.last_seen_at = seen
-                new_ids.add(ids[i])
             # Binary COPY: about twice as fast as an INSERT over unnest() arrays for the same rows.
             await conn.copy_records_to_table(
                 "events",
                 schema_name="events",
                 columns=EVENT_COLUMNS,
-                records=[event_record(events[i]) for i in new],
+                records=[event_record(e) for e in stored],
             )
-            # In the same transaction: an event and its subscription deliveries commit (or not) together.
-            await enqueue_outbox(conn, [events[i] for i in new])
+        if self._writers:
+            # In the same transaction: an event and what it caused (deliveries...) commit (or not) together.
+            if batch is None:
+                batch = Batch(list(events))
+            for writer in self._writers:
+                await writer.write(conn, batch, stored)
         if repeats:
             targets = sorted(repeats)  # one row-lock order for every writer
             await conn.execute(

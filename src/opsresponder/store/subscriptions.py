@@ -2,10 +2,11 @@
 
 Two sides meet here:
 
-- the ingest path: `enqueue_outbox` runs inside the transaction that stores a batch of events and writes
-  one outbox row per (matching subscription, new event), so a committed event can never miss a delivery
-  and a rolled-back batch leaves no row. It keeps the active subscriptions' filters in a per-process cache
-  and costs no query at all when no subscription matches (or none exists);
+- the ingest path: `SubscriptionOutbox`, a batch writer of the event repository, runs inside the
+  transaction that stores a batch of events and writes one outbox row per (matching subscription, new
+  event), so a committed event can never miss a delivery and a rolled-back batch leaves no row. It keeps
+  the active subscriptions' filters in a cache of its own, which `SubscriptionRepository` invalidates on
+  every change, and costs no query at all when no subscription matches (or none exists);
 - the delivery side: `SubscriptionRepository.claim` locks due rows with ``FOR UPDATE SKIP LOCKED`` for the
   duration of one HTTP delivery, so several workers (also in several processes) never send the same row at
   the same time, and a worker that dies releases its rows with its transaction.
@@ -29,6 +30,7 @@ import msgspec
 import structlog
 
 from opsresponder.config import SubscriptionsConfig
+from opsresponder.core.batch import Batch
 from opsresponder.core.event import Event
 from opsresponder.rules.filter import EventFilter
 from opsresponder.store.errors import StoreError
@@ -174,13 +176,14 @@ FOR UPDATE SKIP LOCKED
 class SubscriptionRepository:
     """Reads and writes ``events.subscriptions`` and ``events.subscription_outbox``.
 
-    Every change through this class invalidates this process's filter cache, so the ingest path applies
-    it to the next batch.
+    ``outbox`` is the ingest path's batch writer (give it to the event repository): every change through
+    this class invalidates its filter cache, so the next batch follows the change.
     """
 
     def __init__(self, pool: asyncpg.Pool, defaults: SubscriptionsConfig) -> None:
         self._pool = pool
         self.defaults = defaults
+        self.outbox = SubscriptionOutbox()
 
     # --- management (the API) -------------------------------------------------------------------------
 
@@ -206,7 +209,7 @@ class SubscriptionRepository:
                 )
             except asyncpg.UniqueViolationError as e:
                 raise SubscriptionNameTakenError(f"a subscription named {spec.name!r} exists") from e
-        _cache.invalidate()
+        self.outbox.invalidate()
         assert row is not None
         return _to_subscription(row)
 
@@ -247,7 +250,7 @@ class SubscriptionRepository:
                 )
             except asyncpg.UniqueViolationError as e:
                 raise SubscriptionNameTakenError(f"a subscription named {spec.name!r} exists") from e
-        _cache.invalidate()
+        self.outbox.invalidate()
         return None if row is None else _to_subscription(row)
 
     async def delete(self, subscription_id: int) -> bool:
@@ -259,7 +262,7 @@ class SubscriptionRepository:
                 "DELETE FROM events.subscription_outbox WHERE subscription_id = $1", subscription_id
             )
             status = await conn.execute("DELETE FROM events.subscriptions WHERE id = $1", subscription_id)
-        _cache.invalidate()
+        self.outbox.invalidate()
         return status.endswith(" 1")
 
     async def get(self, subscription_id: int) -> Subscription | None:
@@ -517,18 +520,54 @@ class _Matcher:
         self.filters = filters
 
 
-class _FilterCache:
-    """Active subscriptions' filters, reloaded on the ingest connection when stale or invalidated."""
+class SubscriptionOutbox:
+    """The batch writer (`store.writers.BatchWriter`) of subscription deliveries.
 
-    def __init__(self, ttl: float) -> None:
-        self._ttl = ttl
+    Writes the outbox rows of a batch's new events for every active subscription they match, in the
+    batch's transaction: the rows commit or roll back with the events. The active subscriptions' filters
+    are cached here for `cache_seconds`: with no active subscription, or none matching, a batch costs no
+    query at all. A change made through this process's `SubscriptionRepository` (which owns this writer)
+    invalidates the cache at once; one made by another process is seen within `cache_seconds`.
+    """
+
+    def __init__(self, cache_seconds: float = FILTER_CACHE_SECONDS) -> None:
+        self._ttl = cache_seconds
         self._matchers: list[_Matcher] = []
         self._expires = 0.0  # monotonic; 0 forces the first load
 
     def invalidate(self) -> None:
+        """Reload the filters before the next batch."""
         self._expires = 0.0
 
-    async def matchers(self, conn: asyncpg.Connection) -> list[_Matcher]:
+    async def write(self, conn: asyncpg.Connection, batch: Batch, stored: Sequence[Event]) -> None:
+        """One outbox row per (matching subscription, event of `stored`), in one statement.
+
+        The filters read only the events, so `batch` is not needed.
+
+        Raises:
+            asyncpg.PostgresError: as the caller's other statements would; the transaction is then aborted.
+        """
+        if not stored:
+            return
+        matchers = await self._load(conn)
+        if not matchers:
+            return
+        subscription_ids: list[int] = []
+        event_ids: list[int] = []
+        for matcher in matchers:
+            matches = matcher.filters.matches
+            sid = matcher.subscription_id
+            for event in stored:
+                if matches(event):
+                    assert event.id is not None, "the outbox needs stored events (with ids)"
+                    subscription_ids.append(sid)
+                    event_ids.append(event.id)
+        if subscription_ids:
+            # The join re-checks that each subscription still exists and is active: the cache may be stale.
+            await conn.execute(_ENQUEUE, subscription_ids, event_ids)
+
+    async def _load(self, conn: asyncpg.Connection) -> list[_Matcher]:
+        """The cached filters, reloaded on the batch's connection when stale or invalidated."""
         now = time.monotonic()
         if now >= self._expires:
             rows = await conn.fetch(
@@ -538,46 +577,6 @@ class _FilterCache:
             self._matchers = [_Matcher(r["id"], _to_filters(r)) for r in rows]
             self._expires = now + self._ttl
         return self._matchers
-
-
-_cache = _FilterCache(FILTER_CACHE_SECONDS)
-
-
-def invalidate_filter_cache() -> None:
-    """Make the next `enqueue_outbox` reload the filters (tests, and changes made outside the repository)."""
-    _cache.invalidate()
-
-
-async def enqueue_outbox(conn: asyncpg.Connection, events: Sequence[Event]) -> int:
-    """Write the outbox rows of newly stored `events` (ids set) for every active subscription they match.
-
-    Call it inside the transaction that stores the events: the rows then commit or roll back with them.
-    With no active subscription, or none matching, it sends no query (the filters are cached; see
-    `FILTER_CACHE_SECONDS`). Returns how many rows it wrote.
-
-    Raises:
-        asyncpg.PostgresError: as the caller's other statements would; the transaction is then aborted.
-    """
-    if not events:
-        return 0
-    matchers = await _cache.matchers(conn)
-    if not matchers:
-        return 0
-    subscription_ids: list[int] = []
-    event_ids: list[int] = []
-    for matcher in matchers:
-        matches = matcher.filters.matches
-        sid = matcher.subscription_id
-        for event in events:
-            if matches(event):
-                assert event.id is not None, "enqueue_outbox needs stored events (with ids)"
-                subscription_ids.append(sid)
-                event_ids.append(event.id)
-    if not subscription_ids:
-        return 0
-    # The join re-checks that each subscription still exists and is active: the cache may be stale.
-    status = await conn.execute(_ENQUEUE, subscription_ids, event_ids)
-    return int(status.rsplit(" ", 1)[1])
 
 
 def _to_filters(row: asyncpg.Record) -> EventFilter:

@@ -30,12 +30,12 @@ from opsresponder.api.events import get_event, list_events, webhook
 from opsresponder.api.server import HttpServer, address_of, bind_tcp
 from opsresponder.api.stream import stream_events
 from opsresponder.config import StreamConfig
-from opsresponder.core.event import Event
+from opsresponder.core.batch import Batch
 from opsresponder.live.hub import FLUSH_GROUPS, StreamClient, StreamHub
 from opsresponder.live.publisher import CommitPublisher
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
-from opsresponder.pipeline.stages import correlate, normalize
+from opsresponder.pipeline.stages import Correlate, Normalize
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.rules.filter import EventFilter
 from opsresponder.state import MemoryStateBackend, RedisStateBackend, StateBackend
@@ -58,12 +58,16 @@ class _StreamContext(ApiContext):
     stream_hub: StreamHub | None = None
 
 
-def score_from_metadata(events: list[Event]) -> None:
+class ScoreFromMetadata:
     """A stand-in for the scoring stage: tests choose an event's score through ``metadata.score``."""
-    for event in events:
-        score = event.metadata.get("score")
-        if isinstance(score, int | float):
-            event.score = float(score)
+
+    name = "score"
+
+    async def run(self, batch: Batch) -> None:
+        for event in batch.events:
+            score = event.metadata.get("score")
+            if isinstance(score, int | float):
+                event.score = float(score)
 
 
 @dataclass
@@ -109,7 +113,7 @@ async def serve(
         intake,
         repository,
         metrics,
-        stages=[normalize, correlate, score_from_metadata],
+        stages=[Normalize(), Correlate(), ScoreFromMetadata()],
         probe=probe,
         batch_max_events=500,
         batch_max_wait=0.002,

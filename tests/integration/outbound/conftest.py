@@ -17,7 +17,7 @@ from opsresponder.core.clock import utcnow
 from opsresponder.outbound.allowlist import UrlAllowlist
 from opsresponder.outbound.delivery import DeliveryWorker
 from opsresponder.outbound.metrics import SubscriptionMetrics
-from opsresponder.store.subscriptions import SubscriptionRepository, invalidate_filter_cache
+from opsresponder.store.subscriptions import SubscriptionRepository
 
 SECRET = "receiver-secret-0123456789"
 
@@ -136,7 +136,6 @@ async def sub_pool(db_pool: asyncpg.Pool) -> asyncpg.Pool:
     """The test pool with the subscription tables emptied (db_pool empties only the event tables)."""
     async with db_pool.acquire() as conn:
         await conn.execute("TRUNCATE events.subscriptions, events.subscription_outbox")
-    invalidate_filter_cache()
     return db_pool
 
 

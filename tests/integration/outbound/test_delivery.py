@@ -21,9 +21,11 @@ from tests.factories import make_event, prepared
 from tests.integration.outbound.conftest import SECRET, FakeClock, Receiver, make_worker
 
 
-async def store_events(pool: asyncpg.Pool, n: int, prefix: str = "event") -> list[int]:
+async def store_events(
+    subscriptions: SubscriptionRepository, pool: asyncpg.Pool, n: int, prefix: str = "event"
+) -> list[int]:
     """Store `n` new events and their outbox rows in one transaction, as the ingest path does."""
-    repository = EventRepository(pool, dedup_window=timedelta(minutes=5))
+    repository = EventRepository(pool, dedup_window=timedelta(minutes=5), writers=[subscriptions.outbox])
     events = prepared(*(make_event(title=f"{prefix} {i}") for i in range(n)))
     outcomes = await repository.store_batch(events)
     return [o.event_id for o in outcomes]
@@ -45,7 +47,7 @@ async def test_every_event_arrives_signed_after_errors_and_refused_connections(
     sub_pool: asyncpg.Pool,
 ) -> None:  # fmt: skip
     sid = await subscribe(repo, receiver)
-    stored = await store_events(sub_pool, 7)
+    stored = await store_events(repo, sub_pool, 7)
 
     receiver.status = 500
     assert await worker.run_once() == 1  # the first batch fails; the subscription backs off
@@ -91,7 +93,7 @@ async def test_events_go_dead_after_max_attempts_and_can_be_redelivered(
     worker = make_worker(repo, clock, registry)
     try:
         sid = await subscribe(repo, receiver, max_attempts=3, batch_max_events=10)
-        stored = await store_events(sub_pool, 4)
+        stored = await store_events(repo, sub_pool, 4)
         receiver.status = 503
         for attempt in range(1, 4):
             assert await worker.run_once() == 1, attempt
@@ -129,12 +131,12 @@ async def test_a_batch_waits_until_full_or_its_delay_has_passed(
     sub_pool: asyncpg.Pool,
 ) -> None:  # fmt: skip
     await subscribe(repo, receiver, batch_max_events=5, batch_max_delay_ms=60_000)
-    first = await store_events(sub_pool, 3, "first")
+    first = await store_events(repo, sub_pool, 3, "first")
     assert await worker.run_once() == 0  # three of five, and a minute to wait
-    second = await store_events(sub_pool, 2, "second")
+    second = await store_events(repo, sub_pool, 2, "second")
     assert await worker.run_once() == 1  # full: sent at once
     assert sorted(delivered_ids(receiver)) == sorted(first + second)
-    last = await store_events(sub_pool, 1, "last")
+    last = await store_events(repo, sub_pool, 1, "last")
     assert await worker.run_once() == 0
     clock.advance(61)
     assert await worker.run_once() == 1
@@ -145,7 +147,7 @@ async def test_two_workers_never_send_the_same_row_at_the_same_time(
     repo: SubscriptionRepository, receiver: Receiver, clock: FakeClock, sub_pool: asyncpg.Pool
 ) -> None:
     await subscribe(repo, receiver, batch_max_events=5)
-    stored = await store_events(sub_pool, 40)
+    stored = await store_events(repo, sub_pool, 40)
     receiver.delay = 0.05  # long enough that both workers' requests overlap
     workers = [make_worker(repo, clock), make_worker(repo, clock)]
     try:
@@ -165,7 +167,7 @@ async def test_stopping_mid_request_leaves_the_rows_pending_for_the_next_worker(
     repo: SubscriptionRepository, receiver: Receiver, clock: FakeClock, sub_pool: asyncpg.Pool
 ) -> None:
     sid = await subscribe(repo, receiver)
-    await store_events(sub_pool, 2)
+    await store_events(repo, sub_pool, 2)
     receiver.delay = 30
     worker = make_worker(repo, clock, poll_interval=0.01)
     await worker.start()
@@ -191,7 +193,7 @@ async def test_a_destination_outside_the_allowlist_is_refused_at_connect_time(
     registry = CollectorRegistry()
     # Saved while allowed, then the allowlist changed (or the name now resolves elsewhere).
     sid = await subscribe(repo, receiver)
-    await store_events(sub_pool, 1)
+    await store_events(repo, sub_pool, 1)
     worker = DeliveryWorker(
         repo, UrlAllowlist(networks=["10.0.0.0/8"]), SubscriptionMetrics(registry), clock=clock
     )
@@ -217,7 +219,7 @@ async def test_rows_of_removed_events_expire_and_metrics_show_the_backlog(
     worker = make_worker(repo, clock, registry)
     try:
         sid = await subscribe(repo, receiver, batch_max_events=10, batch_max_delay_ms=60_000)
-        kept, removed = await store_events(sub_pool, 2)
+        kept, removed = await store_events(repo, sub_pool, 2)
         await sub_pool.execute("DELETE FROM events.events WHERE id = $1", removed)  # as retention does
         assert await worker.run_once() == 0  # not due yet; the maintenance pass ran
         assert registry.get_sample_value("opsresponder_subscription_pending", {"subscription": str(sid)}) == 2
@@ -241,7 +243,7 @@ async def test_orphan_rows_are_swept(
     deleted_first: bool,
 ) -> None:  # fmt: skip
     sid = await subscribe(repo, receiver, batch_max_delay_ms=60_000)
-    await store_events(sub_pool, 2)
+    await store_events(repo, sub_pool, 2)
     # A batch committed rows for a subscription that another process deleted meanwhile.
     await sub_pool.execute("DELETE FROM events.subscriptions WHERE id = $1", sid)
     if deleted_first:

@@ -8,22 +8,27 @@ from typing import Any, cast
 import asyncpg
 import pytest
 
+from opsresponder.core.batch import Batch
+from opsresponder.core.event import Event
 from opsresponder.core.severity import Severity
 from opsresponder.rules.filter import EventFilter
 from opsresponder.store.events import EventRepository
 from opsresponder.store.subscriptions import (
+    SubscriptionOutbox,
     SubscriptionRepository,
     SubscriptionSpec,
-    enqueue_outbox,
-    invalidate_filter_cache,
 )
 from tests.factories import make_event, prepared
 
 
 @pytest.fixture
-def events_repo(sub_pool: asyncpg.Pool) -> EventRepository:
-    """The real repository: its batch transaction writes the outbox rows too."""
-    return EventRepository(sub_pool, dedup_window=timedelta(minutes=5))
+def events_repo(repo: SubscriptionRepository, sub_pool: asyncpg.Pool) -> EventRepository:
+    """The real repository, wired as the service does: its batch transaction writes the outbox rows too."""
+    return EventRepository(sub_pool, dedup_window=timedelta(minutes=5), writers=[repo.outbox])
+
+
+async def write(outbox: SubscriptionOutbox, conn: asyncpg.Connection, stored: list[Event]) -> None:
+    await outbox.write(conn, Batch(stored), stored)
 
 
 def spec(name: str, **filters: Any) -> SubscriptionSpec:
@@ -85,7 +90,8 @@ async def test_a_rolled_back_transaction_leaves_no_rows(
 
         async def fail_after_enqueue() -> None:
             async with conn.transaction():
-                assert await enqueue_outbox(conn, events) == 2
+                await write(repo.outbox, conn, events)
+                assert len(await conn.fetch("SELECT 1 FROM events.subscription_outbox")) == 2
                 raise RuntimeError("the batch failed after the outbox rows were written")
 
         with pytest.raises(RuntimeError):
@@ -93,7 +99,7 @@ async def test_a_rolled_back_transaction_leaves_no_rows(
         assert await outbox(sub_pool) == set()
         # Committed with its transaction, the same call keeps its rows.
         async with conn.transaction():
-            assert await enqueue_outbox(conn, events) == 2
+            await write(repo.outbox, conn, events)
     assert len(await outbox(sub_pool)) == 2
 
 
@@ -120,17 +126,22 @@ async def test_without_matching_subscriptions_no_query_is_sent(
     events[0].id = 1
     async with sub_pool.acquire() as raw:
         conn: Any = CountingConnection(cast(asyncpg.Connection, raw))
-        invalidate_filter_cache()
-        assert await enqueue_outbox(conn, events) == 0
+        await write(repo.outbox, conn, events)
         assert conn.statements == 1  # the first call loads the (empty) filters...
         for _ in range(100):
-            assert await enqueue_outbox(conn, events) == 0
+            await write(repo.outbox, conn, events)
         assert conn.statements == 1  # ...then no subscription costs nothing
 
         await repo.create(spec("elsewhere", host="no-such-host"), None)
-        assert await enqueue_outbox(conn, events) == 0
-        assert await enqueue_outbox(conn, events) == 0
+        await write(repo.outbox, conn, events)
+        await write(repo.outbox, conn, events)
         assert conn.statements == 2  # one reload after the change, and no insert: nothing matched
+        await write(repo.outbox, conn, [])
+        assert conn.statements == 2  # no new event (a batch of duplicates): not even a cache check
+
+        await repo.create(spec("everything"), None)
+        await write(repo.outbox, conn, events)
+        assert conn.statements == 4  # a reload, and the one insert for the whole batch
 
 
 async def test_a_subscription_deleted_behind_the_cache_gets_no_rows_and_fails_nothing(

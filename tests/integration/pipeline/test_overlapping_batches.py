@@ -10,17 +10,14 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
-from prometheus_client import CollectorRegistry
 
+from opsresponder.core.batch import Batch
 from opsresponder.core.event import Event, EventState
 from opsresponder.pipeline.errors import StageError
-from opsresponder.pipeline.intake import Intake
-from opsresponder.pipeline.metrics import PipelineMetrics
-from opsresponder.pipeline.stages import correlate, normalize
-from opsresponder.pipeline.worker import PipelineWorker
+from opsresponder.pipeline.stages import Correlate, Normalize
 from opsresponder.store.events import EventRepository, WriteOutcome
 from opsresponder.store.write_order import WriteTurn
-from tests.factories import make_event
+from tests.factories import make_event, make_pipeline
 
 WINDOW = timedelta(minutes=5)
 
@@ -33,34 +30,21 @@ class OverlapWatch(EventRepository):
         self.open = 0
         self.most_open = 0
 
-    async def store_batch(self, events: Sequence[Event], turn: WriteTurn | None = None) -> list[WriteOutcome]:
+    async def store_batch(
+        self, events: Sequence[Event], turn: WriteTurn | None = None, *, batch: Batch | None = None
+    ) -> list[WriteOutcome]:
         self.open += 1
         self.most_open = max(self.most_open, self.open)
         try:
-            return await super().store_batch(events, turn)
+            return await super().store_batch(events, turn, batch=batch)
         finally:
             self.open -= 1
 
 
 async def test_overlapping_batches_commit_in_id_order_and_fold_every_duplicate(db_pool: asyncpg.Pool) -> None:
-    registry = CollectorRegistry()
-    metrics = PipelineMetrics(registry)
-    intake = Intake(10_000, metrics)
     repository = OverlapWatch(db_pool)
-
-    async def probe() -> None:
-        await db_pool.fetchval("SELECT 1")
-
-    worker = PipelineWorker(
-        intake,
-        repository,
-        metrics,
-        stages=[normalize, correlate],
-        probe=probe,
-        batch_max_events=7,
-        batch_max_wait=0.0,
-        retry_max_delay=0.1,
-        concurrent_batches=3,
+    worker, intake, registry = make_pipeline(
+        db_pool, repository=repository, intake_capacity=10_000, batch_max_events=7, concurrent_batches=3
     )
     published: list[list[int]] = []
     worker.add_commit_listener(lambda events: published.append([e.id or 0 for e in events]))
@@ -101,26 +85,15 @@ async def test_overlapping_batches_commit_in_id_order_and_fold_every_duplicate(d
 
 
 async def test_a_failing_stage_costs_its_batch_not_the_pipeline(db_pool: asyncpg.Pool) -> None:
-    registry = CollectorRegistry()
-    metrics = PipelineMetrics(registry)
-    intake = Intake(100, metrics)
+    class ExplodeOnPoison:
+        name = "explode_on_poison"
 
-    def explode_on_poison(events: list[Event]) -> None:
-        if any(e.title == "poison" for e in events):
-            raise RuntimeError("a stage bug")
+        async def run(self, batch: Batch) -> None:
+            if any(e.title == "poison" for e in batch.events):
+                raise RuntimeError("a stage bug")
 
-    async def probe() -> None:
-        await db_pool.fetchval("SELECT 1")
-
-    worker = PipelineWorker(
-        intake,
-        EventRepository(db_pool, dedup_window=WINDOW),
-        metrics,
-        stages=[normalize, explode_on_poison, correlate],
-        probe=probe,
-        batch_max_events=10,
-        batch_max_wait=0.0,
-        retry_max_delay=0.1,
+    worker, intake, registry = make_pipeline(
+        db_pool, stages=[Normalize(), ExplodeOnPoison(), Correlate()], batch_max_events=10
     )
     task = asyncio.create_task(worker.run(), name="pipeline-worker")
     try:
@@ -138,6 +111,6 @@ async def test_a_failing_stage_costs_its_batch_not_the_pipeline(db_pool: asyncpg
     assert not outcome.duplicate
     assert [r["title"] for r in await db_pool.fetch("SELECT title FROM events.events")] == ["fine"]
     dropped = registry.get_sample_value(
-        "opsresponder_events_dropped_total", {"stage": "pipeline", "reason": "stage_error"}
+        "opsresponder_events_dropped_total", {"stage": "explode_on_poison", "reason": "stage_error"}
     )
     assert dropped == 1

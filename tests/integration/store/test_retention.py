@@ -15,10 +15,6 @@ from structlog.testing import capture_logs
 
 from opsresponder.config import RetentionConfig
 from opsresponder.core.event import Event
-from opsresponder.pipeline.intake import Intake
-from opsresponder.pipeline.metrics import PipelineMetrics
-from opsresponder.pipeline.stages import correlate, normalize
-from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.store.events import EventRepository
 from opsresponder.store.pool import connection, create_pool
 from opsresponder.store.retention import (
@@ -31,7 +27,7 @@ from opsresponder.store.retention import (
     event_rules,
 )
 from opsresponder.store.scheduler import ScheduledJob, Scheduler
-from tests.factories import make_event, prepared
+from tests.factories import make_event, make_pipeline, prepared
 
 WINDOW = timedelta(minutes=5)
 DAYS_30 = timedelta(days=30)
@@ -188,21 +184,8 @@ async def test_the_pipeline_keeps_storing_while_retention_runs(
     db_pool: asyncpg.Pool, repo: EventRepository, registry: CollectorRegistry
 ) -> None:
     await store(repo, 200, T0, "old")
-    metrics = PipelineMetrics(registry)
-    intake = Intake(1000, metrics)
-
-    async def probe() -> None:
-        await db_pool.fetchval("SELECT 1")
-
-    worker = PipelineWorker(
-        intake,
-        repo,
-        metrics,
-        stages=[normalize, correlate],
-        probe=probe,
-        batch_max_events=50,
-        batch_max_wait=0.001,
-        retry_max_delay=0.1,
+    worker, intake, _ = make_pipeline(
+        db_pool, repository=repo, registry=registry, batch_max_events=50, batch_max_wait=0.001
     )
     worker_task = asyncio.create_task(worker.run(), name="pipeline-worker")
     committed: list[int] = []

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from opsresponder.pipeline.errors import IntakeClosedError
-from opsresponder.pipeline.intake import Intake
+from opsresponder.pipeline.intake import Intake, Submission
 from opsresponder.pipeline.metrics import PipelineMetrics
 from tests.factories import make_event
 
@@ -47,45 +48,149 @@ async def test_put_waits_for_room_and_keeps_order() -> None:
     assert [s.event.title for s in batch] == ["b"]
 
 
+# About a millisecond, and exact in binary: sums of these compare exactly, as deadlines must in a test.
+MS = 2**-10
+
+
+class FakeClock:
+    """Monotonic time that moves only when the test moves it: lingering waits on it, never on real time."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.waits = 0  # how many times the intake began to wait
+        self._timers: list[tuple[float, asyncio.Future[None]]] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def wait(self, event: asyncio.Event, deadline: float) -> bool:
+        self.waits += 1
+        timer: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (deadline, timer)
+        self._timers.append(entry)
+        woken = asyncio.ensure_future(event.wait())
+        either: set[asyncio.Future[Any]] = {woken, timer}
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._timers.remove(entry)
+            woken.cancel()
+            await asyncio.gather(woken, return_exceptions=True)
+        return event.is_set()
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self._timers)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for deadline, timer in self._timers:
+            if deadline <= self.now and not timer.done():
+                timer.set_result(None)
+
+
+async def settle() -> None:
+    """Let every task run until it waits again (on the fake clock, or on nothing at all)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def lingering(intake: Intake, max_events: int, max_wait: float) -> asyncio.Task[list[Submission]]:
+    """`get_batch` started in a task, run until it waits."""
+    gathering = asyncio.create_task(intake.get_batch(max_events, max_wait))
+    await settle()
+    return gathering
+
+
+async def advance(clock: FakeClock, seconds: float) -> None:
+    """Move the clock, and let whatever it woke run."""
+    clock.advance(seconds)
+    await settle()
+
+
+def _lingering_intake(capacity: int = 100) -> tuple[Intake, FakeClock]:
+    clock = FakeClock()
+    return Intake(capacity, PipelineMetrics(CollectorRegistry()), clock=clock), clock
+
+
 async def test_get_batch_gathers_up_to_max_and_waits_at_most_max_wait() -> None:
-    intake, _ = _intake(100)
+    intake, clock = _lingering_intake()
     for i in range(5):
         intake.offer(make_event(title=str(i)))
     assert len(await intake.get_batch(3, 10)) == 3  # full batch: no waiting
-    started = asyncio.get_running_loop().time()
-    assert len(await intake.get_batch(10, 0.05)) == 2
-    assert asyncio.get_running_loop().time() - started < 1
+    assert clock.waits == 0
+    gathering = await lingering(intake, 10, 50 * MS)
+    assert clock.waiting and not gathering.done()
+    await advance(clock, 49 * MS)
+    assert not gathering.done()
+    await advance(clock, MS)
+    assert len(gathering.result()) == 2
+
+
+async def test_the_linger_counts_from_the_oldest_event() -> None:
+    intake, clock = _lingering_intake()
+    intake.offer(make_event(title="queued while the previous batch was written"))
+    clock.advance(4 * MS)
+    gathering = await lingering(intake, 10, 5 * MS)
+    await advance(clock, MS)  # 5 ms after the event arrived, though only 1 ms after the batch began
+    assert len(gathering.result()) == 1
+    # An event that waited the whole linger already goes at once.
+    intake.offer(make_event(title="old"))
+    clock.advance(5 * MS)
+    waits = clock.waits
+    assert len(await intake.get_batch(10, 5 * MS)) == 1
+    assert clock.waits == waits
+
+
+async def test_events_arriving_during_the_linger_join_the_batch_and_a_full_one_goes_at_once() -> None:
+    intake, clock = _lingering_intake()
+    intake.offer(make_event(title="a"))
+    gathering = await lingering(intake, 3, 5)
+    intake.offer(make_event(title="b"))
+    await settle()
+    assert clock.waiting and not gathering.done()  # lingers on, for the rest of the same deadline
+    intake.offer(make_event(title="c"))
+    await settle()
+    assert [s.event.title for s in gathering.result()] == ["a", "b", "c"]  # no time passed
 
 
 async def test_only_events_nobody_waits_on_linger() -> None:
-    intake, _ = _intake(100)
-    loop = asyncio.get_running_loop()
+    intake, clock = _lingering_intake()
     intake.offer(make_event(title="trap"))
-    started = loop.time()
-    assert len(await intake.get_batch(10, 0.2)) == 1
-    assert loop.time() - started >= 0.15  # lingered for more, none came
+    gathering = await lingering(intake, 10, 200 * MS)
+    await advance(clock, 150 * MS)
+    assert not gathering.done()  # lingering for more
+    await advance(clock, 50 * MS)
+    assert len(gathering.result()) == 1  # none came
     # A caller queued: no linger at all, its answer waits for the commit.
     intake.offer(make_event(title="trap"))
     await intake.put(make_event(title="webhook"), wait_for_commit=True)
-    started = loop.time()
+    waits = clock.waits
     assert len(await intake.get_batch(10, 5)) == 2
-    assert loop.time() - started < 1
+    assert clock.waits == waits
 
 
 async def test_a_caller_arriving_ends_the_linger_at_once() -> None:
-    intake, _ = _intake(100)
+    intake, clock = _lingering_intake()
     intake.offer(make_event(title="trap"))
-    gathering = asyncio.create_task(intake.get_batch(10, 5))
-    await asyncio.sleep(0.05)
-    assert not gathering.done()
+    gathering = await lingering(intake, 10, 5)
+    assert clock.waiting and not gathering.done()
     await intake.put(make_event(title="webhook"), wait_for_commit=True)
-    batch = await asyncio.wait_for(gathering, 1)
-    assert [s.event.title for s in batch] == ["trap", "webhook"]
+    await settle()
+    assert [s.event.title for s in gathering.result()] == ["trap", "webhook"]  # no time passed
     # Taken callers no longer count: the next callerless batch lingers again.
     intake.offer(make_event(title="later"))
-    started = asyncio.get_running_loop().time()
-    await intake.get_batch(10, 0.1)
-    assert asyncio.get_running_loop().time() - started >= 0.05
+    gathering = await lingering(intake, 10, 100 * MS)
+    assert clock.waiting and not gathering.done()
+    await advance(clock, 100 * MS)
+    assert len(gathering.result()) == 1
+
+
+async def test_the_system_clock_lingers_in_real_time() -> None:
+    """The one linger test on real time: the default clock's timeout does end the wait."""
+    intake, _ = _intake(10)
+    intake.offer(make_event())
+    assert len(await asyncio.wait_for(intake.get_batch(10, 0.01), 5)) == 1
 
 
 async def test_drained_after_every_batch_is_done() -> None:

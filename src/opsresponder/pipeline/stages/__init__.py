@@ -1,6 +1,9 @@
-"""Processing stages, in the order of service-spec.md's pipeline.
+"""The pipeline stages, and `build_stages`: the one place the configured list is made.
 
-Each stage is a plain function over the whole batch (CPU work, no awaiting per event):
+Every stage implements `pipeline.stage.Stage`: a ``name`` and ``async def run(batch)`` over the whole
+batch, awaiting any I/O once per batch. ``pipeline.stages`` in the configuration names them in order;
+`build_stages` refuses an unknown name with an error naming that key, at ``check-config`` and at start.
+The order of service-spec.md's pipeline:
 
 1. `normalize` - defaults, trimming, fingerprint, text PostgreSQL can store.
 2. enrich - asset inventory (a later issue).
@@ -8,11 +11,71 @@ Each stage is a plain function over the whole batch (CPU work, no awaiting per e
    silences and info policy come with a later issue.
 4. `correlate` - until correlation exists, every new event opens its own correlation.
 5. score, 6. evaluate_rules - later issues.
-7. store - `store.events.EventRepository.store_batch`, called by the worker, one transaction per batch.
+7. store - `store.events.EventRepository.store_batch`, called by the worker, one transaction per batch;
+   its batch writers (`store.writers.BatchWriter`) add their rows from the `Batch` in that transaction.
 8. notify - the worker's ``on_committed`` callbacks, after commit.
+
+A new stage is a class here and one entry in `_FACTORIES`; what it needs to be built comes through
+`StageDeps`.
 """
 
-from opsresponder.pipeline.stages.correlate import correlate
-from opsresponder.pipeline.stages.normalize import normalize
+from __future__ import annotations
 
-__all__ = ["correlate", "normalize"]
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from opsresponder.config import Settings
+from opsresponder.core.clock import Clock
+from opsresponder.core.errors import ConfigError
+from opsresponder.pipeline.stage import Stage
+from opsresponder.pipeline.stages.correlate import Correlate, correlate
+from opsresponder.pipeline.stages.normalize import Normalize, normalize
+from opsresponder.state.base import StateBackend
+
+__all__ = ["Correlate", "Normalize", "StageDeps", "build_stages", "correlate", "normalize"]
+
+
+@dataclass(frozen=True, slots=True)
+class StageDeps:
+    """What a stage may be built from; the composition root fills it, a stage takes what it uses."""
+
+    settings: Settings
+    state: StateBackend
+    clock: Clock
+
+
+_FACTORIES: Final[Mapping[str, Callable[[StageDeps], Stage]]] = {
+    "normalize": lambda _: Normalize(),
+    "correlate": lambda _: Correlate(),
+}
+
+# The store needs what these set on every event: a fingerprint (dedup) and a correlation id.
+_REQUIRED: Final = ("normalize", "correlate")
+
+
+def build_stages(deps: StageDeps) -> list[Stage]:
+    """The stages named by ``pipeline.stages``, built in that order. Does no I/O.
+
+    Raises:
+        ConfigError: a name is unknown or given twice, or a stage the store needs is missing; the
+            message names ``pipeline.stages``.
+    """
+    names = deps.settings.pipeline.stages
+    for name in names:
+        if name not in _FACTORIES:
+            known = ", ".join(sorted(_FACTORIES))
+            raise ConfigError(
+                f"invalid configuration: pipeline.stages: unknown stage {name!r} (known: {known})"
+            )
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        # One name, one metrics label and one log name: a stage listed twice would blur both.
+        raise ConfigError(f"invalid configuration: pipeline.stages: {', '.join(repeated)} listed twice")
+    missing = [n for n in _REQUIRED if n not in names]
+    if missing:
+        raise ConfigError(
+            f"invalid configuration: pipeline.stages must include {', '.join(missing)}: the store needs "
+            "the fingerprint and correlation id they set"
+        )
+    return [_FACTORIES[name](deps) for name in names]

@@ -10,11 +10,22 @@ from typing import Final
 
 from asyncpg.pgproto.pgproto import UUID
 
+from opsresponder.core.batch import Batch
 from opsresponder.core.event import Event
 
 # RFC 4122 version 4: the high nibble of byte 6 is 4, the two high bits of byte 8 are 10.
 _VERSION_4: Final = bytes((b & 0x0F) | 0x40 for b in range(256))
 _VARIANT_RFC4122: Final = bytes((b & 0x3F) | 0x80 for b in range(256))
+
+
+class Correlate:
+    """`correlate` as a pipeline stage (CPU only: it never awaits)."""
+
+    __slots__ = ()
+    name: Final = "correlate"
+
+    async def run(self, batch: Batch) -> None:
+        correlate(batch.events)
 
 
 def correlate(events: list[Event]) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
+from opsresponder.core.batch import Batch
 from opsresponder.core.clock import as_utc
 from opsresponder.core.event import Event, compute_fingerprint
 
@@ -15,6 +16,16 @@ _NUL_JSON = b"\\u0000"  # how msgspec writes NUL inside a JSON string
 _encode = msgspec.json.Encoder().encode
 _REPLACEMENT = "\ufffd"
 MAX_TITLE_CHARS = 1024
+
+
+class Normalize:
+    """`normalize` as a pipeline stage (CPU only: it never awaits)."""
+
+    __slots__ = ()
+    name: Final = "normalize"
+
+    async def run(self, batch: Batch) -> None:
+        normalize(batch.events)
 
 
 def normalize(events: list[Event]) -> None:

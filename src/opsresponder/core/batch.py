@@ -1,0 +1,81 @@
+"""One batch on its way through the pipeline: its events and what the stages add to them.
+
+In core because both sides of the pipeline read it: the stages (``pipeline``) fill it, and the store's
+batch writers (``store``) write what they added in the batch's transaction, and neither may import the
+other's package.
+"""
+
+from __future__ import annotations
+
+from typing import Generic, TypeVar, cast
+
+import msgspec
+
+from opsresponder.core.event import Event
+
+T = TypeVar("T")
+
+
+class TraceEntry(msgspec.Struct, frozen=True):
+    """Why a stage did something to one event (suppressed it, scored it, fired a rule), for its trace.
+
+    It holds the event itself, not its id: ids are taken in the store's transaction, after the stages.
+    """
+
+    event: Event
+    stage: str
+    detail: str
+
+
+class BatchKey(Generic[T]):
+    """Names one kind of addition and its type, as a module constant of the stage that adds it.
+
+    ``CORRELATIONS: BatchKey[list[Correlation]] = BatchKey("correlations")``; `Batch.add` and `Batch.get`
+    are then typed by the key, with no dictionary of Any for stages and writers to agree on by convention.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"BatchKey({self.name!r})"
+
+
+class Batch:
+    """The events of one batch, in intake order, and what the stages added for the later ones.
+
+    Stages change events in place and must neither reorder nor remove them: the worker answers callers by
+    position. An event that should not go on is marked (``suppressed_reason``), not taken out.
+
+    What a stage adds either goes into ``trace`` or under a `BatchKey`. Whatever refers to events must
+    hold the events themselves: the store may write a batch one event at a time (after the database
+    refused it), and a writer then picks out what belongs to the events it is given.
+    """
+
+    __slots__ = ("_additions", "events", "trace")
+
+    def __init__(self, events: list[Event]) -> None:
+        self.events = events
+        self.trace: list[TraceEntry] = []
+        # Created on the first `add`: most batches carry none, and a batch is allocated per write.
+        self._additions: dict[BatchKey[object], object] | None = None
+
+    def add(self, key: BatchKey[T], value: T) -> None:
+        """Attach `value` under `key`; one value per key and batch (make it a list to collect several).
+
+        Raises:
+            KeyError: `key` already has a value in this batch (two stages claiming one key is a bug).
+        """
+        if self._additions is None:
+            self._additions = {}
+        elif key in self._additions:
+            raise KeyError(f"{key.name!r} was already added to this batch")
+        self._additions[cast("BatchKey[object]", key)] = value
+
+    def get(self, key: BatchKey[T]) -> T | None:
+        """The value added under `key`, or None when no stage added one."""
+        if self._additions is None:
+            return None
+        return cast("T | None", self._additions.get(cast("BatchKey[object]", key)))

@@ -1,0 +1,122 @@
+"""Batch writers: their rows go in the batch's own transaction, and roll back with it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
+
+import asyncpg
+import pytest
+
+from opsresponder.config import SubscriptionsConfig
+from opsresponder.core.batch import Batch, TraceEntry
+from opsresponder.core.event import Event
+from opsresponder.store.errors import StoreError
+from opsresponder.store.events import EventRepository
+from opsresponder.store.subscriptions import SubscriptionRepository, SubscriptionSpec
+from tests.factories import make_event, prepared
+
+WINDOW = timedelta(minutes=5)
+
+
+@pytest.fixture
+async def notes_table(db_pool: asyncpg.Pool) -> AsyncIterator[str]:
+    """A table of the test's own, standing in for the correlations, traces and firings to come."""
+    await db_pool.execute(
+        "CREATE TABLE public.writer_test_notes (event_id bigint NOT NULL, note text NOT NULL)"
+    )
+    yield "public.writer_test_notes"
+    await db_pool.execute("DROP TABLE public.writer_test_notes")
+
+
+class TraceWriter:
+    """Writes the batch's trace entries of the events stored in this transaction, in one statement."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self.calls: list[tuple[Batch, list[int]]] = []
+        self.seen_from_outside: list[int] = []
+
+    async def write(self, conn: asyncpg.Connection, batch: Batch, stored: Sequence[Event]) -> None:
+        ids = [e.id for e in stored if e.id is not None]
+        self.calls.append((batch, ids))
+        assert conn.is_in_transaction()
+        # The new events are there for this transaction, and not yet for anyone else.
+        assert await conn.fetchval(
+            "SELECT count(*) FROM events.events WHERE id = ANY($1::bigint[])", ids
+        ) == len(ids)
+        self.seen_from_outside.append(
+            await self._pool.fetchval("SELECT count(*) FROM events.events WHERE id = ANY($1::bigint[])", ids)
+        )
+        mine = {id(e) for e in stored}
+        entries = [t for t in batch.trace if id(t.event) in mine]
+        if entries:
+            await conn.executemany(
+                "INSERT INTO public.writer_test_notes (event_id, note) VALUES ($1, $2)",
+                [(t.event.id, f"{t.stage}: {t.detail}") for t in entries],
+            )
+
+
+class FailingWriter:
+    async def write(self, conn: asyncpg.Connection, batch: Batch, stored: Sequence[Event]) -> None:
+        await conn.execute("SELECT 1 / 0")  # refused by PostgreSQL, as a broken insert would be
+
+
+async def notes(pool: asyncpg.Pool) -> set[tuple[int, str]]:
+    return {(r["event_id"], r["note"]) for r in await pool.fetch("SELECT * FROM public.writer_test_notes")}
+
+
+async def test_a_writer_gets_the_batch_and_its_new_events_inside_the_transaction(
+    db_pool: asyncpg.Pool, notes_table: str
+) -> None:
+    writer = TraceWriter(db_pool)
+    repository = EventRepository(db_pool, dedup_window=WINDOW, writers=[writer])
+    first = await repository.store_batch(prepared(make_event(host="seen-before")))
+    events = prepared(make_event(host="a"), make_event(host="seen-before"), make_event(host="b"))
+    batch = Batch(events)
+    batch.trace.append(TraceEntry(events[0], "silence", "no silence matched"))
+    batch.trace.append(TraceEntry(events[1], "silence", "a duplicate: its trace is not this writer's"))
+
+    outcomes = await repository.store_batch(events, batch=batch)
+
+    assert [o.duplicate for o in outcomes] == [False, True, False]
+    assert outcomes[1].event_id == first[0].event_id
+    passed, ids = writer.calls[-1]
+    assert passed is batch
+    assert ids == [outcomes[0].event_id, outcomes[2].event_id]  # new events only, in batch order
+    assert writer.seen_from_outside == [0, 0]
+    # Committed with the events.
+    assert await notes(db_pool) == {(outcomes[0].event_id, "silence: no silence matched")}
+
+
+async def test_a_failing_writer_rolls_back_the_events_and_the_rows_written_before_it(
+    db_pool: asyncpg.Pool, notes_table: str
+) -> None:
+    repo = SubscriptionRepository(db_pool, SubscriptionsConfig())
+    await repo.create(SubscriptionSpec(name="all", url="http://127.0.0.1:9/hook"), None)
+    writer = TraceWriter(db_pool)
+    repository = EventRepository(db_pool, dedup_window=WINDOW, writers=[repo.outbox, writer, FailingWriter()])
+    events = prepared(make_event(host="a"), make_event(host="b"))
+    batch = Batch(events)
+    batch.trace.append(TraceEntry(events[0], "silence", "no silence matched"))
+
+    with pytest.raises(StoreError, match="DivisionByZero"):
+        await repository.store_batch(events, batch=batch)
+
+    assert len(writer.calls) == 1  # the trace rows and the outbox rows were written, then rolled back
+    assert await notes(db_pool) == set()
+    assert await db_pool.fetchval("SELECT count(*) FROM events.subscription_outbox") == 0
+    assert await db_pool.fetchval("SELECT count(*) FROM events.events") == 0
+    assert await db_pool.fetchval("SELECT count(*) FROM events.dedup") == 0
+
+
+async def test_without_a_batch_the_writers_get_one_of_the_events(
+    db_pool: asyncpg.Pool, notes_table: str
+) -> None:
+    writer = TraceWriter(db_pool)
+    repository = EventRepository(db_pool, dedup_window=WINDOW, writers=[writer])
+    events = prepared(make_event())
+    await repository.store_batch(events)
+    passed, _ = writer.calls[0]
+    assert passed.events == events
+    assert passed.trace == []
