@@ -43,7 +43,7 @@ from opsresponder.pipeline.stages import correlate, normalize
 from opsresponder.store.events import EventRepository
 from opsresponder.store.migrations import migrate
 from opsresponder.store.pool import create_pool
-from opsresponder.store.subscriptions import SubscriptionOutbox
+from opsresponder.store.subscription_outbox import SubscriptionOutbox
 
 # Rows like a syslog message's event (unique title, a little metadata, a 32-hex-digit fingerprint), made
 # beforehand in a temporary table so that making them is not counted.

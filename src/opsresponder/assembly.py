@@ -41,6 +41,7 @@ from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.stages import StageDeps, build_stages
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.state import MemoryStateBackend, StateBackend
+from opsresponder.store.deliveries import DeliveryQueue
 from opsresponder.store.events import EventRepository
 from opsresponder.store.pool import connection
 from opsresponder.store.retention import RetentionJob, RetentionMetrics, event_rules
@@ -240,17 +241,7 @@ def _subscriptions(
     config = settings.subscriptions
     repository = SubscriptionRepository(pool, config)
     delivery = DeliveryWorker(
-        repository,
-        allowlist,
-        SubscriptionMetrics(registry),
-        concurrency=config.concurrency,
-        poll_interval=config.poll_interval_ms / 1000,
-        request_timeout=config.request_timeout_seconds,
-        retry_base=config.retry_base_seconds,
-        retry_max=config.retry_max_seconds,
-        dead_letter_retention=timedelta(days=config.dead_letter_retention_days),
-        maintenance_interval=config.maintenance_interval_seconds,
-        clock=clock,
+        DeliveryQueue(pool), allowlist, SubscriptionMetrics(registry), config, clock=clock
     )
     return repository, delivery
 

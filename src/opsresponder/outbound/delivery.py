@@ -26,6 +26,7 @@ import msgspec
 import structlog
 
 from opsresponder import __version__
+from opsresponder.config import SubscriptionsConfig
 from opsresponder.core.clock import Clock, utcnow
 from opsresponder.core.event import Event
 from opsresponder.outbound import metrics as m
@@ -33,8 +34,8 @@ from opsresponder.outbound.allowlist import UrlAllowlist, UrlNotAllowedError, pa
 from opsresponder.outbound.metrics import SubscriptionMetrics
 from opsresponder.outbound.signing import SIGNATURE_HEADER, signature_header
 from opsresponder.outbound.transport import GuardedTransport
+from opsresponder.store.deliveries import Claim, DeliveryQueue
 from opsresponder.store.errors import DatabaseUnavailableError
-from opsresponder.store.subscriptions import Claim, SubscriptionRepository
 
 log = structlog.get_logger(__name__)
 
@@ -78,31 +79,25 @@ class DeliveryWorker:
 
     def __init__(
         self,
-        repository: SubscriptionRepository,
+        queue: DeliveryQueue,
         allowlist: UrlAllowlist,
         metrics: SubscriptionMetrics,
+        config: SubscriptionsConfig,
         *,
-        concurrency: int = 4,
-        poll_interval: float = 0.5,
-        request_timeout: float = 10.0,
-        retry_base: float = 1.0,
-        retry_max: float = 3600.0,
-        dead_letter_retention: timedelta = timedelta(days=7),
-        maintenance_interval: float = 30.0,
         clock: Clock = utcnow,
         rng: random.Random | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._repository = repository
+        self._queue = queue
         self._allowlist = allowlist
         self._metrics = metrics
-        self._concurrency = concurrency
-        self._poll_interval = poll_interval
-        self._request_timeout = request_timeout
-        self._retry_base = retry_base
-        self._retry_max = retry_max
-        self._dead_retention = dead_letter_retention
-        self._maintenance_interval = maintenance_interval
+        self._concurrency = config.concurrency
+        self._poll_interval = config.poll_interval_ms / 1000
+        self._request_timeout = config.request_timeout_seconds
+        self._retry_base = config.retry_base_seconds
+        self._retry_max = config.retry_max_seconds
+        self._dead_retention = timedelta(days=config.dead_letter_retention_days)
+        self._maintenance_interval = config.maintenance_interval_seconds
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._transport = transport
@@ -173,7 +168,7 @@ class DeliveryWorker:
     async def _dispatch(self) -> list[asyncio.Task[int]]:
         now = self._clock()
         await self._maybe_maintain(now)
-        candidates = await self._repository.candidates(now)
+        candidates = await self._queue.candidates(now)
         if self._database_down:
             self._database_down = False
             log.warning("PostgreSQL is reachable again; resuming subscription deliveries.")
@@ -208,7 +203,7 @@ class DeliveryWorker:
         try:
             for _ in range(MAX_BATCHES_PER_TURN):
                 now = self._clock()
-                async with self._repository.claim(subscription_id, now) as claim:
+                async with self._queue.claim(subscription_id, now) as claim:
                     if claim is None:
                         return sent
                     if claim.expired:
@@ -315,13 +310,13 @@ class DeliveryWorker:
         if time.monotonic() < self._next_maintenance:
             return
         self._next_maintenance = time.monotonic() + self._maintenance_interval
-        orphans, expired = await self._repository.sweep(now - self._dead_retention)
+        orphans, expired = await self._queue.sweep(now - self._dead_retention)
         if orphans:
             self._metrics.orphans_removed.labels("subscription_deleted").inc(orphans)
         if expired:
             self._metrics.orphans_removed.labels("dead_expired").inc(expired)
             log.info("Removed expired dead-letter rows.", rows=expired)
-        self._metrics.set_backlog(await self._repository.backlog())
+        self._metrics.set_backlog(await self._queue.backlog())
 
     def _database_unavailable(self, error: DatabaseUnavailableError) -> None:
         if not self._database_down:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import asyncpg
+import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -17,6 +18,7 @@ from opsresponder.core.clock import utcnow
 from opsresponder.outbound.allowlist import UrlAllowlist
 from opsresponder.outbound.delivery import DeliveryWorker
 from opsresponder.outbound.metrics import SubscriptionMetrics
+from opsresponder.store.deliveries import DeliveryQueue
 from opsresponder.store.subscriptions import SubscriptionRepository
 
 SECRET = "receiver-secret-0123456789"
@@ -158,14 +160,15 @@ def make_worker(
     registry: CollectorRegistry | None = None,
     **options: object,
 ) -> DeliveryWorker:
-    settings: dict[str, object] = {"retry_base": 1.0, "retry_max": 60.0, "request_timeout": 5.0}
-    settings.update(options)
+    """A delivery worker on the repository's pool; `options` are ``subscriptions`` config keys."""
+    settings: dict[str, object] = {"retry_base_seconds": 1.0, "retry_max_seconds": 60.0}
+    settings.update({"request_timeout_seconds": 5.0, **options})
     return DeliveryWorker(
-        repo,
+        DeliveryQueue(repo.pool),
         LOCAL_ALLOWLIST,
         SubscriptionMetrics(registry or CollectorRegistry()),
+        msgspec.convert(settings, SubscriptionsConfig),
         clock=clock,
-        **settings,  # type: ignore[arg-type]
     )
 
 

@@ -10,11 +10,13 @@ import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
+from opsresponder.config import SubscriptionsConfig
 from opsresponder.core.clock import utcnow
 from opsresponder.outbound.allowlist import UrlAllowlist
 from opsresponder.outbound.delivery import DELIVERY_HEADER, SUBSCRIPTION_HEADER, DeliveryWorker
 from opsresponder.outbound.metrics import SubscriptionMetrics
 from opsresponder.outbound.signing import verify_signature
+from opsresponder.store.deliveries import DeliveryQueue
 from opsresponder.store.events import EventRepository
 from opsresponder.store.subscriptions import SubscriptionRepository, SubscriptionSpec
 from tests.factories import make_event, prepared
@@ -169,7 +171,7 @@ async def test_stopping_mid_request_leaves_the_rows_pending_for_the_next_worker(
     sid = await subscribe(repo, receiver)
     await store_events(repo, sub_pool, 2)
     receiver.delay = 30
-    worker = make_worker(repo, clock, poll_interval=0.01)
+    worker = make_worker(repo, clock, poll_interval_ms=10)
     await worker.start()
     await receiver.request_started.wait()
     await worker.stop(grace=0.05)
@@ -195,7 +197,11 @@ async def test_a_destination_outside_the_allowlist_is_refused_at_connect_time(
     sid = await subscribe(repo, receiver)
     await store_events(repo, sub_pool, 1)
     worker = DeliveryWorker(
-        repo, UrlAllowlist(networks=["10.0.0.0/8"]), SubscriptionMetrics(registry), clock=clock
+        DeliveryQueue(sub_pool),
+        UrlAllowlist(networks=["10.0.0.0/8"]),
+        SubscriptionMetrics(registry),
+        SubscriptionsConfig(),
+        clock=clock,
     )
     try:
         assert await worker.run_once() == 1
@@ -249,5 +255,5 @@ async def test_orphan_rows_are_swept(
     if deleted_first:
         assert await worker.run_once() == 0
     else:
-        assert await repo.sweep(dead_before=utcnow()) == (2, 0)
+        assert await DeliveryQueue(sub_pool).sweep(dead_before=utcnow()) == (2, 0)
     assert await sub_pool.fetchval("SELECT count(*) FROM events.subscription_outbox") == 0

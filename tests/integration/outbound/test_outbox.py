@@ -13,11 +13,8 @@ from opsresponder.core.event import Event
 from opsresponder.core.severity import Severity
 from opsresponder.rules.filter import EventFilter
 from opsresponder.store.events import EventRepository
-from opsresponder.store.subscriptions import (
-    SubscriptionOutbox,
-    SubscriptionRepository,
-    SubscriptionSpec,
-)
+from opsresponder.store.subscription_outbox import SubscriptionOutbox
+from opsresponder.store.subscriptions import SubscriptionRepository, SubscriptionSpec
 from tests.factories import make_event, prepared
 
 
