@@ -32,7 +32,8 @@ class WebhookEvent(msgspec.Struct, kw_only=True):
     severity: Severity
     title: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
     source_type: Annotated[str, msgspec.Meta(pattern=EVENT_TYPE_PATTERN)] = "custom"
-    timestamp: datetime | None = None
+    # Naive times are taken as UTC; the schema still says RFC 3339 (with an offset) is what to send.
+    timestamp: Annotated[datetime, msgspec.Meta(extra_json_schema={"format": "date-time"})] | None = None
     host: _OptionalName = None
     service: _OptionalName = None
     description: Annotated[str, msgspec.Meta(max_length=65536)] | None = None
