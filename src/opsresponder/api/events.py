@@ -42,6 +42,20 @@ from opsresponder.ingest.http.generic import WebhookEvent
 from opsresponder.store.events import EventQuery
 
 MAX_LIMIT = 1000
+WEBHOOK_EXAMPLE: Final = {
+    "source": "nagios-prod",
+    "source_type": "nagios",
+    "event_type": "threshold_breach",
+    "severity": "critical",
+    "timestamp": "2024-12-20T10:30:00Z",
+    "host": "web-server-01",
+    "service": "nginx",
+    "title": "High CPU Usage",
+    "description": "CPU usage exceeded 95% threshold",
+    "metadata": {"metrics": {"cpu_usage": 95.5}},
+    "tags": ["production", "web-server"],
+}
+"""The spec's example body (service-spec.md)."""
 NATIVE_PAYLOAD: Final = {
     "type": "object",
     "description": "A native notification: Alertmanager or Grafana (``alerts``), Zabbix media type "
@@ -83,6 +97,7 @@ _WEBHOOK_ANSWERS: Final = {
         **scope_opt(REQUIRED_SCOPE),
         **documented(
             body=AnyOf(WebhookEvent, {"type": "array", "items": WebhookEvent}),
+            body_example=WEBHOOK_EXAMPLE,
             body_description=(
                 "One event, or an array of events, each validated on its own (an invalid one is refused "
                 "with its index in ``field``, the others are stored: 207). Unknown fields are ignored. "

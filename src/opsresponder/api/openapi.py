@@ -66,14 +66,20 @@ class Answer:
 class OperationDoc:
     body: Any = None
     body_description: str = ""
+    body_example: Any = None
     answers: Mapping[int, Answer] = field(default_factory=dict)
 
 
 def documented(
-    *, answers: Mapping[int, Answer], body: Any = None, body_description: str = ""
+    *,
+    answers: Mapping[int, Answer],
+    body: Any = None,
+    body_description: str = "",
+    body_example: Any = None,
 ) -> dict[str, Any]:
-    """The ``opt`` entry that documents a handler's request body and answers (merge it into ``opt``)."""
-    return {OPENAPI_OPT: OperationDoc(body, body_description, answers)}
+    """The ``opt`` entry that documents a handler's request body (with an example that it accepts) and
+    answers (merge it into ``opt``)."""
+    return {OPENAPI_OPT: OperationDoc(body, body_description, body_example, answers)}
 
 
 def error(description: str, headers: Mapping[str, str] | None = None) -> Answer:
@@ -158,10 +164,13 @@ def _complete_operation(operation: dict[str, Any], opt: Mapping[str, Any], compo
         responses = {}
         answers.update(doc.answers)
         if doc.body is not None:
+            media: dict[str, Any] = {"schema": components.schema(doc.body)}
+            if doc.body_example is not None:
+                media["example"] = doc.body_example
             operation["requestBody"] = {
                 "required": True,
                 "description": doc.body_description,
-                "content": {"application/json": {"schema": components.schema(doc.body)}},
+                "content": {"application/json": media},
             }
             answers.setdefault(413, _TOO_LARGE)
     if operation.get("parameters"):

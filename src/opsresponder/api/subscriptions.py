@@ -88,10 +88,20 @@ _BODY = (
 )
 
 
+_EXAMPLE: Final = {
+    "name": "pager",
+    "url": "http://localhost:9000/hooks/opsresponder",
+    "filters": {"severity": ["critical", "high"], "host": "db-1"},
+    "secret": "a-shared-secret-of-16-or-more-characters",
+    "batch_max_delay_ms": 0,
+}
+
+
 def _doc(answers: dict[int, Answer], body: bool = False) -> dict[str, Any]:
     return documented(
         body=SubscriptionBody if body else None,
         body_description=_BODY if body else "",
+        body_example=_EXAMPLE if body else None,
         answers={
             **answers,
             503: _DISABLED,
