@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 import msgspec
+import structlog
 from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
@@ -23,6 +24,8 @@ from opsresponder.api.errors import exception_handlers
 from opsresponder.api.openapi import Answer, CompletedJsonRenderPlugin, documented
 from opsresponder.api.options import options_handlers
 from opsresponder.store.errors import DatabaseUnavailableError
+
+log = structlog.get_logger(__name__)
 
 _READY_DB_TIMEOUT = 2.0
 
@@ -74,7 +77,9 @@ async def ready(request: Request[Any, Any, Any]) -> ASGIResponse:
         await asyncio.wait_for(ctx.check_database(), _READY_DB_TIMEOUT)
         checks["database"] = "ok"
     except (DatabaseUnavailableError, TimeoutError) as e:
-        checks["database"] = f"unavailable: {e}"
+        # The driver's words go to the log; this answer is public.
+        log.warning("The readiness check cannot reach PostgreSQL.", error=str(e) or e.__class__.__name__)
+        checks["database"] = "unavailable: PostgreSQL does not answer"
     checks["listeners"] = "ok" if ctx.listeners else "none bound"
     is_ready = all(v == "ok" for v in checks.values())
     return json_response(
@@ -135,7 +140,7 @@ def build_app(
             path="/schema",
             render_plugins=[CompletedJsonRenderPlugin()],
         ),
-        exception_handlers=exception_handlers(ctx.registry, api),
+        exception_handlers=exception_handlers(ctx.registry, api, ctx.settings.api.retry_after_seconds),
         request_max_body_size=ctx.settings.api.max_body_bytes,
         debug=False,
         logging_config=None,

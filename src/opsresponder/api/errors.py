@@ -27,6 +27,8 @@ from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, ExceptionHandlersMap, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter
 
+from opsresponder.store.errors import DatabaseUnavailableError
+
 log = structlog.get_logger(__name__)
 
 INTERNAL_ERROR_DETAIL: Final = "internal server error; quote the request_id when reporting it"
@@ -94,8 +96,13 @@ def encode_error(status: int, detail: str, field: str | None = None) -> bytes:
     return msgspec.json.encode(ErrorBody(status, detail, field))
 
 
-def exception_handlers(registry: CollectorRegistry, api: str) -> ExceptionHandlersMap:
-    """Litestar exception handlers that answer every error as an `ErrorBody`."""
+def exception_handlers(
+    registry: CollectorRegistry, api: str, retry_after_seconds: int
+) -> ExceptionHandlersMap:
+    """Litestar exception handlers that answer every error as an `ErrorBody`.
+
+    PostgreSQL being unreachable is no bug: 503 with ``Retry-After``, logged at WARNING, not counted.
+    """
 
     def unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[bytes]:
         request_id = report_unexpected(registry, api, request.method, request.url.path, error)
@@ -114,7 +121,19 @@ def exception_handlers(registry: CollectorRegistry, api: str) -> ExceptionHandle
             media_type="application/json",
         )
 
-    return {HTTPException: http_error, Exception: unexpected}
+    def database_down(request: Request[Any, Any, Any], error: Exception) -> Response[bytes]:
+        # The driver's words go to the log only.
+        log.warning(
+            "A request found PostgreSQL unavailable; answered 503.", path=request.url.path, error=str(error)
+        )
+        return Response(
+            encode_error(503, "the database is unavailable; retry later"),
+            status_code=503,
+            headers={"Retry-After": str(retry_after_seconds)},
+            media_type="application/json",
+        )
+
+    return {HTTPException: http_error, DatabaseUnavailableError: database_down, Exception: unexpected}
 
 
 def _describe(error: HTTPException, request: Request[Any, Any, Any]) -> ErrorBody:

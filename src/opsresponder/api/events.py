@@ -26,6 +26,7 @@ from opsresponder.api.filters import (
 )
 from opsresponder.api.ingest import GENERIC_PATH, NATIVE_PATH_PREFIX, REQUIRED_SCOPE, ingest
 from opsresponder.api.openapi import (
+    DATABASE_DOWN,
     NOT_FOUND,
     RETRY_AFTER,
     Answer,
@@ -153,7 +154,10 @@ async def _ingest(request: Request[Any, Any, Any], adapter_name: str | None) -> 
 
 @get(
     "/api/v1/events",
-    opt={**scope_opt("read"), **documented(answers={200: Answer("A page of matching events.", EventList)})},
+    opt={
+        **scope_opt("read"),
+        **documented(answers={200: Answer("A page of matching events.", EventList), 503: DATABASE_DOWN}),
+    },
     summary="Query events, newest first",
 )
 async def list_events(
@@ -191,7 +195,9 @@ async def list_events(
     "/api/v1/events/{event_id:int}",
     opt={
         **scope_opt("read"),
-        **documented(answers={200: Answer("The event, with its raw input.", Event), 404: NOT_FOUND}),
+        **documented(
+            answers={200: Answer("The event, with its raw input.", Event), 404: NOT_FOUND, 503: DATABASE_DOWN}
+        ),
     },
     summary="One event, with its raw input",
 )

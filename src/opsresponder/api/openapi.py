@@ -89,6 +89,7 @@ def error(description: str, headers: Mapping[str, str] | None = None) -> Answer:
 
 NOT_FOUND: Final = error("No such resource (the id is valid but nothing has it).")
 RETRY_AFTER: Final = {"Retry-After": "Seconds to wait before trying again."}
+DATABASE_DOWN: Final = error("PostgreSQL is unavailable; retry after ``Retry-After`` seconds.", RETRY_AFTER)
 
 _UNAUTHORIZED: Final = error("No valid bearer token.", {"WWW-Authenticate": 'Bearer realm="opsresponder"'})
 _FORBIDDEN: Final = error("The token lacks the scope this operation needs.")
@@ -115,7 +116,8 @@ class _Components:
                 properties[name] = self.schema(shape)
             return schema
         (schema,), components = msgspec.json.schema_components([body], ref_template=_REF)
-        self.schemas.update(components)
+        for name, component in components.items():
+            self.schemas.setdefault(name, component)  # keeps the properties a WithProperties stated
         return dict(schema)
 
     def _nested(self, value: Any) -> Any:

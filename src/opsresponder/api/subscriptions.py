@@ -21,7 +21,7 @@ from opsresponder.api.bodies import Redelivery, SubscriptionList, SubscriptionVi
 from opsresponder.api.common import json_response
 from opsresponder.api.context import context_of
 from opsresponder.api.filters import NO_NUL_PATTERN, ResourceId
-from opsresponder.api.openapi import NOT_FOUND, Answer, documented, error
+from opsresponder.api.openapi import NOT_FOUND, RETRY_AFTER, Answer, documented, error
 from opsresponder.core.clock import utcnow
 from opsresponder.core.event import EVENT_TYPE_PATTERN
 from opsresponder.core.severity import Severity
@@ -81,7 +81,10 @@ class _BodyError(Exception):
 _INVALID_BODY: Final = error("The body is not valid: ``field`` names the wrong field (``url``: not allowed).")
 _MALFORMED: Final = error("The body is not JSON.")
 _NAME_TAKEN: Final = error("Another subscription has this name (``field``: ``name``).")
-_DISABLED: Final = error("Outbound subscriptions are disabled in this process.")
+_UNAVAILABLE: Final = error(
+    "Outbound subscriptions are disabled in this process, or PostgreSQL is unavailable (with Retry-After).",
+    RETRY_AFTER,
+)
 _BODY = (
     "Every field; ``filters`` use the semantics of ``GET /api/v1/events``. The ``url`` must pass the "
     "allowlist (subscriptions.allowed_hosts / allowed_networks). The secret is write-only."
@@ -104,7 +107,7 @@ def _doc(answers: dict[int, Answer], body: bool = False) -> dict[str, Any]:
         body_example=_EXAMPLE if body else None,
         answers={
             **answers,
-            503: _DISABLED,
+            503: _UNAVAILABLE,
             **({400: _MALFORMED, 422: _INVALID_BODY} if body else {}),
         },
     )
