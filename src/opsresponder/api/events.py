@@ -36,7 +36,6 @@ from opsresponder.api.openapi import (
 )
 from opsresponder.api.stream import stream_events
 from opsresponder.api.subscriptions import SUBSCRIPTION_HANDLERS
-from opsresponder.core.clock import as_utc
 from opsresponder.core.event import Event
 from opsresponder.ingest.http.adapters import ADAPTERS
 from opsresponder.ingest.http.generic import WebhookEvent
@@ -174,15 +173,15 @@ async def list_events(
 ) -> ASGIResponse:
     severities = parse_severities(severity)
     start, end = parse_time(start_time, "start_time"), parse_time(end_time, "end_time")
-    if start and end and as_utc(start) > as_utc(end):
+    if start and end and start > end:
         raise InvalidParameterError("start_time", "is after end_time")
     query = EventQuery(
         severities=severities,
         event_type=event_type,
         host=host,
         service=service,
-        start_time=as_utc(start) if start else None,
-        end_time=as_utc(end) if end else None,
+        start_time=start,
+        end_time=end,
         limit=limit,
         offset=offset,
     )

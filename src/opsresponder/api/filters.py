@@ -15,6 +15,7 @@ import msgspec
 from litestar.exceptions import ValidationException
 from litestar.params import PathParameter, QueryParameter
 
+from opsresponder.core.clock import as_utc
 from opsresponder.core.severity import SEVERITY_VALUES
 
 _LEVEL = "(" + "|".join(SEVERITY_VALUES) + ")"
@@ -96,7 +97,7 @@ def parse_severities(value: str | None) -> list[str] | None:
 
 
 def parse_time(value: str | None, field: str) -> datetime | None:
-    """An RFC 3339 date-time query value, or None when absent.
+    """An RFC 3339 date-time query value in UTC (a naive one is UTC already), or None when absent.
 
     Strict on purpose: numbers such as ``0.5`` or ``1e10`` are not taken as Unix times.
 
@@ -106,8 +107,10 @@ def parse_time(value: str | None, field: str) -> datetime | None:
     if value is None:
         return None
     try:
-        return msgspec.convert(value, datetime, strict=True)
+        return as_utc(msgspec.convert(value, datetime, strict=True))
     except msgspec.ValidationError:
         raise InvalidParameterError(
             field, f"expected an RFC 3339 date-time such as 2024-12-20T10:30:00Z, got {value!r}"
         ) from None
+    except OverflowError:  # year 1 at +05:00, year 9999 at -05:00
+        raise InvalidParameterError(field, f"out of range once converted to UTC: {value!r}") from None

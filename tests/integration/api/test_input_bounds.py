@@ -72,6 +72,21 @@ async def test_numbers_are_not_date_times(client: httpx.AsyncClient, value: str)
     assert_refused(await client.get("/api/v1/events", params={"end_time": value}), "end_time")
 
 
+async def test_a_time_outside_what_utc_can_express_is_400(client: httpx.AsyncClient) -> None:
+    # Year 1 at +05:00 is year 0 in UTC: Python's datetime raised OverflowError, answered 500 before.
+    early, late = "0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"
+    assert_refused(await client.get("/api/v1/events", params={"start_time": early}), "start_time")
+    assert_refused(await client.get("/api/v1/events", params={"end_time": late}), "end_time")
+    event = {"source": "s", "event_type": "t", "severity": "high", "title": "t"}
+    one = await client.post("/api/v1/events/webhook", json={**event, "timestamp": early})
+    assert one.status_code == 400, one.text
+    assert one.json()["field"] == "timestamp"
+    both = await client.post("/api/v1/events/webhook", json=[event, {**event, "timestamp": late}])
+    assert both.status_code == 207, both.text
+    assert [r["status"] for r in both.json()["results"]] == ["accepted", "rejected"]
+    assert both.json()["results"][1]["field"] == "[1].timestamp"
+
+
 async def test_an_rfc3339_time_is_still_accepted(client: httpx.AsyncClient) -> None:
     r = await client.get("/api/v1/events", params={"start_time": "2024-12-20T10:30:00+01:00"})
     assert r.status_code == 200, r.text

@@ -76,9 +76,12 @@ def decode_generic_fast(body: bytes, received_at: datetime) -> DecodedBody | Non
         return None
     except msgspec.DecodeError as e:
         raise InvalidEventError(f"malformed JSON: {e}") from e
-    if isinstance(decoded, list):
-        return DecodedBody([to_event(w, received_at) for w in decoded], is_array=True)
-    return DecodedBody([to_event(decoded, received_at)], is_array=False)
+    try:
+        if isinstance(decoded, list):
+            return DecodedBody([to_event(w, received_at) for w in decoded], is_array=True)
+        return DecodedBody([to_event(decoded, received_at)], is_array=False)
+    except OverflowError:
+        return None  # a timestamp outside what UTC can express: decode_generic names it
 
 
 def decode_generic(payload: Any, received_at: datetime) -> DecodedBody:
@@ -104,7 +107,11 @@ def _convert_one(item: Any, prefix: str, received_at: datetime) -> Event | Inval
         webhook_event = msgspec.convert(item, WebhookEvent)
     except msgspec.ValidationError as e:
         return validation_error(e, prefix)
-    return to_event(webhook_event, received_at)
+    try:
+        return to_event(webhook_event, received_at)
+    except OverflowError:  # year 1 at +05:00, year 9999 at -05:00
+        field = f"{prefix}.timestamp".lstrip(".")
+        return InvalidEventError(f"{field}: out of range once converted to UTC", field=field)
 
 
 def to_event(w: WebhookEvent, received_at: datetime) -> Event:
