@@ -27,6 +27,7 @@ from opsresponder.store.events import WriteOutcome
 
 GENERIC_PATH = "/api/v1/events/webhook"
 NATIVE_PATH_PREFIX = GENERIC_PATH + "/"
+NESTED_TOO_DEEPLY = "malformed JSON: nested too deeply"
 REQUIRED_SCOPE = "ingest"
 """The token scope every webhook endpoint needs, on both paths."""
 
@@ -53,6 +54,9 @@ async def ingest(ctx: ApiContext, body: bytes, content_type: str, adapter_name: 
     except InvalidEventError as e:
         ctx.pipeline_metrics.rejected_by_source(adapter_name or "webhook").inc()
         return rejected(400, e.message, e.field)
+    except RecursionError:  # msgspec's answer to JSON nested thousands deep, whichever decoder met it
+        ctx.pipeline_metrics.rejected_by_source(adapter_name or "webhook").inc()
+        return rejected(400, NESTED_TOO_DEEPLY)
     if len(items) > ctx.settings.api.max_events_per_request:
         return rejected(413, f"at most {ctx.settings.api.max_events_per_request} events per request")
     if not ctx.worker.database_available:

@@ -87,6 +87,16 @@ async def test_a_time_outside_what_utc_can_express_is_400(client: httpx.AsyncCli
     assert both.json()["results"][1]["field"] == "[1].timestamp"
 
 
+@pytest.mark.parametrize("path", ["/api/v1/events/webhook", "/api/v1/events/webhook/alertmanager"])
+async def test_json_nested_thousands_deep_is_400(client: httpx.AsyncClient, path: str) -> None:
+    # msgspec raises RecursionError (not a DecodeError) for it: that was a 500.
+    deep = b'{"source": "s", "metadata": {"a": ' + b"[" * 5000 + b"]" * 5000 + b"}}"
+    for body in (deep, b"[" * 3000 + b"]" * 3000):
+        r = await client.post(path, content=body, headers={"content-type": "application/json"})
+        assert r.status_code == 400, r.text
+        assert "nested too deeply" in r.text
+
+
 async def test_an_rfc3339_time_is_still_accepted(client: httpx.AsyncClient) -> None:
     r = await client.get("/api/v1/events", params={"start_time": "2024-12-20T10:30:00+01:00"})
     assert r.status_code == 200, r.text
