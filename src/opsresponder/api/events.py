@@ -57,10 +57,11 @@ WEBHOOK_EXAMPLE: Final = {
 }
 """The spec's example body (service-spec.md)."""
 NATIVE_PAYLOAD: Final = {
-    "type": "object",
     "description": "A native notification: Alertmanager or Grafana (``alerts``), Zabbix media type "
     "(``event`` and ``host`` objects), Nagios or Icinga (macro names such as ``HOSTNAME``, "
-    "``NOTIFICATIONTYPE``); docs/integrations.md has each.",
+    "``NOTIFICATIONTYPE``; also a JSON array of them, or the same fields form-encoded); "
+    "docs/integrations.md has each.",
+    "anyOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}],
 }
 _LIST_OMITS = ("raw",)
 

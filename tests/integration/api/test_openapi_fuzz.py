@@ -18,7 +18,8 @@ endpoint is beyond what a schema can state, the check's expected statuses say so
   refuses (400, naming the field) a payload its monitoring system would never send.
 - ``POST`` and ``PUT /api/v1/subscriptions``: a well-formed ``url`` outside the allowlist is 422.
 
-Fixed seed and derandomized Hypothesis, a bounded number of examples: the same cases on every run.
+Fixed seed and derandomized Hypothesis, 100 examples per operation: the same cases on every run, about a
+minute for both APIs.
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ from tests.conftest import empty_tables, strict_loop
 from tests.integration.api.conftest import TOKENS, api_settings
 
 AUTH: Final = {"Authorization": f"Bearer {TOKENS['admin']}"}
-# Enough for each operation's boundary (coverage phase) and random cases; the run stays well under a minute.
-MAX_EXAMPLES: Final = 25
+# Hypothesis's default; with the coverage phase's boundary cases the run takes about 55 s on 2 cores.
+MAX_EXAMPLES: Final = 100
 _DEFAULT_POSITIVE = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 _DEFAULT_NEGATIVE = ["400", "401", "403", "404", "405", "406", "409", "415", "422", "428", "429", "5xx"]
 
