@@ -6,16 +6,17 @@ operation in it is tested, so an endpoint added later is fuzzed by this same tes
 live stream is tested too: schemathesis reads a text/event-stream answer until its request timeout, which
 is short for that one operation.
 
-Every check schemathesis has runs (its defaults): no 5xx, only documented status codes, content types and
-headers, every answer valid against its schema, schema-valid requests accepted and schema-violating ones
-refused, 401 without a token, 405 with a true ``Allow`` for undocumented methods. Where a rule of an
-endpoint is beyond what a schema can state, the check's expected statuses say so, per operation:
+schemathesis' default checks all run: no 5xx, only documented status codes, content types and headers,
+every answer valid against its schema, schema-valid requests accepted and schema-violating ones refused,
+401 without a token or with a wrong one, 405 with a true ``Allow`` for undocumented methods. A body over
+api.max_body_bytes may be refused with 413 whatever it holds. Where a rule of an endpoint is beyond what a
+schema can state, the check's expected statuses say so, for that operation only:
 
 - ``POST /api/v1/events/webhook`` refuses each invalid event of an array on its own and stores the others
   (207), as the spec asks; 207 therefore also answers an array that breaks the schema.
 - ``GET /api/v1/events``: ``start_time`` after ``end_time`` is 400.
-- ``POST /api/v1/events/webhook/{source_type}``: native payloads are documented as objects; each adapter
-  refuses (400, naming the field) a payload its monitoring system would never send.
+- ``POST /api/v1/events/webhook/{source_type}``: native payloads are documented as objects (or arrays);
+  each adapter refuses (400, naming the field) a payload its monitoring system would never send.
 - ``POST`` and ``PUT /api/v1/subscriptions``: a well-formed ``url`` outside the allowlist is 422.
 
 Fixed seed and derandomized Hypothesis, 100 examples per operation: the same cases on every run, about a
