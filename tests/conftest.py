@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from asyncpg.pool import PoolConnectionProxy
 
 from opsresponder.store.embedded import EmbeddedPostgres
 from opsresponder.store.migrations import migrate
@@ -40,7 +41,7 @@ def service_url(variable: str, what: str) -> str:
 _unobserved: list[dict[str, Any]] = []
 
 
-def _strict_loop() -> asyncio.AbstractEventLoop:
+def strict_loop() -> asyncio.AbstractEventLoop:
     """A loop that records exceptions no task or future observed, so the test can fail on them."""
     loop = asyncio.new_event_loop()
     loop.set_exception_handler(lambda _loop, context: _unobserved.append(context))
@@ -48,7 +49,7 @@ def _strict_loop() -> asyncio.AbstractEventLoop:
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
-    return {"asyncio": _strict_loop}
+    return {"asyncio": strict_loop}
 
 
 @pytest.fixture(autouse=True)
@@ -118,12 +119,17 @@ async def db_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     """A pool on the session database, with every table of ours emptied before the test."""
     pool = await create_pool(database_url, min_size=1, max_size=4, connect_timeout=5, command_timeout=30)
     async with pool.acquire() as conn:
-        await conn.execute(
-            "TRUNCATE events.events, events.dedup, events.subscriptions, events.subscription_outbox, "
-            "public.opsresponder_jobs"
-        )
+        await empty_tables(conn)
     yield pool
     await pool.close()
+
+
+async def empty_tables(conn: asyncpg.Connection | PoolConnectionProxy) -> None:
+    """Empty every table of ours."""
+    await conn.execute(
+        "TRUNCATE events.events, events.dedup, events.subscriptions, events.subscription_outbox, "
+        "public.opsresponder_jobs"
+    )
 
 
 def _with_database(url: str, name: str) -> str:

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from opsresponder.api.autonomous import build_autonomous_app
 from opsresponder.api.context import ApiContext
+from opsresponder.api.errors import ErrorGuard
 from opsresponder.api.events import build_events_app
 from opsresponder.api.ingest_asgi import IngestFront
 from opsresponder.api.server import HttpServer, address_of, bind_tcp
@@ -126,12 +127,12 @@ def build_parts(
     servers: dict[str, HttpServer] = {}
     try:
         servers["events_api"] = HttpServer(
-            IngestFront(build_events_app(ctx), ctx),
+            ErrorGuard(IngestFront(build_events_app(ctx), ctx), registry, "events"),
             bind_tcp(settings.api.events.host, settings.api.events.port, "api.events"),
             grace,
         )
         servers["autonomous_api"] = HttpServer(
-            build_autonomous_app(ctx),
+            ErrorGuard(build_autonomous_app(ctx), registry, "autonomous"),
             bind_tcp(settings.api.autonomous.host, settings.api.autonomous.port, "api.autonomous"),
             grace,
         )

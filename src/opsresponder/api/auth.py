@@ -19,6 +19,7 @@ from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from opsresponder.api.errors import encode_error, send_json
 from opsresponder.config import TokenConfig
 
 PRINCIPAL_KEY: Final = "opsresponder.principal"
@@ -115,12 +116,8 @@ async def authorize(
 
 
 async def send_error(send: Send, status: int, message: str, *, www_authenticate: bool = False) -> None:
-    body = msgspec.json.encode({"status_code": status, "detail": message})
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if www_authenticate:
-        headers.append((b"www-authenticate", b'Bearer realm="opsresponder"'))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    headers = [(b"www-authenticate", b'Bearer realm="opsresponder"')] if www_authenticate else []
+    await send_json(send, status, encode_error(status, message), headers)
 
 
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:

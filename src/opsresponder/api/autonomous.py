@@ -15,4 +15,5 @@ def build_autonomous_app(ctx: ApiContext) -> Litestar:
         title="OpsResponder Autonomous Response API",
         description="Analysis, execution, approvals and feedback (port 3011).",
         handlers=[],
+        api="autonomous",
     )

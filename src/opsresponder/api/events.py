@@ -2,41 +2,148 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Litestar, Request, get, post
-from litestar.exceptions import NotFoundException, ValidationException
-from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.exceptions import NotFoundException
+from litestar.params import FromQuery, PathParameter, QueryParameter
 from litestar.response.base import ASGIResponse
 
 from opsresponder.api.auth import scope_opt
+from opsresponder.api.bodies import EventList, WebhookAccepted, WebhookBatch, WebhookRejection
 from opsresponder.api.common import build_app, json_response
 from opsresponder.api.context import ApiContext, context_of
-from opsresponder.api.filters import event_filter_from_query
+from opsresponder.api.filters import (
+    IncludeSuppressed,
+    InvalidParameterError,
+    MinScore,
+    Offset,
+    ResourceId,
+    SeverityFilter,
+    TextFilter,
+    TimeFilter,
+    event_filter_from_query,
+    parse_time,
+)
 from opsresponder.api.ingest import GENERIC_PATH, NATIVE_PATH_PREFIX, REQUIRED_SCOPE, ingest
+from opsresponder.api.openapi import (
+    DATABASE_DOWN,
+    NOT_FOUND,
+    RETRY_AFTER,
+    Answer,
+    AnyOf,
+    WithProperties,
+    documented,
+)
 from opsresponder.api.stream import stream_events
 from opsresponder.api.subscriptions import SUBSCRIPTION_HANDLERS
-from opsresponder.core.clock import as_utc
 from opsresponder.core.event import Event
+from opsresponder.ingest.http.adapters import ADAPTERS
+from opsresponder.ingest.http.generic import WebhookEvent
 from opsresponder.store.events import EventQuery
 
 MAX_LIMIT = 1000
+WEBHOOK_EXAMPLE: Final = {
+    "source": "nagios-prod",
+    "source_type": "nagios",
+    "event_type": "threshold_breach",
+    "severity": "critical",
+    "timestamp": "2024-12-20T10:30:00Z",
+    "host": "web-server-01",
+    "service": "nginx",
+    "title": "High CPU Usage",
+    "description": "CPU usage exceeded 95% threshold",
+    "metadata": {"metrics": {"cpu_usage": 95.5}},
+    "tags": ["production", "web-server"],
+}
+"""The spec's example body (service-spec.md)."""
+NATIVE_PAYLOAD: Final = {
+    "description": "A native notification: Alertmanager or Grafana (``alerts``), Zabbix media type "
+    "(``event`` and ``host`` objects), Nagios or Icinga (macro names such as ``HOSTNAME``, "
+    "``NOTIFICATIONTYPE``; also a JSON array of them, or the same fields form-encoded); "
+    "docs/integrations.md has each.",
+    "anyOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}],
+}
 _LIST_OMITS = ("raw",)
 
 
-@post(GENERIC_PATH, opt=scope_opt(REQUIRED_SCOPE), summary="Ingest one event or an array")
+_BATCH: Final = WithProperties(
+    WebhookBatch, {"results": {"type": "array", "items": AnyOf(WebhookAccepted, WebhookRejection)}}
+)
+_WEBHOOK_ANSWERS: Final = {
+    207: Answer("Some events of the array were stored, some refused: one result per event.", _BATCH),
+    400: Answer(
+        "Refused, nothing stored: ``field`` names the wrong field (an array: every event was refused).",
+        AnyOf(WebhookRejection, _BATCH),
+    ),
+    413: Answer(
+        "The body exceeds api.max_body_bytes, or holds more than api.max_events_per_request events.",
+        WebhookRejection,
+    ),
+    500: Answer(
+        "The event was lost to an unexpected error, a processing stage's or the database's; the "
+        "``request_id`` is that of the log line that describes it.",
+        WebhookRejection,
+    ),
+    503: Answer(
+        "The database is unavailable or the service is shutting down: nothing stored, retry later.",
+        WebhookRejection,
+        headers=RETRY_AFTER,
+    ),
+}
+
+
+@post(
+    GENERIC_PATH,
+    opt={
+        **scope_opt(REQUIRED_SCOPE),
+        **documented(
+            body=AnyOf(WebhookEvent, {"type": "array", "items": WebhookEvent}),
+            body_example=WEBHOOK_EXAMPLE,
+            body_description=(
+                "One event, or an array of events, each validated on its own (an invalid one is refused "
+                "with its index in ``field``, the others are stored: 207). Unknown fields are ignored. "
+                "A monitoring system's native payload posted here is recognised and handled as by "
+                "``POST /api/v1/events/webhook/{source_type}``."
+            ),
+            answers={
+                200: Answer(
+                    "Stored (committed) before this answer: one event's result, or every event's for an "
+                    "array or a native payload.",
+                    AnyOf(WebhookAccepted, _BATCH),
+                ),
+                **_WEBHOOK_ANSWERS,
+            },
+        ),
+    },
+    summary="Ingest one event or an array",
+)
 async def webhook(request: Request[Any, Any, Any]) -> ASGIResponse:
     return await _ingest(request, adapter_name=None)
 
 
 @post(
     NATIVE_PATH_PREFIX + "{source_type:str}",
-    opt=scope_opt(REQUIRED_SCOPE),
+    opt={
+        **scope_opt(REQUIRED_SCOPE),
+        **documented(
+            body=NATIVE_PAYLOAD,
+            body_description="The monitoring system's own webhook body (docs/integrations.md).",
+            answers={
+                200: Answer("Every alert of the payload was stored, one result each.", _BATCH),
+                **_WEBHOOK_ANSWERS,
+            },
+        ),
+    },
     summary="Ingest a monitoring system's native payload (alertmanager, zabbix, nagios, icinga, grafana)",
 )
-async def webhook_native(request: Request[Any, Any, Any], source_type: FromPath[str]) -> ASGIResponse:
+async def webhook_native(
+    request: Request[Any, Any, Any],
+    source_type: Annotated[
+        str, PathParameter(description="Which monitoring system sent the payload.", enum=sorted(ADAPTERS))
+    ],
+) -> ASGIResponse:
     return await _ingest(request, adapter_name=source_type)
 
 
@@ -47,19 +154,26 @@ async def _ingest(request: Request[Any, Any, Any], adapter_name: str | None) -> 
     return json_response(answer.body, status_code=answer.status, headers=answer.headers)
 
 
-@get("/api/v1/events", opt=scope_opt("read"), summary="Query events, newest first")
+@get(
+    "/api/v1/events",
+    opt={
+        **scope_opt("read"),
+        **documented(answers={200: Answer("A page of matching events.", EventList), 503: DATABASE_DOWN}),
+    },
+    summary="Query events, newest first",
+)
 async def list_events(
     request: Request[Any, Any, Any],
-    severity: FromQuery[str | None] = None,
-    event_type: FromQuery[str | None] = None,
-    host: FromQuery[str | None] = None,
-    service: FromQuery[str | None] = None,
-    min_score: FromQuery[float | None] = None,
-    include_suppressed: FromQuery[bool] = False,
-    start_time: FromQuery[datetime | None] = None,
-    end_time: FromQuery[datetime | None] = None,
+    severity: SeverityFilter = None,
+    event_type: TextFilter = None,
+    host: TextFilter = None,
+    service: TextFilter = None,
+    min_score: MinScore = None,
+    include_suppressed: IncludeSuppressed = False,
+    start_time: TimeFilter = None,
+    end_time: TimeFilter = None,
     limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = 100,
-    offset: Annotated[int, QueryParameter(ge=0)] = 0,
+    offset: Offset = 0,
     include_correlations: FromQuery[bool] = False,
 ) -> ASGIResponse:
     event_filter = event_filter_from_query(
@@ -70,12 +184,13 @@ async def list_events(
         min_score=min_score,
         include_suppressed=include_suppressed,
     )
-    if start_time and end_time and as_utc(start_time) > as_utc(end_time):
-        raise ValidationException("start_time is after end_time")
+    start, end = parse_time(start_time, "start_time"), parse_time(end_time, "end_time")
+    if start and end and start > end:
+        raise InvalidParameterError("start_time", "is after end_time")
     query = EventQuery(
         filter=event_filter,
-        start_time=as_utc(start_time) if start_time else None,
-        end_time=as_utc(end_time) if end_time else None,
+        start_time=start,
+        end_time=end,
         limit=limit,
         offset=offset,
     )
@@ -84,8 +199,17 @@ async def list_events(
     return json_response({"events": views, "total_count": total, "has_more": offset + len(events) < total})
 
 
-@get("/api/v1/events/{event_id:int}", opt=scope_opt("read"), summary="One event, with its raw input")
-async def get_event(request: Request[Any, Any, Any], event_id: FromPath[int]) -> ASGIResponse:
+@get(
+    "/api/v1/events/{event_id:int}",
+    opt={
+        **scope_opt("read"),
+        **documented(
+            answers={200: Answer("The event, with its raw input.", Event), 404: NOT_FOUND, 503: DATABASE_DOWN}
+        ),
+    },
+    summary="One event, with its raw input",
+)
+async def get_event(request: Request[Any, Any, Any], event_id: ResourceId) -> ASGIResponse:
     event = await context_of(request).events.get(event_id)
     if event is None:
         raise NotFoundException(f"event {event_id} does not exist")

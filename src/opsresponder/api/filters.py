@@ -1,30 +1,135 @@
-"""Query parameters of the event endpoints (list, stream) into one `EventFilter`."""
+"""Query filters and input bounds shared by the endpoints (events, stream, subscriptions).
+
+The event endpoints' filter parameters become one `EventFilter` (`event_filter_from_query`).
+
+Everything a client sends is held to what the database can store before it reaches a query: ids, offsets
+and cursors fit PostgreSQL's ``bigint``, text holds no NUL (PostgreSQL text cannot), times are RFC 3339
+strings. The bounds are declared on the parameters, so the OpenAPI schema states them and Litestar answers
+400 naming the parameter when one is broken.
+"""
 
 from __future__ import annotations
 
 import math
+from datetime import datetime
+from typing import Annotated, Final
 
+import msgspec
 from litestar.exceptions import ValidationException
+from litestar.params import PathParameter, QueryParameter
 
+from opsresponder.core.clock import as_utc
 from opsresponder.core.severity import SEVERITY_VALUES
 from opsresponder.rules.filter import EventFilter
+
+_LEVEL = "(" + "|".join(SEVERITY_VALUES) + ")"
+SEVERITIES_PATTERN: Final = rf"^(\s*,)*\s*{_LEVEL}\s*(,\s*({_LEVEL}\s*)?)*$"
+"""One or more severity levels, comma-separated (what `parse_severities` accepts)."""
+
+MAX_BIGINT: Final = 2**63 - 1
+"""The largest value of PostgreSQL's ``bigint`` (ids, offsets, cursors)."""
+
+NO_NUL_PATTERN: Final = r"^[^\x00]*$"
+"""Text PostgreSQL can store: anything but NUL."""
+
+# Litestar writes bounds into the schema as floats, and a float cannot hold 2^63-1: state it exactly.
+BIGINT_MAXIMUM: Final = {"maximum": MAX_BIGINT}
+# For an optional parameter Litestar leaves the bounds out of the schema altogether.
+CURSOR_BOUNDS: Final = {"minimum": 0, "maximum": MAX_BIGINT}
+
+ResourceId = Annotated[
+    int,
+    PathParameter(
+        ge=1,
+        le=MAX_BIGINT,
+        schema_extra=BIGINT_MAXIMUM,
+        description="A stored id (1 to 2^63-1, PostgreSQL bigint).",
+    ),
+]
+"""A path id of an event or a subscription."""
+
+Offset = Annotated[
+    int,
+    QueryParameter(ge=0, le=MAX_BIGINT, schema_extra=BIGINT_MAXIMUM, description="Matching events to skip."),
+]
+
+SeverityFilter = Annotated[
+    str | None,
+    QueryParameter(
+        pattern=SEVERITIES_PATTERN,
+        description=f"One or more of {', '.join(SEVERITY_VALUES)}, comma-separated (any of them matches).",
+    ),
+]
+
+TextFilter = Annotated[
+    str | None, QueryParameter(pattern=NO_NUL_PATTERN, description="Exact match; NUL is not allowed.")
+]
+
+MinScore = Annotated[
+    float | None,
+    QueryParameter(description="Only scored events with a score of at least this (a finite number)."),
+]
+
+IncludeSuppressed = Annotated[
+    bool,
+    QueryParameter(
+        description="Also events a silence, flapping or maintenance suppressed (``suppressed_reason`` set)."
+    ),
+]
+
+TimeFilter = Annotated[
+    str | None,
+    QueryParameter(
+        format="date-time",
+        description="RFC 3339 date-time, e.g. 2024-12-20T10:30:00Z (a time without offset is UTC).",
+    ),
+]
+
+
+class InvalidParameterError(ValidationException):
+    """A parameter the schema cannot fully describe is wrong; answered 400 with ``field`` naming it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(detail=f"{field}: {message}")
+        self.field = field
 
 
 def parse_severities(value: str | None) -> list[str] | None:
     """``severity=high`` or ``severity=critical,high``: the levels asked for, or None for any.
 
     Raises:
-        ValidationException: an unknown level, or nothing but commas (answered 400).
+        InvalidParameterError: an unknown level, or nothing but commas (answered 400).
     """
     if value is None:
         return None
     severities = [s.strip() for s in value.split(",") if s.strip()]
     unknown = [s for s in severities if s not in SEVERITY_VALUES]
     if unknown or not severities:
-        raise ValidationException(
-            f"severity: expected one or more of {', '.join(SEVERITY_VALUES)} (comma-separated), got {value!r}"
+        raise InvalidParameterError(
+            "severity",
+            f"expected one or more of {', '.join(SEVERITY_VALUES)} (comma-separated), got {value!r}",
         )
     return severities
+
+
+def parse_time(value: str | None, field: str) -> datetime | None:
+    """An RFC 3339 date-time query value in UTC (a naive one is UTC already), or None when absent.
+
+    Strict on purpose: numbers such as ``0.5`` or ``1e10`` are not taken as Unix times.
+
+    Raises:
+        InvalidParameterError: `value` is not an RFC 3339 date-time.
+    """
+    if value is None:
+        return None
+    try:
+        return as_utc(msgspec.convert(value, datetime, strict=True))
+    except msgspec.ValidationError:
+        raise InvalidParameterError(
+            field, f"expected an RFC 3339 date-time such as 2024-12-20T10:30:00Z, got {value!r}"
+        ) from None
+    except OverflowError:  # year 1 at +05:00, year 9999 at -05:00
+        raise InvalidParameterError(field, f"out of range once converted to UTC: {value!r}") from None
 
 
 def event_filter_from_query(
@@ -39,10 +144,10 @@ def event_filter_from_query(
     """The `EventFilter` of the query parameters both event endpoints share.
 
     Raises:
-        ValidationException: a bad ``severity`` list, or a ``min_score`` that is not a finite number.
+        InvalidParameterError: a bad ``severity`` list, or a ``min_score`` that is not a finite number.
     """
     if min_score is not None and not math.isfinite(min_score):
-        raise ValidationException(f"min_score: expected a finite number, got {min_score!r}")
+        raise InvalidParameterError("min_score", f"expected a finite number, got {min_score!r}")
     severities = parse_severities(severity)
     return EventFilter(
         severity=None if severities is None else tuple(severities),

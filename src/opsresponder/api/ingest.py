@@ -17,12 +17,17 @@ from opsresponder.core.clock import utcnow
 from opsresponder.core.errors import InvalidEventError
 from opsresponder.core.event import Event
 from opsresponder.ingest.http.generic import decode_generic, decode_generic_fast, decode_json
-from opsresponder.pipeline.errors import IntakeClosedError, StageError, StoreUnavailableError
-from opsresponder.store.errors import StoreError
+from opsresponder.pipeline.errors import (
+    EventRefusedError,
+    IntakeClosedError,
+    StageError,
+    StoreUnavailableError,
+)
 from opsresponder.store.events import WriteOutcome
 
 GENERIC_PATH = "/api/v1/events/webhook"
 NATIVE_PATH_PREFIX = GENERIC_PATH + "/"
+NESTED_TOO_DEEPLY = "malformed JSON: nested too deeply"
 REQUIRED_SCOPE = "ingest"
 """The token scope every webhook endpoint needs, on both paths."""
 
@@ -48,9 +53,12 @@ async def ingest(ctx: ApiContext, body: bytes, content_type: str, adapter_name: 
         items, is_array = _decode(ctx, body, content_type, received_at, adapter_name)
     except InvalidEventError as e:
         ctx.pipeline_metrics.rejected_by_source(adapter_name or "webhook").inc()
-        return _rejected(400, e.message, e.field)
+        return rejected(400, e.message, e.field)
+    except RecursionError:  # msgspec's answer to JSON nested thousands deep, whichever decoder met it
+        ctx.pipeline_metrics.rejected_by_source(adapter_name or "webhook").inc()
+        return rejected(400, NESTED_TOO_DEEPLY)
     if len(items) > ctx.settings.api.max_events_per_request:
-        return _rejected(413, f"at most {ctx.settings.api.max_events_per_request} events per request")
+        return rejected(413, f"at most {ctx.settings.api.max_events_per_request} events per request")
     if not ctx.worker.database_available:
         return _unavailable(ctx)
 
@@ -65,7 +73,7 @@ async def ingest(ctx: ApiContext, body: bytes, content_type: str, adapter_name: 
         outcomes = await _outcomes(pending)
     except IntakeClosedError:
         _cancel(futures)
-        return _rejected(503, "the service is shutting down; retry on another instance or later")
+        return rejected(503, "the service is shutting down; retry on another instance or later")
     except asyncio.CancelledError:
         _cancel(futures)  # the client went away: nobody will read these answers
         raise
@@ -105,7 +113,7 @@ async def _outcomes(pending: list[asyncio.Future[WriteOutcome]]) -> list[WriteOu
         # One event, the common webhook: skip gather's wrapper future and callbacks.
         try:
             return [await pending[0]]
-        except (StoreUnavailableError, StoreError, StageError) as e:  # the worker's answers but an outcome
+        except (StoreUnavailableError, EventRefusedError, StageError) as e:  # the worker's answers
             return [e]
     return await asyncio.gather(*pending, return_exceptions=True)
 
@@ -152,13 +160,13 @@ def _result_body(outcome: WriteOutcome | BaseException, elapsed_ms: float) -> di
             "message": "the database is unavailable; retry later",
             "retryable": True,
         }
-    if isinstance(outcome, StageError):
-        return {"status": "rejected", "message": f"{outcome}; it was not stored", "retryable": False}
-    if isinstance(outcome, StoreError):
+    if isinstance(outcome, StageError | EventRefusedError):
+        # Logged by the worker with this request_id (and, when refused, the database's own message).
         return {
             "status": "rejected",
-            "message": f"the database refused the event: {outcome}",
+            "message": f"{outcome}; it was not stored",
             "retryable": False,
+            "request_id": outcome.request_id,
         }
     raise outcome
 
@@ -176,7 +184,8 @@ def _rejection_body(message: str, field: str | None) -> dict[str, Any]:
     return body
 
 
-def _rejected(status: int, message: str, field: str | None = None) -> IngestAnswer:
+def rejected(status: int, message: str, field: str | None = None) -> IngestAnswer:
+    """An answer in the webhook's error shape: ``{"status": "rejected", "message": ..., "field": ...}``."""
     return IngestAnswer(status, _rejection_body(message, field))
 
 

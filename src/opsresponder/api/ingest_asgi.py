@@ -3,8 +3,9 @@
 Litestar's routing, middleware stack, request and response objects cost about a third of the CPU of one
 single-event webhook request. This front serves ``POST /api/v1/events/webhook`` and
 ``POST /api/v1/events/webhook/{source_type}`` itself, with the same token check (`TokenAuthenticator`),
-body limit and answers (`api.ingest`), and hands every other request to the Litestar app, which keeps the
-routes for the OpenAPI schema and serves anything this front does not recognise.
+body limit and answers (`api.ingest`, all in the webhook's own error shape), and hands every other request
+to the Litestar app, which keeps the routes for the OpenAPI schema and serves anything this front does not
+recognise. An unexpected error here is reported like any other (api/errors.py).
 """
 
 from __future__ import annotations
@@ -12,15 +13,20 @@ from __future__ import annotations
 from typing import Final
 
 import msgspec
-import structlog
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from opsresponder.api.auth import TokenAuthenticator, authorize, send_error
+from opsresponder.api.auth import TokenAuthenticator, authorize
 from opsresponder.api.context import ApiContext
-from opsresponder.api.ingest import GENERIC_PATH, NATIVE_PATH_PREFIX, REQUIRED_SCOPE, IngestAnswer, ingest
-
-log = structlog.get_logger(__name__)
+from opsresponder.api.errors import INTERNAL_ERROR_DETAIL, report_unexpected, send_json
+from opsresponder.api.ingest import (
+    GENERIC_PATH,
+    NATIVE_PATH_PREFIX,
+    REQUIRED_SCOPE,
+    IngestAnswer,
+    ingest,
+    rejected,
+)
 
 _DEFAULT_CONTENT_TYPE: Final = "application/json"
 
@@ -70,7 +76,7 @@ class IngestFront:
             try:
                 declared = int(content_length)
             except ValueError:
-                await send_error(send, 400, "the Content-Length header is not a number")
+                await _send_answer(send, rejected(400, "the Content-Length header is not a number"))
                 return
             if declared > self._max_body:
                 await _too_large(send, self._max_body)
@@ -84,10 +90,12 @@ class IngestFront:
             return
         try:
             answer = await ingest(self._ctx, body, content_type or _DEFAULT_CONTENT_TYPE, adapter_name)
-        except Exception:
-            # Like the framework's handler of last resort: log it and answer 500, never crash the server.
-            log.exception("Webhook ingest failed unexpectedly.", path=scope["path"])
-            await send_error(send, 500, "internal server error")
+        except Exception as e:  # noqa: BLE001 - report_unexpected logs it with its traceback
+            # Like the framework's handler of last resort: report it and answer 500, never crash the server.
+            request_id = report_unexpected(self._ctx.registry, "events", "POST", scope["path"], e)
+            answer = rejected(500, INTERNAL_ERROR_DETAIL)
+            answer.body["request_id"] = request_id
+            await _send_answer(send, answer)
             return
         await _send_answer(send, answer)
 
@@ -116,13 +124,9 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
 
 
 async def _too_large(send: Send, limit: int) -> None:
-    await send_error(send, 413, f"the request body exceeds the limit of {limit} bytes")
+    await _send_answer(send, rejected(413, f"the request body exceeds the limit of {limit} bytes"))
 
 
 async def _send_answer(send: Send, answer: IngestAnswer) -> None:
-    body = msgspec.json.encode(answer.body)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    if answer.headers:
-        headers.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers.items())
-    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (answer.headers or {}).items()]
+    await send_json(send, answer.status, msgspec.json.encode(answer.body), headers)

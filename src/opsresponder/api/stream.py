@@ -14,16 +14,24 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Final
 
-import msgspec
 import structlog
 from litestar import Request, get
-from litestar.exceptions import ValidationException
-from litestar.params import FromQuery, HeaderParameter, QueryParameter
+from litestar.params import HeaderParameter, QueryParameter
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from opsresponder.api.auth import scope_opt
 from opsresponder.api.context import context_of
-from opsresponder.api.filters import event_filter_from_query
+from opsresponder.api.errors import encode_error, send_json
+from opsresponder.api.filters import (
+    CURSOR_BOUNDS,
+    MAX_BIGINT,
+    IncludeSuppressed,
+    MinScore,
+    SeverityFilter,
+    TextFilter,
+    event_filter_from_query,
+)
+from opsresponder.api.openapi import RETRY_AFTER, Answer, documented, error
 from opsresponder.core.event import Event
 from opsresponder.live.hub import EventHeader, StreamClient, StreamHub, StreamUnavailableError, frame
 from opsresponder.live.wire import encode_event
@@ -42,6 +50,16 @@ _LIVE_OVERLAP: Final = timedelta(seconds=60)
 _FINAL_WRITE_TIMEOUT: Final = 1.0
 
 _KEEPALIVE: Final = b": keepalive\n\n"
+SSE_EVENT: Final = {
+    "type": "object",
+    "required": ["event", "id", "data"],
+    "properties": {
+        "event": {"const": "event"},
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The event id: the resume cursor."},
+        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": Event},
+    },
+}
+"""One message of the stream, as OpenAPI 3.1 describes a text/event-stream answer (per event)."""
 _SSE_HEADERS: Final = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -79,7 +97,9 @@ class _StreamResponse:
                 page = await hub.backlog.after(self._cursor, self._filter, hub.replay_page)
             except StoreError as e:
                 client.close("error")
-                await _send_unavailable(send, f"cannot read the stored events: {e}", hub.retry_after_seconds)
+                # The database's words stay in the log: an answer never carries a driver message.
+                log.warning("A stream client could not resume from the stored events.", error=str(e))
+                await _send_unavailable(send, "cannot read the stored events now", hub.retry_after_seconds)
                 return
         await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
         watcher = asyncio.create_task(_watch_disconnect(receive, client), name="stream-disconnect")
@@ -200,36 +220,17 @@ async def _watch_disconnect(receive: Receive, client: StreamClient) -> None:
 
 
 async def _send_unavailable(send: Send, message: str, retry_after: int) -> None:
-    body = msgspec.json.encode({"status_code": 503, "detail": message})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(retry_after).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+    await send_json(send, 503, encode_error(503, message), [(b"retry-after", str(retry_after).encode())])
 
 
-def parse_cursor(header: str | None, query: int | None) -> int | None:
+def parse_cursor(header: int | None, query: int | None) -> int | None:
     """The resume cursor: the ``Last-Event-ID`` header, else the ``last_event_id`` query parameter.
 
     The header wins because a browser's EventSource sends it on every reconnect, with a newer id than the
-    query string of the URL it was first opened with.
-
-    Raises:
-        ValidationException: the header is not a non-negative integer.
+    query string of the URL it was first opened with. Both are bounded to PostgreSQL's bigint by their
+    parameter declarations (400 otherwise).
     """
-    if header is not None and header.strip():
-        text = header.strip()
-        if not text.isdigit() or not text.isascii():
-            raise ValidationException(f"Last-Event-ID: expected an event id, got {header!r}")
-        return int(text)
-    return query
+    return header if header is not None else query
 
 
 def hub_of(request: Request[Any, Any, Any]) -> StreamHub | None:
@@ -239,20 +240,38 @@ def hub_of(request: Request[Any, Any, Any]) -> StreamHub | None:
 
 @get(
     STREAM_PATH,
-    opt=scope_opt("read"),
+    opt={
+        **scope_opt("read"),
+        **documented(
+            answers={
+                200: Answer(
+                    "An endless text/event-stream: per event ``id: <event id>``, ``event: event`` and "
+                    "``data: <the event as JSON>``; ``: keepalive`` comments when idle (docs/stream.md). "
+                    "The schema describes one event.",
+                    SSE_EVENT,
+                    media_type="text/event-stream",
+                ),
+                503: error("The stream cannot take a client now; retry later.", RETRY_AFTER),
+            }
+        ),
+    },
     summary="Live stream of processed events (Server-Sent Events); resumes after Last-Event-ID",
     media_type="text/event-stream",
 )
 async def stream_events(
     request: Request[Any, Any, Any],
-    severity: FromQuery[str | None] = None,
-    event_type: FromQuery[str | None] = None,
-    host: FromQuery[str | None] = None,
-    service: FromQuery[str | None] = None,
-    min_score: FromQuery[float | None] = None,
-    include_suppressed: FromQuery[bool] = False,
-    last_event_id: Annotated[int | None, QueryParameter(ge=0)] = None,
-    last_event_id_header: Annotated[str | None, HeaderParameter(name="last-event-id")] = None,
+    severity: SeverityFilter = None,
+    event_type: TextFilter = None,
+    host: TextFilter = None,
+    service: TextFilter = None,
+    min_score: MinScore = None,
+    include_suppressed: IncludeSuppressed = False,
+    last_event_id: Annotated[
+        int | None, QueryParameter(ge=0, le=MAX_BIGINT, schema_extra=CURSOR_BOUNDS)
+    ] = None,
+    last_event_id_header: Annotated[
+        int | None, HeaderParameter(name="last-event-id", ge=0, le=MAX_BIGINT, schema_extra=CURSOR_BOUNDS)
+    ] = None,
 ) -> ASGIApp:
     event_filter = event_filter_from_query(
         severity=severity,

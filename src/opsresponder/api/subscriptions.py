@@ -9,18 +9,19 @@ signing secret is write-only: views say ``has_secret``. See docs/subscriptions.m
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Request, delete, get, post, put
 from litestar.exceptions import NotFoundException, ServiceUnavailableException
-from litestar.params import FromPath
 from litestar.response.base import ASGIResponse
 
 from opsresponder.api.auth import scope_opt
+from opsresponder.api.bodies import Redelivery, SubscriptionList, SubscriptionView
 from opsresponder.api.common import json_response
 from opsresponder.api.context import context_of
+from opsresponder.api.filters import NO_NUL_PATTERN, ResourceId
+from opsresponder.api.openapi import NOT_FOUND, RETRY_AFTER, Answer, documented, error
 from opsresponder.config import SubscriptionBatchDelayMs, SubscriptionBatchEvents, SubscriptionMaxAttempts
 from opsresponder.core.clock import utcnow
 from opsresponder.core.event import EVENT_TYPE_PATTERN
@@ -36,9 +37,10 @@ from opsresponder.store.subscriptions import (
     SubscriptionSpec,
 )
 
-_Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+# PostgreSQL text holds no NUL: refused here (422 naming the field) rather than by the database.
+_Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=NO_NUL_PATTERN)]
 # Short secrets are guessable offline from one signed request; 16 characters is the floor.
-_Secret = Annotated[str, msgspec.Meta(min_length=16, max_length=512)]
+_Secret = Annotated[str, msgspec.Meta(min_length=16, max_length=512, pattern=NO_NUL_PATTERN)]
 
 
 class FiltersBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -56,8 +58,8 @@ class SubscriptionBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     """The body of POST and PUT. PUT replaces every field, except that an absent ``secret`` keeps the
     current one (``secret: null`` removes it): the secret cannot be read back to be sent again."""
 
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-    url: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_URL_LENGTH)]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=NO_NUL_PATTERN)]
+    url: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_URL_LENGTH, pattern=NO_NUL_PATTERN)]
     filters: FiltersBody = msgspec.field(default_factory=FiltersBody)
     secret: _Secret | msgspec.UnsetType | None = msgspec.UNSET
     batch_max_events: SubscriptionBatchEvents | None = None
@@ -74,7 +76,49 @@ class _BodyError(Exception):
         self.field = field
 
 
-@post("/api/v1/subscriptions", opt=scope_opt("write"), summary="Create an outbound event subscription")
+_INVALID_BODY: Final = error("The body is not valid: ``field`` names the wrong field (``url``: not allowed).")
+_MALFORMED: Final = error("The body is not JSON.")
+_NAME_TAKEN: Final = error("Another subscription has this name (``field``: ``name``).")
+_UNAVAILABLE: Final = error(
+    "Outbound subscriptions are disabled in this process, or PostgreSQL is unavailable (with Retry-After).",
+    RETRY_AFTER,
+)
+_BODY = (
+    "Every field; ``filters`` use the semantics of ``GET /api/v1/events``. The ``url`` must pass the "
+    "allowlist (subscriptions.allowed_hosts / allowed_networks). The secret is write-only."
+)
+
+
+_EXAMPLE: Final = {
+    "name": "pager",
+    "url": "http://localhost:9000/hooks/opsresponder",
+    "filters": {"severity": ["critical", "high"], "host": "db-1"},
+    "secret": "a-shared-secret-of-16-or-more-characters",
+    "batch_max_delay_ms": 0,
+}
+
+
+def _doc(answers: dict[int, Answer], body: bool = False) -> dict[str, Any]:
+    return documented(
+        body=SubscriptionBody if body else None,
+        body_description=_BODY if body else "",
+        body_example=_EXAMPLE if body else None,
+        answers={
+            **answers,
+            503: _UNAVAILABLE,
+            **({400: _MALFORMED, 422: _INVALID_BODY} if body else {}),
+        },
+    )
+
+
+@post(
+    "/api/v1/subscriptions",
+    opt={
+        **scope_opt("write"),
+        **_doc({201: Answer("Created.", SubscriptionView), 409: _NAME_TAKEN}, body=True),
+    },
+    summary="Create an outbound event subscription",
+)
 async def create_subscription(request: Request[Any, Any, Any]) -> ASGIResponse:
     repository, allowlist = _services(request)
     try:
@@ -90,20 +134,24 @@ async def create_subscription(request: Request[Any, Any, Any]) -> ASGIResponse:
     return json_response(_view(created, statuses.get(created.id)), status_code=201)
 
 
-@get("/api/v1/subscriptions", opt=scope_opt("read"), summary="List subscriptions with their delivery status")
+@get(
+    "/api/v1/subscriptions",
+    opt={**scope_opt("read"), **_doc({200: Answer("Every subscription.", SubscriptionList)})},
+    summary="List subscriptions with their delivery status",
+)
 async def list_subscriptions(request: Request[Any, Any, Any]) -> ASGIResponse:
     repository, _ = _services(request)
     subscriptions = await repository.list_all()
     statuses = await repository.statuses([s.id for s in subscriptions])
-    return json_response({"subscriptions": [_view(s, statuses.get(s.id)) for s in subscriptions]})
+    return json_response(SubscriptionList([_view(s, statuses.get(s.id)) for s in subscriptions]))
 
 
 @get(
     "/api/v1/subscriptions/{subscription_id:int}",
-    opt=scope_opt("read"),
+    opt={**scope_opt("read"), **_doc({200: Answer("The subscription.", SubscriptionView), 404: NOT_FOUND})},
     summary="One subscription with its delivery status (pending, dead, delivered, last error...)",
 )
-async def get_subscription(request: Request[Any, Any, Any], subscription_id: FromPath[int]) -> ASGIResponse:
+async def get_subscription(request: Request[Any, Any, Any], subscription_id: ResourceId) -> ASGIResponse:
     repository, _ = _services(request)
     subscription = await repository.get(subscription_id)
     if subscription is None:
@@ -114,12 +162,13 @@ async def get_subscription(request: Request[Any, Any, Any], subscription_id: Fro
 
 @put(
     "/api/v1/subscriptions/{subscription_id:int}",
-    opt=scope_opt("write"),
+    opt={
+        **scope_opt("write"),
+        **_doc({200: Answer("Replaced.", SubscriptionView), 404: NOT_FOUND, 409: _NAME_TAKEN}, body=True),
+    },
     summary="Replace a subscription (an absent secret is kept)",
 )
-async def replace_subscription(
-    request: Request[Any, Any, Any], subscription_id: FromPath[int]
-) -> ASGIResponse:
+async def replace_subscription(request: Request[Any, Any, Any], subscription_id: ResourceId) -> ASGIResponse:
     repository, allowlist = _services(request)
     try:
         body = await _read_body(request, allowlist)
@@ -137,11 +186,11 @@ async def replace_subscription(
 
 @delete(
     "/api/v1/subscriptions/{subscription_id:int}",
-    opt=scope_opt("write"),
+    opt={**scope_opt("write"), **_doc({204: Answer("Deleted."), 404: NOT_FOUND})},
     summary="Delete a subscription and its undelivered events",
     status_code=204,
 )
-async def delete_subscription(request: Request[Any, Any, Any], subscription_id: FromPath[int]) -> None:
+async def delete_subscription(request: Request[Any, Any, Any], subscription_id: ResourceId) -> None:
     repository, _ = _services(request)
     if not await repository.delete(subscription_id):
         raise NotFoundException(f"subscription {subscription_id} does not exist")
@@ -149,12 +198,15 @@ async def delete_subscription(request: Request[Any, Any, Any], subscription_id: 
 
 @post(
     "/api/v1/subscriptions/{subscription_id:int}/redeliver",
-    opt=scope_opt("write"),
+    opt={
+        **scope_opt("write"),
+        **_doc({200: Answer("The dead-letter events are queued again.", Redelivery), 404: NOT_FOUND}),
+    },
     summary="Send a subscription's dead-letter events again",
     status_code=200,
 )
 async def redeliver_subscription(
-    request: Request[Any, Any, Any], subscription_id: FromPath[int]
+    request: Request[Any, Any, Any], subscription_id: ResourceId
 ) -> ASGIResponse:
     repository, _ = _services(request)
     if await repository.get(subscription_id) is None:
@@ -219,26 +271,21 @@ def _spec(body: SubscriptionBody) -> SubscriptionSpec:
     )
 
 
-def _view(subscription: Subscription, status: DeliveryStatus | None) -> dict[str, Any]:
-    status = status or DeliveryStatus()
-    return {
-        "id": subscription.id,
-        "name": subscription.name,
-        "url": subscription.url,
-        "filters": msgspec.to_builtins(subscription.filters),
-        "has_secret": subscription.secret is not None,
-        "batch_max_events": subscription.batch_max_events,
-        "batch_max_delay_ms": subscription.batch_max_delay_ms,
-        "max_attempts": subscription.max_attempts,
-        "active": subscription.active,
-        "created_at": _iso(subscription.created_at),
-        "updated_at": _iso(subscription.updated_at),
-        "delivery": msgspec.to_builtins(status),
-    }
-
-
-def _iso(value: datetime) -> str:
-    return value.isoformat()
+def _view(subscription: Subscription, status: DeliveryStatus | None) -> SubscriptionView:
+    return SubscriptionView(
+        id=subscription.id,
+        name=subscription.name,
+        url=subscription.url,
+        filters=subscription.filters,
+        has_secret=subscription.secret is not None,
+        batch_max_events=subscription.batch_max_events,
+        batch_max_delay_ms=subscription.batch_max_delay_ms,
+        max_attempts=subscription.max_attempts,
+        active=subscription.active,
+        created_at=subscription.created_at,
+        updated_at=subscription.updated_at,
+        delivery=status or DeliveryStatus(),
+    )
 
 
 def _error(status: int, message: str, field: str | None = None) -> ASGIResponse:

@@ -14,7 +14,23 @@ class IntakeClosedError(PipelineError):
 
 
 class StageError(PipelineError):
-    """A pipeline stage raised on a batch (a bug); the batch was not stored. Logged with the traceback."""
+    """A pipeline stage raised on a batch (a bug); the batch was not stored. Logged with the traceback.
+
+    ``request_id`` is in that log line, so a caller's answer can point to it.
+    """
+
+    def __init__(self, message: str, request_id: str = "") -> None:
+        super().__init__(message)
+        self.request_id = request_id
+
+
+class EventRefusedError(PipelineError):
+    """PostgreSQL refused one event (not an outage); it is lost. Logged at ERROR with ``request_id``; the
+    database's own message stays in that log line."""
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__("the database refused the event")
+        self.request_id = request_id
 
 
 class StoreUnavailableError(PipelineError):

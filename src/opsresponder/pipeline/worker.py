@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
@@ -11,7 +12,7 @@ import structlog
 from opsresponder.core.batch import Batch
 from opsresponder.core.clock import Clock, utcnow
 from opsresponder.core.event import Event
-from opsresponder.pipeline.errors import StageError, StoreUnavailableError
+from opsresponder.pipeline.errors import EventRefusedError, StageError, StoreUnavailableError
 from opsresponder.pipeline.intake import Intake, Submission
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.stage import Stage
@@ -138,10 +139,14 @@ class PipelineWorker:
                 try:
                     await stage.run(work)
                 except Exception as e:  # a stage bug costs its batch, loudly, never the pipeline
+                    request_id = uuid.uuid4().hex  # HTTP callers are answered 500 with it
                     log.exception(
-                        "A pipeline stage failed; the batch is lost.", stage=stage.name, events=len(batch)
+                        "A pipeline stage failed; the batch is lost.",
+                        stage=stage.name,
+                        events=len(batch),
+                        request_id=request_id,
                     )
-                    self._fail_stage(batch, stage.name, e)
+                    self._fail_stage(batch, stage.name, e, request_id)
                     return
             now = self._clock()
             for event in work.events:
@@ -170,10 +175,10 @@ class PipelineWorker:
         finally:
             turn.end_publish_phase()
 
-    def _fail_stage(self, batch: list[Submission], stage: str, error: Exception) -> None:
+    def _fail_stage(self, batch: list[Submission], stage: str, error: Exception, request_id: str) -> None:
         """Callers get an error now instead of waiting forever; the loss is counted under the stage's name."""
         self._metrics.events_dropped.labels(stage, "stage_error").inc(len(batch))
-        failure = StageError(f"processing the event failed: {error.__class__.__name__}")
+        failure = StageError(f"processing the event failed: {error.__class__.__name__}", request_id)
         for submission in batch:
             if submission.future is not None and not submission.future.done():
                 submission.future.set_exception(failure)
@@ -250,14 +255,16 @@ class PipelineWorker:
             submission = batch[0]
             self._metrics.db_write_errors.labels("refused").inc()
             self._metrics.events_dropped.labels("store", "db_refused").inc()
+            request_id = uuid.uuid4().hex  # an HTTP caller is answered 500 with it
             log.error(
                 "The database refused an event; it is lost.",
                 error=str(error),
                 source_type=submission.event.source_type,
                 fingerprint=submission.event.fingerprint,
+                request_id=request_id,
             )
             if submission.future is not None and not submission.future.done():
-                submission.future.set_exception(error)
+                submission.future.set_exception(EventRefusedError(request_id))
             self._intake.task_done(1)
             return
         for position, submission in enumerate(batch):

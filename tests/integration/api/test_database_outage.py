@@ -49,6 +49,12 @@ async def test_outage_answers_503_holds_other_events_and_recovers(
         ready = await client.get("/ready")
         assert ready.status_code == 503
         assert ready.json()["checks"]["database"].startswith("unavailable")
+        assert "Error" not in ready.text and "Errno" not in ready.text  # no driver message in an answer
+        # A read during the outage is no bug: 503 with Retry-After, not a 500.
+        listing = await client.get("/api/v1/events")
+        assert listing.status_code == 503, listing.text
+        assert listing.headers["retry-after"] == "5"
+        assert listing.json() == {"status_code": 503, "detail": "the database is unavailable; retry later"}
 
         # A datagram listener's events (offer) wait in the intake during the outage...
         assert service.intake is not None

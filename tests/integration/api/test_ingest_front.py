@@ -40,7 +40,9 @@ async def test_a_chunked_body_over_the_limit_is_413_and_nothing_is_stored(
 ) -> None:
     r = await client.post("/api/v1/events/webhook", content=chunks(LIMIT + 1))
     assert r.status_code == 413
-    assert str(LIMIT) in r.json()["detail"]
+    # The webhook's own error shape (the spec's), like every other refusal of a webhook body.
+    assert r.json()["status"] == "rejected"
+    assert str(LIMIT) in r.json()["message"]
     assert await db_pool.fetchval("SELECT count(*) FROM events.events") == 0
 
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
+import structlog
 
 from opsresponder.core.batch import Batch
 from opsresponder.core.event import Event, EventState
@@ -99,8 +100,11 @@ async def test_a_failing_stage_costs_its_batch_not_the_pipeline(db_pool: asyncpg
     try:
         poisoned = await intake.put(make_event(title="poison"), wait_for_commit=True)
         assert poisoned is not None
-        with pytest.raises(StageError):
+        with structlog.testing.capture_logs() as logs, pytest.raises(StageError) as failure:
             await asyncio.wait_for(poisoned, 10)
+        # The caller's answer can name the log line that holds the traceback.
+        [line] = [entry for entry in logs if entry["log_level"] == "error"]
+        assert line["request_id"] == failure.value.request_id != ""
         await asyncio.wait_for(intake.wait_drained(), 10)  # counted as done: nothing hangs
         healthy = await intake.put(make_event(title="fine"), wait_for_commit=True)
         assert healthy is not None

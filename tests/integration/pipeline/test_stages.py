@@ -15,12 +15,11 @@ from structlog.testing import capture_logs
 
 from opsresponder.core.batch import Batch, BatchKey, TraceEntry
 from opsresponder.core.event import Event
-from opsresponder.pipeline.errors import StageError
+from opsresponder.pipeline.errors import EventRefusedError, StageError
 from opsresponder.pipeline.intake import Intake, Submission
 from opsresponder.pipeline.stage import Stage
 from opsresponder.pipeline.stages import Correlate, Normalize
 from opsresponder.pipeline.worker import PipelineWorker
-from opsresponder.store.errors import StoreError
 from opsresponder.store.events import EventRepository, WriteOutcome
 from opsresponder.store.writers import BatchWriter
 from tests.factories import make_event, make_pipeline
@@ -213,8 +212,10 @@ async def test_a_refused_batch_is_retried_one_event_at_a_time_with_the_same_batc
     ]
     bad = batch[1].future
     assert bad is not None
-    with pytest.raises(StoreError, match="DivisionByZero"):
+    # The caller's answer names the log line; the database's own words stay in the log.
+    with pytest.raises(EventRefusedError) as refused:
         bad.result()
+    assert refused.value.request_id
     assert (
         registry.get_sample_value(
             "opsresponder_events_dropped_total", {"stage": "store", "reason": "db_refused"}

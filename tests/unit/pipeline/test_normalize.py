@@ -53,3 +53,15 @@ def test_nul_is_replaced_everywhere() -> None:
     assert event.description == "c\ufffd"
     assert event.raw == "\ufffd"
     assert event.metadata == {"k\ufffd": ["v\ufffd", {"n": "\ufffd"}], "i": 1}
+
+
+def test_nul_is_replaced_in_identifiers_too() -> None:
+    # A webhook's source and fingerprint are free text; PostgreSQL refused them with NUL (issue 14).
+    event = make_event(source="a\x00", source_type="b\x00", event_type="c\x00", fingerprint="d\x00")
+    normalize([event])
+    assert (event.source, event.source_type, event.event_type, event.fingerprint) == (
+        "a\ufffd",
+        "b\ufffd",
+        "c\ufffd",
+        "d\ufffd",
+    )

@@ -32,7 +32,8 @@ class WebhookEvent(msgspec.Struct, kw_only=True):
     severity: Severity
     title: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
     source_type: Annotated[str, msgspec.Meta(pattern=EVENT_TYPE_PATTERN)] = "custom"
-    timestamp: datetime | None = None
+    # Naive times are taken as UTC; the schema still says RFC 3339 (with an offset) is what to send.
+    timestamp: Annotated[datetime, msgspec.Meta(extra_json_schema={"format": "date-time"})] | None = None
     host: _OptionalName = None
     service: _OptionalName = None
     description: Annotated[str, msgspec.Meta(max_length=65536)] | None = None
@@ -75,9 +76,12 @@ def decode_generic_fast(body: bytes, received_at: datetime) -> DecodedBody | Non
         return None
     except msgspec.DecodeError as e:
         raise InvalidEventError(f"malformed JSON: {e}") from e
-    if isinstance(decoded, list):
-        return DecodedBody([to_event(w, received_at) for w in decoded], is_array=True)
-    return DecodedBody([to_event(decoded, received_at)], is_array=False)
+    try:
+        if isinstance(decoded, list):
+            return DecodedBody([to_event(w, received_at) for w in decoded], is_array=True)
+        return DecodedBody([to_event(decoded, received_at)], is_array=False)
+    except OverflowError:
+        return None  # a timestamp outside what UTC can express: decode_generic names it
 
 
 def decode_generic(payload: Any, received_at: datetime) -> DecodedBody:
@@ -103,7 +107,11 @@ def _convert_one(item: Any, prefix: str, received_at: datetime) -> Event | Inval
         webhook_event = msgspec.convert(item, WebhookEvent)
     except msgspec.ValidationError as e:
         return validation_error(e, prefix)
-    return to_event(webhook_event, received_at)
+    try:
+        return to_event(webhook_event, received_at)
+    except OverflowError:  # year 1 at +05:00, year 9999 at -05:00
+        field = f"{prefix}.timestamp".lstrip(".")
+        return InvalidEventError(f"{field}: out of range once converted to UTC", field=field)
 
 
 def to_event(w: WebhookEvent, received_at: datetime) -> Event:

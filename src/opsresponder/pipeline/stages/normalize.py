@@ -31,6 +31,11 @@ class Normalize:
 def normalize(events: list[Event]) -> None:
     """Trim host and service (empty becomes None), make datetimes UTC, compute missing fingerprints."""
     for event in events:
+        # Identifiers too: a webhook may send NUL in its free-form source or its own fingerprint.
+        event.source = _scrub(event.source)
+        event.source_type = _scrub(event.source_type)
+        event.event_type = _scrub(event.event_type)
+        event.fingerprint = _scrub(event.fingerprint)
         event.host = _clean_optional(event.host)
         event.service = _clean_optional(event.service)
         event.title = _scrub(event.title.strip())[:MAX_TITLE_CHARS]
