@@ -17,7 +17,7 @@ import asyncpg
 from prometheus_client import CollectorRegistry
 
 from opsresponder.api.autonomous import build_autonomous_app
-from opsresponder.api.context import ApiContext
+from opsresponder.api.context import EventsApiContext, ServiceContext
 from opsresponder.api.errors import ErrorGuard
 from opsresponder.api.events import build_events_app
 from opsresponder.api.ingest_asgi import IngestFront
@@ -108,20 +108,32 @@ def build_parts(
     publisher, hub = _live_stream(settings, state, pool, registry)
     worker.add_commit_listener(publisher)
     ingest_listeners = _ingest_listeners(settings, intake, registry, clock)
-    ctx = ApiContext(
-        settings=settings,
+
+    def refresh_metrics() -> None:
+        pipeline_metrics.intake_depth.set(intake.depth)
+
+    ctx = EventsApiContext(
+        api=settings.api,
+        registry=registry,
+        check_database=check_database,
+        listeners=listeners,
+        refresh_metrics=refresh_metrics,
         intake=intake,
         worker=worker,
         events=repository,
-        registry=registry,
         pipeline_metrics=pipeline_metrics,
-        check_database=check_database,
-        listeners=listeners,
-        native_adapters=dict(ADAPTERS),
+        native_adapters=ADAPTERS,
         detect_native=detect_adapter,
         subscriptions=subscriptions if settings.subscriptions.enabled else None,
         url_allowlist=url_allowlist,
         stream_hub=hub,
+    )
+    autonomous_ctx = ServiceContext(
+        api=settings.api,
+        registry=registry,
+        check_database=check_database,
+        listeners=listeners,
+        refresh_metrics=refresh_metrics,
     )
     grace = settings.pipeline.drain_grace_seconds
     servers: dict[str, HttpServer] = {}
@@ -132,7 +144,7 @@ def build_parts(
             grace,
         )
         servers["autonomous_api"] = HttpServer(
-            ErrorGuard(build_autonomous_app(ctx), registry, "autonomous"),
+            ErrorGuard(build_autonomous_app(autonomous_ctx), registry, "autonomous"),
             bind_tcp(settings.api.autonomous.host, settings.api.autonomous.port, "api.autonomous"),
             grace,
         )

@@ -6,10 +6,10 @@ from __future__ import annotations
 from litestar import Litestar
 
 from opsresponder.api.common import build_app
-from opsresponder.api.context import ApiContext
+from opsresponder.api.context import ServiceContext
 
 
-def build_autonomous_app(ctx: ApiContext) -> Litestar:
+def build_autonomous_app(ctx: ServiceContext) -> Litestar:
     return build_app(
         ctx,
         title="OpsResponder Autonomous Response API",

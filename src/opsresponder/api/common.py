@@ -19,7 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from opsresponder import __version__
 from opsresponder.api.auth import PUBLIC, AuthMiddleware, TokenAuthenticator, scope_opt
 from opsresponder.api.bodies import Health, Readiness
-from opsresponder.api.context import CONTEXT_KEY, ApiContext, context_of
+from opsresponder.api.context import CONTEXT_KEY, ServiceContext, context_of
 from opsresponder.api.errors import exception_handlers
 from opsresponder.api.openapi import Answer, CompletedJsonRenderPlugin, documented
 from opsresponder.api.options import options_handlers
@@ -53,7 +53,7 @@ def json_response(
     summary="Liveness and bound listeners",
 )
 def health(request: Request[Any, Any, Any]) -> ASGIResponse:
-    ctx = context_of(request)
+    ctx = context_of(request, ServiceContext)
     return json_response({"status": "ok", "version": __version__, "listeners": ctx.listeners})
 
 
@@ -71,7 +71,7 @@ def health(request: Request[Any, Any, Any]) -> ASGIResponse:
     summary="Readiness: database reachable and listeners bound",
 )
 async def ready(request: Request[Any, Any, Any]) -> ASGIResponse:
-    ctx = context_of(request)
+    ctx = context_of(request, ServiceContext)
     checks: dict[str, str] = {}
     try:
         await asyncio.wait_for(ctx.check_database(), _READY_DB_TIMEOUT)
@@ -110,13 +110,13 @@ _METRICS_MEDIA_TYPE: Final = "; ".join(
     summary="Prometheus metrics",
 )
 def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
-    ctx = context_of(request)
-    ctx.pipeline_metrics.intake_depth.set(ctx.intake.depth)
+    ctx = context_of(request, ServiceContext)
+    ctx.refresh_metrics()
     return Response(generate_latest(ctx.registry), media_type=_METRICS_MEDIA_TYPE)
 
 
 def build_app(
-    ctx: ApiContext,
+    ctx: ServiceContext,
     title: str,
     description: str,
     handlers: Sequence[ControllerRouterHandler],
@@ -129,9 +129,7 @@ def build_app(
     return Litestar(
         # The OPTIONS handlers first, so that Litestar adds none of its own (api/options.py).
         route_handlers=[*options_handlers(route_handlers), *route_handlers],
-        middleware=[
-            DefineMiddleware(AuthMiddleware, authenticator=TokenAuthenticator(ctx.settings.api.tokens))
-        ],
+        middleware=[DefineMiddleware(AuthMiddleware, authenticator=TokenAuthenticator(ctx.api.tokens))],
         state=State({CONTEXT_KEY: ctx}),
         openapi_config=OpenAPIConfig(
             title=title,
@@ -140,8 +138,8 @@ def build_app(
             path="/schema",
             render_plugins=[CompletedJsonRenderPlugin()],
         ),
-        exception_handlers=exception_handlers(ctx.registry, api, ctx.settings.api.retry_after_seconds),
-        request_max_body_size=ctx.settings.api.max_body_bytes,
+        exception_handlers=exception_handlers(ctx.registry, api, ctx.api.retry_after_seconds),
+        request_max_body_size=ctx.api.max_body_bytes,
         debug=False,
         logging_config=None,
     )

@@ -1,15 +1,21 @@
-"""What the HTTP handlers reach: built by the composition root, stored on each Litestar app's state."""
+"""What the HTTP handlers reach: built by the composition root, stored on each Litestar app's state.
+
+Each app gets its own small context: `ServiceContext` holds what every port serves (health, readiness,
+metrics, token auth and request limits); `EventsApiContext` adds what the Event Processing API needs;
+the Autonomous Response API will add its own the same way. No handler sees `Settings` as a whole.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from litestar import Request
 from prometheus_client import CollectorRegistry
 
-from opsresponder.config import Settings
+from opsresponder.config import ApiConfig
+from opsresponder.ingest.http.adapters import Adapter
 from opsresponder.live.hub import StreamHub
 from opsresponder.outbound.allowlist import UrlAllowlist
 from opsresponder.pipeline.intake import Intake
@@ -21,33 +27,52 @@ from opsresponder.store.subscriptions import SubscriptionRepository
 CONTEXT_KEY = "opsresponder"
 
 
-@dataclass(slots=True)
-class ApiContext:
-    """Services shared by both APIs.
+@dataclass(slots=True, kw_only=True)
+class ServiceContext:
+    """What every port serves.
 
     Attributes:
-        check_database: raises `DatabaseUnavailableError` when PostgreSQL does not answer.
+        api: tokens, body and request limits, ``Retry-After``.
+        registry: the process's metrics, served at ``/metrics``.
+        check_database: raises `DatabaseUnavailableError` when PostgreSQL does not answer (``/ready``).
         listeners: every bound listener by name (``events_api``, ``syslog_udp``...) as ``host:port``.
-        native_adapters: monitoring-system payload adapters by path suffix (``alertmanager``...).
-        detect_native: recognises a native payload posted to the generic endpoint, or returns None.
+        refresh_metrics: brings gauges up to date right before a scrape.
     """
 
-    settings: Settings
+    api: ApiConfig
+    registry: CollectorRegistry
+    check_database: Callable[[], Awaitable[None]]
+    listeners: dict[str, str] = field(default_factory=dict)
+    refresh_metrics: Callable[[], None] = lambda: None
+
+
+@dataclass(slots=True, kw_only=True)
+class EventsApiContext(ServiceContext):
+    """The Event Processing API (port 3009): ingest, event queries, the stream, subscriptions.
+
+    Attributes:
+        native_adapters: monitoring-system payload adapters by path suffix (``alertmanager``...).
+        detect_native: recognises a native payload posted to the generic endpoint, or returns None.
+        subscriptions, url_allowlist: None where subscriptions are disabled (their endpoints answer 503).
+        stream_hub: None where this process serves no live stream (503).
+    """
+
     intake: Intake
     worker: PipelineWorker
     events: EventRepository
-    registry: CollectorRegistry
     pipeline_metrics: PipelineMetrics
-    check_database: Callable[[], Awaitable[None]]
-    listeners: dict[str, str] = field(default_factory=dict)
-    native_adapters: dict[str, Any] = field(default_factory=dict)
-    detect_native: Callable[[Any], Any] = lambda _payload: None
+    native_adapters: Mapping[str, Adapter] = field(default_factory=dict)
+    detect_native: Callable[[object], Adapter | None] = lambda _payload: None
     subscriptions: SubscriptionRepository | None = None
     url_allowlist: UrlAllowlist | None = None
     stream_hub: StreamHub | None = None
 
 
-def context_of(request: Request[Any, Any, Any]) -> ApiContext:
+C = TypeVar("C", bound=ServiceContext)
+
+
+def context_of(request: Request[Any, Any, Any], kind: type[C]) -> C:
+    """The context of the app serving `request`, as the `kind` its handler needs."""
     ctx = request.app.state[CONTEXT_KEY]
-    assert isinstance(ctx, ApiContext)
+    assert isinstance(ctx, kind), f"this handler needs a {kind.__name__}, the app has {type(ctx).__name__}"
     return ctx

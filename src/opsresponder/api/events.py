@@ -13,7 +13,7 @@ from litestar.response.base import ASGIResponse
 from opsresponder.api.auth import scope_opt
 from opsresponder.api.bodies import EventList, WebhookAccepted, WebhookBatch, WebhookRejection
 from opsresponder.api.common import build_app, json_response
-from opsresponder.api.context import ApiContext, context_of
+from opsresponder.api.context import EventsApiContext, context_of
 from opsresponder.api.filters import (
     IncludeSuppressed,
     InvalidParameterError,
@@ -150,7 +150,7 @@ async def webhook_native(
 async def _ingest(request: Request[Any, Any, Any], adapter_name: str | None) -> ASGIResponse:
     body = await request.body()
     content_type = request.headers.get("content-type", "application/json")
-    answer = await ingest(context_of(request), body, content_type, adapter_name)
+    answer = await ingest(context_of(request, EventsApiContext), body, content_type, adapter_name)
     return json_response(answer.body, status_code=answer.status, headers=answer.headers)
 
 
@@ -194,7 +194,7 @@ async def list_events(
         limit=limit,
         offset=offset,
     )
-    events, total = await context_of(request).events.query(query)
+    events, total = await context_of(request, EventsApiContext).events.query(query)
     views = [_view(e, include_correlations) for e in events]
     return json_response({"events": views, "total_count": total, "has_more": offset + len(events) < total})
 
@@ -210,7 +210,7 @@ async def list_events(
     summary="One event, with its raw input",
 )
 async def get_event(request: Request[Any, Any, Any], event_id: ResourceId) -> ASGIResponse:
-    event = await context_of(request).events.get(event_id)
+    event = await context_of(request, EventsApiContext).events.get(event_id)
     if event is None:
         raise NotFoundException(f"event {event_id} does not exist")
     return json_response(msgspec.to_builtins(event))
@@ -226,7 +226,7 @@ def _view(event: Event, include_correlations: bool) -> dict[str, Any]:
     return view
 
 
-def build_events_app(ctx: ApiContext) -> Litestar:
+def build_events_app(ctx: EventsApiContext) -> Litestar:
     return build_app(
         ctx,
         title="OpsResponder Event Processing API",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from opsresponder.api.context import ApiContext
+from opsresponder.api.context import EventsApiContext
 from opsresponder.core.clock import utcnow
 from opsresponder.core.errors import InvalidEventError
 from opsresponder.core.event import Event
@@ -41,7 +41,9 @@ class IngestAnswer:
     headers: dict[str, str] | None = None
 
 
-async def ingest(ctx: ApiContext, body: bytes, content_type: str, adapter_name: str | None) -> IngestAnswer:
+async def ingest(
+    ctx: EventsApiContext, body: bytes, content_type: str, adapter_name: str | None
+) -> IngestAnswer:
     """Ingest a webhook body: one event, an array, or a native payload (`adapter_name`, or detected).
 
     Answers only after every accepted event is committed. A bad event is answered with the field that is
@@ -57,8 +59,8 @@ async def ingest(ctx: ApiContext, body: bytes, content_type: str, adapter_name: 
     except RecursionError:  # msgspec's answer to JSON nested thousands deep, whichever decoder met it
         ctx.pipeline_metrics.rejected_by_source(adapter_name or "webhook").inc()
         return rejected(400, NESTED_TOO_DEEPLY)
-    if len(items) > ctx.settings.api.max_events_per_request:
-        return rejected(413, f"at most {ctx.settings.api.max_events_per_request} events per request")
+    if len(items) > ctx.api.max_events_per_request:
+        return rejected(413, f"at most {ctx.api.max_events_per_request} events per request")
     if not ctx.worker.database_available:
         return _unavailable(ctx)
 
@@ -119,7 +121,7 @@ async def _outcomes(pending: list[asyncio.Future[WriteOutcome]]) -> list[WriteOu
 
 
 def _decode(
-    ctx: ApiContext, body: bytes, content_type: str, received_at: datetime, adapter_name: str | None
+    ctx: EventsApiContext, body: bytes, content_type: str, received_at: datetime, adapter_name: str | None
 ) -> tuple[list[Event | InvalidEventError], bool]:
     if adapter_name is not None:
         adapter = ctx.native_adapters.get(adapter_name)
@@ -189,11 +191,11 @@ def rejected(status: int, message: str, field: str | None = None) -> IngestAnswe
     return IngestAnswer(status, _rejection_body(message, field))
 
 
-def _unavailable(ctx: ApiContext) -> IngestAnswer:
+def _unavailable(ctx: EventsApiContext) -> IngestAnswer:
     return IngestAnswer(
         503,
         {"status": "rejected", "message": "the database is unavailable; nothing was stored, retry later"},
-        {"Retry-After": str(ctx.settings.api.retry_after_seconds)},
+        {"Retry-After": str(ctx.api.retry_after_seconds)},
     )
 
 

@@ -17,7 +17,7 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from opsresponder.api.auth import TokenAuthenticator, authorize
-from opsresponder.api.context import ApiContext
+from opsresponder.api.context import EventsApiContext
 from opsresponder.api.errors import INTERNAL_ERROR_DETAIL, report_unexpected, send_json
 from opsresponder.api.ingest import (
     GENERIC_PATH,
@@ -42,11 +42,11 @@ class _ClientGoneError(Exception):
 class IngestFront:
     """ASGI app: webhook POSTs here, everything else to `app`."""
 
-    def __init__(self, app: ASGIApp, ctx: ApiContext) -> None:
+    def __init__(self, app: ASGIApp, ctx: EventsApiContext) -> None:
         self._app = app
         self._ctx = ctx
-        self._authenticator = TokenAuthenticator(ctx.settings.api.tokens)
-        self._max_body = ctx.settings.api.max_body_bytes
+        self._authenticator = TokenAuthenticator(ctx.api.tokens)
+        self._max_body = ctx.api.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         adapter_name: str | None = None

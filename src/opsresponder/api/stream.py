@@ -20,7 +20,7 @@ from litestar.params import HeaderParameter, QueryParameter
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from opsresponder.api.auth import scope_opt
-from opsresponder.api.context import context_of
+from opsresponder.api.context import EventsApiContext, context_of
 from opsresponder.api.errors import encode_error, send_json
 from opsresponder.api.filters import (
     CURSOR_BOUNDS,
@@ -235,7 +235,7 @@ def parse_cursor(header: int | None, query: int | None) -> int | None:
 
 def hub_of(request: Request[Any, Any, Any]) -> StreamHub | None:
     """The process's hub, or None where the composition root built none."""
-    return context_of(request).stream_hub
+    return context_of(request, EventsApiContext).stream_hub
 
 
 @get(

@@ -19,7 +19,7 @@ from litestar.response.base import ASGIResponse
 from opsresponder.api.auth import scope_opt
 from opsresponder.api.bodies import Redelivery, SubscriptionList, SubscriptionView
 from opsresponder.api.common import json_response
-from opsresponder.api.context import context_of
+from opsresponder.api.context import EventsApiContext, context_of
 from opsresponder.api.filters import NO_NUL_PATTERN, ResourceId
 from opsresponder.api.openapi import NOT_FOUND, RETRY_AFTER, Answer, documented, error
 from opsresponder.config import SubscriptionBatchDelayMs, SubscriptionBatchEvents, SubscriptionMaxAttempts
@@ -227,7 +227,7 @@ SUBSCRIPTION_HANDLERS: Final = (
 
 
 def _services(request: Request[Any, Any, Any]) -> tuple[SubscriptionRepository, UrlAllowlist]:
-    ctx = context_of(request)
+    ctx = context_of(request, EventsApiContext)
     if ctx.subscriptions is None or ctx.url_allowlist is None:
         raise ServiceUnavailableException("outbound subscriptions are disabled in this process")
     return ctx.subscriptions, ctx.url_allowlist

@@ -25,7 +25,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from opsresponder.api.common import build_app
-from opsresponder.api.context import ApiContext
+from opsresponder.api.context import EventsApiContext
 from opsresponder.api.events import get_event, list_events, webhook
 from opsresponder.api.server import HttpServer, address_of, bind_tcp
 from opsresponder.api.stream import stream_events
@@ -49,13 +49,6 @@ from tests.waiting import eventually
 AUTH = {"Authorization": f"Bearer {TOKENS['admin']}"}
 WAIT = 10.0
 QUEUE = StreamConfig().publish_queue_events
-
-
-@dataclass(slots=True)
-class _StreamContext(ApiContext):
-    """ApiContext plus the field the composition root will add (see docs/stream.md)."""
-
-    stream_hub: StreamHub | None = None
 
 
 class ScoreFromMetadata:
@@ -128,8 +121,8 @@ async def serve(
         config=StreamConfig(**stream_options),
         retry_after_seconds=5,
     )
-    ctx = _StreamContext(
-        settings=settings,
+    ctx = EventsApiContext(
+        api=settings.api,
         intake=intake,
         worker=worker,
         events=repository,

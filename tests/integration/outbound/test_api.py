@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from opsresponder.api.common import build_app
-from opsresponder.api.context import ApiContext
+from opsresponder.api.context import EventsApiContext
 from opsresponder.api.subscriptions import SUBSCRIPTION_HANDLERS
 from opsresponder.config import settings_from_tree
 from opsresponder.outbound.allowlist import UrlAllowlist
@@ -27,14 +26,6 @@ TOKENS = {"write": "write-token-0123456789", "read": "read-token-0123456789ab"}
 WRITE = {"Authorization": f"Bearer {TOKENS['write']}"}
 READ = {"Authorization": f"Bearer {TOKENS['read']}"}
 URL = "http://127.0.0.1:8999/hook"
-
-
-@dataclass(slots=True)
-class SubscriptionsContext(ApiContext):
-    """ApiContext with the two fields the composition root adds (see the report / docs)."""
-
-    subscriptions: SubscriptionRepository | None = None
-    url_allowlist: UrlAllowlist | None = None
 
 
 async def _no_resolver(host: str, port: int) -> list[str]:
@@ -59,8 +50,8 @@ async def client(repo: SubscriptionRepository, sub_pool: asyncpg.Pool) -> AsyncI
         intake, events, metrics, stages=[], probe=probe, batch_max_events=10, batch_max_wait=0.001,
         retry_max_delay=1,
     )  # fmt: skip
-    ctx = SubscriptionsContext(
-        settings=settings,
+    ctx = EventsApiContext(
+        api=settings.api,
         intake=intake,
         worker=worker,
         events=events,
