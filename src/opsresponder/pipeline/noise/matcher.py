@@ -89,7 +89,7 @@ class _CompiledWindow:
     def __init__(self, window: RecurringWindow, where: str) -> None:
         try:
             self._zone = ZoneInfo(window.time_zone)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: keys are looked up as files
             raise SilenceSpecError(
                 f"{where}.time_zone", f"unknown IANA time zone {window.time_zone!r}"
             ) from None
