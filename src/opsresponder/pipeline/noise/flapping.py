@@ -18,10 +18,11 @@ from opsresponder.core.event import EventState
 class _Track:
     __slots__ = ("changes", "flapping", "state")
 
-    def __init__(self, state: EventState, max_changes: int) -> None:
+    def __init__(self, state: EventState) -> None:
         self.state = state
-        # Only whether more than max_changes fall in the window matters, and the newest one.
-        self.changes: deque[datetime] = deque(maxlen=max_changes + 1)
+        # Created at the first change: most fingerprints never change state, and the deque is most of
+        # the cost of tracking a new one.
+        self.changes: deque[datetime] | None = None
         self.flapping = False
 
 
@@ -44,7 +45,7 @@ class FlapDetector:
         """
         track = self._tracks.get(fingerprint)
         if track is None:
-            track = self._tracks[fingerprint] = _Track(state, self._max_changes)
+            track = self._tracks[fingerprint] = _Track(state)
             if len(self._tracks) > self._max_fingerprints:
                 self._tracks.popitem(last=False)
             return False, 0
@@ -52,7 +53,12 @@ class FlapDetector:
         changes = track.changes
         if state != track.state:
             track.state = state
+            if changes is None:
+                # Only whether more than max_changes fall in the window matters, and the newest one.
+                changes = track.changes = deque(maxlen=self._max_changes + 1)
             changes.append(now)
+        elif changes is None:
+            return False, 0
         horizon = now - self._window
         while changes and changes[0] <= horizon:
             changes.popleft()
