@@ -13,7 +13,7 @@ from typing import Any, Final
 import asyncpg
 import msgspec
 
-from opsresponder.core.silence import RecurringWindow, Silence, SilenceMatcher, SilenceSpec
+from opsresponder.core.silence import Silence, SilenceSpec
 from opsresponder.store.pool import connection
 
 _COLUMNS: Final = "id, matchers, windows, starts_at, ends_at, created_by, comment, created_at, updated_at"
@@ -97,14 +97,5 @@ def _spec_args(spec: SilenceSpec) -> tuple[Any, ...]:
 
 
 def _from_row(row: asyncpg.Record) -> Silence:
-    return Silence(
-        id=row["id"],
-        matchers=msgspec.convert(row["matchers"], list[SilenceMatcher]),
-        windows=msgspec.convert(row["windows"], list[RecurringWindow]),
-        starts_at=row["starts_at"],
-        ends_at=row["ends_at"],
-        created_by=row["created_by"],
-        comment=row["comment"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+    # matchers and windows arrive as JSON lists (the pool's jsonb codec); convert builds their structs.
+    return msgspec.convert(dict(row), Silence)
