@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -136,3 +138,24 @@ async def test_a_silenced_event_is_stored_suppressed_and_left_out_unless_asked_f
     again = await client.post("/api/v1/events/webhook", json={**EVENT, "host": "db-1", "title": "disk 2"})
     again_stored = (await client.get(f"/api/v1/events/{again.json()['event_id']}")).json()
     assert again_stored["suppressed_reason"] is None
+
+
+async def first_streamed_id(stream: httpx.Response) -> int:
+    async for line in stream.aiter_lines():
+        if line.startswith("data:"):
+            data: dict[str, Any] = json.loads(line[5:])
+            return int(data["id"])
+    raise AssertionError("the stream ended")
+
+
+async def test_the_stream_leaves_a_silenced_event_out_unless_asked_for(client: httpx.AsyncClient) -> None:
+    assert (await client.post("/api/v1/silences", json=SILENCE)).status_code == 201
+    async with (
+        client.stream("GET", "/api/v1/events/stream") as plain,
+        client.stream("GET", "/api/v1/events/stream", params={"include_suppressed": "true"}) as everything,
+    ):
+        assert plain.status_code == everything.status_code == 200
+        muted = await client.post("/api/v1/events/webhook", json={**EVENT, "host": "db-1"})
+        loud = await client.post("/api/v1/events/webhook", json={**EVENT, "host": "db-2"})
+        assert await asyncio.wait_for(first_streamed_id(plain), 10) == loud.json()["event_id"]
+        assert await asyncio.wait_for(first_streamed_id(everything), 10) == muted.json()["event_id"]
