@@ -72,7 +72,18 @@ class _CompiledMatcher:
                 message = e.args[0].decode() if e.args and isinstance(e.args[0], bytes) else str(e)
                 raise SilenceSpecError(f"{where}.value", f"invalid regex: {message}") from None
             fullmatch = pattern.fullmatch
-            self._test: Callable[[str], bool] = lambda text: fullmatch(text) is not None
+
+            def test(text: str) -> bool:
+                try:
+                    return fullmatch(text) is not None
+                except UnicodeEncodeError:
+                    # RE2 takes UTF-8; a lone surrogate (from undecodable input) is matched as U+FFFD.
+                    return (
+                        fullmatch(text.encode("utf-8", "surrogatepass").decode("utf-8", "replace"))
+                        is not None
+                    )
+
+            self._test: Callable[[str], bool] = test
         else:
             self._test = matcher.value.__eq__
 

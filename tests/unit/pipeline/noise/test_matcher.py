@@ -31,6 +31,13 @@ def test_equality_on_a_field() -> None:
     assert not s.matches(make_event(host=None))
 
 
+def test_a_regex_survives_text_with_a_lone_surrogate() -> None:
+    # Undecodable input can leave lone surrogates in an event; RE2 sees them as U+FFFD.
+    s = silence(m("title", "disk.*", "regex"))
+    assert s.matches(make_event(title="disk \udc80"))
+    assert not s.matches(make_event(title="\udc80disk"))
+
+
 def test_every_matcher_must_hold() -> None:
     s = silence(m("host", "db-1"), m("severity", "critical"))
     assert s.matches(make_event(host="db-1", severity="critical"))
