@@ -47,6 +47,7 @@ from opsresponder.store.events import EventRepository
 from opsresponder.store.pool import connection
 from opsresponder.store.retention import RetentionJob, RetentionMetrics, event_rules
 from opsresponder.store.scheduler import ScheduledJob, Scheduler
+from opsresponder.store.silences import SilenceRepository
 from opsresponder.store.stream_cursor import StreamBacklog
 from opsresponder.store.subscriptions import SubscriptionRepository
 
@@ -89,6 +90,9 @@ def build_parts(
         writers=[subscriptions.outbox],  # in each batch's transaction, in this order
     )
 
+    # The API's changes move its generation, so this process's noise stage reloads before the next batch.
+    silences = SilenceRepository(pool)
+
     async def check_database() -> None:
         async with connection(pool, timeout=settings.database.connect_timeout_seconds) as conn:
             await conn.fetchval("SELECT 1")
@@ -97,7 +101,7 @@ def build_parts(
         intake,
         repository,
         pipeline_metrics,
-        stages=build_stages(StageDeps(settings, state, clock)),
+        stages=build_stages(StageDeps(settings, state, clock, silences=silences, registry=registry)),
         probe=check_database,
         batch_max_events=settings.pipeline.batch_max_events,
         batch_max_wait=settings.pipeline.batch_max_wait_ms / 1000,
@@ -127,6 +131,7 @@ def build_parts(
         subscriptions=subscriptions if settings.subscriptions.enabled else None,
         url_allowlist=url_allowlist,
         stream_hub=hub,
+        silences=silences,
     )
     autonomous_ctx = ServiceContext(
         api=settings.api,

@@ -81,7 +81,7 @@ class PipelineConfig(_Section):
     dedup_window_seconds: PositiveInt = 300
     drain_grace_seconds: PositiveFloat = 10.0
     db_retry_max_seconds: PositiveFloat = 5.0
-    stages: list[str] = msgspec.field(default_factory=lambda: ["normalize", "correlate"])
+    stages: list[str] = msgspec.field(default_factory=lambda: ["normalize", "noise", "correlate"])
     """The stages every batch runs through, in order (`pipeline.stages.build_stages` checks the names)."""
 
 
@@ -237,6 +237,27 @@ class LoggingConfig(_Section):
     format: Literal["auto", "json", "console"] = "auto"
 
 
+class FlappingConfig(_Section):
+    """Flapping detection of the noise stage (docs/silences.md). Counted per process: with several
+    replicas each counts the state changes it sees."""
+
+    max_changes: PositiveInt = 5
+    """More problem <-> resolved changes than this within the window: the fingerprint is flapping."""
+    window_minutes: PositiveFloat = 30
+    """The counting window; a flapping fingerprint stays suppressed until stable for this long."""
+    max_fingerprints: PositiveInt = 100_000
+    """Fingerprints tracked at most; the least recently seen is forgotten first."""
+
+
+class NoiseConfig(_Section):
+    """The ``noise`` stage: silences and flapping (docs/silences.md)."""
+
+    silence_refresh_seconds: PositiveFloat = 2.0
+    """How stale the stage's copy of the silences may get; a change through this process's API is seen
+    at once, one through another replica within this time."""
+    flapping: FlappingConfig = msgspec.field(default_factory=FlappingConfig)
+
+
 class Settings(_Section):
     """The whole configuration tree; see ``config/opsresponder.yaml`` for every key with its default."""
 
@@ -251,6 +272,7 @@ class Settings(_Section):
     outbound: OutboundConfig = msgspec.field(default_factory=OutboundConfig)
     subscriptions: SubscriptionsConfig = msgspec.field(default_factory=SubscriptionsConfig)
     retention: RetentionConfig = msgspec.field(default_factory=RetentionConfig)
+    noise: NoiseConfig = msgspec.field(default_factory=NoiseConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
 
 

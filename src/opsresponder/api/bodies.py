@@ -14,6 +14,7 @@ from typing import Any, Literal
 import msgspec
 
 from opsresponder.core.event import Event
+from opsresponder.core.silence import Silence
 from opsresponder.rules.filter import EventFilter
 from opsresponder.store.subscriptions import DeliveryStatus
 
@@ -113,3 +114,9 @@ class Redelivery(msgspec.Struct):
 
     subscription_id: int
     requeued: int
+
+
+class SilenceList(msgspec.Struct):
+    """``GET /api/v1/silences``: every silence, oldest first."""
+
+    silences: list[Silence]

@@ -22,6 +22,7 @@ from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.store.events import EventRepository
+from opsresponder.store.silences import SilenceRepository
 from opsresponder.store.subscriptions import SubscriptionRepository
 
 CONTEXT_KEY = "opsresponder"
@@ -55,6 +56,7 @@ class EventsApiContext(ServiceContext):
         detect_native: recognises a native payload posted to the generic endpoint, or returns None.
         subscriptions, url_allowlist: None where subscriptions are disabled (their endpoints answer 503).
         stream_hub: None where this process serves no live stream (503).
+        silences: the silences the noise stage reads; None answers 503.
     """
 
     intake: Intake
@@ -66,6 +68,7 @@ class EventsApiContext(ServiceContext):
     subscriptions: SubscriptionRepository | None = None
     url_allowlist: UrlAllowlist | None = None
     stream_hub: StreamHub | None = None
+    silences: SilenceRepository | None = None
 
 
 C = TypeVar("C", bound=ServiceContext)

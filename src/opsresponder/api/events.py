@@ -36,6 +36,7 @@ from opsresponder.api.openapi import (
     WithProperties,
     documented,
 )
+from opsresponder.api.silences import SILENCE_HANDLERS
 from opsresponder.api.stream import stream_events
 from opsresponder.api.subscriptions import SUBSCRIPTION_HANDLERS
 from opsresponder.core.event import Event
@@ -231,5 +232,13 @@ def build_events_app(ctx: EventsApiContext) -> Litestar:
         ctx,
         title="OpsResponder Event Processing API",
         description="Webhook ingest, event queries and rules (port 3009).",
-        handlers=[webhook, webhook_native, list_events, get_event, stream_events, *SUBSCRIPTION_HANDLERS],
+        handlers=[
+            webhook,
+            webhook_native,
+            list_events,
+            get_event,
+            stream_events,
+            *SUBSCRIPTION_HANDLERS,
+            *SILENCE_HANDLERS,
+        ],
     )

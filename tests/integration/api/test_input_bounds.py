@@ -38,12 +38,18 @@ async def test_ids_past_bigint_are_400_naming_the_id(client: httpx.AsyncClient, 
     assert_refused(await client.post(subscription + "/redeliver"), "subscription_id")
     body = {"name": "n", "url": "http://127.0.0.1:9/hook"}
     assert_refused(await client.put(subscription, json=body), "subscription_id")
+    silence = f"/api/v1/silences/{value}"
+    assert_refused(await client.get(silence), "silence_id")
+    assert_refused(await client.delete(silence), "silence_id")
+    matchers = {"matchers": [{"field": "host", "value": "h"}]}
+    assert_refused(await client.put(silence, json=matchers), "silence_id")
 
 
 async def test_the_largest_bigint_id_is_only_not_found(client: httpx.AsyncClient) -> None:
     assert (await client.get(f"/api/v1/events/{BIGGEST}")).status_code == 404
     assert (await client.get(f"/api/v1/subscriptions/{BIGGEST}")).status_code == 404
     assert (await client.post(f"/api/v1/subscriptions/{BIGGEST}/redeliver")).status_code == 404
+    assert (await client.get(f"/api/v1/silences/{BIGGEST}")).status_code == 404
 
 
 async def test_an_offset_past_bigint_is_400(client: httpx.AsyncClient) -> None:
@@ -108,6 +114,18 @@ async def test_nul_in_a_subscription_is_422_naming_the_field(client: httpx.Async
     assert r.json()["field"] == "name"
 
 
+async def test_nul_in_a_silence_is_422_naming_the_field(client: httpx.AsyncClient) -> None:
+    matchers = [{"field": "metadata.a\x00", "value": "v"}]
+    r = await client.post("/api/v1/silences", json={"matchers": matchers})
+    assert (r.status_code, r.json()["field"]) == (422, "matchers[0].field"), r.text
+    r = await client.post("/api/v1/silences", json={"matchers": [{"field": "host", "value": "v\x00"}]})
+    assert (r.status_code, r.json()["field"]) == (422, "matchers[0].value"), r.text
+    r = await client.post(
+        "/api/v1/silences", json={"matchers": [{"field": "host", "value": "v"}], "comment": "\x00"}
+    )
+    assert (r.status_code, r.json()["field"]) == (422, "comment"), r.text
+
+
 async def test_nul_in_a_webhook_source_is_stored_replaced(client: httpx.AsyncClient) -> None:
     # PostgreSQL refused it with a 500 before; normalize replaces NUL in identifiers like everywhere else.
     event = {"source": "a\x00b", "event_type": "t", "severity": "high", "title": "t", "fingerprint": "f\x00"}
@@ -126,6 +144,8 @@ async def test_nul_in_a_webhook_source_is_stored_replaced(client: httpx.AsyncCli
         ("/api/v1/subscriptions/1/redeliver", "OPTIONS, POST"),
         ("/api/v1/events", "GET, OPTIONS"),
         ("/api/v1/events/webhook", "OPTIONS, POST"),
+        ("/api/v1/silences", "GET, OPTIONS, POST"),
+        ("/api/v1/silences/1", "DELETE, GET, OPTIONS, PUT"),
     ],
 )
 async def test_options_lists_every_method(client: httpx.AsyncClient, path: str, allow: str) -> None:

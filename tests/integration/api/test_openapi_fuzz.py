@@ -18,6 +18,8 @@ schema can state, the check's expected statuses say so, for that operation only:
 - ``POST /api/v1/events/webhook/{source_type}``: native payloads are documented as objects (or arrays);
   each adapter refuses (400, naming the field) a payload its monitoring system would never send.
 - ``POST`` and ``PUT /api/v1/subscriptions``: a well-formed ``url`` outside the allowlist is 422.
+- ``POST`` and ``PUT /api/v1/silences``: a regex RE2 refuses, an unknown time zone, ``ends_at`` not after
+  ``starts_at`` or a window whose start equals its end is 422.
 
 Fixed seed and derandomized Hypothesis, 100 examples per operation: the same cases on every run, about a
 minute for both APIs.
@@ -80,6 +82,11 @@ CONFIG: Final = {
         },
         {
             "include-path-regex": "^/api/v1/subscriptions(/\\{subscription_id\\})?$",
+            "include-method-regex": "^(POST|PUT)$",
+            "checks": {"positive_data_acceptance": {"expected-statuses": [*_DEFAULT_POSITIVE, "422"]}},
+        },
+        {
+            "include-path-regex": "^/api/v1/silences(/\\{silence_id\\})?$",
             "include-method-regex": "^(POST|PUT)$",
             "checks": {"positive_data_acceptance": {"expected-statuses": [*_DEFAULT_POSITIVE, "422"]}},
         },
@@ -228,3 +235,7 @@ def test_every_operation_documents_its_body_and_answers(fuzzed_service: dict[str
     not_found = events["GET /api/v1/events/{event_id}"]["responses"]["404"]
     assert not_found["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
     assert {"409", "422"} <= set(events["POST /api/v1/subscriptions"]["responses"])
+    silences = events["POST /api/v1/silences"]
+    assert {"201", "400", "422", "503"} <= set(silences["responses"])
+    assert silences["requestBody"]["content"]["application/json"]["example"]["matchers"]
+    assert {"200", "404"} <= set(events["PUT /api/v1/silences/{silence_id}"]["responses"])

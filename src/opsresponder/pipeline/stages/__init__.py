@@ -7,8 +7,8 @@ The order of service-spec.md's pipeline:
 
 1. `normalize` - defaults, trimming, fingerprint, text PostgreSQL can store.
 2. enrich - asset inventory (a later issue).
-3. filter_noise - dedup happens atomically in the store's transaction (see `store.events`); flapping,
-   silences and info policy come with a later issue.
+3. `noise` - silences and flapping mark events suppressed (`pipeline.noise`); dedup happens atomically
+   in the store's transaction (see `store.events`).
 4. `correlate` - until correlation exists, every new event opens its own correlation.
 5. score, 6. evaluate_rules - later issues.
 7. store - `store.events.EventRepository.store_batch`, called by the worker, one transaction per batch;
@@ -22,31 +22,43 @@ A new stage is a class here and one entry in `_FACTORIES`; what it needs to be b
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
+
+from prometheus_client import CollectorRegistry
 
 from opsresponder.config import Settings
 from opsresponder.core.clock import Clock
 from opsresponder.core.errors import ConfigError
+from opsresponder.pipeline.noise import Noise, NoSilences, SilenceSource
+from opsresponder.pipeline.noise.metrics import NoiseMetrics
 from opsresponder.pipeline.stage import Stage
 from opsresponder.pipeline.stages.correlate import Correlate, correlate
 from opsresponder.pipeline.stages.normalize import Normalize, normalize
 from opsresponder.state.base import StateBackend
 
-__all__ = ["Correlate", "Normalize", "StageDeps", "build_stages", "correlate", "normalize"]
+__all__ = ["Correlate", "Noise", "Normalize", "StageDeps", "build_stages", "correlate", "normalize"]
 
 
 @dataclass(frozen=True, slots=True)
 class StageDeps:
-    """What a stage may be built from; the composition root fills it, a stage takes what it uses."""
+    """What a stage may be built from; the composition root fills it, a stage takes what it uses.
+
+    Attributes:
+        silences: where `noise` reads silences (the store's repository in the service).
+        registry: where stages register their metrics.
+    """
 
     settings: Settings
     state: StateBackend
     clock: Clock
+    silences: SilenceSource = field(default_factory=NoSilences)
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
 
 _FACTORIES: Final[Mapping[str, Callable[[StageDeps], Stage]]] = {
     "normalize": lambda _: Normalize(),
+    "noise": lambda d: Noise(d.silences, d.settings.noise, d.clock, NoiseMetrics(d.registry)),
     "correlate": lambda _: Correlate(),
 }
 
