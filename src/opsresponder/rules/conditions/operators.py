@@ -7,9 +7,10 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Final
 
+from opsresponder.core.event import Event
 from opsresponder.rules.conditions.errors import ConditionError
 from opsresponder.rules.conditions.fields import ENUM_VALUES, MISSING, SEVERITY_RANK, Kind, Path
-from opsresponder.rules.conditions.nodes import Leaf
+from opsresponder.rules.conditions.nodes import Leaf, Predicate
 from opsresponder.rules.conditions.regex import Regex
 from opsresponder.rules.conditions.regex_sql import postgres_regex
 from opsresponder.rules.conditions.sql import column_sql
@@ -113,6 +114,13 @@ def _equal(path: Path, operator: str, operand: Any) -> Leaf:
     def test(value: Any) -> bool:
         return same(value, operand) is not negate
 
+    fast: Predicate | None = None
+    if path.kind is not Kind.METADATA:
+        # A top-level field holds its one type or None, and the operand was checked to be that type (and
+        # never null): plain == is the type-strict comparison.
+        get = op.attrgetter(path.field)
+        fast = (lambda event: get(event) != operand) if negate else (lambda event: get(event) == operand)
+
     def sql(where: WhereClause) -> str:
         if path.kind is Kind.METADATA:
             text = column_sql(path, where, lambda x: f"{x} = {where.param(operand)}::jsonb")
@@ -122,7 +130,8 @@ def _equal(path: Path, operator: str, operand: Any) -> Leaf:
             text = f"COALESCE({path.field} = {where.param(operand)}::text, false)"
         return f"(NOT {text})" if negate else text
 
-    return Leaf(path, operator, operand, test, _no_reason if negate else _needs(operand_type), sql)
+    needs = _no_reason if negate else _needs(operand_type)
+    return Leaf(path, operator, operand, test, needs, sql, fast=fast)
 
 
 def _member(path: Path, operator: str, values: list[Any]) -> Leaf:
@@ -136,6 +145,13 @@ def _member(path: Path, operator: str, values: list[Any]) -> Leaf:
     def test(value: Any) -> bool:
         return (value in by_type.get(json_type(value), empty)) is not negate
 
+    fast: Predicate | None = None
+    if path.kind is not Kind.METADATA:
+        # As in `_equal`: one type per field, checked operands, and None is in no list.
+        get = op.attrgetter(path.field)
+        members = frozenset(values)
+        fast = (lambda event: get(event) not in members) if negate else (lambda event: get(event) in members)
+
     def sql(where: WhereClause) -> str:
         if path.kind is Kind.METADATA:
             text = column_sql(path, where, lambda x: f"{x} = ANY({where.param(values)}::jsonb[])")
@@ -145,7 +161,7 @@ def _member(path: Path, operator: str, values: list[Any]) -> Leaf:
             text = f"COALESCE({path.field} = ANY({where.param(values)}::text[]), false)"
         return f"(NOT {text})" if negate else text
 
-    return Leaf(path, operator, values, test, _no_reason, sql)
+    return Leaf(path, operator, values, test, _no_reason, sql, fast=fast)
 
 
 def _order(path: Path, operator: str, operand: Any, at: str) -> Leaf:
@@ -164,7 +180,13 @@ def _order(path: Path, operator: str, operand: Any, at: str) -> Leaf:
         def sql_severity(where: WhereClause) -> str:
             return f"severity = ANY({where.param(levels)}::text[])"
 
-        return Leaf(path, operator, operand, test_severity, _needs("text"), sql_severity)
+        allowed = frozenset(levels)
+        get_severity = op.attrgetter("severity")
+
+        def fast_severity(event: Event) -> bool:
+            return get_severity(event) in allowed
+
+        return Leaf(path, operator, operand, test_severity, _needs("text"), sql_severity, fast=fast_severity)
     if not is_number(operand) or not is_scalar(operand):
         raise ConditionError(at, f"{operator} needs a number, not {json_type(operand)}")
 
@@ -187,7 +209,15 @@ def _order(path: Path, operator: str, operand: Any, at: str) -> Leaf:
             ),
         )
 
-    return Leaf(path, operator, operand, test, _needs("number"), sql)
+    fast: Predicate | None = None
+    if path.kind is Kind.NUMBER:
+        get = op.attrgetter(path.field)
+
+        def fast(event: Event) -> bool:
+            value = get(event)
+            return value is not None and compare(value, operand)
+
+    return Leaf(path, operator, operand, test, _needs("number"), sql, fast=fast)
 
 
 def _regex(path: Path, operand: Any, at: str) -> Leaf:
