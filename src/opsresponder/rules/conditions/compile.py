@@ -36,6 +36,9 @@ class _Compiler:
             raise ConditionError(at, f"nested deeper than {MAX_DEPTH} levels")
         if not isinstance(doc, Mapping):
             raise ConditionError(at, f"a condition is an object, not {json_type(doc)}")
+        if not doc:
+            # Only the whole `conditions` may be empty ("every event"); inside $and/$or/$not it is a mistake.
+            raise ConditionError(at, "an empty object is no condition")
         children: list[Node] = []
         for key, value in doc.items():
             where = f"{at}.{key}"

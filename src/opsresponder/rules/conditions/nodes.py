@@ -25,6 +25,8 @@ NodeSql = tuple[str | None, bool]
 class LeafResult(msgspec.Struct, frozen=True, kw_only=True):
     """One leaf's outcome on one event, for the trace and the rule test endpoint."""
 
+    # Where the leaf is written in the rule (``conditions.$and[1].metadata.cpu.$gt``).
+    at: str
     path: str
     operator: str
     operand: Any
@@ -77,7 +79,7 @@ class Leaf:
         if not matched:
             reason = "missing" if value is MISSING else (self.needs(value) or "false")
         actual = None if value is MISSING else value
-        out.append(LeafResult(path=self.path.text, operator=self.operator, operand=self.operand,
+        out.append(LeafResult(at=self.at, path=self.path.text, operator=self.operator, operand=self.operand,
                               actual=actual, matched=matched, reason=reason))  # fmt: skip
         return matched
 

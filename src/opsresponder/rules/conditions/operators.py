@@ -140,10 +140,11 @@ def _member(path: Path, operator: str, values: list[Any]) -> Leaf:
     by_type: dict[str, frozenset[Any]] = {}
     for kind in {json_type(v) for v in values}:
         by_type[kind] = frozenset(v for v in values if json_type(v) == kind)
-    empty: frozenset[Any] = frozenset()
 
     def test(value: Any) -> bool:
-        return (value in by_type.get(json_type(value), empty)) is not negate
+        # Only text, numbers and booleans have a group; a list or object is in none (and not hashable).
+        members = by_type.get(json_type(value))
+        return (members is not None and value in members) is not negate
 
     fast: Predicate | None = None
     if path.kind is not Kind.METADATA:
