@@ -18,8 +18,6 @@ bench/syslog_parsers.py, whose calibration line is printed alongside.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import random
 import statistics
 import sys
@@ -28,7 +26,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from syslog_parsers import calibration_ns
+from syslog_parsers import print_machine
 
 from opsresponder.core.event import Event, EventState
 from opsresponder.core.severity import Severity
@@ -145,14 +143,7 @@ def main() -> int:
     matched = sum(len(index.matching(e)) for e in events[:2000]) / 2000
     evaluated = sum(len(index.candidates(e)) for e in events[:2000]) / 2000
 
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    print(
-        f"python {platform.python_version()} on {platform.machine()}, cpu_count={os.cpu_count()}, "
-        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-    )
-    print(
-        f"calibration: {calibration_ns():.1f} ns per pure-Python loop iteration (lower is a faster machine)"
-    )
+    print_machine()
     print(
         f"{args.rules} rules compiled in {compile_ms:.0f} ms; per event: {matched:.1f} rules match, "
         f"{evaluated:.1f} evaluated with the index"

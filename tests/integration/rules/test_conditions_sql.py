@@ -17,41 +17,15 @@ from opsresponder.rules.conditions import compile_conditions
 from opsresponder.rules.conditions.regex import Regex
 from opsresponder.rules.conditions.regex_sql import postgres_regex
 from opsresponder.rules.sql import WhereClause
-from opsresponder.store.event_columns import EVENT_COLUMNS, event_record
 from tests.condition_docs import condition_docs, events
-from tests.factories import make_event, prepared
-
-
-class _Rollback(Exception):
-    pass
+from tests.factories import make_event
+from tests.integration.rules.selecting import selected_ids, stored
 
 
 async def _select(pool: asyncpg.Pool, batch: list[Event], doc: dict[str, Any]) -> set[int]:
-    """The ids of `batch` (stored in a transaction that is rolled back) that the SQL form selects."""
     where = WhereClause()
     compile_conditions(doc).to_sql(where)
-    async with pool.acquire() as conn:
-        try:
-            async with conn.transaction():
-                await conn.copy_records_to_table(
-                    "events",
-                    schema_name="events",
-                    columns=EVENT_COLUMNS,
-                    records=[event_record(e) for e in batch],
-                )
-                rows = await conn.fetch(f"SELECT id FROM events.events{where.sql()}", *where.args)
-                raise _Rollback
-        except _Rollback:
-            pass
-    return {r["id"] for r in rows}
-
-
-def _stored(batch: list[Event]) -> list[Event]:
-    stored = prepared(*batch)
-    for i, event in enumerate(stored, start=1):
-        event.id = i
-        event.last_seen_at = event.received_at
-    return stored
+    return await selected_ids(pool, batch, where)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -59,14 +33,14 @@ def _stored(batch: list[Event]) -> list[Event]:
 async def test_sql_selects_what_matches_accepts(
     db_pool: asyncpg.Pool, doc: dict[str, Any], batch: list[Event]
 ) -> None:
-    stored = _stored(batch)
+    rows = stored(batch)
     condition = compile_conditions(doc)
-    expected = {e.id for e in stored if condition.matches(e)}
-    selected = await _select(db_pool, stored, doc)
+    expected = {e.id for e in rows if condition.matches(e)}
+    selected = await _select(db_pool, rows, doc)
     if condition.sql_exact:
-        assert selected == expected, (doc, [(e.id, e.metadata, e.host, e.title) for e in stored])
+        assert selected == expected, (doc, [(e.id, e.metadata, e.host, e.title) for e in rows])
     else:
-        assert selected >= expected, (doc, [(e.id, e.metadata, e.host, e.title) for e in stored])
+        assert selected >= expected, (doc, [(e.id, e.metadata, e.host, e.title) for e in rows])
 
 
 @pytest.mark.parametrize(
@@ -86,16 +60,16 @@ async def test_sql_exact_says_whether_all_of_the_condition_was_pushed_down(
     db_pool: asyncpg.Pool, doc: dict[str, Any], exact: bool
 ) -> None:
     assert compile_conditions(doc).sql_exact is exact
-    stored = _stored([make_event(host="web-server-1", metadata={"cpu_usage": 95}), make_event(host="db")])
+    rows = stored([make_event(host="web-server-1", metadata={"cpu_usage": 95}), make_event(host="db")])
     condition = compile_conditions(doc)
-    selected = await _select(db_pool, stored, doc)
+    selected = await _select(db_pool, rows, doc)
     # Whatever was dropped, the parameters still line up with the placeholders (the query ran) and no
     # matching event is lost.
-    assert selected >= {e.id for e in stored if condition.matches(e)}
+    assert selected >= {e.id for e in rows if condition.matches(e)}
 
 
 async def test_metadata_of_the_wrong_type_never_makes_the_query_fail(db_pool: asyncpg.Pool) -> None:
-    stored = _stored(
+    rows = stored(
         [
             make_event(metadata={"cpu": "high"}),
             make_event(metadata={"cpu": {"value": 1}}),
@@ -104,10 +78,10 @@ async def test_metadata_of_the_wrong_type_never_makes_the_query_fail(db_pool: as
             make_event(metadata={"disks": [{"free": 5}], "cpu": None}),
         ]
     )
-    assert await _select(db_pool, stored, {"metadata.cpu": {"$gt": 90}}) == {4}
-    assert await _select(db_pool, stored, {"metadata.cpu": {"$exists": False}}) == {5}
+    assert await _select(db_pool, rows, {"metadata.cpu": {"$gt": 90}}) == {4}
+    assert await _select(db_pool, rows, {"metadata.cpu": {"$exists": False}}) == {5}
     # `#>` would walk into the list with the key "0"; the language walks objects only.
-    assert await _select(db_pool, stored, {"metadata.disks.0.free": {"$gte": 0}}) == set()
+    assert await _select(db_pool, rows, {"metadata.disks.0.free": {"$gte": 0}}) == set()
 
 
 _PATTERNS = [

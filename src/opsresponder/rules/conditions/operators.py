@@ -122,13 +122,7 @@ def _equal(path: Path, operator: str, operand: Any) -> Leaf:
         fast = (lambda event: get(event) != operand) if negate else (lambda event: get(event) == operand)
 
     def sql(where: WhereClause) -> str:
-        if path.kind is Kind.METADATA:
-            text = column_sql(path, where, lambda x: f"{x} = {where.param(operand)}::jsonb")
-        elif path.kind is Kind.NUMBER:
-            text = f"COALESCE({path.field} = {where.param(operand)}::float8, false)"
-        else:
-            text = f"COALESCE({path.field} = {where.param(operand)}::text, false)"
-        return f"(NOT {text})" if negate else text
+        return _equality_sql(path, where, operand, negate=negate, many=False)
 
     needs = _no_reason if negate else _needs(operand_type)
     return Leaf(path, operator, operand, test, needs, sql, fast=fast)
@@ -154,15 +148,24 @@ def _member(path: Path, operator: str, values: list[Any]) -> Leaf:
         fast = (lambda event: get(event) not in members) if negate else (lambda event: get(event) in members)
 
     def sql(where: WhereClause) -> str:
-        if path.kind is Kind.METADATA:
-            text = column_sql(path, where, lambda x: f"{x} = ANY({where.param(values)}::jsonb[])")
-        elif path.kind is Kind.NUMBER:
-            text = f"COALESCE({path.field} = ANY({where.param(values)}::float8[]), false)"
-        else:
-            text = f"COALESCE({path.field} = ANY({where.param(values)}::text[]), false)"
-        return f"(NOT {text})" if negate else text
+        return _equality_sql(path, where, values, negate=negate, many=True)
 
     return Leaf(path, operator, values, test, _no_reason, sql, fast=fast)
+
+
+def _equality_sql(path: Path, where: WhereClause, value: Any, *, negate: bool, many: bool) -> str:
+    """``= value`` (or ``= ANY(values)`` when `many`), two-valued, negated for $ne and $nin."""
+    cast = {Kind.METADATA: "jsonb", Kind.NUMBER: "float8"}.get(path.kind, "text")
+    placeholder = where.param(value)
+
+    def compare(column: str) -> str:
+        return f"{column} = ANY({placeholder}::{cast}[])" if many else f"{column} = {placeholder}::{cast}"
+
+    if path.kind is Kind.METADATA:
+        text = column_sql(path, where, compare)
+    else:
+        text = f"COALESCE({compare(path.field)}, false)"
+    return f"(NOT {text})" if negate else text
 
 
 def _order(path: Path, operator: str, operand: Any, at: str) -> Leaf:
@@ -217,6 +220,15 @@ def _order(path: Path, operator: str, operand: Any, at: str) -> Leaf:
         def fast(event: Event) -> bool:
             value = get(event)
             return value is not None and compare(value, operand)
+
+    elif len(path.keys) == 1:
+        # The common threshold (`metadata.cpu_usage > 90`) in one call instead of a getter and a test.
+        key = path.keys[0]
+
+        def fast(event: Event) -> bool:
+            metadata = event.metadata
+            value = metadata.get(key) if isinstance(metadata, dict) else None
+            return isinstance(value, int | float) and not isinstance(value, bool) and compare(value, operand)
 
     return Leaf(path, operator, operand, test, _needs("number"), sql, fast=fast)
 
