@@ -1,26 +1,32 @@
 """`RuleIndex`: which rules can match an event, found without evaluating the ones that cannot.
 
-A rule whose conditions require (at their top level, under the implicit AND) ``event_type``, ``source``
-or ``severity`` to take one of a few values is filed under those values; an event then looks up its own
-three values and evaluates only the rules filed there, plus the rules that require none of them. Each rule
-is filed under one field only, the most selective it constrains (event_type, then source, then severity),
-so no rule is ever returned twice.
+A rule's conditions may require, at their top level (under the implicit AND), that ``event_type``,
+``source`` or ``severity`` take one of a few values (``$eq``, ``$in``, a severity range). An event can
+only match the rules whose requirements its own three values meet; the index evaluates only those.
+
+The candidates depend on nothing but the event's (event_type, source, severity), so they are worked out
+once per such combination, by checking every rule's requirements, and kept: events repeat a small set of
+combinations, and each later event with the same three values gets its candidates from one dict lookup.
+The cache is bounded (`max_combinations`); when full it is cleared, and refills as events arrive.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from opsresponder.core.event import Event
 from opsresponder.rules.conditions import Condition
 from opsresponder.rules.conditions.fields import SEVERITY_RANK
-from opsresponder.rules.conditions.nodes import And, Leaf, Node
+from opsresponder.rules.conditions.nodes import And, Leaf, Node, Predicate
 from opsresponder.rules.conditions.operators import ORDER_OPERATORS
 
 T = TypeVar("T")
-# Most selective first: dozens of event types, a handful of sources, five severities.
-INDEXED_FIELDS = ("event_type", "source", "severity")
+INDEXED_FIELDS: Final = ("event_type", "source", "severity")
+DEFAULT_MAX_COMBINATIONS: Final = 10_000
+
+# Per indexed field, the values it must take, or None for "any".
+Requirements = tuple[frozenset[str] | None, ...]
 
 
 def required_values(root: Node, field: str) -> frozenset[str] | None:
@@ -51,40 +57,38 @@ def _leaf_values(leaf: Leaf) -> frozenset[str] | None:
 class RuleIndex(Generic[T]):
     """Rules (any value `T` with its `Condition`), looked up by an event's event_type, source, severity.
 
-    `candidates` keeps the order the rules were given in, so evaluation order does not depend on the index.
+    `candidates` and `matching` keep the order the rules were given in, so the index never changes which
+    rule is evaluated first.
     """
 
-    def __init__(self, rules: Iterable[tuple[T, Condition]]) -> None:
-        self._buckets: dict[str, dict[str, list[tuple[int, T, Condition]]]] = {f: {} for f in INDEXED_FIELDS}
-        self._unindexed: list[tuple[int, T, Condition]] = []
-        self.size = 0
-        for position, (rule, condition) in enumerate(rules):
-            self.size += 1
-            entry = (position, rule, condition)
-            for field in INDEXED_FIELDS:
-                values = required_values(condition.root, field)
-                if values is not None:
-                    # An empty set (contradictory requirements) files the rule nowhere: it never matches.
-                    for value in values:
-                        self._buckets[field].setdefault(value, []).append(entry)
-                    break
-            else:
-                self._unindexed.append(entry)
+    def __init__(
+        self, rules: Iterable[tuple[T, Condition]], *, max_combinations: int = DEFAULT_MAX_COMBINATIONS
+    ) -> None:
+        self._rules: list[tuple[T, Predicate, Requirements]] = [
+            (rule, condition.matches, tuple(required_values(condition.root, f) for f in INDEXED_FIELDS))
+            for rule, condition in rules
+        ]
+        self._max_combinations = max_combinations
+        self._combinations: dict[tuple[str, str, str], list[tuple[T, Predicate]]] = {}
 
-    def candidates(self, event: Event) -> list[tuple[T, Condition]]:
-        """The rules that may match `event`, in the order they were given; all others cannot match."""
-        by_type = self._buckets["event_type"].get(event.event_type, ())
-        by_source = self._buckets["source"].get(event.source, ())
-        by_severity = self._buckets["severity"].get(event.severity, ())
-        found = [*self._unindexed, *by_type, *by_source, *by_severity]
-        if len(found) > 1:
-            found.sort(key=_position)
-        return [(rule, condition) for _, rule, condition in found]
+    @property
+    def size(self) -> int:
+        return len(self._rules)
+
+    def candidates(self, event: Event) -> list[tuple[T, Predicate]]:
+        """The rules (with their predicate) that may match `event`; no other rule can."""
+        key = (event.event_type, event.source, event.severity)
+        found = self._combinations.get(key)
+        if found is None:
+            if len(self._combinations) >= self._max_combinations:
+                self._combinations.clear()
+            found = self._combinations[key] = [
+                (rule, matches)
+                for rule, matches, required in self._rules
+                if all(values is None or value in values for value, values in zip(key, required, strict=True))
+            ]
+        return found
 
     def matching(self, event: Event) -> list[T]:
         """The rules whose conditions match `event`, in the order they were given."""
-        return [rule for rule, condition in self.candidates(event) if condition.matches(event)]
-
-
-def _position(entry: tuple[int, object, object]) -> int:
-    return entry[0]
+        return [rule for rule, matches in self.candidates(event) if matches(event)]

@@ -22,22 +22,32 @@ def _index(docs: list[dict[str, Any]]) -> RuleIndex[int]:
 def test_rules_that_cannot_match_are_not_candidates() -> None:
     index = _index(
         [
-            {"event_type": "disk_full", "severity": "critical"},  # filed under event_type
+            {"event_type": "disk_full", "severity": "critical"},
             {"event_type": {"$in": ["cpu", "disk_full"]}},
-            {"source": "zabbix", "metadata.cpu": {"$gt": 90}},  # filed under source
-            {"severity": {"$gte": "high"}, "host": {"$regex": "^web"}},  # under severity: critical, high
+            {"source": "zabbix", "metadata.cpu": {"$gt": 90}},
+            {"severity": {"$gte": "high"}, "host": {"$regex": "^web"}},  # critical or high
             {"$or": [{"event_type": "cpu"}, {"host": "db"}]},  # no top-level requirement: always evaluated
-            {"event_type": "a", "$and": [{"event_type": "b"}]},  # contradictory: filed nowhere
+            {"event_type": "a", "$and": [{"event_type": "b"}]},  # contradictory: never a candidate
         ]
     )
 
     def candidates(**fields: Any) -> list[int]:
         return [rule for rule, _ in index.candidates(make_event(**fields))]
 
-    assert candidates(event_type="disk_full", source="zabbix", severity=Severity.LOW) == [0, 1, 2, 4]
+    assert candidates(event_type="disk_full", source="zabbix", severity=Severity.LOW) == [1, 2, 4]
+    assert candidates(event_type="disk_full", source="zabbix", severity=Severity.CRITICAL) == [0, 1, 2, 3, 4]
     assert candidates(event_type="cpu", source="prometheus", severity=Severity.HIGH) == [1, 3, 4]
     assert candidates(event_type="other", source="prometheus", severity=Severity.INFO) == [4]
     assert index.size == 6
+
+
+def test_the_cache_of_combinations_is_bounded() -> None:
+    index = RuleIndex([(0, compile_conditions({"event_type": "a"}))], max_combinations=2)
+    for event_type in ("a", "b", "c", "a"):
+        assert [r for r, _ in index.candidates(make_event(event_type=event_type))] == (
+            [0] if event_type == "a" else []
+        )
+    assert len(index._combinations) <= 2
 
 
 @settings(max_examples=150, deadline=None)

@@ -257,7 +257,15 @@ def _regex(path: Path, operand: Any, at: str) -> Leaf:
             )
         return f"COALESCE({path.field} ~ {where.param(pushed)}, false)"
 
-    return Leaf(path, "$regex", operand, test, _needs("text"), sql, regex=regex)
+    fast: Predicate | None = None
+    if path.kind is not Kind.METADATA:
+        get = op.attrgetter(path.field)
+
+        def fast(event: Event) -> bool:
+            value = get(event)
+            return isinstance(value, str) and search(value)
+
+    return Leaf(path, "$regex", operand, test, _needs("text"), sql, regex=regex, fast=fast)
 
 
 def _exists(path: Path, operand: bool) -> Leaf:
@@ -304,4 +312,13 @@ def _contains(path: Path, operand: Any) -> Leaf:
             ),
         )
 
-    return Leaf(path, "$contains", operand, test, needs, sql)
+    fast: Predicate | None = None
+    if path.kind is not Kind.METADATA:
+        # A text field holds text or None, `tags` a list of text, and the operand was checked to be text.
+        get = op.attrgetter(path.field)
+
+        def fast(event: Event) -> bool:
+            value = get(event)
+            return value is not None and operand in value
+
+    return Leaf(path, "$contains", operand, test, needs, sql, fast=fast)
