@@ -75,6 +75,11 @@ class RuleIndex(Generic[T]):
     def size(self) -> int:
         return len(self._rules)
 
+    @property
+    def cached_combinations(self) -> int:
+        """How many (event_type, source, severity) combinations have their candidates kept."""
+        return len(self._combinations)
+
     def candidates(self, event: Event) -> list[tuple[T, Predicate]]:
         """The rules (with their predicate) that may match `event`; no other rule can."""
         key = (event.event_type, event.source, event.severity)

@@ -47,7 +47,7 @@ def test_the_cache_of_combinations_is_bounded() -> None:
         assert [r for r, _ in index.candidates(make_event(event_type=event_type))] == (
             [0] if event_type == "a" else []
         )
-    assert len(index._combinations) <= 2
+    assert index.cached_combinations <= 2
 
 
 @settings(max_examples=150, deadline=None)
