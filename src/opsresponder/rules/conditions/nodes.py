@@ -6,6 +6,7 @@ that), and keeps what it was built from for `explain`, the SQL pushdown and the 
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -93,8 +94,8 @@ class Leaf:
         return text, text is not None
 
 
-class And:
-    """Every child holds (an empty `And` is the top level of ``{}``: every event)."""
+class _Group(abc.ABC):
+    """What `And` and `Or` share: children, tried cheapest first, and explained in the written order."""
 
     __slots__ = ("children", "fn")
     cost = 2
@@ -103,8 +104,30 @@ class And:
         self.children = tuple(children)
         # Cheapest first: the outcome is the same in any order, and most rules fail on a cheap equality
         # before a pattern is ever searched. `explain` keeps the written order.
-        fns = tuple(child.fn for child in sorted(self.children, key=_cost))
+        self.fn: Predicate = self._predicate(tuple(child.fn for child in sorted(self.children, key=_cost)))
 
+    @staticmethod
+    @abc.abstractmethod
+    def _predicate(fns: tuple[Predicate, ...]) -> Predicate:
+        """The group's hot-path function over its children's functions."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def _outcome(results: list[bool]) -> bool:
+        """The group's result from all its children's results."""
+
+    def explain(self, event: Event, out: list[LeafResult]) -> bool:
+        # Every child is explained (no short cut): the trace shows each condition's result.
+        return self._outcome([child.explain(event, out) for child in self.children])
+
+
+class And(_Group):
+    """Every child holds (an empty `And` is the top level of ``{}``: every event)."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def _predicate(fns: tuple[Predicate, ...]) -> Predicate:
         def fn(event: Event) -> bool:
             # A plain loop: all() over a generator costs about three times as much per call here.
             for child in fns:  # noqa: SIM110
@@ -112,11 +135,10 @@ class And:
                     return False
             return True
 
-        self.fn: Predicate = fn
+        return fn
 
-    def explain(self, event: Event, out: list[LeafResult]) -> bool:
-        # Every child is explained (no short cut): the trace shows each condition's result.
-        results = [child.explain(event, out) for child in self.children]
+    @staticmethod
+    def _outcome(results: list[bool]) -> bool:
         return all(results)
 
     def sql(self, where: WhereClause) -> NodeSql:
@@ -129,26 +151,23 @@ class And:
         return "(" + " AND ".join(texts) + ")", exact
 
 
-class Or:
+class Or(_Group):
     """At least one child holds."""
 
-    __slots__ = ("children", "fn")
-    cost = 2
+    __slots__ = ()
 
-    def __init__(self, children: Sequence[Node]) -> None:
-        self.children = tuple(children)
-        fns = tuple(child.fn for child in sorted(self.children, key=_cost))
-
+    @staticmethod
+    def _predicate(fns: tuple[Predicate, ...]) -> Predicate:
         def fn(event: Event) -> bool:
             for child in fns:  # noqa: SIM110 - as in And: a loop is cheaper than any() over a generator
                 if child(event):
                     return True
             return False
 
-        self.fn: Predicate = fn
+        return fn
 
-    def explain(self, event: Event, out: list[LeafResult]) -> bool:
-        results = [child.explain(event, out) for child in self.children]
+    @staticmethod
+    def _outcome(results: list[bool]) -> bool:
         return any(results)
 
     def sql(self, where: WhereClause) -> NodeSql:
