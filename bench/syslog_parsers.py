@@ -138,6 +138,18 @@ def calibration_ns() -> float:
     return best
 
 
+def print_machine() -> None:
+    """Print this machine's Python, cores, load and calibration, so figures can be compared across runs."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    print(
+        f"python {platform.python_version()} on {platform.machine()}, cpu_count={os.cpu_count()}, "
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    )
+    print(
+        f"calibration: {calibration_ns():.1f} ns per pure-Python loop iteration (lower is a faster machine)"
+    )
+
+
 def main() -> int:
     """Run the benchmark and print one line per (format, step)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -168,14 +180,7 @@ def main() -> int:
         ("rfc3164", rfc3164_corpus(rng), parse_3164),
         ("cef", cef_corpus(rng), parse_cef_bytes),
     ]
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    print(
-        f"python {platform.python_version()} on {platform.machine()}, cpu_count={os.cpu_count()}, "
-        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
-    )
-    print(
-        f"calibration: {calibration_ns():.1f} ns per pure-Python loop iteration (lower is a faster machine)"
-    )
+    print_machine()
     print(
         f"median µs/message over {args.messages} messages (batches of {args.batch}), "
         f"best of {args.rounds} rounds"

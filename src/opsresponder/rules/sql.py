@@ -17,6 +17,11 @@ class WhereClause:
         self.args.append(value)
         self._clauses.append(template.format(f"${len(self.args)}"))
 
+    def param(self, value: Any) -> str:
+        """Add a parameter without a condition and return its placeholder (for conditions built whole)."""
+        self.args.append(value)
+        return f"${len(self.args)}"
+
     def add_condition(self, condition: str) -> None:
         """Add a condition without a parameter."""
         self._clauses.append(condition)

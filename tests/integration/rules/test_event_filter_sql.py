@@ -10,8 +10,9 @@ from opsresponder.core.event import Event
 from opsresponder.core.severity import Severity
 from opsresponder.rules.filter import EventFilter
 from opsresponder.rules.sql import WhereClause
-from opsresponder.store.event_columns import EVENT_COLUMNS, event_record
-from tests.factories import make_event, prepared
+from opsresponder.store.event_columns import EVENT_COLUMNS
+from tests.factories import make_event
+from tests.integration.rules.selecting import selected_ids, stored
 
 # Few values per field, so that filters and events meet often enough to test both outcomes.
 _SEVERITIES = [s.value for s in Severity]
@@ -42,36 +43,16 @@ filters = st.builds(
 )
 
 
-class _Rollback(Exception):
-    pass
-
-
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(batch=st.lists(events(), min_size=1, max_size=12), event_filter=filters)
 async def test_matches_and_sql_agree(
     db_pool: asyncpg.Pool, batch: list[Event], event_filter: EventFilter
 ) -> None:
-    stored = prepared(*batch)
-    for i, event in enumerate(stored, start=1):
-        event.id = i
-        event.last_seen_at = event.received_at
-    expected = {e.id for e in stored if event_filter.matches(e)}
+    rows = stored(batch)
+    expected = {e.id for e in rows if event_filter.matches(e)}
     where = WhereClause()
     event_filter.to_sql(where)
-    async with db_pool.acquire() as conn:
-        try:
-            async with conn.transaction():
-                await conn.copy_records_to_table(
-                    "events",
-                    schema_name="events",
-                    columns=EVENT_COLUMNS,
-                    records=[event_record(e) for e in stored],
-                )
-                rows = await conn.fetch(f"SELECT id FROM events.events{where.sql()}", *where.args)
-                raise _Rollback
-        except _Rollback:
-            pass
-    assert {r["id"] for r in rows} == expected, (event_filter, [msg(e) for e in stored])
+    assert await selected_ids(db_pool, rows, where) == expected, (event_filter, [msg(e) for e in rows])
 
 
 def msg(event: Event) -> tuple[object, ...]:
