@@ -249,13 +249,25 @@ class FlappingConfig(_Section):
     """Fingerprints tracked at most; the least recently seen is forgotten first."""
 
 
+class RateLimitConfig(_Section):
+    """Per-source rate limits of the noise stage (docs/silences.md). Counted per process."""
+
+    default_per_minute: PositiveInt | None = None
+    """Events per minute every source may send before the rest are stored suppressed; null: no limit."""
+    sources: dict[str, PositiveInt | None] = msgspec.field(default_factory=dict)
+    """Limits of named sources (exact ``source``), overriding the default; null exempts a source."""
+    max_sources: PositiveInt = 10_000
+    """Sources tracked at most; the least recently seen is forgotten first (and starts again full)."""
+
+
 class NoiseConfig(_Section):
-    """The ``noise`` stage: silences and flapping (docs/silences.md)."""
+    """The ``noise`` stage: silences, flapping and per-source rate limits (docs/silences.md)."""
 
     silence_refresh_seconds: PositiveFloat = 2.0
     """How stale the stage's copy of the silences may get; a change through this process's API is seen
     at once, one through another replica within this time."""
     flapping: FlappingConfig = msgspec.field(default_factory=FlappingConfig)
+    rate_limit: RateLimitConfig = msgspec.field(default_factory=RateLimitConfig)
 
 
 class Settings(_Section):

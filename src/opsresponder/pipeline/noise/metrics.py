@@ -11,7 +11,7 @@ class NoiseMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.suppressed = FastCounter(
             "opsresponder_events_suppressed_total",
-            "Events stored as suppressed by the noise stage, by reason (silenced, flapping).",
+            "Events stored as suppressed by the noise stage, by reason (silenced, flapping, rate_limited).",
             ["reason"],
             registry=registry,
         )

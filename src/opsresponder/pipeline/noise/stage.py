@@ -1,12 +1,15 @@
-"""The ``noise`` stage: silences and flapping mark events suppressed; nothing is dropped.
+"""The ``noise`` stage: silences, flapping and per-source rate limits mark events suppressed; nothing
+is dropped.
 
-A suppressed event is stored like any other, with ``suppressed_reason`` (``silenced:<id>`` or
-``flapping``); the event list, the stream and subscriptions leave it out unless asked to include
+A suppressed event is stored like any other, with ``suppressed_reason`` (``silenced:<id>``, ``flapping``
+or ``rate_limited``); the event list, the stream and subscriptions leave it out unless asked to include
 suppressed events (`rules.filter.EventFilter`).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Final, Protocol
 
@@ -20,10 +23,12 @@ from opsresponder.core.silence import Silence
 from opsresponder.pipeline.noise.flapping import FlapDetector
 from opsresponder.pipeline.noise.matcher import CompiledSilence, SilenceSpecError, compile_silence
 from opsresponder.pipeline.noise.metrics import NoiseMetrics
+from opsresponder.pipeline.noise.rate_limit import SourceRateLimiter
 
 log = structlog.get_logger(__name__)
 
 FLAPPING: Final = "flapping"
+RATE_LIMITED: Final = "rate_limited"
 
 
 class SilenceSource(Protocol):
@@ -62,7 +67,12 @@ class Noise:
     name: Final = "noise"
 
     def __init__(
-        self, source: SilenceSource, config: NoiseConfig, clock: Clock, metrics: NoiseMetrics
+        self,
+        source: SilenceSource,
+        config: NoiseConfig,
+        clock: Clock,
+        metrics: NoiseMetrics,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._source = source
         self._clock = clock
@@ -75,14 +85,20 @@ class Noise:
         self._flaps = FlapDetector(
             flapping.max_changes, timedelta(minutes=flapping.window_minutes), flapping.max_fingerprints
         )
+        limits = config.rate_limit
+        self._rate_limiter = SourceRateLimiter(limits.default_per_minute, limits.sources, limits.max_sources)
+        self._monotonic = monotonic
         self._suppressed = {
             FLAPPING: metrics.suppressed.labels(FLAPPING),
             "silenced": metrics.suppressed.labels("silenced"),
+            RATE_LIMITED: metrics.suppressed.labels(RATE_LIMITED),
         }
 
     async def run(self, batch: Batch) -> None:
         now = self._clock()
         silences = [s for s in await self._current(now) if s.active(now)]
+        limiting = self._rate_limiter.enabled
+        ticks = self._monotonic()
         for event in batch.events:
             # Every event counts towards flapping, a silenced one too: silencing hides a flap, not ends it.
             flapping, changes = self._flaps.observe(event.fingerprint, event.state, now)
@@ -101,6 +117,16 @@ class Noise:
                         TraceEntry(event, self.name, f"{FLAPPING}: {changes} state changes within the window")
                     )
                     self._suppressed[FLAPPING].inc()
+                elif limiting and not self._rate_limiter.allow(event.source, ticks):
+                    # Only events that would otherwise go on take from the budget: a silenced or flapping
+                    # event is quiet already.
+                    event.suppressed_reason = RATE_LIMITED
+                    batch.trace.append(
+                        TraceEntry(
+                            event, self.name, f"{RATE_LIMITED}: source {event.source!r} over its limit"
+                        )
+                    )
+                    self._suppressed[RATE_LIMITED].inc()
 
     async def _current(self, now: datetime) -> list[CompiledSilence]:
         generation = self._source.generation
