@@ -68,14 +68,17 @@ class FramedBatch:
     """Events of one published batch (or the part of it one client wants), framed for SSE.
 
     A batch is shared by every client without a filter, and its body is joined once for all of them: the
-    cost of an unfiltered client is one append and one write per batch, not work per event.
+    cost of an unfiltered client is one append and one write per batch, not work per event. That holds for
+    the default filter too (suppressed events left out) when the batch has no suppressed event, which
+    `has_suppressed` says once per batch rather than each client finding out per event.
     """
 
-    __slots__ = ("_body", "frames", "headers")
+    __slots__ = ("_body", "frames", "has_suppressed", "headers")
 
     def __init__(self, headers: list[EventHeader], frames: list[bytes]) -> None:
         self.headers = headers
         self.frames = frames
+        self.has_suppressed = any(h.suppressed_reason is not None for h in headers)
         self._body: bytes | None = None
 
     def body(self) -> bytes:
@@ -162,7 +165,7 @@ class StreamClient:
         if self.closed:
             return True
         f = self.filter
-        if not f.matches_everything:
+        if f.has_conditions or (batch.has_suppressed and not f.include_suppressed):
             matches = f.matches
             keep = [i for i, h in enumerate(batch.headers) if matches(h)]
             if not keep:

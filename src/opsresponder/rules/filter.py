@@ -45,15 +45,14 @@ class EventFilter(msgspec.Struct, frozen=True, kw_only=True):
     include_suppressed: bool = False
 
     @property
-    def matches_everything(self) -> bool:
-        """True when no condition is set and suppressed events are included: every event matches."""
-        return (
+    def has_conditions(self) -> bool:
+        """True when a condition on the event's fields is set (beyond the treatment of suppressed events)."""
+        return not (
             self.severity is None
             and self.event_type is None
             and self.host is None
             and self.service is None
             and self.min_score is None
-            and self.include_suppressed
         )
 
     def matches(self, event: Filterable) -> bool:
