@@ -6,6 +6,7 @@ from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Litestar, Request, get, post
+from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromQuery, PathParameter, QueryParameter
 from litestar.response.base import ASGIResponse
@@ -15,15 +16,11 @@ from opsresponder.api.bodies import EventList, WebhookAccepted, WebhookBatch, We
 from opsresponder.api.common import build_app, json_response
 from opsresponder.api.context import EventsApiContext, context_of
 from opsresponder.api.filters import (
-    IncludeSuppressed,
+    EVENT_FILTER,
     InvalidParameterError,
-    MinScore,
     Offset,
     ResourceId,
-    SeverityFilter,
-    TextFilter,
     TimeFilter,
-    event_filter_from_query,
     parse_time,
 )
 from opsresponder.api.ingest import GENERIC_PATH, NATIVE_PATH_PREFIX, REQUIRED_SCOPE, ingest
@@ -42,6 +39,7 @@ from opsresponder.api.subscriptions import SUBSCRIPTION_HANDLERS
 from opsresponder.core.event import Event
 from opsresponder.ingest.http.adapters import ADAPTERS
 from opsresponder.ingest.http.generic import WebhookEvent
+from opsresponder.rules.filter import EventFilter
 from opsresponder.store.events import EventQuery
 
 MAX_LIMIT = 1000
@@ -162,29 +160,17 @@ async def _ingest(request: Request[Any, Any, Any], adapter_name: str | None) -> 
         **documented(answers={200: Answer("A page of matching events.", EventList), 503: DATABASE_DOWN}),
     },
     summary="Query events, newest first",
+    dependencies=EVENT_FILTER,
 )
 async def list_events(
     request: Request[Any, Any, Any],
-    severity: SeverityFilter = None,
-    event_type: TextFilter = None,
-    host: TextFilter = None,
-    service: TextFilter = None,
-    min_score: MinScore = None,
-    include_suppressed: IncludeSuppressed = False,
+    event_filter: NamedDependency[EventFilter],
     start_time: TimeFilter = None,
     end_time: TimeFilter = None,
     limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = 100,
     offset: Offset = 0,
     include_correlations: FromQuery[bool] = False,
 ) -> ASGIResponse:
-    event_filter = event_filter_from_query(
-        severity=severity,
-        event_type=event_type,
-        host=host,
-        service=service,
-        min_score=min_score,
-        include_suppressed=include_suppressed,
-    )
     start, end = parse_time(start_time, "start_time"), parse_time(end_time, "end_time")
     if start and end and start > end:
         raise InvalidParameterError("start_time", "is after end_time")

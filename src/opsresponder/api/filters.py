@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Annotated, Final
 
 import msgspec
+from litestar.di import Provide
 from litestar.exceptions import ValidationException
 from litestar.params import PathParameter, QueryParameter
 
@@ -133,15 +134,17 @@ def parse_time(value: str | None, field: str) -> datetime | None:
 
 
 def event_filter_from_query(
-    *,
-    severity: str | None,
-    event_type: str | None,
-    host: str | None,
-    service: str | None,
-    min_score: float | None,
-    include_suppressed: bool,
+    severity: SeverityFilter = None,
+    event_type: TextFilter = None,
+    host: TextFilter = None,
+    service: TextFilter = None,
+    min_score: MinScore = None,
+    include_suppressed: IncludeSuppressed = False,
 ) -> EventFilter:
-    """The `EventFilter` of the query parameters both event endpoints share.
+    """The `EventFilter` of the query parameters the event endpoints share, declared once here.
+
+    A Litestar dependency (`EVENT_FILTER`): a handler that takes ``event_filter: EventFilter`` gets these
+    parameters, and its schema documents them, without repeating them.
 
     Raises:
         InvalidParameterError: a bad ``severity`` list, or a ``min_score`` that is not a finite number.
@@ -157,3 +160,7 @@ def event_filter_from_query(
         min_score=min_score,
         include_suppressed=include_suppressed,
     )
+
+
+EVENT_FILTER: Final = {"event_filter": Provide(event_filter_from_query, sync_to_thread=False)}
+"""The ``dependencies`` of a handler that filters events."""

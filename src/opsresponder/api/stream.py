@@ -16,21 +16,14 @@ from typing import Annotated, Any, Final
 
 import structlog
 from litestar import Request, get
+from litestar.di import NamedDependency
 from litestar.params import HeaderParameter, QueryParameter
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from opsresponder.api.auth import scope_opt
 from opsresponder.api.context import EventsApiContext, context_of
 from opsresponder.api.errors import encode_error, send_json
-from opsresponder.api.filters import (
-    CURSOR_BOUNDS,
-    MAX_BIGINT,
-    IncludeSuppressed,
-    MinScore,
-    SeverityFilter,
-    TextFilter,
-    event_filter_from_query,
-)
+from opsresponder.api.filters import CURSOR_BOUNDS, EVENT_FILTER, MAX_BIGINT
 from opsresponder.api.openapi import RETRY_AFTER, Answer, documented, error
 from opsresponder.core.event import Event
 from opsresponder.live.hub import EventHeader, StreamClient, StreamHub, StreamUnavailableError, frame
@@ -257,15 +250,11 @@ def hub_of(request: Request[Any, Any, Any]) -> StreamHub | None:
     },
     summary="Live stream of processed events (Server-Sent Events); resumes after Last-Event-ID",
     media_type="text/event-stream",
+    dependencies=EVENT_FILTER,
 )
 async def stream_events(
     request: Request[Any, Any, Any],
-    severity: SeverityFilter = None,
-    event_type: TextFilter = None,
-    host: TextFilter = None,
-    service: TextFilter = None,
-    min_score: MinScore = None,
-    include_suppressed: IncludeSuppressed = False,
+    event_filter: NamedDependency[EventFilter],
     last_event_id: Annotated[
         int | None, QueryParameter(ge=0, le=MAX_BIGINT, schema_extra=CURSOR_BOUNDS)
     ] = None,
@@ -273,14 +262,6 @@ async def stream_events(
         int | None, HeaderParameter(name="last-event-id", ge=0, le=MAX_BIGINT, schema_extra=CURSOR_BOUNDS)
     ] = None,
 ) -> ASGIApp:
-    event_filter = event_filter_from_query(
-        severity=severity,
-        event_type=event_type,
-        host=host,
-        service=service,
-        min_score=min_score,
-        include_suppressed=include_suppressed,
-    )
     cursor = parse_cursor(last_event_id_header, last_event_id)
     hub = hub_of(request)
     if hub is None:
