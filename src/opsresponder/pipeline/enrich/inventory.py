@@ -278,7 +278,10 @@ def asset_entry(name: str, body: object) -> AssetEntry:
     try:
         spec = msgspec.convert(body, AssetSpec, strict=True)
     except msgspec.ValidationError as e:
-        raise InventoryError(f"{_where(name)}: {_field_message(str(e))}") from None
+        message = _field_message(str(e))
+        if message.startswith("criticality:"):
+            message += " (critical, high, medium or low)"
+        raise InventoryError(f"{_where(name)}: {message}") from None
     return AssetEntry(name, spec)
 
 
