@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -79,11 +80,12 @@ async def test_a_webhook_event_is_stored_with_its_asset_and_selectable_by_it(
     assert "asset" not in unknown_event["metadata"]
 
     # Queryable like any metadata: the condition language's SQL selects by it in PostgreSQL.
-    for conditions, expected in [
+    cases: list[tuple[dict[str, Any], set[int]]] = [
         ({"metadata.asset.criticality": "critical"}, {event_id}),
         ({"metadata.asset.environment": "production"}, {event_id, other.json()["event_id"]}),
         ({"metadata.asset.group": {"$in": ["web"]}}, {other.json()["event_id"]}),
-    ]:
+    ]
+    for conditions, expected in cases:
         where = WhereClause()
         compile_conditions(conditions).to_sql(where)
         rows = await db_pool.fetch(f"SELECT id FROM events.events{where.sql()}", *where.args)
