@@ -165,8 +165,11 @@ class Inventory:
                     entry, f"asset {entry.name!r} matched address {address!r} by network {network}"
                 )
             else:
-                found = Resolved(None, f"no asset matched host {host!r} or address {address!r}")
+                found = Resolved(None, f"no asset matched address {address!r}")
             found = self._remember(self._by_address, address, found)
+        if found.entry is None and host is not None:
+            # Not cached: the address's answer is shared by every host that carries that address.
+            return Resolved(None, f"no asset matched host {host!r} or address {address!r}")
         return found
 
     def _match_host(self, host: str) -> Resolved:

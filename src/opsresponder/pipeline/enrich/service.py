@@ -118,6 +118,11 @@ class AssetService:
             self._asking.add(host)
             try:
                 await self._ask(host)
+            except Exception:
+                # A bug here must not end the lookups of the other hosts, nor go unseen.
+                log.exception("An asset service lookup raised; the host is asked again later.", host=host)
+                self._remember(host, None, self._config.negative_ttl_seconds)
+                self._count["failed"].inc()
             finally:
                 self._asking.discard(host)
 
@@ -173,7 +178,7 @@ class AssetService:
                         raise AssetLookupError(
                             f"the answer is larger than {self._config.max_response_bytes} bytes"
                         )
-        except httpx.HTTPError as e:
+        except (httpx.HTTPError, httpx.InvalidURL) as e:
             raise AssetLookupError(f"{type(e).__name__}: {e}") from None
         try:
             spec = _decode_spec(body)

@@ -117,6 +117,7 @@ def test_the_metadata_address_is_used_when_the_host_name_matches_nothing() -> No
     assert found.entry is None
     assert found.detail == "no asset matched host 'unknown-host' or address '192.0.2.1'"
     assert inventory.resolve(None, None).detail == "no asset matched (the event has no host or address)"
+    assert inventory.resolve(None, "192.0.2.1").detail == "no asset matched address '192.0.2.1'"
 
 
 def test_answers_are_cached_and_the_cache_is_bounded() -> None:
