@@ -269,7 +269,7 @@ def build_inventory(items: Iterable[tuple[object, object]], cache_size: int = 10
 
 
 def asset_entry(name: str, body: object) -> AssetEntry:
-    """One entry from its decoded body.
+    """One file entry from its decoded body (its name is its key).
 
     Raises:
         InventoryError: naming the entry and the field.
@@ -278,6 +278,9 @@ def asset_entry(name: str, body: object) -> AssetEntry:
         body = {}
     if not isinstance(body, dict):
         raise InventoryError(f"{_where(name)}: an entry must be a mapping of its fields")
+    if "name" in body:
+        # metadata.asset.name says which entry matched, so in the file it is the key, nothing else.
+        raise InventoryError(f"{_where(name)}: name: a file entry is named by its key; remove this field")
     try:
         spec = msgspec.convert(body, AssetSpec, strict=True)
     except msgspec.ValidationError as e:

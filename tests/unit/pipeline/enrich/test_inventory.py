@@ -155,6 +155,7 @@ def test_an_entry_without_fields_is_medium() -> None:
         ("assets: {a: {owner: 7}}", r"assets\['a'\]: owner: Expected `str \| null`, got `int`"),
         ("assets: {a: {tags: web}}", r"assets\['a'\]: tags: Expected `array`"),
         ("assets: {a: 3}", r"assets\['a'\]: an entry must be a mapping"),
+        ("assets: {a: {name: b}}", r"assets\['a'\]: name: a file entry is named by its key"),
         ("assets: {7: {}}", "the key 7 is not a host name"),
         ("assets: {a: {}, A: {}}", r"assets\['A'\]: the host is listed twice"),
         ('assets: {"10.0.0.0/8": {}, "10.0.0.1/8": {}}', "the network 10.0.0.0/8 is listed twice"),
