@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import yaml
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from opsresponder.pipeline.enrich.inventory import Inventory, InventoryError, parse_inventory
+from opsresponder.pipeline.enrich.source import read_inventory
 
 INVENTORY = """
 assets:
@@ -226,3 +228,13 @@ def test_the_parser_raises_only_its_own_error_on_any_yaml_document(tree: dict[st
     except InventoryError:
         return
     inventory.resolve("a", "10.0.0.1")  # whatever loaded can be used
+
+
+def test_the_shipped_example_loads_and_matches_what_its_comments_say() -> None:
+    inventory = read_inventory(Path(__file__).parents[4] / "config" / "assets.yaml")
+    assert resolve(inventory, "DB-Primary.example.com") == "db-primary.example.com"
+    assert resolve(inventory, "web-3.prod.example.com") == "web-*.prod.example.com"
+    assert resolve(inventory, "api.staging.example.com") == "*.staging.example.com"
+    assert resolve(inventory, "198.51.100.7") == "198.51.100.0/26"
+    assert resolve(inventory, "198.51.100.200") == "198.51.100.0/24"
+    assert resolve(inventory, "10.20.5.7") is None  # nothing real matches the example
