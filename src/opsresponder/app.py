@@ -24,6 +24,7 @@ from opsresponder.assembly import Parts, build_parts
 from opsresponder.config import Settings, TokenConfig
 from opsresponder.core.clock import Clock, utcnow
 from opsresponder.pipeline.intake import Intake
+from opsresponder.pipeline.stage import BackgroundStage
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.state import StateBackend, build_state_backend
 from opsresponder.store.embedded import EmbeddedPostgres, ensure_database
@@ -41,13 +42,15 @@ BOOTSTRAP_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name, not a secret
 #   streams, which never end by themselves and would hold uvicorn's graceful wait; then the HTTP servers,
 #   which finish their in-flight requests (those need the worker, still running);
 # - intake, worker: drain what is queued within the grace period, then stop the worker;
+# - stages: the stages' own background work (the asset inventory watcher, asset service lookups), once no
+#   batch runs any more;
 # - publisher: publish the last commits, since other replicas' stream clients are still listening;
 # - deliveries: after the worker (no more commits), before the pool closes; a delivery cut short rolls
 #   back, so its rows stay pending for the next start or another replica;
 # - sockets: release HTTP sockets of servers that never served (a no-op after uvicorn closed them).
 # The state backend, the pool and the embedded PostgreSQL close after all of these, in `run`.
-STOP_ORDER: Final = ("scheduler", "ingest", "stream", "http", "intake", "worker", "publisher", "deliveries",
-                     "sockets")  # fmt: skip
+STOP_ORDER: Final = ("scheduler", "ingest", "stream", "http", "intake", "worker", "stages", "publisher",
+                     "deliveries", "sockets")  # fmt: skip
 
 StopStep = Callable[[], Awaitable[None]]
 
@@ -90,6 +93,13 @@ class OpsResponder:
         self.worker: PipelineWorker | None = None
         self.state: StateBackend | None = None
         self.pool: asyncpg.Pool | None = None
+        self._reloadable: list[BackgroundStage] = []
+
+    def reload(self) -> None:
+        """Reread what can be reread without a restart (the asset inventory); cli calls it on SIGHUP."""
+        log.info("Reloading on request.", stages=[getattr(s, "name", "?") for s in self._reloadable])
+        for stage in self._reloadable:
+            stage.reload()
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.settings
@@ -131,6 +141,10 @@ class OpsResponder:
             shutdown.on_stop("publisher", parts.publisher.stop)
             await parts.hub.start()
             shutdown.on_stop("stream", parts.hub.close)
+            for stage in parts.background_stages:
+                await stage.start()
+                shutdown.on_stop("stages", stage.stop)
+                self._reloadable.append(stage)
 
             async with asyncio.TaskGroup() as tasks:
                 scheduler = tasks.create_task(parts.scheduler.run(), name="scheduler")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Protocol
 
 import asyncpg
@@ -24,6 +25,7 @@ from opsresponder.api.ingest_asgi import IngestFront
 from opsresponder.api.server import HttpServer, address_of, bind_tcp
 from opsresponder.config import Settings
 from opsresponder.core.clock import Clock, utcnow
+from opsresponder.core.errors import ConfigError
 from opsresponder.ingest.http.adapters import ADAPTERS, detect_adapter
 from opsresponder.ingest.snmp.metrics import SnmpMetrics
 from opsresponder.ingest.snmp.receiver import SnmpTrapReceiver
@@ -34,11 +36,14 @@ from opsresponder.ingest.syslog.tls import SyslogTlsListener, build_server_conte
 from opsresponder.ingest.syslog.udp import SyslogUdpListener
 from opsresponder.live.hub import StreamHub
 from opsresponder.live.publisher import CommitPublisher
-from opsresponder.outbound.allowlist import UrlAllowlist
+from opsresponder.outbound.allowlist import UrlAllowlist, UrlNotAllowedError, parse_url
 from opsresponder.outbound.delivery import DeliveryWorker
 from opsresponder.outbound.metrics import SubscriptionMetrics
+from opsresponder.outbound.transport import GuardedTransport
+from opsresponder.pipeline.enrich import InventoryError, read_inventory
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
+from opsresponder.pipeline.stage import BackgroundStage
 from opsresponder.pipeline.stages import StageDeps, build_stages
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.state import MemoryStateBackend, StateBackend
@@ -66,6 +71,9 @@ class Parts:
     servers: dict[str, HttpServer]
     ingest_listeners: dict[str, ListenerPart]
     check_database: Callable[[], Awaitable[None]] = field(repr=False)
+    background_stages: list[BackgroundStage] = field(default_factory=list)
+    """Stages with work of their own (``enrich``'s file watcher): started before the worker, stopped
+    after it, reloaded on SIGHUP."""
 
 
 def build_parts(
@@ -97,11 +105,18 @@ def build_parts(
         async with connection(pool, timeout=settings.database.connect_timeout_seconds) as conn:
             await conn.fetchval("SELECT 1")
 
+    # The asset service is reached like every outbound destination: only where the allowlist permits.
+    asset_transport = GuardedTransport(url_allowlist) if settings.enrichment.asset_service.url else None
+    stages = build_stages(
+        StageDeps(
+            settings, state, clock, silences=silences, registry=registry, http_transport=asset_transport
+        )
+    )
     worker = PipelineWorker(
         intake,
         repository,
         pipeline_metrics,
-        stages=build_stages(StageDeps(settings, state, clock, silences=silences, registry=registry)),
+        stages=stages,
         probe=check_database,
         batch_max_events=settings.pipeline.batch_max_events,
         batch_max_wait=settings.pipeline.batch_max_wait_ms / 1000,
@@ -170,6 +185,7 @@ def build_parts(
         servers=servers,
         ingest_listeners=ingest_listeners,
         check_database=check_database,
+        background_stages=[s for s in stages if isinstance(s, BackgroundStage)],
     )
 
 
@@ -223,6 +239,7 @@ def validate(settings: Settings) -> None:
     build_stages(StageDeps(settings, MemoryStateBackend(), utcnow))
     _ingest_listeners(settings, Intake(1, PipelineMetrics(registry)), registry, utcnow)
     _url_allowlist(settings)
+    _check_enrichment(settings)
     if settings.syslog.tls.enabled:
         build_server_context(settings.syslog.tls)
 
@@ -293,6 +310,22 @@ def _scheduled_jobs(
             )
         )
     return jobs
+
+
+def _check_enrichment(settings: Settings) -> None:
+    """Raises `ConfigError` for an inventory file that does not load or an asset service URL that is not
+    an http(s) URL; a missing file is fine (it may come later)."""
+    config = settings.enrichment
+    if config.assets_file and Path(config.assets_file).exists():
+        try:
+            read_inventory(Path(config.assets_file))
+        except InventoryError as e:
+            raise ConfigError(f"invalid configuration: enrichment.assets_file: {e}") from None
+    if config.asset_service.url is not None:
+        try:
+            parse_url(config.asset_service.url.replace("{host}", "host"))
+        except UrlNotAllowedError as e:
+            raise ConfigError(f"invalid configuration: enrichment.asset_service.url: {e}") from None
 
 
 def _url_allowlist(settings: Settings) -> UrlAllowlist:

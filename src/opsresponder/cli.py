@@ -128,12 +128,14 @@ async def _run(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     service = OpsResponder(settings)
+    # SIGHUP rereads the asset inventory (docs/assets.md), the usual "reload your files" signal.
+    loop.add_signal_handler(signal.SIGHUP, service.reload)
     tuning = asyncio.create_task(_tune_once_started(service), name="gc-tuning")
     try:
         await service.run(stop)
     finally:
         tuning.cancel()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(sig)
 

@@ -81,7 +81,7 @@ class PipelineConfig(_Section):
     dedup_window_seconds: PositiveInt = 300
     drain_grace_seconds: PositiveFloat = 10.0
     db_retry_max_seconds: PositiveFloat = 5.0
-    stages: list[str] = msgspec.field(default_factory=lambda: ["normalize", "noise", "correlate"])
+    stages: list[str] = msgspec.field(default_factory=lambda: ["normalize", "enrich", "noise", "correlate"])
     """The stages every batch runs through, in order (`pipeline.stages.build_stages` checks the names)."""
 
 
@@ -270,6 +270,43 @@ class NoiseConfig(_Section):
     rate_limit: RateLimitConfig = msgspec.field(default_factory=RateLimitConfig)
 
 
+class AssetServiceConfig(_Section):
+    """An optional HTTP asset service the ``enrich`` stage asks about hosts (docs/assets.md). Its answers
+    are cached; a batch never waits for it."""
+
+    url: str | None = None
+    """``GET <url>/<host>``, or the URL with ``{host}`` replaced (e.g. ``https://cmdb/api/assets?host={host}``);
+    null: no service. Its host must be allowed by ``outbound.allowed_hosts`` or ``allowed_networks``."""
+    timeout_seconds: PositiveFloat = 2.0
+    """A lookup taking longer counts as a timeout (the host is asked again after ``negative_ttl_seconds``)."""
+    ttl_seconds: PositiveFloat = 300.0
+    """How long an answer found is used before the host is asked again."""
+    negative_ttl_seconds: PositiveFloat = 60.0
+    """How long a 404, a failure or a timeout is remembered (the inventory file answers meanwhile)."""
+    max_entries: PositiveInt = 50_000
+    """Hosts cached at most; the oldest is forgotten first."""
+    max_pending: PositiveInt = 10_000
+    """Hosts waiting to be asked at most; more are skipped (and counted) until the queue shrinks."""
+    concurrency: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+    """Lookups in flight at once."""
+    max_response_bytes: PositiveInt = 65536
+
+
+class EnrichmentConfig(_Section):
+    """The ``enrich`` stage: the asset inventory and the optional asset service (docs/assets.md)."""
+
+    assets_file: str | None = "config/assets.yaml"
+    """The inventory (YAML); relative paths are from the working directory; null: no inventory file."""
+    reload_interval_seconds: PositiveFloat = 2.0
+    """How often the file's size, modification time and inode are checked; a change reloads it (so does
+    SIGHUP). A file that fails to load leaves the previous inventory in place."""
+    address_field: Annotated[str, msgspec.Meta(min_length=1)] = "address"
+    """The metadata key holding an IP address matched against network entries when the host is a name."""
+    cache_size: PositiveInt = 100_000
+    """Hosts whose match is remembered per inventory (emptied on reload); the oldest is forgotten first."""
+    asset_service: AssetServiceConfig = msgspec.field(default_factory=AssetServiceConfig)
+
+
 class Settings(_Section):
     """The whole configuration tree; see ``config/opsresponder.yaml`` for every key with its default."""
 
@@ -285,6 +322,7 @@ class Settings(_Section):
     subscriptions: SubscriptionsConfig = msgspec.field(default_factory=SubscriptionsConfig)
     retention: RetentionConfig = msgspec.field(default_factory=RetentionConfig)
     noise: NoiseConfig = msgspec.field(default_factory=NoiseConfig)
+    enrichment: EnrichmentConfig = msgspec.field(default_factory=EnrichmentConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
 
 

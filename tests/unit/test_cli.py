@@ -37,9 +37,33 @@ def test_the_config_after_the_subcommand_wins(tmp_path: Path, capsys: pytest.Cap
 
 def test_check_config_refuses_an_unknown_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("pipeline:\n  stages: [normalize, enrich, correlate]\n")
+    bad.write_text("pipeline:\n  stages: [normalize, enrichment, correlate]\n")
     assert main(["check-config", "--config", str(bad)]) == 1
-    assert "pipeline.stages: unknown stage 'enrich'" in capsys.readouterr().err
+    assert "pipeline.stages: unknown stage 'enrichment'" in capsys.readouterr().err
+
+
+def test_check_config_refuses_an_asset_inventory_that_does_not_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assets = tmp_path / "assets.yaml"
+    assets.write_text("assets: {db-1: {criticality: urgent}}\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"enrichment:\n  assets_file: {assets}\n")
+    assert main(["check-config", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "enrichment.assets_file: assets['db-1']: criticality: Invalid enum value 'urgent'" in err
+    # A missing file is not an error: it may be written later, and is picked up when it is.
+    config.write_text(f"enrichment:\n  assets_file: {tmp_path / 'later.yaml'}\n")
+    assert main(["check-config", "--config", str(config)]) == 0
+
+
+def test_check_config_refuses_an_asset_service_url_that_is_not_http(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("enrichment:\n  asset_service:\n    url: ftp://cmdb/assets\n")
+    assert main(["check-config", "--config", str(config)]) == 1
+    assert "enrichment.asset_service.url: the scheme must be http or https" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["serve", "migrate", "check-config", "healthcheck"])

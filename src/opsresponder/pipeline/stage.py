@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from opsresponder.core.batch import Batch
 
@@ -34,3 +34,21 @@ class Stage(Protocol):
         ...
 
     async def run(self, batch: Batch) -> None: ...
+
+
+@runtime_checkable
+class BackgroundStage(Protocol):
+    """A stage with work of its own outside batches (watching a file, filling a cache).
+
+    The app calls `start` before the worker runs and `stop` after it has stopped (``app.STOP_ORDER``:
+    ``stages``), and `reload` on SIGHUP. A stage that is never started must still work (it may load
+    what it needs on its first batch), so a worker built without the app behaves the same.
+    """
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def reload(self) -> None:
+        """Reread what the stage loads from outside (SIGHUP); returns at once, the work runs in a task."""
+        ...

@@ -6,7 +6,7 @@ batch, awaiting any I/O once per batch. ``pipeline.stages`` in the configuration
 The order of service-spec.md's pipeline:
 
 1. `normalize` - defaults, trimming, fingerprint, text PostgreSQL can store.
-2. enrich - asset inventory (a later issue).
+2. `enrich` - the asset inventory and asset service write ``metadata.asset`` (`pipeline.enrich`).
 3. `noise` - silences and flapping mark events suppressed (`pipeline.noise`); dedup happens atomically
    in the store's transaction (see `store.events`).
 4. `correlate` - until correlation exists, every new event opens its own correlation.
@@ -25,11 +25,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+import httpx
 from prometheus_client import CollectorRegistry
 
 from opsresponder.config import Settings
 from opsresponder.core.clock import Clock
 from opsresponder.core.errors import ConfigError
+from opsresponder.pipeline.enrich import Enrich, build_enrich
 from opsresponder.pipeline.noise import Noise, NoSilences, SilenceSource
 from opsresponder.pipeline.noise.metrics import NoiseMetrics
 from opsresponder.pipeline.stage import Stage
@@ -37,7 +39,7 @@ from opsresponder.pipeline.stages.correlate import Correlate, correlate
 from opsresponder.pipeline.stages.normalize import Normalize, normalize
 from opsresponder.state.base import StateBackend
 
-__all__ = ["Correlate", "Noise", "Normalize", "StageDeps", "build_stages", "correlate", "normalize"]
+__all__ = ["Correlate", "Enrich", "Noise", "Normalize", "StageDeps", "build_stages", "correlate", "normalize"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,8 @@ class StageDeps:
     Attributes:
         silences: where `noise` reads silences (the store's repository in the service).
         registry: where stages register their metrics.
+        http_transport: what `enrich` reaches the asset service through (the outbound allowlist's
+            guarded transport in the service; None: httpx's own).
     """
 
     settings: Settings
@@ -54,10 +58,12 @@ class StageDeps:
     clock: Clock
     silences: SilenceSource = field(default_factory=NoSilences)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    http_transport: httpx.AsyncBaseTransport | None = None
 
 
 _FACTORIES: Final[Mapping[str, Callable[[StageDeps], Stage]]] = {
     "normalize": lambda _: Normalize(),
+    "enrich": lambda d: build_enrich(d.settings.enrichment, d.registry, d.http_transport),
     "noise": lambda d: Noise(d.silences, d.settings.noise, d.clock, NoiseMetrics(d.registry)),
     "correlate": lambda _: Correlate(),
 }
