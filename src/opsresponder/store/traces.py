@@ -38,6 +38,11 @@ class TraceWriter:
 
     __slots__ = ()
 
+    @staticmethod
+    def encode(pairs: list[tuple[str, str]]) -> bytes:
+        """The stored form of one event's ``(stage, detail)`` pairs (what `decode_entries` reads)."""
+        return _encode(pairs)
+
     async def write(self, conn: asyncpg.Connection, batch: Batch, stored: Sequence[Event]) -> None:
         """One ``event_traces`` row per event of `stored` that has trace entries, in one INSERT.
 

@@ -35,27 +35,50 @@ MAX_SCORE: Final = 100
 
 class Scored:
     """One event's score: the clamped score, each factor's contribution, the inputs that were missing, and
-    the sentence the trace shows."""
+    the values the factors were read from (for `explain`)."""
 
-    __slots__ = ("factors", "labels", "missing", "score", "total")
+    __slots__ = (
+        "criticality",
+        "environment",
+        "factors",
+        "group_size",
+        "inside",
+        "missing",
+        "repeats",
+        "score",
+        "severity",
+        "total",
+    )
 
     def __init__(
-        self, score: int, total: float, factors: dict[str, float], missing: list[str], labels: dict[str, str]
+        self,
+        score: int,
+        total: float,
+        factors: dict[str, float],
+        missing: list[str],
+        inputs: tuple[str, str | None, str | None, int | None, int, bool | None],
     ) -> None:
         self.score = score
         self.total = total
         """The sum of the contributions (one decimal) before rounding and clamping."""
         self.factors = factors
         self.missing = missing
-        self.labels = labels
-        """Per factor whose input was present, the value it was read from (``high``, ``4 events``)."""
+        # The values read, None where missing; formatted only when a trace asks.
+        self.severity, self.criticality, self.environment, self.group_size, self.repeats, self.inside = inputs
 
     def explain(self) -> str:
         """``score 73: severity high +30, criticality critical +25, ...; missing: business_hours``."""
-        labels = self.labels
-        parts = [
-            f"{name} {labels[name]} +{value:g}" for name, value in self.factors.items() if name in labels
-        ]
+        f = self.factors
+        parts = [f"severity {self.severity} +{f['severity']:g}"]
+        if self.criticality is not None:
+            parts.append(f"criticality {self.criticality} +{f['criticality']:g}")
+        if self.environment is not None:
+            parts.append(f"environment {self.environment} +{f['environment']:g}")
+        if self.group_size is not None:
+            parts.append(f"correlation {self.group_size} events +{f['correlation']:g}")
+        parts.append(f"repetition {self.repeats} earlier +{f['repetition']:g}")
+        if self.inside is not None:
+            parts.append(f"business_hours {'inside' if self.inside else 'outside'} +{f['business_hours']:g}")
         head = f"score {self.score}"
         if self.total > MAX_SCORE:
             head += f" (sum {self.total:g}, clamped)"
@@ -66,76 +89,87 @@ class Scored:
 
 
 class ScoreModel:
-    """`ScoringConfig` made ready for scoring many events: plain dicts and floats, logarithms taken once."""
+    """`ScoringConfig` made ready for scoring many events: every contribution a table gives is computed
+    once, as are those of the counts below saturation, so scoring an event is lookups and one sum."""
 
-    __slots__ = (
-        "_business",
-        "_correlation_log",
-        "_criticality",
-        "_environment",
-        "_repetition_log",
-        "_severity",
-        "_w",
-    )
+    __slots__ = ("_business", "_correlation", "_criticality", "_environment", "_repetition", "_severity")
 
     def __init__(self, config: ScoringConfig) -> None:
         w = config.weights
-        self._w = (w.severity, w.criticality, w.environment, w.correlation, w.repetition, w.business_hours)
         levels = config.levels
         severity: dict[str, float] = {str(name): level for name, level in levels.severity.items()}
-        self._severity = {s: severity.get(s.value, 0.0) for s in Severity}
-        self._criticality = {str(name): level for name, level in levels.criticality.items()}
-        self._environment = dict(levels.environment)
-        self._business = (levels.business_hours.outside, levels.business_hours.inside)
-        self._correlation_log = math.log(config.correlation.full_at)
-        self._repetition_log = math.log1p(config.repetition.full_at)
+        self._severity = {s: _contribution(w.severity, severity.get(s.value, 0.0)) for s in Severity}
+        self._criticality = {
+            str(name): _contribution(w.criticality, level) for name, level in levels.criticality.items()
+        }
+        self._environment = {
+            name: _contribution(w.environment, level) for name, level in levels.environment.items()
+        }
+        bh = levels.business_hours
+        self._business = (
+            _contribution(w.business_hours, bh.outside),
+            _contribution(w.business_hours, bh.inside),
+        )
+        # Index n: the contribution of a group of n events / of n earlier arrivals, up to saturation.
+        full = config.correlation.full_at
+        self._correlation = [0.0] + [
+            _contribution(w.correlation, math.log(n) / math.log(full)) for n in range(1, full + 1)
+        ]
+        full = config.repetition.full_at
+        self._repetition = [
+            _contribution(w.repetition, math.log1p(n) / math.log1p(full)) for n in range(full + 1)
+        ]
 
     def score(self, event: Event, earlier: int) -> Scored:
         """Score `event`, seen `earlier` times before (its fingerprint's earlier arrivals).
 
         Never raises: an input of the wrong type (a sender's own ``metadata.asset``) counts as missing.
         """
-        w_sev, w_crit, w_env, w_corr, w_rep, w_bh = self._w
-        labels: dict[str, str] = {"severity": event.severity.value}
         missing: list[str] = []
-        sev = round(w_sev * self._severity[event.severity], 1)
+        sev = self._severity[event.severity]
         crit = env = corr = bh = 0.0
+        criticality = environment = None
+        size: Any = None
+        inside: Any = None
 
-        asset: Any = event.metadata.get("asset")
-        if not isinstance(asset, dict):
-            asset = None
-            missing += ("criticality", "environment")
-        else:
+        metadata = event.metadata
+        asset: Any = metadata.get("asset")
+        if type(asset) is dict:
             criticality = asset.get("criticality")
-            if isinstance(criticality, str):
-                crit = round(w_crit * self._criticality.get(criticality, 0.0), 1)
-                labels["criticality"] = criticality
+            if type(criticality) is str:
+                crit = self._criticality.get(criticality, 0.0)
             else:
+                criticality = None
                 missing.append("criticality")
             environment = asset.get("environment")
-            if isinstance(environment, str):
-                env = round(w_env * self._environment.get(environment, 0.0), 1)
-                labels["environment"] = environment
+            if type(environment) is str:
+                env = self._environment.get(environment, 0.0)
             else:
+                environment = None
                 missing.append("environment")
-
-        correlation: Any = event.metadata.get("correlation")
-        size = correlation.get("group_size") if isinstance(correlation, dict) else None
-        if isinstance(size, int) and not isinstance(size, bool) and size >= 1:
-            corr = round(w_corr * min(1.0, math.log(size) / self._correlation_log), 1)
-            labels["correlation"] = f"{size} events"
         else:
+            missing += ("criticality", "environment")
+
+        correlation: Any = metadata.get("correlation")
+        if type(correlation) is dict:
+            size = correlation.get("group_size")
+        if type(size) is int and size >= 1:
+            table = self._correlation
+            corr = table[size] if size < len(table) else table[-1]
+        else:
+            size = None
             missing.append("correlation")
 
         repeats = max(earlier, event.duplicate_count)
-        rep = round(w_rep * min(1.0, math.log1p(repeats) / self._repetition_log), 1)
-        labels["repetition"] = f"{repeats} earlier"
+        table = self._repetition
+        rep = table[repeats] if repeats < len(table) else table[-1]
 
-        inside = asset.get("in_business_hours") if asset is not None else None
-        if isinstance(inside, bool):
-            bh = round(w_bh * self._business[inside], 1)
-            labels["business_hours"] = "inside" if inside else "outside"
+        if type(asset) is dict:
+            inside = asset.get("in_business_hours")
+        if type(inside) is bool:
+            bh = self._business[inside]
         else:
+            inside = None
             missing.append("business_hours")
 
         factors = {
@@ -149,4 +183,9 @@ class ScoreModel:
         # Rounded again: a sum of one-decimal floats can land a hair below a .5 and round the wrong way.
         total = round(sev + crit + env + corr + rep + bh, 1)
         score = min(MAX_SCORE, math.floor(total + 0.5))
-        return Scored(score, total, factors, missing, labels)
+        inputs = (event.severity.value, criticality, environment, size, repeats, inside)
+        return Scored(score, total, factors, missing, inputs)
+
+
+def _contribution(weight: float, level: float) -> float:
+    return round(weight * level, 1)

@@ -31,8 +31,13 @@ class Score:
 
     name: Final = "score"
 
-    def __init__(self, config: ScoringConfig, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, config: ScoringConfig, monotonic: Callable[[], float] = time.monotonic, *, trace: bool = True
+    ) -> None:
+        """`trace`: explain each score in the batch's trace (off when ``pipeline.trace`` is: nobody reads
+        the sentence then, and it is most of the stage's cost)."""
         self._model = ScoreModel(config)
+        self._trace = trace
         repetition = config.repetition
         self._repetitions = RepetitionCounter(repetition.window_minutes * 60, repetition.max_fingerprints)
         self._monotonic = monotonic
@@ -41,7 +46,7 @@ class Score:
         now = self._monotonic()
         observe = self._repetitions.observe
         score = self._model.score
-        trace = batch.trace
+        trace = batch.trace if self._trace else None
         for event in batch.events:
             scored = score(event, observe(event.fingerprint, now))
             event.score = float(scored.score)
@@ -51,4 +56,5 @@ class Score:
                 metadata[SCORE_MISSING_KEY] = scored.missing
             else:
                 metadata.pop(SCORE_MISSING_KEY, None)
-            trace.append(TraceEntry(event, self.name, scored.explain()))
+            if trace is not None:
+                trace.append(TraceEntry(event, self.name, scored.explain()))

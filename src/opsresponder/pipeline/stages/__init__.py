@@ -62,7 +62,7 @@ _FACTORIES: Final[Mapping[str, Callable[[StageDeps], Stage]]] = {
     "normalize": lambda _: Normalize(),
     "noise": lambda d: Noise(d.silences, d.settings.noise, d.clock, NoiseMetrics(d.registry)),
     "correlate": lambda _: Correlate(),
-    "score": lambda d: Score(d.settings.scoring),
+    "score": lambda d: Score(d.settings.scoring, trace=d.settings.pipeline.trace),
 }
 
 # The store needs what these set on every event: a fingerprint (dedup) and a correlation id.
