@@ -39,6 +39,7 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _server import BenchDatabase
+from syslog_parsers import calibration_ns
 
 from opsresponder.config import ScoringConfig
 from opsresponder.core.batch import Batch
@@ -136,6 +137,7 @@ async def main(args: argparse.Namespace) -> None:
         f"machine: {os.cpu_count()} cores, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
         "run it with nothing else busy"
     )
+    print(f"calibration: {calibration_ns():.1f} ns per pure-Python loop iteration (bench/syslog_parsers.py)")
     async with BenchDatabase(args.database_url) as url:
         pool = await create_pool(url, min_size=1, max_size=2, connect_timeout=5, command_timeout=300)
         try:
