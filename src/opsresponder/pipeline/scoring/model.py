@@ -66,6 +66,11 @@ class Scored:
         # The values read, None where missing; formatted only when a trace asks.
         self.severity, self.criticality, self.environment, self.group_size, self.repeats, self.inside = inputs
 
+    @property
+    def inputs(self) -> tuple[str, str | None, str | None, int | None, int, bool | None]:
+        """The values read: with the model, they decide the whole result (a key for `explain`'s cache)."""
+        return (self.severity, self.criticality, self.environment, self.group_size, self.repeats, self.inside)
+
     def explain(self) -> str:
         """``score 73: severity high +30, criticality critical +25, ...; missing: business_hours``."""
         f = self.factors

@@ -19,11 +19,14 @@ from typing import Final
 
 from opsresponder.config import ScoringConfig
 from opsresponder.core.batch import Batch, TraceEntry
-from opsresponder.pipeline.scoring.model import ScoreModel
+from opsresponder.pipeline.scoring.model import Scored, ScoreModel
 from opsresponder.pipeline.scoring.repetition import RepetitionCounter
 
 SCORE_FACTORS_KEY: Final = "score_factors"
 SCORE_MISSING_KEY: Final = "score_missing"
+# Sentences kept for reuse: most events of a stream share their inputs (same severity, no asset, a low
+# repetition count), and formatting the sentence is half the stage's cost. Cleared when full.
+_EXPLAINED_MAX: Final = 4096
 
 
 class Score:
@@ -38,6 +41,7 @@ class Score:
         the sentence then, and it is most of the stage's cost)."""
         self._model = ScoreModel(config)
         self._trace = trace
+        self._explained: dict[tuple[object, ...], str] = {}
         repetition = config.repetition
         self._repetitions = RepetitionCounter(repetition.window_minutes * 60, repetition.max_fingerprints)
         self._monotonic = monotonic
@@ -57,4 +61,13 @@ class Score:
             else:
                 metadata.pop(SCORE_MISSING_KEY, None)
             if trace is not None:
-                trace.append(TraceEntry(event, self.name, scored.explain()))
+                trace.append(TraceEntry(event, self.name, self._explain(scored)))
+
+    def _explain(self, scored: Scored) -> str:
+        key = scored.inputs
+        text = self._explained.get(key)
+        if text is None:
+            if len(self._explained) >= _EXPLAINED_MAX:
+                self._explained.clear()
+            text = self._explained[key] = scored.explain()
+        return text

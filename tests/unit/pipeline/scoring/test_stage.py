@@ -79,3 +79,18 @@ def test_the_repetition_counter_is_bounded_forgetting_the_least_recently_seen() 
     assert len(counter) == 2
     assert counter.observe("a", 1) == 2  # kept: seen more recently than b
     assert counter.observe("b", 1) == 0  # forgotten
+
+
+async def test_events_with_the_same_inputs_share_one_sentence_and_others_get_their_own() -> None:
+    stage = Score(ScoringConfig())
+    batch = Batch(
+        [
+            make_event(fingerprint="a", severity=Severity.LOW),
+            make_event(fingerprint="b", severity=Severity.LOW),
+            make_event(fingerprint="c", severity=Severity.CRITICAL),
+        ]
+    )
+    await stage.run(batch)
+    first, second, third = (t.detail for t in batch.trace)
+    assert first is second
+    assert first.startswith("score 10: severity low +10") and third.startswith("score 40: severity critical")
