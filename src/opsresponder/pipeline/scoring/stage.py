@@ -37,8 +37,8 @@ class Score:
     def __init__(
         self, config: ScoringConfig, monotonic: Callable[[], float] = time.monotonic, *, trace: bool = True
     ) -> None:
-        """`trace`: explain each score in the batch's trace (off when ``pipeline.trace`` is: nobody reads
-        the sentence then, and it is most of the stage's cost)."""
+        """`trace`: explain each score in the batch's trace (off when ``pipeline.trace`` is: nobody would
+        read the sentence)."""
         self._model = ScoreModel(config)
         self._trace = trace
         self._explained: dict[tuple[object, ...], str] = {}
