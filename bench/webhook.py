@@ -9,6 +9,12 @@ Scenarios, each printing events/s, latency p50/p95/p99/max, errors, and the serv
 then the server's peak RSS, and the time from start to /ready on an existing embedded database.
 Every event answered 200 was committed before its answer: that is the service's contract.
 Needs wrk (Debian package `wrk`).
+
+    python bench/webhook.py --compare-trace [--rounds 2] [--duration 20]
+
+measures what the decision trace costs instead: the arrays scenario with ``pipeline.trace`` on and off,
+alternating (on, off, on, off...) with a fresh server and database (PostgreSQL at 127.0.0.1:5432) each,
+so that a change of load on the machine touches both alike; it prints each run and the medians' ratios.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import argparse
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -24,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _server import BenchServer
+from _server import BenchDatabase, BenchServer
 
 SCRIPT = Path(__file__).resolve().parent / "webhook_mix.lua"
 _RESULT = re.compile(
@@ -56,7 +63,10 @@ def run_wrk(server: BenchServer, *, connections: int, duration: float, batch: in
     return WrkResult(n[0], n[1] / 1e6, n[2], n[3], n[4] / 1e3, n[5] / 1e3, n[6] / 1e3, n[7] / 1e3)
 
 
-def scenario(server: BenchServer, label: str, *, connections: int, duration: float, batch: int) -> None:
+def scenario(
+    server: BenchServer, label: str, *, connections: int, duration: float, batch: int
+) -> tuple[float, float]:
+    """Run one load and print it; returns events/s and the server's CPU µs per event."""
     cpu_before = server.cpu_seconds()
     r = run_wrk(server, connections=connections, duration=duration, batch=batch)
     cpu = server.cpu_seconds() - cpu_before
@@ -66,6 +76,37 @@ def scenario(server: BenchServer, label: str, *, connections: int, duration: flo
         f"{r.seconds:.0f} s; errors {r.errors}, non-2xx {r.non_2xx}; latency ms p50 {r.p50_ms:.1f} "
         f"p95 {r.p95_ms:.1f} p99 {r.p99_ms:.1f} max {r.max_ms:.1f}; "
         f"server CPU {1e6 * cpu / max(events, 1):.0f} µs/event ({cpu / r.seconds:.2f} cores)"
+    )
+    return events / r.seconds, 1e6 * cpu / max(events, 1)
+
+
+def compare_trace(args: argparse.Namespace) -> None:
+    """The arrays scenario with the decision trace on and off, alternating; medians and their ratios."""
+    results: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    for _ in range(args.rounds):
+        for trace in (True, False):
+            with BenchDatabase() as url:
+                server = BenchServer(database_url=url, OPSRESPONDER_PIPELINE__TRACE=str(trace).lower())
+                server.start()
+                try:
+                    results[trace].append(
+                        scenario(
+                            server,
+                            f"trace {'on ' if trace else 'off'}: arrays of {args.batch_size}, "
+                            f"{args.batch_connections} connections",
+                            connections=args.batch_connections,
+                            duration=args.duration,
+                            batch=args.batch_size,
+                        )
+                    )
+                finally:
+                    server.stop()
+    rate = {k: statistics.median(r for r, _ in v) for k, v in results.items()}
+    cpu = {k: statistics.median(c for _, c in v) for k, v in results.items()}
+    print(
+        f"trace on / off (medians of {args.rounds}): {rate[True]:,.0f} / {rate[False]:,.0f} events/s "
+        f"(rate x{rate[True] / rate[False]:.3f}); server CPU {cpu[True]:.0f} / {cpu[False]:.0f} µs/event "
+        f"(cost x{cpu[True] / cpu[False]:.3f})"
     )
 
 
@@ -78,9 +119,15 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--batch-connections", type=int, default=8)
     parser.add_argument("--database-url", help="use this PostgreSQL instead of the embedded one")
+    parser.add_argument("--compare-trace", action="store_true", help="trace on vs off (arrays only)")
+    parser.add_argument("--rounds", type=int, default=2, help="with --compare-trace: runs of each")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("bench/webhook.py needs wrk (apt-get install wrk)")
+    if args.compare_trace:
+        print(f"machine: {os.cpu_count()} cores; server, PostgreSQL and wrk on the same machine")
+        compare_trace(args)
+        return
 
     print(f"machine: {os.cpu_count()} cores; server, PostgreSQL and wrk on the same machine")
     server = BenchServer(database_url=args.database_url)

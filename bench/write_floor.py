@@ -11,7 +11,11 @@ every stored event pays whatever its source, each on an otherwise idle machine:
   by one statement in a transaction that is rolled back: the commit's WAL flush is left out;
 - the service's: `EventRepository.store_batch` in batches of `--batch` new events (building the rows,
   asyncpg's binary encoding, the dedup upsert's arrays, COPY), as this process's CPU time, which excludes
-  PostgreSQL's; then the pipeline stages (normalize, correlate) per event.
+  PostgreSQL's; then the pipeline stages (normalize, correlate, score) per event.
+
+The decision trace (``pipeline.trace``) is measured side by side: its rows in PostgreSQL (server-side, as
+above), and `store_batch` with and without the trace writer, alternating runs, in this process's CPU and in
+wall-clock time per event (which includes PostgreSQL's work and the round trip).
 
 Their sum is a floor: parsing, HTTP, the intake, metrics, answering callers and the load generator all
 come on top. It prints the floor and the rate two cores could sustain at that cost alone. The database:
@@ -35,15 +39,20 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _server import BenchDatabase
+from syslog_parsers import calibration_ns
 
+from opsresponder.config import ScoringConfig
+from opsresponder.core.batch import Batch
 from opsresponder.core.clock import utcnow
 from opsresponder.core.event import Event, EventState
 from opsresponder.core.severity import Severity
-from opsresponder.pipeline.stages import correlate, normalize
+from opsresponder.pipeline.stages import Score, correlate, normalize
 from opsresponder.store.events import EventRepository
 from opsresponder.store.migrations import migrate
 from opsresponder.store.pool import create_pool
 from opsresponder.store.subscription_outbox import SubscriptionOutbox
+from opsresponder.store.traces import TraceWriter
+from opsresponder.store.writers import BatchWriter
 
 # Rows like a syslog message's event (unique title, a little metadata, a 32-hex-digit fingerprint), made
 # beforehand in a temporary table so that making them is not counted.
@@ -65,8 +74,24 @@ _INSERT_DEDUP = (
     "SELECT fingerprint, state, id, correlation_id, last_seen_at FROM floor_rows"
 )
 
+# A trace as the default stages leave it for a plain webhook or syslog event (three entries, msgpack).
+_TRACE_PAYLOAD = TraceWriter.encode(
+    [
+        ("normalize", "fingerprint computed from source, host, service, event_type, title"),
+        ("noise", "passed: no active silence, not flapping"),
+        (
+            "score",
+            "score 20: severity medium +20, repetition 0 earlier +0; "
+            "missing: criticality, environment, correlation, business_hours",
+        ),
+    ]
+)
+_INSERT_TRACES = "INSERT INTO events.event_traces SELECT id, $1::bytea FROM floor_rows"
 
-async def server_side_us(conn: asyncpg.Connection, statement: str, rows: int) -> float:
+
+async def server_side_us(
+    conn: asyncpg.Connection, statement: str, rows: int, *args: object, before: str | None = None
+) -> float:
     """µs per row of `statement` in PostgreSQL, in a transaction rolled back afterwards (so no commit).
 
     Timed from here: one round trip (well under a millisecond) against hundreds of milliseconds of work.
@@ -76,8 +101,10 @@ async def server_side_us(conn: asyncpg.Connection, statement: str, rows: int) ->
     try:
         await conn.execute(_MAKE_ROWS, rows)
         await conn.execute("ANALYZE floor_rows")
+        if before is not None:
+            await conn.execute(before)
         started = time.perf_counter()
-        await conn.execute(statement)
+        await conn.execute(statement, *args)
         seconds = time.perf_counter() - started
     finally:
         await tr.rollback()
@@ -110,6 +137,7 @@ async def main(args: argparse.Namespace) -> None:
         f"machine: {os.cpu_count()} cores, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
         "run it with nothing else busy"
     )
+    print(f"calibration: {calibration_ns():.1f} ns per pure-Python loop iteration (bench/syslog_parsers.py)")
     async with BenchDatabase(args.database_url) as url:
         pool = await create_pool(url, min_size=1, max_size=2, connect_timeout=5, command_timeout=300)
         try:
@@ -123,30 +151,64 @@ async def main(args: argparse.Namespace) -> None:
                 dedup_us = statistics.median(
                     [await server_side_us(conn, _INSERT_DEDUP, args.events) for _ in range(3)]
                 )
+                trace_us = statistics.median(
+                    [
+                        await server_side_us(
+                            conn, _INSERT_TRACES, args.events, _TRACE_PAYLOAD, before=_INSERT_EVENTS
+                        )
+                        for _ in range(3)
+                    ]
+                )
             finally:
                 await conn.close()
-            # With the service's writer: with no subscription, it sends no query (one per second at most).
-            repository = EventRepository(
-                pool, dedup_window=timedelta(minutes=5), writers=[SubscriptionOutbox()]
-            )
-            stage_cpu = store_cpu = 0.0
-            stored = 0
-            for run in range(max(1, args.events // args.batch)):
-                batch = syslog_like(args.batch, run)
+            # With the service's writers: with no subscription, the outbox sends no query (one per second at
+            # most). Runs alternate between without and with the trace writer, so that a load change on the
+            # machine touches both alike.
+            scores = {False: Score(ScoringConfig(), trace=False), True: Score(ScoringConfig())}
+            plain = EventRepository(pool, dedup_window=timedelta(minutes=5), writers=[SubscriptionOutbox()])
+            writers: list[BatchWriter] = [SubscriptionOutbox(), TraceWriter()]
+            traced = EventRepository(pool, dedup_window=timedelta(minutes=5), writers=writers)
+            stage_cpu = {False: 0.0, True: 0.0}
+            store_cpu = {False: 0.0, True: 0.0}
+            store_wall = {False: 0.0, True: 0.0}
+            stored = {False: 0, True: 0}
+            for run in range(max(2, 2 * (args.events // args.batch))):
+                with_trace = run % 2 == 1
+                events = syslog_like(args.batch, run)
+                batch = Batch(events)
                 started = time.process_time()
-                normalize(batch)
-                correlate(batch)
-                for event in batch:
+                normalize(events, batch.trace if with_trace else None)
+                correlate(events)
+                await scores[with_trace].run(batch)
+                for event in events:
                     event.processed_at = event.received_at
-                stage_cpu += time.process_time() - started
-                started = time.process_time()
-                await repository.store_batch(batch)
-                store_cpu += time.process_time() - started
-                stored += len(batch)
+                stage_cpu[with_trace] += time.process_time() - started
+                repository = traced if with_trace else plain
+                started, wall = time.process_time(), time.perf_counter()
+                await repository.store_batch(events, batch=batch)
+                store_cpu[with_trace] += time.process_time() - started
+                store_wall[with_trace] += time.perf_counter() - wall
+                stored[with_trace] += len(events)
         finally:
             await pool.close()
-    store_us = 1e6 * store_cpu / stored
-    stages_us = 1e6 * stage_cpu / stored
+    print_figures(args, events_us, dedup_us, trace_us, stage_cpu, store_cpu, store_wall, stored)
+
+
+def print_figures(
+    args: argparse.Namespace,
+    events_us: float,
+    dedup_us: float,
+    trace_us: float,
+    stage_cpu: dict[bool, float],
+    store_cpu: dict[bool, float],
+    store_wall: dict[bool, float],
+    stored: dict[bool, int],
+) -> None:
+    store_us = 1e6 * store_cpu[False] / stored[False]
+    stages_us = 1e6 * stage_cpu[False] / stored[False]
+    traced_stages_us = 1e6 * stage_cpu[True] / stored[True]
+    traced_store_us = 1e6 * store_cpu[True] / stored[True]
+    wall_us = {k: 1e6 * store_wall[k] / stored[k] for k in (False, True)}
     floor = events_us + dedup_us + store_us + stages_us
     print(f"PostgreSQL, per new event (server-side, {args.events:,} rows, median of 3):")
     print(f"  events.events row with its indexes  {events_us:6.1f} µs")
@@ -158,6 +220,16 @@ async def main(args: argparse.Namespace) -> None:
         f"floor: {floor:.1f} µs of CPU per stored event, before parsing, HTTP, the intake and the load "
         f"generator; {os.cpu_count()} cores at that cost alone: {1e6 * (os.cpu_count() or 1) / floor:,.0f} "
         "events/s"
+    )
+    print("the decision trace (pipeline.trace), per new event:")
+    print(f"  events.event_traces row (server-side) {trace_us:6.1f} µs")
+    print(f"  stages CPU without / with entries     {stages_us:6.1f} / {traced_stages_us:.1f} µs")
+    print(f"  store_batch CPU without / with        {store_us:6.1f} / {traced_store_us:.1f} µs")
+    print(f"  store_batch wall without / with       {wall_us[False]:6.1f} / {wall_us[True]:.1f} µs")
+    with_trace = floor + trace_us + traced_store_us - store_us + traced_stages_us - stages_us
+    print(
+        f"trace share: floor {floor:.1f} -> {with_trace:.1f} µs (x{with_trace / floor:.3f}); "
+        f"store_batch wall x{wall_us[True] / wall_us[False]:.3f}"
     )
 
 

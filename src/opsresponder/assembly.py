@@ -55,6 +55,8 @@ from opsresponder.store.scheduler import ScheduledJob, Scheduler
 from opsresponder.store.silences import SilenceRepository
 from opsresponder.store.stream_cursor import StreamBacklog
 from opsresponder.store.subscriptions import SubscriptionRepository
+from opsresponder.store.traces import TraceRepository, TraceWriter
+from opsresponder.store.writers import BatchWriter
 
 
 @dataclass(slots=True)
@@ -92,10 +94,13 @@ def build_parts(
     intake = Intake(settings.pipeline.intake_capacity, pipeline_metrics)
     url_allowlist = _url_allowlist(settings)
     subscriptions, delivery = _subscriptions(settings, pool, url_allowlist, registry, clock)
+    writers: list[BatchWriter] = [subscriptions.outbox]
+    if settings.pipeline.trace:
+        writers.append(TraceWriter())
     repository = EventRepository(
         pool,
         dedup_window=timedelta(seconds=settings.pipeline.dedup_window_seconds),
-        writers=[subscriptions.outbox],  # in each batch's transaction, in this order
+        writers=writers,  # in each batch's transaction, in this order
     )
 
     # The API's changes move its generation, so this process's noise stage reloads before the next batch.
@@ -147,6 +152,7 @@ def build_parts(
         url_allowlist=url_allowlist,
         stream_hub=hub,
         silences=silences,
+        traces=TraceRepository(pool),
     )
     autonomous_ctx = ServiceContext(
         api=settings.api,

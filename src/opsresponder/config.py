@@ -81,8 +81,13 @@ class PipelineConfig(_Section):
     dedup_window_seconds: PositiveInt = 300
     drain_grace_seconds: PositiveFloat = 10.0
     db_retry_max_seconds: PositiveFloat = 5.0
-    stages: list[str] = msgspec.field(default_factory=lambda: ["normalize", "enrich", "noise", "correlate"])
+    stages: list[str] = msgspec.field(
+        default_factory=lambda: ["normalize", "enrich", "noise", "correlate", "score"]
+    )
     """The stages every batch runs through, in order (`pipeline.stages.build_stages` checks the names)."""
+    trace: bool = True
+    """Store each new event's decision trace (``events.event_traces``, docs/trace.md) in its batch's
+    transaction; false leaves the table empty and ``GET /api/v1/events/{id}/trace`` without entries."""
 
 
 class SyslogListenerConfig(_Section):
@@ -307,6 +312,76 @@ class EnrichmentConfig(_Section):
     asset_service: AssetServiceConfig = msgspec.field(default_factory=AssetServiceConfig)
 
 
+ScoreWeight = Annotated[float, msgspec.Meta(ge=0, le=1000)]
+ScoreLevel = Annotated[float, msgspec.Meta(ge=0, le=1)]
+CriticalityName = Literal["critical", "high", "medium", "low"]
+
+
+class ScoringWeightsConfig(_Section):
+    """The most each factor adds to a score (docs/scoring.md): a factor adds its weight times its level
+    (0-1, from `ScoringLevelsConfig` or a saturating count). The defaults sum to 100."""
+
+    severity: ScoreWeight = 40
+    criticality: ScoreWeight = 25
+    """``metadata.asset.criticality`` (set by the ``enrich`` stage)."""
+    environment: ScoreWeight = 10
+    """``metadata.asset.environment``."""
+    correlation: ScoreWeight = 10
+    """``metadata.correlation.group_size`` (set by the ``correlate`` stage)."""
+    repetition: ScoreWeight = 10
+    """How often the fingerprint was seen within ``scoring.repetition.window_minutes``."""
+    business_hours: ScoreWeight = 5
+    """``metadata.asset.in_business_hours``."""
+
+
+class BusinessHoursLevels(_Section):
+    inside: ScoreLevel = 1.0
+    outside: ScoreLevel = 0.0
+
+
+def _severity_levels() -> dict[SeverityName, float]:
+    return {"critical": 1.0, "high": 0.75, "medium": 0.5, "low": 0.25, "info": 0.0}
+
+
+def _criticality_levels() -> dict[CriticalityName, float]:
+    return {"critical": 1.0, "high": 0.75, "medium": 0.5, "low": 0.25}
+
+
+class ScoringLevelsConfig(_Section):
+    """Each input's level (0-1) by value; a value absent from its table has level 0."""
+
+    severity: dict[SeverityName, ScoreLevel] = msgspec.field(default_factory=_severity_levels)
+    criticality: dict[CriticalityName, ScoreLevel] = msgspec.field(default_factory=_criticality_levels)
+    environment: dict[str, ScoreLevel] = msgspec.field(
+        default_factory=lambda: {"production": 1.0, "staging": 0.3, "dev": 0.0}
+    )
+    """By ``metadata.asset.environment`` as the inventory writes it (exact, case-sensitive)."""
+    business_hours: BusinessHoursLevels = msgspec.field(default_factory=BusinessHoursLevels)
+
+
+class SaturationConfig(_Section):
+    full_at: Annotated[int, msgspec.Meta(ge=2, le=1_000_000)] = 10
+    """The count at which the factor reaches its whole weight; it grows logarithmically up to it."""
+
+
+class RepetitionConfig(SaturationConfig):
+    window_minutes: PositiveFloat = 60
+    """Arrivals of one fingerprint counted within this window (in this process)."""
+    max_fingerprints: PositiveInt = 100_000
+    """Fingerprints tracked at most; the least recently seen is forgotten first."""
+
+
+class ScoringConfig(_Section):
+    """The ``score`` stage: ``event.score`` 0-100 and ``metadata.score_factors`` (docs/scoring.md)."""
+
+    weights: ScoringWeightsConfig = msgspec.field(default_factory=ScoringWeightsConfig)
+    levels: ScoringLevelsConfig = msgspec.field(default_factory=ScoringLevelsConfig)
+    correlation: SaturationConfig = msgspec.field(default_factory=SaturationConfig)
+    """``full_at``: the correlation group size that earns the whole correlation weight."""
+    repetition: RepetitionConfig = msgspec.field(default_factory=RepetitionConfig)
+    """``full_at``: the number of earlier arrivals that earns the whole repetition weight."""
+
+
 class Settings(_Section):
     """The whole configuration tree; see ``config/opsresponder.yaml`` for every key with its default."""
 
@@ -323,6 +398,7 @@ class Settings(_Section):
     retention: RetentionConfig = msgspec.field(default_factory=RetentionConfig)
     noise: NoiseConfig = msgspec.field(default_factory=NoiseConfig)
     enrichment: EnrichmentConfig = msgspec.field(default_factory=EnrichmentConfig)
+    scoring: ScoringConfig = msgspec.field(default_factory=ScoringConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
 
 

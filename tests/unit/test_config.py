@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from opsresponder.config import load_settings, settings_from_tree
+from opsresponder.config import ScoringConfig, load_settings, settings_from_tree
 from opsresponder.core.errors import ConfigError
 
 REPO = Path(__file__).parents[2]
@@ -26,7 +26,9 @@ def test_the_shipped_config_is_valid_and_has_the_spec_defaults() -> None:
     ]
     assert settings.database.url is None and settings.redis.url is None
     assert settings.pipeline.dedup_window_seconds == 300
-    assert settings.pipeline.stages == ["normalize", "enrich", "noise", "correlate"]
+    assert settings.pipeline.stages == ["normalize", "enrich", "noise", "correlate", "score"]
+    assert settings.pipeline.trace is True
+    assert settings.scoring == ScoringConfig()  # the file states the defaults of config.py
     assert settings.noise.silence_refresh_seconds == 2
     assert settings.noise.flapping.max_changes == 5 and settings.noise.flapping.window_minutes == 30
 

@@ -8,7 +8,15 @@ from opsresponder.config import load_settings, settings_from_tree
 from opsresponder.core.batch import Batch
 from opsresponder.core.clock import utcnow
 from opsresponder.core.errors import ConfigError
-from opsresponder.pipeline.stages import Correlate, Enrich, Noise, Normalize, StageDeps, build_stages
+from opsresponder.pipeline.stages import (
+    Correlate,
+    Enrich,
+    Noise,
+    Normalize,
+    Score,
+    StageDeps,
+    build_stages,
+)
 from opsresponder.state import MemoryStateBackend
 from tests.factories import make_event
 
@@ -17,11 +25,11 @@ def deps(**pipeline: object) -> StageDeps:
     return StageDeps(settings_from_tree({"pipeline": pipeline}), MemoryStateBackend(), utcnow)
 
 
-def test_the_default_list_is_normalize_enrich_noise_correlate() -> None:
+def test_the_default_list_is_the_whole_chain_in_the_spec_order() -> None:
     stages = build_stages(deps())
-    assert [s.name for s in stages] == ["normalize", "enrich", "noise", "correlate"]
-    assert isinstance(stages[0], Normalize) and isinstance(stages[1], Enrich)
-    assert isinstance(stages[2], Noise) and isinstance(stages[3], Correlate)
+    assert [s.name for s in stages] == ["normalize", "enrich", "noise", "correlate", "score"]
+    expected = [Normalize, Enrich, Noise, Correlate, Score]
+    assert all(isinstance(stage, kind) for stage, kind in zip(stages, expected, strict=True))
 
 
 def test_the_configured_order_is_kept() -> None:
@@ -34,7 +42,8 @@ def test_the_configured_order_is_kept() -> None:
 def test_an_unknown_stage_is_refused_naming_the_key_and_the_known_ones() -> None:
     with pytest.raises(
         ConfigError,
-        match=r"pipeline\.stages: unknown stage 'silence' \(known: correlate, enrich, noise, normalize\)",
+        match=r"pipeline\.stages: unknown stage 'silence' \(known: correlate, enrich, noise, normalize, "
+        r"score\)",
     ):
         build_stages(deps(stages=["normalize", "silence", "correlate"]))
 
@@ -66,3 +75,4 @@ async def test_the_built_stages_do_what_the_functions_do() -> None:
     assert event.host == "web-01"
     assert event.fingerprint
     assert event.correlation_id is not None
+    assert event.score is not None

@@ -73,6 +73,32 @@ def test_a_keep_predicate_is_excluded_and_gets_its_horizon_as_third_argument() -
     assert rule.arguments(NOW) == (NOW - timedelta(days=30), rule.batch_size, NOW - timedelta(hours=2))
 
 
+def test_dependent_rows_are_deleted_in_the_same_statement_which_counts_the_rows_of_the_rule() -> None:
+    rule = RetentionRule(
+        "events.events",
+        "received_at",
+        timedelta(days=30),
+        10,
+        also_delete=(("events.event_traces", "event_id"),),
+    )
+    assert rule.delete_statement() == (
+        "WITH gone AS (DELETE FROM events.events WHERE ctid = ANY(ARRAY("
+        "SELECT t.ctid FROM events.events AS t WHERE t.received_at < $1 ORDER BY t.received_at LIMIT $2 "
+        "FOR UPDATE OF t SKIP LOCKED)) RETURNING id), "
+        "also_0 AS (DELETE FROM events.event_traces WHERE event_id IN (SELECT id FROM gone)) "
+        "SELECT count(*) FROM gone"
+    )
+    with pytest.raises(ValueError, match="identifier"):
+        RetentionRule("events.events", "received_at", timedelta(days=1), 1, also_delete=(("x; drop", "id"),))
+
+
+def test_event_rules_take_the_events_traces_along() -> None:
+    events, _ = event_rules(
+        events_max_age=timedelta(days=30), dedup_window=timedelta(minutes=5), batch_size=9
+    )
+    assert events.also_delete == (("events.event_traces", "event_id"),)
+
+
 def test_event_rules_age_events_by_received_at_and_keep_dedup_rows_beyond_the_window() -> None:
     window = timedelta(minutes=5)
     events, dedup = event_rules(events_max_age=timedelta(days=30), dedup_window=window, batch_size=100)

@@ -99,6 +99,13 @@ class Noise:
         silences = [s for s in await self._current(now) if s.active(now)]
         limiting = self._rate_limiter.enabled
         ticks = self._monotonic()
+        # What an event that goes on was checked against: one string per batch, shared by its entries.
+        passed = (
+            f"passed: none of {len(silences)} active silences matched, not flapping"
+            if silences
+            else "passed: no active silence, not flapping"
+        ) + (", within its source's rate limit" if limiting else "")
+        trace = batch.trace
         for event in batch.events:
             # Every event counts towards flapping, a silenced one too: silencing hides a flap, not ends it.
             flapping, changes = self._flaps.observe(event.fingerprint, event.state, now)
@@ -107,13 +114,13 @@ class Noise:
             for silence in silences:
                 if silence.matches(event):
                     event.suppressed_reason = silence.reason
-                    batch.trace.append(TraceEntry(event, self.name, f"{silence.reason}: matched the silence"))
+                    trace.append(TraceEntry(event, self.name, f"{silence.reason}: matched the silence"))
                     self._suppressed["silenced"].inc()
                     break
             else:
                 if flapping:
                     event.suppressed_reason = FLAPPING
-                    batch.trace.append(
+                    trace.append(
                         TraceEntry(event, self.name, f"{FLAPPING}: {changes} state changes within the window")
                     )
                     self._suppressed[FLAPPING].inc()
@@ -121,12 +128,14 @@ class Noise:
                     # Only events that would otherwise go on take from the budget: a silenced or flapping
                     # event is quiet already.
                     event.suppressed_reason = RATE_LIMITED
-                    batch.trace.append(
+                    trace.append(
                         TraceEntry(
                             event, self.name, f"{RATE_LIMITED}: source {event.source!r} over its limit"
                         )
                     )
                     self._suppressed[RATE_LIMITED].inc()
+                else:
+                    trace.append(TraceEntry(event, self.name, passed))
 
     async def _current(self, now: datetime) -> list[CompiledSilence]:
         generation = self._source.generation

@@ -10,7 +10,8 @@ The order of service-spec.md's pipeline:
 3. `noise` - silences and flapping mark events suppressed (`pipeline.noise`); dedup happens atomically
    in the store's transaction (see `store.events`).
 4. `correlate` - until correlation exists, every new event opens its own correlation.
-5. score, 6. evaluate_rules - later issues.
+5. `score` - ``event.score`` 0-100 and ``metadata.score_factors`` (`pipeline.scoring`).
+6. evaluate_rules - a later issue.
 7. store - `store.events.EventRepository.store_batch`, called by the worker, one transaction per batch;
    its batch writers (`store.writers.BatchWriter`) add their rows from the `Batch` in that transaction.
 8. notify - the worker's ``on_committed`` callbacks, after commit.
@@ -34,12 +35,23 @@ from opsresponder.core.errors import ConfigError
 from opsresponder.pipeline.enrich import Enrich, build_enrich
 from opsresponder.pipeline.noise import Noise, NoSilences, SilenceSource
 from opsresponder.pipeline.noise.metrics import NoiseMetrics
+from opsresponder.pipeline.scoring import Score
 from opsresponder.pipeline.stage import Stage
 from opsresponder.pipeline.stages.correlate import Correlate, correlate
 from opsresponder.pipeline.stages.normalize import Normalize, normalize
 from opsresponder.state.base import StateBackend
 
-__all__ = ["Correlate", "Enrich", "Noise", "Normalize", "StageDeps", "build_stages", "correlate", "normalize"]
+__all__ = [
+    "Correlate",
+    "Enrich",
+    "Noise",
+    "Normalize",
+    "Score",
+    "StageDeps",
+    "build_stages",
+    "correlate",
+    "normalize",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +78,7 @@ _FACTORIES: Final[Mapping[str, Callable[[StageDeps], Stage]]] = {
     "enrich": lambda d: build_enrich(d.settings.enrichment, d.registry, d.http_transport),
     "noise": lambda d: Noise(d.silences, d.settings.noise, d.clock, NoiseMetrics(d.registry)),
     "correlate": lambda _: Correlate(),
+    "score": lambda d: Score(d.settings.scoring, trace=d.settings.pipeline.trace),
 }
 
 # The store needs what these set on every event: a fingerprint (dedup) and a correlation id.

@@ -6,7 +6,7 @@ from typing import Any, Final
 
 import msgspec
 
-from opsresponder.core.batch import Batch
+from opsresponder.core.batch import Batch, TraceEntry
 from opsresponder.core.clock import as_utc
 from opsresponder.core.event import Event, compute_fingerprint
 
@@ -17,6 +17,11 @@ _encode = msgspec.json.Encoder().encode
 _REPLACEMENT = "\ufffd"
 MAX_TITLE_CHARS = 1024
 
+# The trace's words for what normalize decided; constants, so a traced event costs one small struct here.
+FINGERPRINT_COMPUTED: Final = "fingerprint computed from source, host, service, event_type, title"
+FINGERPRINT_GIVEN: Final = "fingerprint given by the sender"
+_TITLE_CUT: Final = f"; title cut to {MAX_TITLE_CHARS} characters"
+
 
 class Normalize:
     """`normalize` as a pipeline stage (CPU only: it never awaits)."""
@@ -25,11 +30,14 @@ class Normalize:
     name: Final = "normalize"
 
     async def run(self, batch: Batch) -> None:
-        normalize(batch.events)
+        normalize(batch.events, batch.trace)
 
 
-def normalize(events: list[Event]) -> None:
-    """Trim host and service (empty becomes None), make datetimes UTC, compute missing fingerprints."""
+def normalize(events: list[Event], trace: list[TraceEntry] | None = None) -> None:
+    """Trim host and service (empty becomes None), make datetimes UTC, compute missing fingerprints.
+
+    With a `trace`, appends one entry per event: where its fingerprint came from, and a cut title.
+    """
     for event in events:
         # Identifiers too: a webhook may send NUL in its free-form source or its own fingerprint.
         event.source = _scrub(event.source)
@@ -38,7 +46,9 @@ def normalize(events: list[Event]) -> None:
         event.fingerprint = _scrub(event.fingerprint)
         event.host = _clean_optional(event.host)
         event.service = _clean_optional(event.service)
-        event.title = _scrub(event.title.strip())[:MAX_TITLE_CHARS]
+        title = _scrub(event.title.strip())
+        cut = len(title) > MAX_TITLE_CHARS
+        event.title = title[:MAX_TITLE_CHARS] if cut else title
         if event.description is not None and _NUL in event.description:
             event.description = _scrub(event.description)
         if event.raw is not None and _NUL in event.raw:
@@ -49,10 +59,15 @@ def normalize(events: list[Event]) -> None:
             event.tags = list(dict.fromkeys(_scrub(t.strip()) for t in event.tags if t.strip()))
         if event.metadata and _NUL_JSON in _encode(event.metadata):
             event.metadata = _scrub_value(event.metadata)
-        if not event.fingerprint:
+        if event.fingerprint:
+            detail = FINGERPRINT_GIVEN
+        else:
+            detail = FINGERPRINT_COMPUTED
             event.fingerprint = compute_fingerprint(
                 event.source, event.host, event.service, event.event_type, event.title
             )
+        if trace is not None:
+            trace.append(TraceEntry(event, "normalize", detail + _TITLE_CUT if cut else detail))
 
 
 def _clean_optional(value: str | None) -> str | None:

@@ -81,7 +81,8 @@ async def test_a_matching_event_is_marked_traced_and_counted(registry: Collector
     assert silenced.suppressed_reason == "silenced:42"
     assert other.suppressed_reason is None
     assert [(t.event, t.stage, t.detail) for t in batch.trace] == [
-        (silenced, "noise", "silenced:42: matched the silence")
+        (silenced, "noise", "silenced:42: matched the silence"),
+        (other, "noise", "passed: none of 1 active silences matched, not flapping"),
     ]
     assert suppressed(registry, "silenced") == 1
     assert suppressed(registry, "flapping") == 0

@@ -1,0 +1,196 @@
+"""The score formula: ``event.score`` 0-100 as a sum of explained contributions (docs/scoring.md).
+
+Each factor has a weight (``scoring.weights``) and a level between 0 and 1 taken from the event::
+
+    contribution(f) = round(weight(f) * level(f), 1)
+    score           = min(100, round(sum of the contributions))      (weights and levels are >= 0)
+
+- severity:       ``scoring.levels.severity[event.severity]``
+- criticality:    ``scoring.levels.criticality[metadata.asset.criticality]``
+- environment:    ``scoring.levels.environment[metadata.asset.environment]`` (an unlisted name: 0)
+- correlation:    ``log(group_size) / log(full_at)``, at most 1, from ``metadata.correlation.group_size``
+- repetition:     ``log(1 + n) / log(1 + full_at)``, at most 1, n = earlier arrivals of the fingerprint
+- business_hours: ``scoring.levels.business_hours.inside`` / ``.outside`` from
+  ``metadata.asset.in_business_hours``
+
+An input that is absent (no ``metadata.asset``: the event matched no inventory entry or ``enrich`` did not
+run; no ``metadata.correlation``; a calendar-less asset) gives level 0 and is named in ``missing``, so a
+low score can be told apart from an unknown one. The logarithms make the first repetitions and the first
+correlated events count most: the tenth repetition of an alert says less than the second.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Final
+
+from opsresponder.config import ScoringConfig
+from opsresponder.core.event import Event
+from opsresponder.core.severity import Severity
+
+FACTORS: Final = ("severity", "criticality", "environment", "correlation", "repetition", "business_hours")
+"""Every factor, in the order of ``metadata.score_factors`` and of the trace's explanation."""
+MAX_SCORE: Final = 100
+
+
+class Scored:
+    """One event's score: the clamped score, each factor's contribution, the inputs that were missing, and
+    the values the factors were read from (for `explain`)."""
+
+    __slots__ = (
+        "criticality",
+        "environment",
+        "factors",
+        "group_size",
+        "inside",
+        "missing",
+        "repeats",
+        "score",
+        "severity",
+        "total",
+    )
+
+    def __init__(
+        self,
+        score: int,
+        total: float,
+        factors: dict[str, float],
+        missing: list[str],
+        inputs: tuple[str, str | None, str | None, int | None, int, bool | None],
+    ) -> None:
+        self.score = score
+        self.total = total
+        """The sum of the contributions (one decimal) before rounding and clamping."""
+        self.factors = factors
+        self.missing = missing
+        # The values read, None where missing; formatted only when a trace asks.
+        self.severity, self.criticality, self.environment, self.group_size, self.repeats, self.inside = inputs
+
+    @property
+    def inputs(self) -> tuple[str, str | None, str | None, int | None, int, bool | None]:
+        """The values read: with the model, they decide the whole result (a key for `explain`'s cache)."""
+        return (self.severity, self.criticality, self.environment, self.group_size, self.repeats, self.inside)
+
+    def explain(self) -> str:
+        """``score 73: severity high +30, criticality critical +25, ...; missing: business_hours``."""
+        f = self.factors
+        parts = [f"severity {self.severity} +{f['severity']:g}"]
+        if self.criticality is not None:
+            parts.append(f"criticality {self.criticality} +{f['criticality']:g}")
+        if self.environment is not None:
+            parts.append(f"environment {self.environment} +{f['environment']:g}")
+        if self.group_size is not None:
+            parts.append(f"correlation {self.group_size} events +{f['correlation']:g}")
+        parts.append(f"repetition {self.repeats} earlier +{f['repetition']:g}")
+        if self.inside is not None:
+            parts.append(f"business_hours {'inside' if self.inside else 'outside'} +{f['business_hours']:g}")
+        head = f"score {self.score}"
+        if self.total > MAX_SCORE:
+            head += f" (sum {self.total:g}, clamped)"
+        text = f"{head}: {', '.join(parts)}"
+        if self.missing:
+            text += f"; missing: {', '.join(self.missing)}"
+        return text
+
+
+class ScoreModel:
+    """`ScoringConfig` made ready for scoring many events: every contribution a table gives is computed
+    once, as are those of the counts below saturation, so scoring an event is lookups and one sum."""
+
+    __slots__ = ("_business", "_correlation", "_criticality", "_environment", "_repetition", "_severity")
+
+    def __init__(self, config: ScoringConfig) -> None:
+        w = config.weights
+        levels = config.levels
+        severity: dict[str, float] = {str(name): level for name, level in levels.severity.items()}
+        self._severity = {s: _contribution(w.severity, severity.get(s.value, 0.0)) for s in Severity}
+        self._criticality = {
+            str(name): _contribution(w.criticality, level) for name, level in levels.criticality.items()
+        }
+        self._environment = {
+            name: _contribution(w.environment, level) for name, level in levels.environment.items()
+        }
+        bh = levels.business_hours
+        self._business = (
+            _contribution(w.business_hours, bh.outside),
+            _contribution(w.business_hours, bh.inside),
+        )
+        # Index n: the contribution of a group of n events / of n earlier arrivals, up to saturation.
+        full = config.correlation.full_at
+        self._correlation = [0.0] + [
+            _contribution(w.correlation, math.log(n) / math.log(full)) for n in range(1, full + 1)
+        ]
+        full = config.repetition.full_at
+        self._repetition = [
+            _contribution(w.repetition, math.log1p(n) / math.log1p(full)) for n in range(full + 1)
+        ]
+
+    def score(self, event: Event, earlier: int) -> Scored:
+        """Score `event`, seen `earlier` times before (its fingerprint's earlier arrivals).
+
+        Never raises: an input of the wrong type (a sender's own ``metadata.asset``) counts as missing.
+        """
+        missing: list[str] = []
+        sev = self._severity[event.severity]
+        crit = env = corr = bh = 0.0
+        criticality = environment = None
+        size: Any = None
+        inside: Any = None
+
+        metadata = event.metadata
+        asset: Any = metadata.get("asset")
+        if type(asset) is dict:
+            criticality = asset.get("criticality")
+            if type(criticality) is str:
+                crit = self._criticality.get(criticality, 0.0)
+            else:
+                criticality = None
+                missing.append("criticality")
+            environment = asset.get("environment")
+            if type(environment) is str:
+                env = self._environment.get(environment, 0.0)
+            else:
+                environment = None
+                missing.append("environment")
+        else:
+            missing += ("criticality", "environment")
+
+        correlation: Any = metadata.get("correlation")
+        if type(correlation) is dict:
+            size = correlation.get("group_size")
+        if type(size) is int and size >= 1:
+            table = self._correlation
+            corr = table[size] if size < len(table) else table[-1]
+        else:
+            size = None
+            missing.append("correlation")
+
+        repeats = max(earlier, event.duplicate_count)
+        table = self._repetition
+        rep = table[repeats] if repeats < len(table) else table[-1]
+
+        if type(asset) is dict:
+            inside = asset.get("in_business_hours")
+        if type(inside) is bool:
+            bh = self._business[inside]
+        else:
+            inside = None
+            missing.append("business_hours")
+
+        factors = {
+            "severity": sev,
+            "criticality": crit,
+            "environment": env,
+            "correlation": corr,
+            "repetition": rep,
+            "business_hours": bh,
+        }
+        # Rounded again: a sum of one-decimal floats can land a hair below a .5 and round the wrong way.
+        total = round(sev + crit + env + corr + rep + bh, 1)
+        score = min(MAX_SCORE, math.floor(total + 0.5))
+        inputs = (event.severity.value, criticality, environment, size, repeats, inside)
+        return Scored(score, total, factors, missing, inputs)
+
+
+def _contribution(weight: float, level: float) -> float:
+    return round(weight * level, 1)

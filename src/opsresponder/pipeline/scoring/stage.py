@@ -1,0 +1,73 @@
+"""The ``score`` stage: ``event.score`` (0-100) and ``metadata.score_factors`` for every event.
+
+CPU only (it never awaits). Reads what earlier stages left: ``metadata.asset`` (``enrich``) and
+``metadata.correlation`` (``correlate``); a stage that did not run leaves its factor missing, named in
+``metadata.score_missing`` and in the trace. Suppressed events are scored too: the score says how much
+the event would have mattered, which is what one asks of a silence.
+
+Duplicates: the stage cannot know which events the store will fold into an existing row, so it scores
+every event; a folded duplicate's score is not stored (the row keeps the score of its first occurrence,
+its ``duplicate_count`` says how often it repeated). What repetition does change is the score of the next
+occurrence that becomes a row of its own (after the dedup window, after a resolve): see `RepetitionCounter`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Final
+
+from opsresponder.config import ScoringConfig
+from opsresponder.core.batch import Batch, TraceEntry
+from opsresponder.pipeline.scoring.model import Scored, ScoreModel
+from opsresponder.pipeline.scoring.repetition import RepetitionCounter
+
+SCORE_FACTORS_KEY: Final = "score_factors"
+SCORE_MISSING_KEY: Final = "score_missing"
+# Sentences kept for reuse: most events of a stream share their inputs (same severity, no asset, a low
+# repetition count), and formatting the sentence is half the stage's cost. Cleared when full.
+_EXPLAINED_MAX: Final = 4096
+
+
+class Score:
+    """Scores each event of a batch and explains it in the batch's trace."""
+
+    name: Final = "score"
+
+    def __init__(
+        self, config: ScoringConfig, monotonic: Callable[[], float] = time.monotonic, *, trace: bool = True
+    ) -> None:
+        """`trace`: explain each score in the batch's trace (off when ``pipeline.trace`` is: nobody would
+        read the sentence)."""
+        self._model = ScoreModel(config)
+        self._trace = trace
+        self._explained: dict[tuple[object, ...], str] = {}
+        repetition = config.repetition
+        self._repetitions = RepetitionCounter(repetition.window_minutes * 60, repetition.max_fingerprints)
+        self._monotonic = monotonic
+
+    async def run(self, batch: Batch) -> None:
+        now = self._monotonic()
+        observe = self._repetitions.observe
+        score = self._model.score
+        trace = batch.trace if self._trace else None
+        for event in batch.events:
+            scored = score(event, observe(event.fingerprint, now))
+            event.score = float(scored.score)
+            metadata = event.metadata
+            metadata[SCORE_FACTORS_KEY] = scored.factors
+            if scored.missing:
+                metadata[SCORE_MISSING_KEY] = scored.missing
+            else:
+                metadata.pop(SCORE_MISSING_KEY, None)
+            if trace is not None:
+                trace.append(TraceEntry(event, self.name, self._explain(scored)))
+
+    def _explain(self, scored: Scored) -> str:
+        key = scored.inputs
+        text = self._explained.get(key)
+        if text is None:
+            if len(self._explained) >= _EXPLAINED_MAX:
+                self._explained.clear()
+            text = self._explained[key] = scored.explain()
+        return text

@@ -1,0 +1,94 @@
+"""Decision traces: `TraceWriter` stores what the stages said about each new event, `TraceRepository`
+reads one back.
+
+The stages append `core.batch.TraceEntry` (event, stage, detail) to ``Batch.trace``; the writer groups
+them by event and writes one row per new event that has entries, in one INSERT for the whole batch, in
+the batch's transaction (``events.event_traces``). The entries are a msgpack list of ``[stage, detail]``
+pairs: PostgreSQL stores the bytes as they come.
+
+Duplicates: an event the store folded into an existing row has no row of its own, so its entries are not
+written, and the original's trace is left as it was (no extra statement per duplicate): the event row's
+``duplicate_count`` and ``last_seen_at`` say how often and until when it repeated (docs/trace.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import asyncpg
+import msgspec
+
+from opsresponder.core.batch import Batch
+from opsresponder.core.event import Event
+from opsresponder.store.pool import connection
+
+_INSERT: Final = """
+INSERT INTO events.event_traces (event_id, entries)
+SELECT * FROM unnest($1::bigint[], $2::bytea[])
+"""
+_SELECT: Final = "SELECT entries FROM events.event_traces WHERE event_id = $1"
+
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(list[tuple[str, str]]).decode
+
+
+class TraceWriter:
+    """The batch writer (`store.writers.BatchWriter`) of decision traces: one statement per batch."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def encode(pairs: list[tuple[str, str]]) -> bytes:
+        """The stored form of one event's ``(stage, detail)`` pairs (what `decode_entries` reads)."""
+        return _encode(pairs)
+
+    async def write(self, conn: asyncpg.Connection, batch: Batch, stored: Sequence[Event]) -> None:
+        """One ``event_traces`` row per event of `stored` that has trace entries, in one INSERT.
+
+        Raises:
+            asyncpg.PostgresError: as the caller's other statements would; the transaction is then aborted.
+        """
+        if not stored or not batch.trace:
+            return
+        # By object identity: the entries hold the events themselves (ids are taken after the stages).
+        pending: dict[int, list[tuple[str, str]]] = {}
+        for entry in batch.trace:
+            key = id(entry.event)
+            pairs = pending.get(key)
+            if pairs is None:
+                pending[key] = [(entry.stage, entry.detail)]
+            else:
+                pairs.append((entry.stage, entry.detail))
+        ids: list[int] = []
+        payloads: list[bytes] = []
+        for event in stored:
+            pairs = pending.get(id(event))
+            if pairs is not None:
+                assert event.id is not None, "the trace writer needs stored events (with ids)"
+                ids.append(event.id)
+                payloads.append(_encode(pairs))
+        if ids:
+            await conn.execute(_INSERT, ids, payloads)
+
+
+def decode_entries(payload: bytes) -> list[tuple[str, str]]:
+    """The ``[stage, detail]`` pairs of one stored trace, in the order the stages appended them."""
+    return _decode(payload)
+
+
+class TraceRepository:
+    """Reads stored traces (``GET /api/v1/events/{event_id}/trace``)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def entries(self, event_id: int) -> list[tuple[str, str]] | None:
+        """The trace entries of `event_id`, or None when it has no stored trace.
+
+        Raises:
+            DatabaseUnavailableError: PostgreSQL cannot be reached.
+        """
+        async with connection(self._pool) as conn:
+            payload = await conn.fetchval(_SELECT, event_id)
+        return None if payload is None else decode_entries(payload)
