@@ -8,7 +8,7 @@ from opsresponder.config import load_settings, settings_from_tree
 from opsresponder.core.batch import Batch
 from opsresponder.core.clock import utcnow
 from opsresponder.core.errors import ConfigError
-from opsresponder.pipeline.stages import Correlate, Noise, Normalize, StageDeps, build_stages
+from opsresponder.pipeline.stages import Correlate, Noise, Normalize, Patterns, StageDeps, build_stages
 from opsresponder.state import MemoryStateBackend
 from tests.factories import make_event
 
@@ -17,11 +17,11 @@ def deps(**pipeline: object) -> StageDeps:
     return StageDeps(settings_from_tree({"pipeline": pipeline}), MemoryStateBackend(), utcnow)
 
 
-def test_the_default_list_is_normalize_noise_correlate() -> None:
+def test_the_default_list_is_normalize_noise_patterns_correlate() -> None:
     stages = build_stages(deps())
-    assert [s.name for s in stages] == ["normalize", "noise", "correlate"]
+    assert [s.name for s in stages] == ["normalize", "noise", "patterns", "correlate"]
     assert isinstance(stages[0], Normalize) and isinstance(stages[1], Noise)
-    assert isinstance(stages[2], Correlate)
+    assert isinstance(stages[2], Patterns) and isinstance(stages[3], Correlate)
 
 
 def test_the_configured_order_is_kept() -> None:

@@ -9,6 +9,7 @@ The order of service-spec.md's pipeline:
 2. enrich - asset inventory (a later issue).
 3. `noise` - silences and flapping mark events suppressed (`pipeline.noise`); dedup happens atomically
    in the store's transaction (see `store.events`).
+   `patterns` - each title's message template in ``metadata.pattern`` (`pipeline.patterns`).
 4. `correlate` - until correlation exists, every new event opens its own correlation.
 5. score, 6. evaluate_rules - later issues.
 7. store - `store.events.EventRepository.store_batch`, called by the worker, one transaction per batch;
@@ -32,12 +33,22 @@ from opsresponder.core.clock import Clock
 from opsresponder.core.errors import ConfigError
 from opsresponder.pipeline.noise import Noise, NoSilences, SilenceSource
 from opsresponder.pipeline.noise.metrics import NoiseMetrics
+from opsresponder.pipeline.patterns import NoPatterns, PatternMetrics, Patterns, PatternSource
 from opsresponder.pipeline.stage import Stage
 from opsresponder.pipeline.stages.correlate import Correlate, correlate
 from opsresponder.pipeline.stages.normalize import Normalize, normalize
 from opsresponder.state.base import StateBackend
 
-__all__ = ["Correlate", "Noise", "Normalize", "StageDeps", "build_stages", "correlate", "normalize"]
+__all__ = [
+    "Correlate",
+    "Noise",
+    "Normalize",
+    "Patterns",
+    "StageDeps",
+    "build_stages",
+    "correlate",
+    "normalize",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +57,7 @@ class StageDeps:
 
     Attributes:
         silences: where `noise` reads silences (the store's repository in the service).
+        patterns: where `patterns` reads the templates known at start (the store's repository).
         registry: where stages register their metrics.
     """
 
@@ -53,12 +65,14 @@ class StageDeps:
     state: StateBackend
     clock: Clock
     silences: SilenceSource = field(default_factory=NoSilences)
+    patterns: PatternSource = field(default_factory=NoPatterns)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
 
 _FACTORIES: Final[Mapping[str, Callable[[StageDeps], Stage]]] = {
     "normalize": lambda _: Normalize(),
     "noise": lambda d: Noise(d.silences, d.settings.noise, d.clock, NoiseMetrics(d.registry)),
+    "patterns": lambda d: Patterns(d.settings.patterns, d.patterns, PatternMetrics(d.registry)),
     "correlate": lambda _: Correlate(),
 }
 

@@ -1,0 +1,225 @@
+"""An online log-template miner: a Drain-like fixed-depth tree over masked messages, with a size cap.
+
+Drain (He et al., ICWS 2017) groups a stream of messages in one pass: messages of the same length that
+start with the same words land in one leaf of a shallow tree, and within a leaf a message joins the
+template it shares the most positions with, when that share reaches a threshold; otherwise it starts a
+template of its own. When a message joins, the positions where it differs become ``<*>``.
+
+What this one changes, each measured on labeled Loghub samples (bench/patterns.py, docs/patterns.md):
+
+- Messages are masked first (`masking.mask`): typed tokens (``<IP>``, ``<NUM>``...) make most variable
+  positions equal from the first message on, so templates rarely need to generalise at all, and a
+  message that starts with a number or an address is routed by its mask token.
+- A ``<*>`` position of a template counts as shared with anything (Drain counts it as a difference, so
+  the more a template generalised, the harder it becomes to join). Typed masks count only when equal.
+- The templates are capped (`max_templates`); the least recently matched one is evicted first (LRU), so
+  memory stays bounded however many distinct shapes arrive. An evicted shape that comes back starts a
+  new template with the same text, hence the same id.
+- Exact repeats of a masked message skip the tree: a bounded dictionary maps the masked text to its
+  template (storms repeat one message).
+
+Template ids (`template_id`) are a hash of the template text: the same text has the same id on every
+replica and after every restart. When a template generalises, its text and so its id change; see
+docs/patterns.md for why this converges across replicas, and `TemplateMiner.seed` for restarts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from typing import Final
+
+from opsresponder.pipeline.patterns.masking import mask
+
+WILDCARD: Final = "<*>"
+_ROUTE_WILDCARD: Final = "<*>"
+
+
+def template_id(template: str) -> str:
+    """The stable id of a template: 16 hex digits of BLAKE2b over its text (UTF-8)."""
+    return hashlib.blake2b(template.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+class Template:
+    """One template (a cluster of messages): its tokens, text and id, and how many messages joined it.
+
+    ``text`` and ``id`` change when the template generalises (a token becomes ``<*>``); ``seq`` is a
+    process-local serial that never changes, for grouping within a process.
+    """
+
+    __slots__ = ("_id", "alive", "leaf", "seq", "size", "text", "tokens")
+
+    def __init__(self, tokens: list[str], seq: int, leaf: list[Template]) -> None:
+        self.tokens = tokens
+        self.text = " ".join(tokens)
+        self._id: str | None = None
+        self.seq = seq
+        self.size = 0
+        self.leaf = leaf
+        self.alive = True
+
+    @property
+    def id(self) -> str:
+        if self._id is None:
+            self._id = template_id(self.text)
+        return self._id
+
+    def absorb(self, tokens: list[str]) -> bool:
+        """Generalise the positions where `tokens` differ; True when the text changed."""
+        own = self.tokens
+        changed = False
+        for i, token in enumerate(tokens):
+            if own[i] != token and own[i] != WILDCARD:
+                own[i] = WILDCARD
+                changed = True
+        if changed:
+            self.text = " ".join(own)
+            self._id = None
+        return changed
+
+
+def _is_variable(token: str) -> bool:
+    """A token that should not route (Drain: one holding a digit; here also one holding a mask)."""
+    return "<" in token or any(c.isdigit() for c in token)
+
+
+class TemplateMiner:
+    """Groups messages into templates online; see the module docstring.
+
+    Not thread-safe; one per pipeline (the stage owns it). Every method is CPU only.
+
+    Args:
+        similarity_threshold: the share of positions a message must share with a template to join it.
+        depth: tree depth as in Drain: the message length, then ``depth - 2`` leading tokens, route.
+        max_children: children per tree node; beyond it, further tokens share the ``<*>`` child.
+        max_templates: templates kept; the least recently matched is evicted beyond it.
+        max_chars: characters of a message considered (a longer one is cut there before masking).
+    """
+
+    def __init__(
+        self,
+        *,
+        similarity_threshold: float = 0.5,
+        depth: int = 4,
+        max_children: int = 100,
+        max_templates: int = 10_000,
+        max_chars: int = 1024,
+    ) -> None:
+        if depth < 3:
+            raise ValueError("depth must be at least 3")
+        self._threshold = similarity_threshold
+        self._route_tokens = depth - 2
+        self._max_children = max_children
+        self._max_templates = max_templates
+        self._max_chars = max_chars
+        self._root: dict[int, dict[str, object]] = {}
+        self._lru: OrderedDict[int, Template] = OrderedDict()
+        self._exact: dict[str, Template] = {}
+        self._exact_limit = max(1024, 2 * max_templates)
+        self._seq = 0
+        self.evicted = 0
+        """Templates evicted by the cap since start (a counter for metrics)."""
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+    def templates(self) -> list[Template]:
+        """The live templates, least recently matched first."""
+        return list(self._lru.values())
+
+    def add(self, message: str) -> Template:
+        """The template `message` belongs to, after adding it (creating or generalising a template)."""
+        masked = mask(message[: self._max_chars])
+        template = self._exact.get(masked)
+        if template is not None and template.alive:
+            template.size += 1
+            self._lru.move_to_end(template.seq)
+            return template
+        tokens = masked.split()
+        template = self._match(tokens)
+        if template is None:
+            template = self._create(tokens)
+        else:
+            template.absorb(tokens)
+            self._lru.move_to_end(template.seq)
+        template.size += 1
+        if len(self._exact) >= self._exact_limit:
+            self._exact.clear()  # cheaper than an LRU per entry; repeats refill it within a batch
+        self._exact[masked] = template
+        return template
+
+    def seed(self, template_text: str) -> Template:
+        """Add a known template (from storage) as is, so that its messages get its id from the first one.
+
+        A template already present (same text routes to it with every position shared) is returned as is.
+        """
+        tokens = template_text.split()
+        existing = self._match(tokens)
+        if existing is not None and existing.text == " ".join(tokens):
+            return existing
+        return self._create(tokens)
+
+    def _leaf(self, tokens: list[str], create: bool) -> list[Template] | None:
+        node: dict[str, object] | None = self._root.get(len(tokens))
+        if node is None:
+            if not create:
+                return None
+            node = {}
+            self._root[len(tokens)] = node
+        for token in tokens[: self._route_tokens]:
+            key = _ROUTE_WILDCARD if _is_variable(token) else token
+            child = node.get(key)
+            if child is None:
+                if not create:
+                    child = node.get(_ROUTE_WILDCARD)
+                    if child is None:
+                        return None
+                else:
+                    if len(node) >= self._max_children:
+                        key = _ROUTE_WILDCARD
+                    child = node.get(key)
+                    if child is None:
+                        child = {}
+                        node[key] = child
+            node = child  # type: ignore[assignment]
+        leaf = node.get("")
+        if leaf is None:
+            if not create:
+                return None
+            leaf = []
+            node[""] = leaf
+        return leaf  # type: ignore[return-value]
+
+    def _match(self, tokens: list[str]) -> Template | None:
+        leaf = self._leaf(tokens, create=False)
+        if not leaf:
+            return None
+        n = len(tokens)
+        if n == 0:
+            return leaf[0]
+        best: Template | None = None
+        best_score = -1.0
+        for template in leaf:
+            shared = sum(
+                1 for own, token in zip(template.tokens, tokens, strict=True) if own in (token, WILDCARD)
+            )
+            score = shared / n
+            if score > best_score or (score == best_score and best is not None and template.size > best.size):
+                best, best_score = template, score
+        if best is not None and best_score >= self._threshold:
+            return best
+        return None
+
+    def _create(self, tokens: list[str]) -> Template:
+        leaf = self._leaf(tokens, create=True)
+        assert leaf is not None
+        self._seq += 1
+        template = Template(list(tokens), self._seq, leaf)
+        leaf.append(template)
+        self._lru[template.seq] = template
+        if len(self._lru) > self._max_templates:
+            _, old = self._lru.popitem(last=False)
+            old.alive = False
+            old.leaf.remove(old)
+            self.evicted += 1
+        return template
