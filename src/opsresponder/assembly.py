@@ -44,6 +44,7 @@ from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.state import MemoryStateBackend, StateBackend
 from opsresponder.store.deliveries import DeliveryQueue
 from opsresponder.store.events import EventRepository
+from opsresponder.store.patterns import PatternRepository, PatternWriter
 from opsresponder.store.pool import connection
 from opsresponder.store.retention import RetentionJob, RetentionMetrics, event_rules
 from opsresponder.store.scheduler import ScheduledJob, Scheduler
@@ -87,11 +88,12 @@ def build_parts(
     repository = EventRepository(
         pool,
         dedup_window=timedelta(seconds=settings.pipeline.dedup_window_seconds),
-        writers=[subscriptions.outbox],  # in each batch's transaction, in this order
+        writers=[subscriptions.outbox, PatternWriter()],  # in each batch's transaction, in this order
     )
 
     # The API's changes move its generation, so this process's noise stage reloads before the next batch.
     silences = SilenceRepository(pool)
+    patterns = PatternRepository(pool)
 
     async def check_database() -> None:
         async with connection(pool, timeout=settings.database.connect_timeout_seconds) as conn:
@@ -101,7 +103,9 @@ def build_parts(
         intake,
         repository,
         pipeline_metrics,
-        stages=build_stages(StageDeps(settings, state, clock, silences=silences, registry=registry)),
+        stages=build_stages(
+            StageDeps(settings, state, clock, silences=silences, patterns=patterns, registry=registry)
+        ),
         probe=check_database,
         batch_max_events=settings.pipeline.batch_max_events,
         batch_max_wait=settings.pipeline.batch_max_wait_ms / 1000,
@@ -132,6 +136,7 @@ def build_parts(
         url_allowlist=url_allowlist,
         stream_hub=hub,
         silences=silences,
+        patterns=patterns,
     )
     autonomous_ctx = ServiceContext(
         api=settings.api,
