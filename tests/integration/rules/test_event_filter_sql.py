@@ -20,8 +20,15 @@ _TEXT = st.sampled_from(["a", "b", "B", "a "])
 _SCORES = st.sampled_from([None, 0.0, 2.5, 5.0, 9.75, -1.0])
 # What metadata.pattern may hold: the stage's shape, or what a sender put there without the stage.
 _PATTERNS = st.sampled_from(
-    [{}, {"pattern": {"id": "p1", "template": "t"}}, {"pattern": {"id": "p2"}}, {"pattern": {"id": 5}},
-     {"pattern": "p1"}, {"pattern": {"id": None}}, {"pattern": [1]}]  # fmt: skip
+    [
+        {},
+        {"pattern": {"id": "p1", "template": "t"}},
+        {"pattern": {"id": "p2"}},
+        {"pattern": {"id": 5}},
+        {"pattern": "p1"},
+        {"pattern": {"id": None}},
+        {"pattern": [1]},
+    ]
 )
 
 
