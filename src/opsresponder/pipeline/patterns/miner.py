@@ -29,6 +29,7 @@ import hashlib
 from collections import OrderedDict
 from typing import Final
 
+from opsresponder.config import PatternsConfig
 from opsresponder.pipeline.patterns.masking import mask
 
 WILDCARD: Final = "<*>"
@@ -99,11 +100,11 @@ class TemplateMiner:
     def __init__(
         self,
         *,
-        similarity_threshold: float = 0.5,
-        depth: int = 4,
-        max_children: int = 100,
-        max_templates: int = 10_000,
-        max_chars: int = 1024,
+        similarity_threshold: float,
+        depth: int,
+        max_children: int,
+        max_templates: int,
+        max_chars: int,
     ) -> None:
         if depth < 3:
             raise ValueError("depth must be at least 3")
@@ -119,6 +120,17 @@ class TemplateMiner:
         self._seq = 0
         self.evicted = 0
         """Templates evicted by the cap since start (a counter for metrics)."""
+
+    @classmethod
+    def from_config(cls, config: PatternsConfig) -> TemplateMiner:
+        """The miner ``patterns`` configures (the defaults live in `config.PatternsConfig`)."""
+        return cls(
+            similarity_threshold=config.similarity_threshold,
+            depth=config.depth,
+            max_children=config.max_children,
+            max_templates=config.max_templates,
+            max_chars=config.max_title_chars,
+        )
 
     def __len__(self) -> int:
         return len(self._lru)

@@ -82,13 +82,7 @@ class Patterns:
         self._source = source
         self._metrics = metrics
         self._monotonic = monotonic
-        self._miner = TemplateMiner(
-            similarity_threshold=config.similarity_threshold,
-            depth=config.depth,
-            max_children=config.max_children,
-            max_templates=config.max_templates,
-            max_chars=config.max_title_chars,
-        )
+        self._miner = TemplateMiner.from_config(config)
         self._evicted = 0
         # monotonic time from which to (re)try seeding; None once seeded or when seeding is off.
         self._seed_after: float | None = 0.0 if config.seed_from_store else None
