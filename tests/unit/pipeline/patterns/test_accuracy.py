@@ -36,4 +36,3 @@ def test_the_metric_counts_a_message_only_when_its_group_is_exact() -> None:
     assert grouping_accuracy(truth, [1, 1, 2, 2, 3]) == 1.0
     assert grouping_accuracy(truth, [1, 1, 2, 2, 2]) == 0.4  # B and C merged: only A's two are right
     assert grouping_accuracy(truth, [1, 9, 2, 2, 3]) == 0.6  # A split
-
