@@ -18,3 +18,6 @@ CREATE INDEX patterns_count_idx ON events.patterns (count DESC, id);
 
 -- GET /api/v1/events?pattern=<id>: the event list filters on this expression (rules/filter.py).
 CREATE INDEX events_pattern_idx ON events.events ((metadata -> 'pattern' ->> 'id'), occurred_at DESC);
+
+-- Subscriptions filter on the template id too, like the event list (rules/filter.py EventFilter.pattern).
+ALTER TABLE events.subscriptions ADD COLUMN pattern text;
