@@ -168,12 +168,13 @@ async def test_a_pattern_filter_selects_the_events_of_one_template(
     repo: SubscriptionRepository, events_repo: EventRepository, sub_pool: asyncpg.Pool
 ) -> None:
     disk = {"id": "0123456789abcdef", "template": "Disk <PATH> full"}
+    cpu = {"id": "fedcba9876543210", "template": "CPU high"}
     created = await repo.create(spec("disks", pattern=disk["id"]), None)
     assert created.filters.pattern == disk["id"]
     assert (await repo.get(created.id)).filters.pattern == disk["id"]  # type: ignore[union-attr]
     batch = prepared(
         make_event(title="Disk /a full", metadata={"pattern": disk}),
-        make_event(title="CPU high", metadata={"pattern": {"id": "fedcba9876543210", "template": "CPU high"}}),
+        make_event(title="CPU high", metadata={"pattern": cpu}),
         make_event(title="no template"),
     )
     outcomes = await events_repo.store_batch(batch)
