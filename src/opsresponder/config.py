@@ -273,7 +273,7 @@ class NoiseConfig(_Section):
 class PatternsConfig(_Section):
     """The ``patterns`` stage: message templates of event titles (docs/patterns.md)."""
 
-    similarity_threshold: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.7
+    similarity_threshold: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.6
     """The share of word positions a title must have in common with a template to join it (a ``<*>``
     position counts as common). Lower merges more; 1 only merges titles equal once masked."""
     depth: Annotated[int, msgspec.Meta(ge=3, le=16)] = 4
