@@ -79,6 +79,10 @@ def test_environment_beats_the_file(tmp_path: Path) -> None:
             "snmp.trap_mapping",
         ),
         ({"logging": {"level": "loud"}}, "logging.level"),
+        ({"patterns": {"similarity_threshold": 1.5}}, "patterns.similarity_threshold"),
+        ({"patterns": {"similarity_threshold": 0}}, "patterns.similarity_threshold"),
+        ({"patterns": {"depth": 2}}, "patterns.depth"),
+        ({"patterns": {"max_templates": 0}}, "patterns.max_templates"),
     ],
 )
 def test_bad_values_name_their_key_path(tree: dict[str, object], path: str) -> None:

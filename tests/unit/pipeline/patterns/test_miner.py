@@ -91,6 +91,19 @@ def test_long_messages_are_cut_and_empty_ones_have_a_template() -> None:
     assert empty.text == "" and m.add("   ") is empty
 
 
+_WORDS = st.sampled_from(["disk", "full", "on", "host", "db-1", "10.0.0.1", "user", "admin", "42", "/var"])
+_TITLES = st.lists(_WORDS, min_size=1, max_size=6).map(" ".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(titles=st.lists(_TITLES, min_size=1, max_size=30))
+def test_ids_are_the_same_in_every_process_fed_the_same_titles(titles: list[str]) -> None:
+    # A restart, or another replica, fed the same titles in the same order gives every title the same id:
+    # ids hold no process state (no counter, no random), only the template text.
+    first, second = miner(), miner()
+    assert [first.add(t).id for t in titles] == [second.add(t).id for t in titles]
+
+
 @settings(max_examples=150, deadline=None)
 @given(messages=st.lists(st.text(max_size=60), min_size=1, max_size=40))
 def test_adding_never_raises_and_every_message_matches_its_template(messages: list[str]) -> None:
