@@ -27,13 +27,18 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from typing import Final
+from typing import Any, Final
 
 from opsresponder.config import PatternsConfig
 from opsresponder.pipeline.patterns.masking import mask
 
 WILDCARD: Final = "<*>"
 _ROUTE_WILDCARD: Final = "<*>"
+_LEAF: Final = ""  # the key of a node's leaf (the templates); no word is empty, so it names no child
+
+_Key = int | str
+# A tree node: children by word (and the root by length), and its leaf under _LEAF.
+_Node = dict[_Key, Any]
 
 
 def template_id(template: str) -> str:
@@ -48,15 +53,15 @@ class Template:
     process-local serial that never changes, for grouping within a process.
     """
 
-    __slots__ = ("_id", "alive", "leaf", "seq", "size", "text", "tokens")
+    __slots__ = ("_id", "alive", "route", "seq", "size", "text", "tokens")
 
-    def __init__(self, tokens: list[str], seq: int, leaf: list[Template]) -> None:
+    def __init__(self, tokens: list[str], seq: int, route: tuple[_Key, ...]) -> None:
         self.tokens = tokens
         self.text = " ".join(tokens)
         self._id: str | None = None
         self.seq = seq
         self.size = 0
-        self.leaf = leaf
+        self.route = route  # the keys from the root to the node holding its leaf, to prune on eviction
         self.alive = True
 
     @property
@@ -113,7 +118,7 @@ class TemplateMiner:
         self._max_children = max_children
         self._max_templates = max_templates
         self._max_chars = max_chars
-        self._root: dict[int, dict[str, object]] = {}
+        self._root: _Node = {}
         self._lru: OrderedDict[int, Template] = OrderedDict()
         self._exact: dict[str, Template] = {}
         self._exact_limit = max(1024, 2 * max_templates)
@@ -171,39 +176,47 @@ class TemplateMiner:
             return existing
         return self._create(tokens)
 
-    def _leaf(self, tokens: list[str], create: bool) -> list[Template] | None:
-        node: dict[str, object] | None = self._root.get(len(tokens))
-        if node is None:
-            if not create:
+    def _find_leaf(self, tokens: list[str]) -> list[Template] | None:
+        """The leaf `tokens` route to, or None; a word with no branch of its own takes the wildcard one."""
+        node: _Node | None = self._root.get(len(tokens))
+        for token in tokens[: self._route_tokens]:
+            if node is None:
                 return None
-            node = {}
-            self._root[len(tokens)] = node
+            child = None if _is_variable(token) else node.get(token)
+            node = node.get(_ROUTE_WILDCARD) if child is None else child
+        return None if node is None else node.get(_LEAF)
+
+    def _make_leaf(self, tokens: list[str]) -> tuple[list[Template], tuple[_Key, ...]]:
+        """The leaf `tokens` route to, created as needed, and the keys of its route."""
+        route: list[_Key] = [len(tokens)]
+        node: _Node = self._root.setdefault(len(tokens), {})
         for token in tokens[: self._route_tokens]:
             key = _ROUTE_WILDCARD if _is_variable(token) else token
-            child = node.get(key)
-            if child is None:
-                if not create:
-                    child = node.get(_ROUTE_WILDCARD)
-                    if child is None:
-                        return None
-                else:
-                    if len(node) >= self._max_children:
-                        key = _ROUTE_WILDCARD
-                    child = node.get(key)
-                    if child is None:
-                        child = {}
-                        node[key] = child
-            node = child  # type: ignore[assignment]
-        leaf = node.get("")
-        if leaf is None:
-            if not create:
-                return None
-            leaf = []
-            node[""] = leaf
-        return leaf  # type: ignore[return-value]
+            if key not in node and len(node) >= self._max_children:
+                key = _ROUTE_WILDCARD
+            node = node.setdefault(key, {})
+            route.append(key)
+        leaf: list[Template] = node.setdefault(_LEAF, [])
+        return leaf, tuple(route)
+
+    def _evict(self, template: Template) -> None:
+        """Take `template` out of the tree, and the nodes it leaves empty, so the tree stays bounded too."""
+        template.alive = False
+        nodes: list[_Node] = [self._root]
+        for key in template.route:
+            nodes.append(nodes[-1][key])
+        leaf: list[Template] = nodes[-1][_LEAF]
+        leaf.remove(template)
+        if leaf:
+            return
+        del nodes[-1][_LEAF]
+        for depth in range(len(template.route) - 1, -1, -1):
+            if nodes[depth + 1]:
+                return
+            del nodes[depth][template.route[depth]]
 
     def _match(self, tokens: list[str]) -> Template | None:
-        leaf = self._leaf(tokens, create=False)
+        leaf = self._find_leaf(tokens)
         if not leaf:
             return None
         n = len(tokens)
@@ -223,15 +236,13 @@ class TemplateMiner:
         return None
 
     def _create(self, tokens: list[str]) -> Template:
-        leaf = self._leaf(tokens, create=True)
-        assert leaf is not None
+        leaf, route = self._make_leaf(tokens)
         self._seq += 1
-        template = Template(list(tokens), self._seq, leaf)
+        template = Template(list(tokens), self._seq, route)
         leaf.append(template)
         self._lru[template.seq] = template
         if len(self._lru) > self._max_templates:
             _, old = self._lru.popitem(last=False)
-            old.alive = False
-            old.leaf.remove(old)
+            self._evict(old)
             self.evicted += 1
         return template

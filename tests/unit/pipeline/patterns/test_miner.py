@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -112,3 +114,26 @@ def test_adding_never_raises_and_every_message_matches_its_template(messages: li
         template = m.add(message)
         assert template.id == template_id(template.text)
     assert len(m) <= 8
+
+
+def _nodes(node: dict[Any, Any]) -> int:
+    return 1 + sum(_nodes(child) for child in node.values() if isinstance(child, dict))
+
+
+def _word(i: int) -> str:
+    letters = ""
+    while True:
+        i, r = divmod(i, 26)
+        letters += chr(97 + r)
+        if i == 0:
+            return letters
+
+
+def test_evictions_prune_the_tree_so_memory_stays_bounded() -> None:
+    m = miner(max_templates=10)
+    for i in range(2000):  # 2,000 shapes that share no routing word: each opens branches of its own
+        words = [f"{_word(i)}x", f"{_word(i)}y", "failed", "on", "host"][: 2 + i % 4]
+        m.add(" ".join(words))
+    assert len(m) == 10 and m.evicted == 1990
+    # The root, and per template at most its length node and two routing nodes.
+    assert _nodes(m._root) <= 1 + 10 * 3
