@@ -49,6 +49,7 @@ from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.state import MemoryStateBackend, StateBackend
 from opsresponder.store.deliveries import DeliveryQueue
 from opsresponder.store.events import EventRepository
+from opsresponder.store.patterns import PatternRepository, PatternWriter
 from opsresponder.store.pool import connection
 from opsresponder.store.retention import RetentionJob, RetentionMetrics, event_rules
 from opsresponder.store.scheduler import ScheduledJob, Scheduler
@@ -94,7 +95,7 @@ def build_parts(
     intake = Intake(settings.pipeline.intake_capacity, pipeline_metrics)
     url_allowlist = _url_allowlist(settings)
     subscriptions, delivery = _subscriptions(settings, pool, url_allowlist, registry, clock)
-    writers: list[BatchWriter] = [subscriptions.outbox]
+    writers: list[BatchWriter] = [subscriptions.outbox, PatternWriter()]
     if settings.pipeline.trace:
         writers.append(TraceWriter())
     repository = EventRepository(
@@ -105,6 +106,7 @@ def build_parts(
 
     # The API's changes move its generation, so this process's noise stage reloads before the next batch.
     silences = SilenceRepository(pool)
+    patterns = PatternRepository(pool)
 
     async def check_database() -> None:
         async with connection(pool, timeout=settings.database.connect_timeout_seconds) as conn:
@@ -114,7 +116,13 @@ def build_parts(
     asset_transport = GuardedTransport(url_allowlist) if settings.enrichment.asset_service.url else None
     stages = build_stages(
         StageDeps(
-            settings, state, clock, silences=silences, registry=registry, http_transport=asset_transport
+            settings,
+            state,
+            clock,
+            silences=silences,
+            patterns=patterns,
+            registry=registry,
+            http_transport=asset_transport,
         )
     )
     worker = PipelineWorker(
@@ -153,6 +161,7 @@ def build_parts(
         stream_hub=hub,
         silences=silences,
         traces=TraceRepository(pool),
+        patterns=patterns,
     )
     autonomous_ctx = ServiceContext(
         api=settings.api,

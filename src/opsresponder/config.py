@@ -82,7 +82,7 @@ class PipelineConfig(_Section):
     drain_grace_seconds: PositiveFloat = 10.0
     db_retry_max_seconds: PositiveFloat = 5.0
     stages: list[str] = msgspec.field(
-        default_factory=lambda: ["normalize", "enrich", "noise", "correlate", "score"]
+        default_factory=lambda: ["normalize", "enrich", "noise", "patterns", "correlate", "score"]
     )
     """The stages every batch runs through, in order (`pipeline.stages.build_stages` checks the names)."""
     trace: bool = True
@@ -382,6 +382,25 @@ class ScoringConfig(_Section):
     """``full_at``: the number of earlier arrivals that earns the whole repetition weight."""
 
 
+class PatternsConfig(_Section):
+    """The ``patterns`` stage: message templates of event titles (docs/patterns.md)."""
+
+    similarity_threshold: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.6
+    """The share of word positions a title must have in common with a template to join it (a ``<*>``
+    position counts as common). Lower merges more; 1 only merges titles equal once masked."""
+    depth: Annotated[int, msgspec.Meta(ge=3, le=16)] = 4
+    """Drain's tree depth: titles are routed by their length and their first ``depth - 2`` words."""
+    max_children: PositiveInt = 100
+    """Distinct words per routing position; further words share one wildcard branch."""
+    max_templates: PositiveInt = 10_000
+    """Templates held in memory per process; the least recently matched one is evicted beyond this."""
+    max_title_chars: PositiveInt = 1024
+    """Characters of a title considered; the rest is ignored (long titles are rarely shapes)."""
+    seed_from_store: bool = True
+    """At start, load the most recently seen templates (up to ``max_templates``) from the store, so that
+    titles seen before a restart keep their template and id."""
+
+
 class Settings(_Section):
     """The whole configuration tree; see ``config/opsresponder.yaml`` for every key with its default."""
 
@@ -399,6 +418,7 @@ class Settings(_Section):
     noise: NoiseConfig = msgspec.field(default_factory=NoiseConfig)
     enrichment: EnrichmentConfig = msgspec.field(default_factory=EnrichmentConfig)
     scoring: ScoringConfig = msgspec.field(default_factory=ScoringConfig)
+    patterns: PatternsConfig = msgspec.field(default_factory=PatternsConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
 
 

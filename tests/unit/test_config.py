@@ -26,7 +26,7 @@ def test_the_shipped_config_is_valid_and_has_the_spec_defaults() -> None:
     ]
     assert settings.database.url is None and settings.redis.url is None
     assert settings.pipeline.dedup_window_seconds == 300
-    assert settings.pipeline.stages == ["normalize", "enrich", "noise", "correlate", "score"]
+    assert settings.pipeline.stages == ["normalize", "enrich", "noise", "patterns", "correlate", "score"]
     assert settings.pipeline.trace is True
     assert settings.scoring == ScoringConfig()  # the file states the defaults of config.py
     assert settings.noise.silence_refresh_seconds == 2
@@ -81,6 +81,10 @@ def test_environment_beats_the_file(tmp_path: Path) -> None:
             "snmp.trap_mapping",
         ),
         ({"logging": {"level": "loud"}}, "logging.level"),
+        ({"patterns": {"similarity_threshold": 1.5}}, "patterns.similarity_threshold"),
+        ({"patterns": {"similarity_threshold": 0}}, "patterns.similarity_threshold"),
+        ({"patterns": {"depth": 2}}, "patterns.depth"),
+        ({"patterns": {"max_templates": 0}}, "patterns.max_templates"),
     ],
 )
 def test_bad_values_name_their_key_path(tree: dict[str, object], path: str) -> None:

@@ -16,6 +16,7 @@ import msgspec
 from opsresponder.core.event import Event
 from opsresponder.core.silence import Silence
 from opsresponder.rules.filter import EventFilter
+from opsresponder.store.patterns import Pattern
 from opsresponder.store.subscriptions import DeliveryStatus
 
 
@@ -114,6 +115,14 @@ class Redelivery(msgspec.Struct):
 
     subscription_id: int
     requeued: int
+
+
+class PatternList(msgspec.Struct, kw_only=True):
+    """``GET /api/v1/patterns``: a page of message templates in the order asked for."""
+
+    patterns: list[Pattern]
+    total_count: int
+    has_more: bool
 
 
 class SilenceList(msgspec.Struct):

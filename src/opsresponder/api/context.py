@@ -22,6 +22,7 @@ from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.store.events import EventRepository
+from opsresponder.store.patterns import PatternRepository
 from opsresponder.store.silences import SilenceRepository
 from opsresponder.store.subscriptions import SubscriptionRepository
 from opsresponder.store.traces import TraceRepository
@@ -59,6 +60,7 @@ class EventsApiContext(ServiceContext):
         stream_hub: None where this process serves no live stream (503).
         silences: the silences the noise stage reads; None answers 503.
         traces: the stored decision traces; None answers traces without entries.
+        patterns: the message templates the patterns stage counts; None answers 503.
     """
 
     intake: Intake
@@ -72,6 +74,7 @@ class EventsApiContext(ServiceContext):
     stream_hub: StreamHub | None = None
     silences: SilenceRepository | None = None
     traces: TraceRepository | None = None
+    patterns: PatternRepository | None = None
 
 
 C = TypeVar("C", bound=ServiceContext)

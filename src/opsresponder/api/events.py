@@ -33,6 +33,7 @@ from opsresponder.api.openapi import (
     WithProperties,
     documented,
 )
+from opsresponder.api.patterns import PATTERN_HANDLERS
 from opsresponder.api.silences import SILENCE_HANDLERS
 from opsresponder.api.stream import stream_events
 from opsresponder.api.subscriptions import SUBSCRIPTION_HANDLERS
@@ -228,5 +229,6 @@ def build_events_app(ctx: EventsApiContext) -> Litestar:
             *SUBSCRIPTION_HANDLERS,
             *SILENCE_HANDLERS,
             *TRACE_HANDLERS,
+            *PATTERN_HANDLERS,
         ],
     )

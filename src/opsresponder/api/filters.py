@@ -71,6 +71,15 @@ MinScore = Annotated[
     QueryParameter(description="Only scored events with a score of at least this (a finite number)."),
 ]
 
+PatternFilter = Annotated[
+    str | None,
+    QueryParameter(
+        pattern=NO_NUL_PATTERN,
+        max_length=64,
+        description="A message template id (``metadata.pattern.id``, as listed by GET /api/v1/patterns).",
+    ),
+]
+
 IncludeSuppressed = Annotated[
     bool,
     QueryParameter(
@@ -139,6 +148,7 @@ def event_filter_from_query(
     host: TextFilter = None,
     service: TextFilter = None,
     min_score: MinScore = None,
+    pattern: PatternFilter = None,
     include_suppressed: IncludeSuppressed = False,
 ) -> EventFilter:
     """The `EventFilter` of the query parameters the event endpoints share, declared once here.
@@ -158,6 +168,7 @@ def event_filter_from_query(
         host=host,
         service=service,
         min_score=min_score,
+        pattern=pattern,
         include_suppressed=include_suppressed,
     )
 

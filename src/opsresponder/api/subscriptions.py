@@ -51,6 +51,8 @@ class FiltersBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     host: _Name | None = None
     service: _Name | None = None
     min_score: float | None = None
+    pattern: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=NO_NUL_PATTERN)] | None = None
+    """A message template id (``metadata.pattern.id``, GET /api/v1/patterns): only that template's events."""
     include_suppressed: bool = False
 
 
@@ -262,6 +264,7 @@ def _spec(body: SubscriptionBody) -> SubscriptionSpec:
             host=f.host,
             service=f.service,
             min_score=f.min_score,
+            pattern=f.pattern,
             include_suppressed=f.include_suppressed,
         ),
         batch_max_events=body.batch_max_events,

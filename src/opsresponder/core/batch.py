@@ -7,6 +7,7 @@ other's package.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Generic, TypeVar, cast
 
 import msgspec
@@ -54,11 +55,15 @@ class Batch:
     refused it), and a writer then picks out what belongs to the events it is given.
     """
 
-    __slots__ = ("_additions", "events", "trace")
+    __slots__ = ("_additions", "events", "trace", "transaction_events")
 
     def __init__(self, events: list[Event]) -> None:
         self.events = events
         self.trace: list[TraceEntry] = []
+        self.transaction_events: Sequence[Event] = events
+        """The events of the transaction the store is writing now, duplicates included: all of `events`,
+        or the one event of a retry when the store writes a refused batch one event at a time. The store
+        sets it before its batch writers run; a writer that counts occurrences (duplicates too) reads it."""
         # Created on the first `add`: most batches carry none, and a batch is allocated per write.
         self._additions: dict[BatchKey[object], object] | None = None
 

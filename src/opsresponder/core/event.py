@@ -59,6 +59,20 @@ class Event(msgspec.Struct, kw_only=True):
     score: float | None = None
     suppressed_reason: str | None = None
 
+    @property
+    def pattern_id(self) -> str | None:
+        """``metadata.pattern.id`` when it is a string (the patterns stage sets it), else None."""
+        return _pattern_id(self.metadata)
+
+
+def _pattern_id(metadata: dict[str, Any]) -> str | None:
+    pattern = metadata.get("pattern")
+    if isinstance(pattern, dict):
+        pattern_id = pattern.get("id")
+        if isinstance(pattern_id, str):
+            return pattern_id
+    return None
+
 
 def is_event_type(value: str) -> bool:
     """True when `value` is an identifier usable as ``event_type`` (1-64 of ``a-z 0-9 _ . -``)."""

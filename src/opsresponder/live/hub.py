@@ -48,6 +48,11 @@ class StreamUnavailableError(OpsResponderError):
     """The hub cannot take a client now (not subscribed, closing, or full); answered 503."""
 
 
+class _MetadataHeader(msgspec.Struct):
+    # Any JSON: without the patterns stage, metadata.pattern is whatever the sender put there.
+    pattern: object = None
+
+
 class EventHeader(msgspec.Struct):
     """The fields of a published event that filters look at; everything else stays raw JSON."""
 
@@ -59,6 +64,16 @@ class EventHeader(msgspec.Struct):
     score: float | None = None
     suppressed_reason: str | None = None
     processed_at: datetime | None = None
+    metadata: _MetadataHeader | None = None
+
+    @property
+    def pattern_id(self) -> str | None:
+        pattern = None if self.metadata is None else self.metadata.pattern
+        if isinstance(pattern, dict):
+            pattern_id = pattern.get("id")
+            if isinstance(pattern_id, str):
+                return pattern_id
+        return None
 
 
 _header_decoder = msgspec.json.Decoder(EventHeader)

@@ -181,6 +181,7 @@ class EventRepository:
             # In the same transaction: an event and what it caused (deliveries...) commit (or not) together.
             if batch is None:
                 batch = Batch(list(events))
+            batch.transaction_events = events
             for writer in self._writers:
                 await writer.write(conn, batch, stored)
         if repeats:

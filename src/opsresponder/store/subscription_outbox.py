@@ -92,7 +92,7 @@ class SubscriptionOutbox:
         now = time.monotonic()
         if now >= self._expires:
             rows = await conn.fetch(
-                "SELECT id, severities, event_type, host, service, min_score, include_suppressed "
+                "SELECT id, severities, event_type, host, service, min_score, include_suppressed, pattern "
                 "FROM events.subscriptions WHERE active ORDER BY id"
             )
             self._matchers = [_Matcher(r["id"], filters_from_row(r)) for r in rows]
@@ -108,5 +108,6 @@ def filters_from_row(row: asyncpg.Record) -> EventFilter:
         host=row["host"],
         service=row["service"],
         min_score=row["min_score"],
+        pattern=row["pattern"],
         include_suppressed=row["include_suppressed"],
     )

@@ -108,7 +108,7 @@ class DeliveryStatus(msgspec.Struct, kw_only=True):
 
 
 SUBSCRIPTION_COLUMNS: Final = (
-    "id, name, url, severities, event_type, host, service, min_score, include_suppressed, secret, "
+    "id, name, url, severities, event_type, host, service, min_score, include_suppressed, pattern, secret, "
     "batch_max_events, batch_max_delay_ms, max_attempts, active, created_at, updated_at"
 )
 
@@ -142,13 +142,14 @@ class SubscriptionRepository:
                 row = await conn.fetchrow(
                     f"""INSERT INTO events.subscriptions (name, url, severities, event_type, host, service,
                             min_score, include_suppressed, secret, batch_max_events, batch_max_delay_ms,
-                            max_attempts, active)
-                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                            max_attempts, active, pattern)
+                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
                         RETURNING {SUBSCRIPTION_COLUMNS}""",
                     *self._spec_args(spec),
                     secret,
                     *self._batch_args(spec),
                     spec.active,
+                    spec.filters.pattern,
                 )
             except asyncpg.UniqueViolationError as e:
                 raise SubscriptionNameTakenError(f"a subscription named {spec.name!r} exists") from e
@@ -179,7 +180,7 @@ class SubscriptionRepository:
                             include_suppressed = $9,
                             secret = CASE WHEN $10 THEN secret ELSE $11 END,
                             batch_max_events = $12, batch_max_delay_ms = $13, max_attempts = $14,
-                            active = $15, updated_at = now(),
+                            active = $15, pattern = $16, updated_at = now(),
                             -- a changed endpoint deserves a prompt try, not the old one's backoff
                             retry_at = CASE WHEN url = $3 THEN retry_at ELSE NULL END
                         WHERE id = $1
@@ -190,6 +191,7 @@ class SubscriptionRepository:
                     None if isinstance(secret, msgspec.UnsetType) else secret,
                     *self._batch_args(spec),
                     spec.active,
+                    spec.filters.pattern,
                 )
             except asyncpg.UniqueViolationError as e:
                 raise SubscriptionNameTakenError(f"a subscription named {spec.name!r} exists") from e

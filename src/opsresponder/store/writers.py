@@ -28,7 +28,8 @@ class BatchWriter(Protocol):
       batch's events. When the database refused the batch, the store retries it one event at a time, each
       in its own transaction with the same `batch`: write what belongs to `stored`, nothing else.
     - `stored`: the events of this transaction that became new rows, in batch order, with their ids.
-      Duplicates were folded into existing rows and are not in it.
+      Duplicates were folded into existing rows and are not in it; `Batch.transaction_events` has all of
+      this transaction's events, duplicates included (`store.patterns.PatternWriter` counts those).
 
     Raising (asyncpg's errors included) rolls the whole transaction back, events and all.
     """

@@ -92,7 +92,7 @@ async def test_create_read_update_delete(client: httpx.AsyncClient) -> None:
     assert view["has_secret"] is True
     assert view["filters"] == {
         "severity": ["critical", "high"], "event_type": None, "host": "db-1", "service": None,
-        "min_score": 0.5, "include_suppressed": False,
+        "min_score": 0.5, "pattern": None, "include_suppressed": False,
     }  # fmt: skip
     assert (view["batch_max_events"], view["batch_max_delay_ms"], view["max_attempts"]) == (50, 200, 10)
     assert view["delivery"]["pending"] == 0 and view["delivery"]["delivered"] == 0
@@ -165,6 +165,7 @@ async def test_allowed_names_and_networks_are_accepted(client: httpx.AsyncClient
         ({"name": ""}, "name"),
         ({"url": 5}, "url"),
         ({"active": "yes"}, "active"),
+        ({"filters": {"pattern": "x" * 65}}, "filters.pattern"),
         ({"colour": "blue"}, None),
     ],
 )
@@ -178,6 +179,16 @@ async def test_invalid_bodies_are_422_naming_the_field(
         assert response.json()["detail"].startswith(field)
     else:
         assert "colour" in response.json()["detail"]
+
+
+async def test_a_pattern_filter_is_stored_and_shown(client: httpx.AsyncClient) -> None:
+    created = await client.post(
+        "/api/v1/subscriptions", json=body(filters={"pattern": "0123456789abcdef"}), headers=WRITE
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["filters"]["pattern"] == "0123456789abcdef"
+    shown = await client.get(f"/api/v1/subscriptions/{created.json()['id']}", headers=READ)
+    assert shown.json()["filters"]["pattern"] == "0123456789abcdef"
 
 
 async def test_missing_fields_malformed_json_and_names_in_use(client: httpx.AsyncClient) -> None:

@@ -162,3 +162,22 @@ async def test_deleting_a_subscription_removes_its_rows(
     assert await repo.delete(drop.id)
     assert not await repo.delete(drop.id)
     assert {s for s, _ in await outbox(sub_pool)} == {keep.id}
+
+
+async def test_a_pattern_filter_selects_the_events_of_one_template(
+    repo: SubscriptionRepository, events_repo: EventRepository, sub_pool: asyncpg.Pool
+) -> None:
+    disk = {"id": "0123456789abcdef", "template": "Disk <PATH> full"}
+    cpu = {"id": "fedcba9876543210", "template": "CPU high"}
+    created = await repo.create(spec("disks", pattern=disk["id"]), None)
+    assert created.filters.pattern == disk["id"]
+    assert (await repo.get(created.id)).filters.pattern == disk["id"]  # type: ignore[union-attr]
+    batch = prepared(
+        make_event(title="Disk /a full", metadata={"pattern": disk}),
+        make_event(title="CPU high", metadata={"pattern": cpu}),
+        make_event(title="no template"),
+    )
+    outcomes = await events_repo.store_batch(batch)
+    assert await outbox(sub_pool) == {(created.id, outcomes[0].event_id)}
+    updated = await repo.update(created.id, spec("disks"))
+    assert updated is not None and updated.filters.pattern is None

@@ -18,6 +18,18 @@ from tests.integration.rules.selecting import selected_ids, stored
 _SEVERITIES = [s.value for s in Severity]
 _TEXT = st.sampled_from(["a", "b", "B", "a "])
 _SCORES = st.sampled_from([None, 0.0, 2.5, 5.0, 9.75, -1.0])
+# What metadata.pattern may hold: the stage's shape, or what a sender put there without the stage.
+_PATTERNS = st.sampled_from(
+    [
+        {},
+        {"pattern": {"id": "p1", "template": "t"}},
+        {"pattern": {"id": "p2"}},
+        {"pattern": {"id": 5}},
+        {"pattern": "p1"},
+        {"pattern": {"id": None}},
+        {"pattern": [1]},
+    ]
+)
 
 
 @st.composite
@@ -29,6 +41,7 @@ def events(draw: st.DrawFn) -> Event:
         service=draw(st.none() | _TEXT),
         score=draw(_SCORES),
         suppressed_reason=draw(st.sampled_from([None, "maintenance", ""])),
+        metadata=draw(_PATTERNS),
     )
 
 
@@ -39,6 +52,7 @@ filters = st.builds(
     host=st.none() | _TEXT,
     service=st.none() | _TEXT,
     min_score=st.none() | st.sampled_from([0.0, 2.5, 5.0, 10.0, -3.0]),
+    pattern=st.none() | st.sampled_from(["p1", "p2", "5"]),
     include_suppressed=st.booleans(),
 )
 
@@ -57,7 +71,7 @@ async def test_matches_and_sql_agree(
 
 def msg(event: Event) -> tuple[object, ...]:
     return (event.id, event.severity, event.event_type, event.host, event.service, event.score,
-            event.suppressed_reason)  # fmt: skip
+            event.suppressed_reason, event.metadata)  # fmt: skip
 
 
 async def test_the_table_has_a_column_for_every_event_field(db_pool: asyncpg.Pool) -> None:

@@ -13,6 +13,7 @@ from opsresponder.pipeline.stages import (
     Enrich,
     Noise,
     Normalize,
+    Patterns,
     Score,
     StageDeps,
     build_stages,
@@ -27,8 +28,8 @@ def deps(**pipeline: object) -> StageDeps:
 
 def test_the_default_list_is_the_whole_chain_in_the_spec_order() -> None:
     stages = build_stages(deps())
-    assert [s.name for s in stages] == ["normalize", "enrich", "noise", "correlate", "score"]
-    expected = [Normalize, Enrich, Noise, Correlate, Score]
+    assert [s.name for s in stages] == ["normalize", "enrich", "noise", "patterns", "correlate", "score"]
+    expected = [Normalize, Enrich, Noise, Patterns, Correlate, Score]
     assert all(isinstance(stage, kind) for stage, kind in zip(stages, expected, strict=True))
 
 
@@ -40,11 +41,8 @@ def test_the_configured_order_is_kept() -> None:
 
 
 def test_an_unknown_stage_is_refused_naming_the_key_and_the_known_ones() -> None:
-    with pytest.raises(
-        ConfigError,
-        match=r"pipeline\.stages: unknown stage 'silence' \(known: correlate, enrich, noise, normalize, "
-        r"score\)",
-    ):
+    known = "correlate, enrich, noise, normalize, patterns, score"
+    with pytest.raises(ConfigError, match=rf"pipeline\.stages: unknown stage 'silence' \(known: {known}\)"):
         build_stages(deps(stages=["normalize", "silence", "correlate"]))
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import msgspec
+
 from opsresponder.live.hub import EventHeader, FramedBatch, StreamClient, frame
+from opsresponder.live.wire import encode_event
 from opsresponder.rules.filter import EventFilter
 from tests.factories import make_event
 
@@ -54,3 +57,23 @@ def test_a_client_with_the_default_filter_shares_a_batch_without_suppressed_even
     )
     assert everything.offer(mixed)
     assert everything.take() == [mixed]
+
+
+def test_pattern_selects_the_events_of_one_template_id() -> None:
+    ours = make_event(metadata={"pattern": {"id": "0123456789abcdef", "template": "disk <PATH> full"}})
+    other = make_event(metadata={"pattern": {"id": "fedcba9876543210", "template": "cpu high"}})
+    f = EventFilter(pattern="0123456789abcdef")
+    assert f.has_conditions
+    assert f.matches(ours) and not f.matches(other) and not f.matches(make_event())
+    # What a sender put under metadata.pattern, without the stage, is no template id.
+    assert not EventFilter(pattern="5").matches(make_event(metadata={"pattern": {"id": 5}}))
+    assert not EventFilter(pattern="x").matches(make_event(metadata={"pattern": "x"}))
+
+
+def test_a_published_header_carries_the_pattern_id_to_the_filter() -> None:
+    event = make_event(metadata={"pattern": {"id": "0123456789abcdef", "template": "t"}, "other": [1]})
+    event.id = 7
+    header = msgspec.json.decode(encode_event(event), type=EventHeader)
+    for f in (EventFilter(pattern="0123456789abcdef"), EventFilter(pattern="nope")):
+        assert f.matches(header) == f.matches(event), f
+    assert EventFilter(pattern="0123456789abcdef").matches(header)

@@ -9,6 +9,7 @@ The order of service-spec.md's pipeline:
 2. `enrich` - the asset inventory and asset service write ``metadata.asset`` (`pipeline.enrich`).
 3. `noise` - silences and flapping mark events suppressed (`pipeline.noise`); dedup happens atomically
    in the store's transaction (see `store.events`).
+   `patterns` - each title's message template in ``metadata.pattern`` (`pipeline.patterns`).
 4. `correlate` - until correlation exists, every new event opens its own correlation.
 5. `score` - ``event.score`` 0-100 and ``metadata.score_factors`` (`pipeline.scoring`).
 6. evaluate_rules - a later issue.
@@ -35,6 +36,7 @@ from opsresponder.core.errors import ConfigError
 from opsresponder.pipeline.enrich import Enrich, build_enrich
 from opsresponder.pipeline.noise import Noise, NoSilences, SilenceSource
 from opsresponder.pipeline.noise.metrics import NoiseMetrics
+from opsresponder.pipeline.patterns import NoPatterns, PatternMetrics, Patterns, PatternSource
 from opsresponder.pipeline.scoring import Score
 from opsresponder.pipeline.stage import Stage
 from opsresponder.pipeline.stages.correlate import Correlate, correlate
@@ -46,6 +48,7 @@ __all__ = [
     "Enrich",
     "Noise",
     "Normalize",
+    "Patterns",
     "Score",
     "StageDeps",
     "build_stages",
@@ -60,6 +63,7 @@ class StageDeps:
 
     Attributes:
         silences: where `noise` reads silences (the store's repository in the service).
+        patterns: where `patterns` reads the templates known at start (the store's repository).
         registry: where stages register their metrics.
         http_transport: what `enrich` reaches the asset service through (the outbound allowlist's
             guarded transport in the service; None: httpx's own).
@@ -69,6 +73,7 @@ class StageDeps:
     state: StateBackend
     clock: Clock
     silences: SilenceSource = field(default_factory=NoSilences)
+    patterns: PatternSource = field(default_factory=NoPatterns)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     http_transport: httpx.AsyncBaseTransport | None = None
 
@@ -77,6 +82,7 @@ _FACTORIES: Final[Mapping[str, Callable[[StageDeps], Stage]]] = {
     "normalize": lambda _: Normalize(),
     "enrich": lambda d: build_enrich(d.settings.enrichment, d.registry, d.http_transport),
     "noise": lambda d: Noise(d.silences, d.settings.noise, d.clock, NoiseMetrics(d.registry)),
+    "patterns": lambda d: Patterns(d.settings.patterns, d.patterns, PatternMetrics(d.registry)),
     "correlate": lambda _: Correlate(),
     "score": lambda d: Score(d.settings.scoring, trace=d.settings.pipeline.trace),
 }
