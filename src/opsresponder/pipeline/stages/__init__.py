@@ -9,7 +9,8 @@ The order of service-spec.md's pipeline:
 2. enrich - asset inventory (a later issue).
 3. `noise` - silences and flapping mark events suppressed (`pipeline.noise`); dedup happens atomically
    in the store's transaction (see `store.events`).
-4. `correlate` - until correlation exists, every new event opens its own correlation.
+4. `correlate` - the correlation engine (`pipeline.correlation`): an event joins the best recent group or
+   opens its own; its state is rebuilt from `StageDeps.correlation_history` at the first batch.
 5. score, 6. evaluate_rules - later issues.
 7. store - `store.events.EventRepository.store_batch`, called by the worker, one transaction per batch;
    its batch writers (`store.writers.BatchWriter`) add their rows from the `Batch` in that transaction.
@@ -30,6 +31,7 @@ from prometheus_client import CollectorRegistry
 from opsresponder.config import Settings
 from opsresponder.core.clock import Clock
 from opsresponder.core.errors import ConfigError
+from opsresponder.pipeline.correlation.history import CorrelationHistory, NoHistory
 from opsresponder.pipeline.noise import Noise, NoSilences, SilenceSource
 from opsresponder.pipeline.noise.metrics import NoiseMetrics
 from opsresponder.pipeline.stage import Stage
@@ -47,6 +49,8 @@ class StageDeps:
     Attributes:
         silences: where `noise` reads silences (the store's repository in the service).
         registry: where stages register their metrics.
+        correlation_history: the stored events `correlate` rebuilds its state from (the store's
+            `CorrelationRepository` in the service).
     """
 
     settings: Settings
@@ -54,12 +58,18 @@ class StageDeps:
     clock: Clock
     silences: SilenceSource = field(default_factory=NoSilences)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    correlation_history: CorrelationHistory = field(default_factory=NoHistory)
 
 
 _FACTORIES: Final[Mapping[str, Callable[[StageDeps], Stage]]] = {
     "normalize": lambda _: Normalize(),
     "noise": lambda d: Noise(d.silences, d.settings.noise, d.clock, NoiseMetrics(d.registry)),
-    "correlate": lambda _: Correlate(),
+    "correlate": lambda d: Correlate(
+        d.settings.correlation,
+        d.correlation_history,
+        dedup_window_seconds=d.settings.pipeline.dedup_window_seconds,
+        clock=d.clock,
+    ),
 }
 
 # The store needs what these set on every event: a fingerprint (dedup) and a correlation id.
