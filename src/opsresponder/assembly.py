@@ -42,6 +42,7 @@ from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.stages import StageDeps, build_stages
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.state import MemoryStateBackend, StateBackend
+from opsresponder.store.correlations import CorrelationRepository, CorrelationWriter, correlation_rules
 from opsresponder.store.deliveries import DeliveryQueue
 from opsresponder.store.events import EventRepository
 from opsresponder.store.pool import connection
@@ -87,8 +88,9 @@ def build_parts(
     repository = EventRepository(
         pool,
         dedup_window=timedelta(seconds=settings.pipeline.dedup_window_seconds),
-        writers=[subscriptions.outbox],  # in each batch's transaction, in this order
+        writers=[subscriptions.outbox, CorrelationWriter()],  # in each batch's transaction, in this order
     )
+    correlations = CorrelationRepository(pool)
 
     # The API's changes move its generation, so this process's noise stage reloads before the next batch.
     silences = SilenceRepository(pool)
@@ -101,7 +103,16 @@ def build_parts(
         intake,
         repository,
         pipeline_metrics,
-        stages=build_stages(StageDeps(settings, state, clock, silences=silences, registry=registry)),
+        stages=build_stages(
+            StageDeps(
+                settings,
+                state,
+                clock,
+                silences=silences,
+                registry=registry,
+                correlation_history=correlations,
+            )
+        ),
         probe=check_database,
         batch_max_events=settings.pipeline.batch_max_events,
         batch_max_wait=settings.pipeline.batch_max_wait_ms / 1000,
@@ -132,6 +143,8 @@ def build_parts(
         url_allowlist=url_allowlist,
         stream_hub=hub,
         silences=silences,
+        correlations=correlations,
+        correlation=settings.correlation,
     )
     autonomous_ctx = ServiceContext(
         api=settings.api,
@@ -277,6 +290,9 @@ def _scheduled_jobs(
                 events_max_age=timedelta(days=retention_config.events_days),
                 dedup_window=timedelta(seconds=settings.pipeline.dedup_window_seconds),
                 batch_size=retention_config.batch_size,
+            )
+            + correlation_rules(
+                max_age=timedelta(days=retention_config.events_days), batch_size=retention_config.batch_size
             ),
             RetentionMetrics(registry),
             clock=clock,

@@ -14,13 +14,14 @@ from typing import Any, TypeVar
 from litestar import Request
 from prometheus_client import CollectorRegistry
 
-from opsresponder.config import ApiConfig
+from opsresponder.config import ApiConfig, CorrelationConfig
 from opsresponder.ingest.http.adapters import Adapter
 from opsresponder.live.hub import StreamHub
 from opsresponder.outbound.allowlist import UrlAllowlist
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.worker import PipelineWorker
+from opsresponder.store.correlations import CorrelationRepository
 from opsresponder.store.events import EventRepository
 from opsresponder.store.silences import SilenceRepository
 from opsresponder.store.subscriptions import SubscriptionRepository
@@ -57,6 +58,8 @@ class EventsApiContext(ServiceContext):
         subscriptions, url_allowlist: None where subscriptions are disabled (their endpoints answer 503).
         stream_hub: None where this process serves no live stream (503).
         silences: the silences the noise stage reads; None answers 503.
+        correlations: stored correlations and the suggestions; None answers 503.
+        correlation: the ``correlation`` section (the suggestions' defaults).
     """
 
     intake: Intake
@@ -69,6 +72,8 @@ class EventsApiContext(ServiceContext):
     url_allowlist: UrlAllowlist | None = None
     stream_hub: StreamHub | None = None
     silences: SilenceRepository | None = None
+    correlations: CorrelationRepository | None = None
+    correlation: CorrelationConfig = field(default_factory=CorrelationConfig)
 
 
 C = TypeVar("C", bound=ServiceContext)

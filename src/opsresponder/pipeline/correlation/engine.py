@@ -277,6 +277,8 @@ class Correlator:
         for event in events:
             if event.correlation_id is None or event.id is None:
                 continue
+            if event.suppressed_reason is not None or event.severity.rank < self._min_rank:
+                continue  # never correlated when they came
             group = groups.get(event.correlation_id)
             features = _Features(event)
             if group is None:
