@@ -121,15 +121,15 @@ class Scenario:
         self.labels = [self.labels[i] for i in order]
 
 
-def build(seed: int = 7) -> Scenario:
+def build(seed: int = 7, t0: datetime = T0) -> Scenario:
     rng = random.Random(seed)
     s = Scenario()
-    _switch(s, rng, T0)
-    _disk(s, rng, T0 - timedelta(minutes=40))
-    _app_error(s, rng, T0 + timedelta(minutes=60))
-    _postgres_and_kafka(s, rng, T0 + timedelta(minutes=120))
-    _redis_late_root(s, rng, T0 + timedelta(minutes=180))
-    _noise(s, rng, T0 - timedelta(minutes=60), minutes=300)
+    _switch(s, rng, t0)
+    _disk(s, rng, t0 - timedelta(minutes=40))
+    _app_error(s, rng, t0 + timedelta(minutes=60))
+    _postgres_and_kafka(s, rng, t0 + timedelta(minutes=120))
+    _redis_late_root(s, rng, t0 + timedelta(minutes=180))
+    _noise(s, rng, t0 - timedelta(minutes=60), minutes=300)
     s.sort()
     return s
 
@@ -333,3 +333,21 @@ def majority_group(labels: Sequence[str], groups: Sequence[object], label: str) 
     """The predicted group holding most of incident `label`'s events."""
     counts = Counter(g for lab, g in zip(labels, groups, strict=True) if lab == label)
     return counts.most_common(1)[0][0]
+
+
+def webhook_body(event: Event) -> dict[str, Any]:
+    """`event` as the generic webhook's body (what a sender posts)."""
+    body: dict[str, Any] = {
+        "source": event.source,
+        "source_type": event.source_type,
+        "event_type": event.event_type,
+        "severity": event.severity.value,
+        "title": event.title,
+        "timestamp": event.occurred_at.isoformat(),
+        "host": event.host,
+        "metadata": event.metadata,
+        "tags": event.tags,
+    }
+    if event.service is not None:
+        body["service"] = event.service
+    return body
