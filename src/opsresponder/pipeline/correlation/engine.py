@@ -50,6 +50,9 @@ _TEMPLATE_IN_REASON: Final = 120
 # Kinds in the order a trace lists them, with their index in the per-group score arrays.
 _CAUSAL, _PATTERN, _HOST, _TIME = 0, 1, 2, 3
 _KINDS: Final[tuple[CorrelationType, ...]] = ("causal", "pattern_based", "host_based", "time_based")
+# Why a group was offered, kept as parts (what, subject, similarity) and written out only for the links
+# of the group the event joins: most candidates are never written.
+_Reason = tuple[str, str, float]
 
 
 class Group:
@@ -166,11 +169,11 @@ class _Candidate:
 
     def __init__(self) -> None:
         self.scores = [0.0, 0.0, 0.0, 0.0]
-        self.related: list[list[tuple[float, _Seen, str]]] = [[], [], [], []]
+        self.related: list[list[tuple[float, _Seen, _Reason]]] = [[], [], [], []]
         self.caused_by: tuple[_Seen, str] | None = None  # the event depends on this one (named)
         self.cause_of = False  # the event is what this group's events depend on
 
-    def offer(self, kind: int, score: float, seen: _Seen, reason: str) -> None:
+    def offer(self, kind: int, score: float, seen: _Seen, reason: _Reason) -> None:
         if score > self.scores[kind]:
             self.scores[kind] = score
         self.related[kind].append((score, seen, reason))
@@ -391,7 +394,8 @@ class Correlator:
                 if target == 0 or identity in named:
                     continue
                 named.add(identity)
-                links.append(CorrelationLink(event, target, name, round(related_score, 4), reason))
+                text = self._reason_text(reason)
+                links.append(CorrelationLink(event, target, name, round(related_score, 4), text))
                 if len(named) >= limit:
                     break
         is_root = False
@@ -417,6 +421,24 @@ class Correlator:
             )
         )
         self._remember(event, features, group, event)
+
+    def _reason_text(self, reason: _Reason) -> str:
+        what, subject, sim = reason
+        window = self._window_text
+        if what == "host":
+            return f"Events occurred within {self._lookback_text} on the same host {subject}"
+        if what == "asset_group":
+            return f"Events occurred within {window} in the same asset group {subject}"
+        if what == "service":
+            return f"Events occurred within {window} on the same service {subject}"
+        if what == "tag":
+            return f"Events occurred within {window} sharing the tag {subject}"
+        template = subject[:_TEMPLATE_IN_REASON]
+        if what == "template":
+            return f"The same message template within {window}: {template}"
+        if what == "similar":
+            return f"Similar message templates (similarity {sim:.2f}) within {window}: {template}"
+        return f"Depends on {subject} (asset inventory): the event on {subject} is the likely root cause"
 
     def _set_root(
         self, group: Group, cause: _Seen, name: str, batch: Batch, new_roots: list[Event | int]
@@ -450,7 +472,7 @@ class Correlator:
 
         reach = self._reach
 
-        def offer(kind: int, entries: list[_Seen], span: float, factor: float, reason: str) -> None:
+        def offer(kind: int, entries: list[_Seen], span: float, factor: float, reason: _Reason) -> None:
             weight = weights[kind] * factor
             for seen in entries:
                 dt = abs(at - seen.at)
@@ -470,7 +492,7 @@ class Correlator:
                 self.hosts.get(f.host),
                 lookback,
                 1.0,
-                f"Events occurred within {self._lookback_text} on the same host {f.host}",
+                ("host", f.host, 0.0),
             )
         if f.asset_group:
             offer(
@@ -478,7 +500,7 @@ class Correlator:
                 self.asset_groups.get(f.asset_group),
                 window,
                 1.0,
-                f"Events occurred within {self._window_text} in the same asset group {f.asset_group}",
+                ("asset_group", f.asset_group, 0.0),
             )
         if f.service:
             offer(
@@ -486,7 +508,7 @@ class Correlator:
                 self.services.get(f.service),
                 window,
                 0.9,
-                f"Events occurred within {self._window_text} on the same service {f.service}",
+                ("service", f.service, 0.0),
             )
         for tag in f.tags:
             # Tags weigh at most 0.6 of the kind, shared among the event's tags and among the groups that
@@ -498,26 +520,19 @@ class Correlator:
                     entries,
                     window,
                     0.6 / len(f.tags) / len(entries),
-                    f"Events occurred within {self._window_text} sharing the tag {tag}",
+                    ("tag", tag, 0.0),
                 )
-        template = f.template[:_TEMPLATE_IN_REASON]
-        offer(
-            _PATTERN,
-            self.patterns.get(f.pattern_key),
-            window,
-            1.0,
-            f"The same message template within {self._window_text}: {template}",
-        )
+        offer(_PATTERN, self.patterns.get(f.pattern_key), window, 1.0, ("template", f.template, 1.0))
         for key, sim in self.templates.similar(f.pattern_key, f.template).items():
             offer(
                 _PATTERN,
                 self.patterns.get(key),
                 window,
                 sim,
-                f"Similar message templates (similarity {sim:.2f}) within {self._window_text}: {template}",
+                ("similar", f.template, sim),
             )
         for name in f.depends_on:  # this event's asset needs `name`: an event there may be the cause
-            reason = f"Depends on {name} (asset inventory): the event on {name} is the likely root cause"
+            reason = ("depends", name, 0.0)
             for entries in (self.hosts.get(name), self.services.get(name)):
                 offer(_CAUSAL, entries, window, 1.0, reason)
                 for seen in entries:
@@ -527,7 +542,7 @@ class Correlator:
                         if earliest is None or seen.at < earliest[0].at:
                             candidate.caused_by = (seen, name)
         for name in f.names:  # others need this host or service: this event may be their cause
-            reason = f"Depends on {name} (asset inventory): the event on {name} is the likely root cause"
+            reason = ("depends", name, 0.0)
             entries = self.dependents.get(name)
             offer(_CAUSAL, entries, window, 1.0, reason)
             for seen in entries:
@@ -631,7 +646,7 @@ def _resolved(seen: _Seen) -> Event | int:
     return target
 
 
-def _by_score(item: tuple[float, _Seen, str]) -> float:
+def _by_score(item: tuple[float, _Seen, _Reason]) -> float:
     return item[0]
 
 

@@ -64,12 +64,15 @@ class TemplateIndex:
     Bounded: past `max_templates`, the oldest template is forgotten (with its links).
     """
 
-    __slots__ = ("_by_length", "_max", "_max_per_length", "_similar", "_threshold", "_tokens")
+    __slots__ = ("_by_length", "_max", "_max_per_length", "_max_similar", "_similar", "_threshold", "_tokens")
 
-    def __init__(self, threshold: float, max_templates: int, max_per_length: int = 2000) -> None:
+    def __init__(
+        self, threshold: float, max_templates: int, max_per_length: int = 2000, max_similar: int = 8
+    ) -> None:
         self._threshold = threshold
         self._max = max_templates
         self._max_per_length = max_per_length
+        self._max_similar = max_similar
         self._tokens: dict[str, tuple[str, ...]] = {}
         self._by_length: dict[int, dict[str, None]] = {}
         self._similar: dict[str, dict[str, float]] = {}
@@ -93,7 +96,10 @@ class TemplateIndex:
             sim = similarity(tokens, self._tokens[other])
             if sim >= threshold:
                 found[other] = sim
-                self._similar[other][key] = sim
+                _keep_best(self._similar[other], key, sim, self._max_similar)
+        if len(found) > self._max_similar:
+            best = sorted(found.items(), key=lambda item: item[1], reverse=True)[: self._max_similar]
+            found = dict(best)
         self._tokens[key] = tokens
         self._similar[key] = found
         peers[key] = None
@@ -112,3 +118,15 @@ class TemplateIndex:
             links = self._similar.get(other)
             if links is not None:
                 links.pop(key, None)
+
+
+def _keep_best(links: dict[str, float], key: str, sim: float, limit: int) -> None:
+    """Add `key` to `links`, keeping only the `limit` most similar (a family of near-identical templates
+    would otherwise make every lookup walk all of them)."""
+    if len(links) < limit:
+        links[key] = sim
+        return
+    weakest = min(links, key=links.__getitem__)
+    if links[weakest] < sim:
+        del links[weakest]
+        links[key] = sim
