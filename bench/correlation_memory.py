@@ -254,7 +254,8 @@ def main() -> None:
         f"(process {result['rss_after_mb']:.1f} MB; target <= {TARGET_MB:.0f} MB)"
     )
     print(
-        f"correlate stage: {result['us_per_event']:.1f} us per event (CPU), {result['groups']:,} groups remembered"
+        f"correlate stage: {result['us_per_event']:.1f} us per event (CPU), "
+        f"{result['groups']:,} groups remembered"
     )
     print("keys remembered:", ", ".join(f"{k} {v:,}" for k, v in result["remembered"].items()))
     if result["rss_delta_mb"] > TARGET_MB:

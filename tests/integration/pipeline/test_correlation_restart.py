@@ -79,7 +79,8 @@ async def test_correlations_are_written_and_a_restarted_stage_joins_the_old_grou
     assert late.metadata["correlation"]["group_size"] == 5
     assert "causal" in late.metadata["correlation"]["types"]
     related = await db_pool.fetch(
-        "SELECT related_event_id FROM events.correlations WHERE event_id = $1 AND correlation_type = 'causal'",
+        "SELECT related_event_id FROM events.correlations "
+        "WHERE event_id = $1 AND correlation_type = 'causal'",
         late.id,
     )
     assert [r["related_event_id"] for r in related] == [root.id]
