@@ -318,7 +318,7 @@ class CorrelationConfig(_Section):
     """Distinct templates compared for similarity at most; the oldest is forgotten first."""
     max_fingerprints: PositiveInt = 200_000
     """Fingerprints remembered (within the dedup window) so a repeat keeps its event's group."""
-    max_related_per_kind: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    max_related_per_kind: Annotated[int, msgspec.Meta(ge=1, le=100)] = 3
     """Related events stored per correlation kind for one event."""
     suggestions: CorrelationSuggestionsConfig = msgspec.field(default_factory=CorrelationSuggestionsConfig)
 
