@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final
 
@@ -114,7 +115,9 @@ class _Index:
         self.horizon = horizon
         self._max_keys = max_keys
         self._groups_per_key = groups_per_key
-        self._entries: dict[str, list[_Seen]] = {}
+        # OrderedDict, not dict: taking the first key of a dict whose front was deleted from scans the
+        # deleted slots, so a dict used as a queue gets slower with its size; OrderedDict's ends are O(1).
+        self._entries: OrderedDict[str, list[_Seen]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -123,10 +126,11 @@ class _Index:
         return self._entries.get(key) or []
 
     def note(self, key: str, group: Group, at: float, event: Event | int) -> _Seen:
-        entries = self._entries.pop(key, None)
+        entries = self._entries.get(key)
         if entries is None:
-            entries = []
-        self._entries[key] = entries  # to the end: most recently updated
+            entries = self._entries[key] = []
+        else:
+            self._entries.move_to_end(key)  # most recently updated last
         for seen in entries:
             if seen.group is group:
                 if at >= seen.at:
@@ -138,7 +142,7 @@ class _Index:
         if len(entries) > self._groups_per_key:
             entries.remove(min(entries, key=_at))
         if len(self._entries) > self._max_keys:
-            del self._entries[next(iter(self._entries))]
+            self._entries.popitem(last=False)
         return seen
 
     def evict(self, now: float) -> None:
@@ -146,12 +150,12 @@ class _Index:
         cutoff = now - self.horizon
         entries = self._entries
         while entries:
-            key = next(iter(entries))
-            fresh = [s for s in entries[key] if s.at >= cutoff]
+            key, seen = next(iter(entries.items()))
+            fresh = [s for s in seen if s.at >= cutoff]
             if fresh:
                 entries[key] = fresh
                 return
-            del entries[key]
+            entries.popitem(last=False)
 
     def seen(self) -> Iterator[_Seen]:
         for entries in self._entries.values():
@@ -260,7 +264,7 @@ class Correlator:
         )
         self.templates = TemplateIndex(config.similarity_threshold, config.max_templates)
         # fingerprint -> (state, last received, group): a repeat keeps the group of the event it repeats.
-        self._fingerprints: dict[str, tuple[EventState, float, Group]] = {}
+        self._fingerprints: OrderedDict[str, tuple[EventState, float, Group]] = OrderedDict()
         self._groups_by_id: dict[uuid.UUID, Group] = {}  # only while loading history
         self._pending: list[tuple[float, _Seen]] = []
         self._next_eviction = 0.0
@@ -570,9 +574,11 @@ class Correlator:
         if pending:
             deadline = self._monotonic() + _PENDING_SECONDS
             self._pending.extend((deadline, seen) for seen in notes)
-        if len(self._fingerprints) >= self._config.max_fingerprints:
-            del self._fingerprints[next(iter(self._fingerprints))]
-        self._fingerprints[event.fingerprint] = (event.state, event.received_at.timestamp(), group)
+        fingerprints = self._fingerprints
+        if len(fingerprints) >= self._config.max_fingerprints and event.fingerprint not in fingerprints:
+            fingerprints.popitem(last=False)
+        fingerprints[event.fingerprint] = (event.state, event.received_at.timestamp(), group)
+        fingerprints.move_to_end(event.fingerprint)
 
     def _repeat_of(self, event: Event) -> Group | None:
         known = self._fingerprints.get(event.fingerprint)
@@ -583,6 +589,7 @@ class Correlator:
         if state != event.state or received - last > self._dedup_window:
             return None
         self._fingerprints[event.fingerprint] = (state, max(last, received), group)
+        self._fingerprints.move_to_end(event.fingerprint)
         return group
 
     def _settle_pending(self) -> None:
@@ -609,10 +616,10 @@ class Correlator:
         cutoff = now - self._dedup_window
         fingerprints = self._fingerprints
         while fingerprints:
-            key = next(iter(fingerprints))
-            if fingerprints[key][1] >= cutoff:
+            _, (_, last, _) = next(iter(fingerprints.items()))
+            if last >= cutoff:
                 break
-            del fingerprints[key]
+            fingerprints.popitem(last=False)
 
     # --- introspection (tests, bench, API of the state) ----------------------------------------------
 
