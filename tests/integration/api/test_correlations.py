@@ -50,6 +50,17 @@ async def test_the_storms_are_grouped_stored_and_explained(
     )
     assert len(disk_rows) == 11 and sum(r["duplicate_count"] for r in disk_rows) == 2
 
+    # Every stored correlation joins two stored events of one group: none for the folded duplicates.
+    dangling = await db_pool.fetchval(
+        """SELECT count(*) FROM events.correlations AS c
+           LEFT JOIN events.events AS e ON e.id = c.event_id
+           LEFT JOIN events.events AS r ON r.id = c.related_event_id
+           WHERE e.id IS NULL OR r.id IS NULL OR e.correlation_id <> c.correlation_id
+              OR r.correlation_id <> c.correlation_id"""
+    )
+    assert dangling == 0
+    assert await db_pool.fetchval("SELECT count(*) FROM events.correlations") > 100
+
     # The grouping, measured as the unit test does, from what the service stored and answered.
     stored = await db_pool.fetch("SELECT id, correlation_id, metadata FROM events.events")
     by_id = {r["id"]: r for r in stored}
