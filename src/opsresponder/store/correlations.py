@@ -23,6 +23,7 @@ import msgspec
 from opsresponder.core.batch import Batch
 from opsresponder.core.correlation import CORRELATIONS, NEW_ROOT_CAUSES
 from opsresponder.core.event import Event
+from opsresponder.store.errors import StoreError
 from opsresponder.store.event_columns import SELECT_EVENTS_WITHOUT_RAW, row_to_event
 from opsresponder.store.pool import connection
 from opsresponder.store.retention import RetentionRule
@@ -222,16 +223,20 @@ class CorrelationRepository:
 
         Raises:
             DatabaseUnavailableError: PostgreSQL cannot be reached.
+            StoreError: the database refused the query, or a stored row is not an event.
         """
-        async with connection(self.pool) as conn, conn.transaction(readonly=True):
-            chunk: list[Event] = []
-            async for record in conn.cursor(_HISTORY, since, prefetch=_HISTORY_CHUNK):
-                chunk.append(msgspec.convert(dict(record), Event))
-                if len(chunk) >= _HISTORY_CHUNK:
+        try:
+            async with connection(self.pool) as conn, conn.transaction(readonly=True):
+                chunk: list[Event] = []
+                async for record in conn.cursor(_HISTORY, since, prefetch=_HISTORY_CHUNK):
+                    chunk.append(msgspec.convert(dict(record), Event))
+                    if len(chunk) >= _HISTORY_CHUNK:
+                        yield chunk
+                        chunk = []
+                if chunk:
                     yield chunk
-                    chunk = []
-            if chunk:
-                yield chunk
+        except (asyncpg.PostgresError, msgspec.ValidationError) as e:
+            raise StoreError(f"reading the correlation history failed: {e.__class__.__name__}: {e}") from e
 
     async def suggestions(
         self,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
+from structlog.testing import capture_logs
 
 from opsresponder.config import CorrelationConfig
 from opsresponder.core.batch import Batch
@@ -14,6 +16,7 @@ from opsresponder.core.correlation import CORRELATIONS
 from opsresponder.core.event import Event
 from opsresponder.core.severity import Severity
 from opsresponder.pipeline.correlation import Correlate
+from opsresponder.store.errors import StoreError
 from tests.correlation_scenarios import T0, Scenario
 
 
@@ -111,3 +114,19 @@ def test_the_state_is_bounded_and_forgets_by_time() -> None:
     now[0] = T0 + timedelta(hours=2)
     _run(stage, _event(s, "other", "late", minutes=120, tags=()))
     assert stage.engine.remembered()["hosts"] == 1  # everything older than the lookback is gone
+
+
+class _BrokenHistory:
+    async def recent_events(self, since: datetime) -> AsyncIterator[Sequence[Event]]:
+        raise StoreError("the database refused the query")
+        yield []
+
+
+def test_an_unreadable_history_leaves_the_state_empty_and_the_batch_goes_on() -> None:
+    stage = Correlate(history=_BrokenHistory(), clock=lambda: T0)
+    s = Scenario()
+    event = _event(s, "db-1", "disk full")
+    with capture_logs() as logs:
+        batch = _run(stage, event)
+    assert event.correlation_id is not None and batch.trace[0].detail == "opened group"
+    assert any("could not be rebuilt" in entry["event"] for entry in logs)
