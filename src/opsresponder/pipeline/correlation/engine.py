@@ -177,11 +177,6 @@ class _Candidate:
         self.caused_by: tuple[_Seen, str] | None = None  # the event depends on this one (named)
         self.cause_of = False  # the event is what this group's events depend on
 
-    def offer(self, kind: int, score: float, seen: _Seen, reason: _Reason) -> None:
-        if score > self.scores[kind]:
-            self.scores[kind] = score
-        self.related[kind].append((score, seen, reason))
-
     def combined(self) -> float:
         missing = 1.0
         for score in self.scores:
@@ -477,18 +472,27 @@ class Correlator:
         reach = self._reach
 
         def offer(kind: int, entries: list[_Seen], span: float, factor: float, reason: _Reason) -> None:
+            # The hot loop of the stage (a few entries per key, about ten keys per event): kept flat.
             weight = weights[kind] * factor
+            fade = 0.5 * weight / span
+            # Not through a chain: a template seen every 10 minutes all day is not one incident.
+            chained = at - reach if kind in (_PATTERN, _TIME) else None
             for seen in entries:
-                dt = abs(at - seen.at)
+                dt = at - seen.at
+                if dt < 0:
+                    dt = -dt
                 if dt > span:
                     continue
-                # Not through a chain: a template seen every 10 minutes all day is not one incident.
-                if kind in (_PATTERN, _TIME) and at - seen.group.first_at > reach:
+                group = seen.group
+                if chained is not None and group.first_at < chained:
                     continue
-                candidate = found.get(seen.group)
+                candidate = found.get(group)
                 if candidate is None:
-                    candidate = found[seen.group] = _Candidate()
-                candidate.offer(kind, weight * (1.0 - 0.5 * dt / span), seen, reason)
+                    candidate = found[group] = _Candidate()
+                score = weight - fade * dt
+                if score > candidate.scores[kind]:
+                    candidate.scores[kind] = score
+                candidate.related[kind].append((score, seen, reason))
 
         if f.host:
             offer(
