@@ -128,7 +128,8 @@ async def empty_tables(conn: asyncpg.Connection | PoolConnectionProxy) -> None:
     """Empty every table of ours."""
     await conn.execute(
         "TRUNCATE events.events, events.dedup, events.subscriptions, events.subscription_outbox, "
-        "events.silences, events.event_traces, public.opsresponder_jobs, events.patterns"
+        "events.silences, events.event_traces, public.opsresponder_jobs, events.patterns, "
+        "events.correlations"
     )
 
 

@@ -47,6 +47,7 @@ from opsresponder.pipeline.stage import BackgroundStage
 from opsresponder.pipeline.stages import StageDeps, build_stages
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.state import MemoryStateBackend, StateBackend
+from opsresponder.store.correlations import CorrelationRepository, CorrelationWriter, correlation_rules
 from opsresponder.store.deliveries import DeliveryQueue
 from opsresponder.store.events import EventRepository
 from opsresponder.store.patterns import PatternRepository, PatternWriter
@@ -95,7 +96,7 @@ def build_parts(
     intake = Intake(settings.pipeline.intake_capacity, pipeline_metrics)
     url_allowlist = _url_allowlist(settings)
     subscriptions, delivery = _subscriptions(settings, pool, url_allowlist, registry, clock)
-    writers: list[BatchWriter] = [subscriptions.outbox, PatternWriter()]
+    writers: list[BatchWriter] = [subscriptions.outbox, PatternWriter(), CorrelationWriter()]
     if settings.pipeline.trace:
         writers.append(TraceWriter())
     repository = EventRepository(
@@ -103,6 +104,7 @@ def build_parts(
         dedup_window=timedelta(seconds=settings.pipeline.dedup_window_seconds),
         writers=writers,  # in each batch's transaction, in this order
     )
+    correlations = CorrelationRepository(pool)
 
     # The API's changes move its generation, so this process's noise stage reloads before the next batch.
     silences = SilenceRepository(pool)
@@ -123,6 +125,7 @@ def build_parts(
             patterns=patterns,
             registry=registry,
             http_transport=asset_transport,
+            correlation_history=correlations,
         )
     )
     worker = PipelineWorker(
@@ -162,6 +165,8 @@ def build_parts(
         silences=silences,
         traces=TraceRepository(pool),
         patterns=patterns,
+        correlations=correlations,
+        correlation=settings.correlation,
     )
     autonomous_ctx = ServiceContext(
         api=settings.api,
@@ -309,6 +314,9 @@ def _scheduled_jobs(
                 events_max_age=timedelta(days=retention_config.events_days),
                 dedup_window=timedelta(seconds=settings.pipeline.dedup_window_seconds),
                 batch_size=retention_config.batch_size,
+            )
+            + correlation_rules(
+                max_age=timedelta(days=retention_config.events_days), batch_size=retention_config.batch_size
             ),
             RetentionMetrics(registry),
             clock=clock,

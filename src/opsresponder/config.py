@@ -401,6 +401,59 @@ class PatternsConfig(_Section):
     titles seen before a restart keep their template and id."""
 
 
+class CorrelationWeightsConfig(_Section):
+    """The score (0-1) each kind of correlation gives two events that are as close as can be; it falls
+    linearly to half of it at the edge of the kind's window (docs/correlation.md)."""
+
+    causal: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.95
+    pattern_based: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.85
+    host_based: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.75
+    time_based: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.7
+
+
+class CorrelationSuggestionsConfig(_Section):
+    """Learned lead-lag suggestions (``GET /api/v1/correlations/suggestions``): computed on request from
+    stored events; they never change grouping until an operator adds them to the asset inventory."""
+
+    lookback_days: PositiveInt = 7
+    """How much history the statistics read."""
+    max_events: PositiveInt = 50_000
+    """The most recent events of that history read at most (bounds the query's cost)."""
+    min_support: PositiveInt = 5
+    """How many times A must have been followed by B before the pair is suggested."""
+    min_lift: PositiveFloat = 3.0
+    """How many times more often than chance A must be followed by B."""
+
+
+class CorrelationConfig(_Section):
+    """The ``correlate`` stage (docs/correlation.md). State is per process: with several replicas each
+    correlates what it sees."""
+
+    window_minutes: PositiveFloat = 15
+    """time_based, pattern_based and causal correlations look this far around an event."""
+    lookback_hours: PositiveFloat = 1
+    """host_based correlations look this far back; also how much history is reloaded at start."""
+    similarity_threshold: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.8
+    """Two message templates are similar when at least this share of their tokens are equal."""
+    join_threshold: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.5
+    """An event joins the best group scoring at least this; otherwise it opens its own."""
+    min_severity: SeverityName = "low"
+    """Events below this severity (and suppressed ones) are not correlated: each opens its own group."""
+    weights: CorrelationWeightsConfig = msgspec.field(default_factory=CorrelationWeightsConfig)
+    max_keys: PositiveInt = 200_000
+    """Hosts, services, asset groups, tags, templates and dependencies remembered at most, per kind; the
+    least recently seen is forgotten first."""
+    max_groups_per_key: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+    """Groups remembered per key (a host seen in 4 recent groups); the least recent is forgotten first."""
+    max_templates: PositiveInt = 20_000
+    """Distinct templates compared for similarity at most; the oldest is forgotten first."""
+    max_fingerprints: PositiveInt = 200_000
+    """Fingerprints remembered (within the dedup window) so a repeat keeps its event's group."""
+    max_related_per_kind: Annotated[int, msgspec.Meta(ge=1, le=100)] = 3
+    """Related events stored per correlation kind for one event."""
+    suggestions: CorrelationSuggestionsConfig = msgspec.field(default_factory=CorrelationSuggestionsConfig)
+
+
 class Settings(_Section):
     """The whole configuration tree; see ``config/opsresponder.yaml`` for every key with its default."""
 
@@ -419,6 +472,7 @@ class Settings(_Section):
     enrichment: EnrichmentConfig = msgspec.field(default_factory=EnrichmentConfig)
     scoring: ScoringConfig = msgspec.field(default_factory=ScoringConfig)
     patterns: PatternsConfig = msgspec.field(default_factory=PatternsConfig)
+    correlation: CorrelationConfig = msgspec.field(default_factory=CorrelationConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
 
 

@@ -77,7 +77,78 @@ class WebhookBatch(msgspec.Struct):
 class EventSummary(Event, kw_only=True):
     """An event in a listing: as stored, without ``raw``; ``correlations`` with ``include_correlations``."""
 
-    correlations: list[dict[str, Any]] | msgspec.UnsetType = msgspec.UNSET
+    correlations: list[CorrelationView] | msgspec.UnsetType = msgspec.UNSET
+
+
+class CorrelationView(msgspec.Struct):
+    """One correlation of an event (api/correlations.py): one kind and reason, with the related events.
+
+    Attributes:
+        correlation_score: the best score (0-1) among the related events of this kind and reason.
+        created_at: when the first of them was correlated.
+        related_events: the related events, best score first (at most 100; ``related_event_count`` says
+            how many there are).
+    """
+
+    correlation_type: Literal["time_based", "host_based", "pattern_based", "causal"]
+    related_events: list[EventSummary]
+    correlation_score: float
+    correlation_reason: str
+    created_at: datetime
+    related_event_count: int
+
+
+class CorrelationSummary(msgspec.Struct):
+    """``total_related_events``: distinct related events; ``correlation_timespan_minutes``: from the
+    earliest to the latest ``occurred_at`` of the event and its related events."""
+
+    total_related_events: int
+    highest_correlation_score: float
+    correlation_timespan_minutes: float
+
+
+class EventCorrelations(msgspec.Struct):
+    """``GET /api/v1/events/{event_id}/correlations`` (service-spec.md), correlations best first."""
+
+    primary_event: EventSummary
+    correlations: list[CorrelationView]
+    correlation_summary: CorrelationSummary
+
+
+class SuggestionSide(msgspec.Struct):
+    """One side of a learned lead-lag pair: what (a pattern id, or the event type without one), its
+    template (or the event type), and where (host, or service without a host)."""
+
+    what: str
+    template: str
+    on: str
+
+
+class SuggestedDependency(msgspec.Struct):
+    """``cause`` is followed by ``effect`` within ``within_minutes`` ``support`` times (``confidence``:
+    the share of the cause's events), ``lift`` times more often than chance; ``suggestion`` says what to
+    add to the asset inventory to make it a causal correlation."""
+
+    cause: SuggestionSide
+    effect: SuggestionSide
+    support: int
+    cause_count: int
+    effect_count: int
+    confidence: float
+    lift: float
+    within_minutes: float
+    suggestion: str
+
+
+class SuggestionList(msgspec.Struct):
+    """``GET /api/v1/correlations/suggestions``: learned lead-lag pairs, strongest first, with the
+    parameters they were computed with. Suggestions never change grouping by themselves."""
+
+    suggestions: list[SuggestedDependency]
+    lookback_days: int
+    within_minutes: float
+    min_support: int
+    min_lift: float
 
 
 class EventList(msgspec.Struct):

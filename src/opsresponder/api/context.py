@@ -14,13 +14,14 @@ from typing import Any, TypeVar
 from litestar import Request
 from prometheus_client import CollectorRegistry
 
-from opsresponder.config import ApiConfig
+from opsresponder.config import ApiConfig, CorrelationConfig
 from opsresponder.ingest.http.adapters import Adapter
 from opsresponder.live.hub import StreamHub
 from opsresponder.outbound.allowlist import UrlAllowlist
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.worker import PipelineWorker
+from opsresponder.store.correlations import CorrelationRepository
 from opsresponder.store.events import EventRepository
 from opsresponder.store.patterns import PatternRepository
 from opsresponder.store.silences import SilenceRepository
@@ -61,6 +62,8 @@ class EventsApiContext(ServiceContext):
         silences: the silences the noise stage reads; None answers 503.
         traces: the stored decision traces; None answers traces without entries.
         patterns: the message templates the patterns stage counts; None answers 503.
+        correlations: stored correlations and the suggestions; None answers 503.
+        correlation: the ``correlation`` section (the suggestions' defaults).
     """
 
     intake: Intake
@@ -75,6 +78,8 @@ class EventsApiContext(ServiceContext):
     silences: SilenceRepository | None = None
     traces: TraceRepository | None = None
     patterns: PatternRepository | None = None
+    correlations: CorrelationRepository | None = None
+    correlation: CorrelationConfig = field(default_factory=CorrelationConfig)
 
 
 C = TypeVar("C", bound=ServiceContext)

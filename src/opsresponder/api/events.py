@@ -15,6 +15,7 @@ from opsresponder.api.auth import scope_opt
 from opsresponder.api.bodies import EventList, WebhookAccepted, WebhookBatch, WebhookRejection
 from opsresponder.api.common import build_app, json_response
 from opsresponder.api.context import EventsApiContext, context_of
+from opsresponder.api.correlations import CORRELATION_HANDLERS, correlations_by_event
 from opsresponder.api.filters import (
     EVENT_FILTER,
     InvalidParameterError,
@@ -183,8 +184,13 @@ async def list_events(
         limit=limit,
         offset=offset,
     )
-    events, total = await context_of(request, EventsApiContext).events.query(query)
-    views = [_view(e, include_correlations) for e in events]
+    ctx = context_of(request, EventsApiContext)
+    events, total = await ctx.events.query(query)
+    views = [_view(e) for e in events]
+    if include_correlations:
+        found = await correlations_by_event(ctx, events)
+        for view, event in zip(views, events, strict=True):
+            view["correlations"] = found.get(event.id or 0, [])
     return json_response({"events": views, "total_count": total, "has_more": offset + len(events) < total})
 
 
@@ -205,13 +211,10 @@ async def get_event(request: Request[Any, Any, Any], event_id: ResourceId) -> AS
     return json_response(msgspec.to_builtins(event))
 
 
-def _view(event: Event, include_correlations: bool) -> dict[str, Any]:
+def _view(event: Event) -> dict[str, Any]:
     view: dict[str, Any] = msgspec.to_builtins(event)
     for name in _LIST_OMITS:
         view.pop(name, None)
-    if include_correlations:
-        # Correlation records arrive with the correlation engine; until then no event has any.
-        view["correlations"] = []
     return view
 
 
@@ -230,5 +233,6 @@ def build_events_app(ctx: EventsApiContext) -> Litestar:
             *SILENCE_HANDLERS,
             *TRACE_HANDLERS,
             *PATTERN_HANDLERS,
+            *CORRELATION_HANDLERS,
         ],
     )

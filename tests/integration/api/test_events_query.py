@@ -47,7 +47,16 @@ async def test_filters_paging_and_order(client: httpx.AsyncClient) -> None:
         "e1",
     ]
     with_corr = (await client.get("/api/v1/events", params={"include_correlations": "true"})).json()
-    assert all(e["correlations"] == [] for e in with_corr["events"])
+    assert all(isinstance(e["correlations"], list) for e in with_corr["events"])
+    # e0, e1 (h0 and h1, service db) come first; e3 (h1, critical) joins e1 on its host; info events
+    # (e2, e5) are never correlated.
+    by_title = {e["title"]: e for e in with_corr["events"]}
+    assert by_title["e2"]["correlations"] == [] and by_title["e5"]["correlations"] == []
+    e3 = by_title["e3"]["correlations"]
+    assert any(
+        c["correlation_type"] == "host_based" and [r["title"] for r in c["related_events"]] == ["e1"]
+        for c in e3
+    ), e3
 
 
 async def test_invalid_query_parameters_are_400(client: httpx.AsyncClient) -> None:

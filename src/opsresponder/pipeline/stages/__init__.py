@@ -10,7 +10,8 @@ The order of service-spec.md's pipeline:
 3. `noise` - silences and flapping mark events suppressed (`pipeline.noise`); dedup happens atomically
    in the store's transaction (see `store.events`).
    `patterns` - each title's message template in ``metadata.pattern`` (`pipeline.patterns`).
-4. `correlate` - until correlation exists, every new event opens its own correlation.
+4. `correlate` - the correlation engine (`pipeline.correlation`): an event joins the best recent group or
+   opens its own; its state is rebuilt from `StageDeps.correlation_history` at the first batch.
 5. `score` - ``event.score`` 0-100 and ``metadata.score_factors`` (`pipeline.scoring`).
 6. evaluate_rules - a later issue.
 7. store - `store.events.EventRepository.store_batch`, called by the worker, one transaction per batch;
@@ -33,6 +34,7 @@ from prometheus_client import CollectorRegistry
 from opsresponder.config import Settings
 from opsresponder.core.clock import Clock
 from opsresponder.core.errors import ConfigError
+from opsresponder.pipeline.correlation.history import CorrelationHistory, NoHistory
 from opsresponder.pipeline.enrich import Enrich, build_enrich
 from opsresponder.pipeline.noise import Noise, NoSilences, SilenceSource
 from opsresponder.pipeline.noise.metrics import NoiseMetrics
@@ -67,6 +69,8 @@ class StageDeps:
         registry: where stages register their metrics.
         http_transport: what `enrich` reaches the asset service through (the outbound allowlist's
             guarded transport in the service; None: httpx's own).
+        correlation_history: the stored events `correlate` rebuilds its state from (the store's
+            `CorrelationRepository` in the service).
     """
 
     settings: Settings
@@ -76,6 +80,7 @@ class StageDeps:
     patterns: PatternSource = field(default_factory=NoPatterns)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     http_transport: httpx.AsyncBaseTransport | None = None
+    correlation_history: CorrelationHistory = field(default_factory=NoHistory)
 
 
 _FACTORIES: Final[Mapping[str, Callable[[StageDeps], Stage]]] = {
@@ -83,7 +88,12 @@ _FACTORIES: Final[Mapping[str, Callable[[StageDeps], Stage]]] = {
     "enrich": lambda d: build_enrich(d.settings.enrichment, d.registry, d.http_transport),
     "noise": lambda d: Noise(d.silences, d.settings.noise, d.clock, NoiseMetrics(d.registry)),
     "patterns": lambda d: Patterns(d.settings.patterns, d.patterns, PatternMetrics(d.registry)),
-    "correlate": lambda _: Correlate(),
+    "correlate": lambda d: Correlate(
+        d.settings.correlation,
+        d.correlation_history,
+        dedup_window_seconds=d.settings.pipeline.dedup_window_seconds,
+        clock=d.clock,
+    ),
     "score": lambda d: Score(d.settings.scoring, trace=d.settings.pipeline.trace),
 }
 

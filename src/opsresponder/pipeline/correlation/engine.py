@@ -1,0 +1,675 @@
+"""The correlation engine: which recent group each event belongs to, by four kinds of correlation.
+
+For each event the engine looks up what it remembers under the event's keys, scores every recent group
+found there by each kind, and the event joins the best group scoring at least ``join_threshold``, or
+opens a group of its own:
+
+- ``host_based``: the group had an event on the same host within ``lookback_hours``;
+- ``time_based``: within ``window_minutes``, on the same service, in the same asset group
+  (``metadata.asset.group``), or sharing tags (Jaccard share, which alone stays below the threshold);
+- ``pattern_based``: within ``window_minutes``, the same or a similar message template
+  (``metadata.pattern``, or the masked title without it);
+- ``causal``: within ``window_minutes``, the event's asset depends on the host or service of a group's
+  event (``metadata.asset.depends_on``), or the group's events depend on this event's host or service.
+  The event depended on is the group's root cause.
+
+A kind scores ``weight * (1 - 0.5 * dt / window)``: its weight for simultaneous events, half of it at
+the window's edge. Kinds that link the event to one group combine as ``1 - prod(1 - score)``.
+
+What is remembered is compact and bounded: per key (a host, a service, a template...) the latest event of
+each of at most ``max_groups_per_key`` recent groups, not every event. A storm of ten thousand events on
+one host is one entry under that host. Keys are kept in least-recently-seen order; those not seen within
+their window are evicted from the front, and past ``max_keys`` the least recent goes first.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Final
+
+from opsresponder.config import CorrelationConfig
+from opsresponder.core.batch import Batch, TraceEntry
+from opsresponder.core.clock import Clock
+from opsresponder.core.correlation import (
+    CORRELATIONS,
+    NEW_ROOT_CAUSES,
+    CorrelationLink,
+    CorrelationType,
+)
+from opsresponder.core.event import Event, EventState
+from opsresponder.core.severity import Severity
+from opsresponder.pipeline.correlation.templates import TemplateIndex, pattern_of
+
+STAGE: Final = "correlate"
+# An event of an earlier batch whose id is still unknown after this long was not stored as a new row (a
+# duplicate, or refused): the state stops holding the object.
+_PENDING_SECONDS: Final = 60.0
+_TEMPLATE_IN_REASON: Final = 120
+# Kinds in the order a trace lists them, with their index in the per-group score arrays.
+_CAUSAL, _PATTERN, _HOST, _TIME = 0, 1, 2, 3
+_KINDS: Final[tuple[CorrelationType, ...]] = ("causal", "pattern_based", "host_based", "time_based")
+# Why a group was offered, kept as parts (what, subject, similarity) and written out only for the links
+# of the group the event joins: most candidates are never written.
+_Reason = tuple[str, str, float]
+
+
+class Group:
+    """One correlation group: its id, how many events it has as known here, and its root cause.
+
+    Attributes:
+        root: the event named root cause (an `Event` until its id is known, then the id; 0 when it never
+            got one), None while no causal correlation named one.
+        root_name: the host or service of the root (what its dependents depend on).
+        root_depends: what the root itself depends on: an event there is the root's own cause and takes
+            its place.
+        causal_links: how many events the root explains (dependents correlated to it).
+    """
+
+    __slots__ = ("_root", "causal_links", "first_at", "id", "root_depends", "root_name", "size")
+
+    def __init__(self, group_id: uuid.UUID, size: int = 0, first_at: float = 0.0) -> None:
+        self.id = group_id
+        self.size = size
+        self.first_at = first_at  # occurred_at (epoch seconds) of its first event
+        self._root: Event | int | None = None
+        self.root_name: str | None = None
+        self.root_depends: tuple[str, ...] = ()
+        self.causal_links = 0
+
+    @property
+    def root(self) -> Event | int | None:
+        root = self._root
+        if isinstance(root, Event) and root.id is not None:
+            self._root = root = root.id  # stored: hold the id, not the event
+        return root
+
+    @root.setter
+    def root(self, value: Event | int | None) -> None:
+        self._root = value
+
+
+class _Seen:
+    """The latest event of one group under one key. ``event`` is the `Event` until its id is known."""
+
+    __slots__ = ("at", "event", "group")
+
+    def __init__(self, group: Group, at: float, event: Event | int) -> None:
+        self.group = group
+        self.at = at
+        self.event = event
+
+
+class _Index:
+    """Key -> the latest event of each recent group under that key, newest group last.
+
+    Keys are kept in least-recently-updated order, so eviction by time walks from the front and stops at
+    the first fresh key, and the size bound drops the least recent.
+    """
+
+    __slots__ = ("_entries", "_groups_per_key", "_max_keys", "horizon")
+
+    def __init__(self, horizon: float, max_keys: int, groups_per_key: int) -> None:
+        self.horizon = horizon
+        self._max_keys = max_keys
+        self._groups_per_key = groups_per_key
+        # OrderedDict, not dict: taking the first key of a dict whose front was deleted from scans the
+        # deleted slots, so a dict used as a queue gets slower with its size; OrderedDict's ends are O(1).
+        self._entries: OrderedDict[str, list[_Seen]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> list[_Seen]:
+        return self._entries.get(key) or []
+
+    def note(self, key: str, group: Group, at: float, event: Event | int) -> _Seen:
+        entries = self._entries.get(key)
+        if entries is None:
+            entries = self._entries[key] = []
+        else:
+            self._entries.move_to_end(key)  # most recently updated last
+        for seen in entries:
+            if seen.group is group:
+                if at >= seen.at:
+                    seen.at = at
+                    seen.event = event
+                return seen
+        seen = _Seen(group, at, event)
+        entries.append(seen)
+        if len(entries) > self._groups_per_key:
+            entries.remove(min(entries, key=_at))
+        if len(self._entries) > self._max_keys:
+            self._entries.popitem(last=False)
+        return seen
+
+    def evict(self, now: float) -> None:
+        """Forget keys whose groups were all last seen before ``now - horizon``, from the front."""
+        cutoff = now - self.horizon
+        entries = self._entries
+        while entries:
+            key, seen = next(iter(entries.items()))
+            fresh = [s for s in seen if s.at >= cutoff]
+            if fresh:
+                entries[key] = fresh
+                return
+            entries.popitem(last=False)
+
+    def seen(self) -> Iterator[_Seen]:
+        for entries in self._entries.values():
+            yield from entries
+
+
+def _at(seen: _Seen) -> float:
+    return seen.at
+
+
+class _Candidate:
+    """A group found for one event: its best score per kind and the related events behind each."""
+
+    __slots__ = ("cause_of", "caused_by", "related", "scores")
+
+    def __init__(self) -> None:
+        self.scores = [0.0, 0.0, 0.0, 0.0]
+        self.related: list[list[tuple[float, _Seen, _Reason]]] = [[], [], [], []]
+        self.caused_by: tuple[_Seen, str] | None = None  # the event depends on this one (named)
+        self.cause_of = False  # the event is what this group's events depend on
+
+    def combined(self) -> float:
+        missing = 1.0
+        for score in self.scores:
+            missing *= 1.0 - score
+        return 1.0 - missing
+
+
+class _Features:
+    """What the engine reads of one event, taken once."""
+
+    __slots__ = ("asset_group", "at", "depends_on", "host", "pattern_key", "service", "tags", "template")
+
+    def __init__(self, event: Event) -> None:
+        self.at = event.occurred_at.timestamp()
+        self.host = event.host
+        self.service = event.service
+        self.tags = frozenset(event.tags)
+        asset = event.metadata.get("asset")
+        group: Any = None
+        depends: Any = ()
+        if isinstance(asset, dict):
+            group = asset.get("group")
+            depends = asset.get("depends_on") or ()
+        self.asset_group: str | None = group if isinstance(group, str) and group else None
+        self.depends_on: tuple[str, ...] = tuple(
+            d for d in depends if isinstance(d, str) and d and d != event.host and d != event.service
+        )
+        self.pattern_key, self.template = pattern_of(event.metadata, event.title)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """What others may depend on: this event's host and service."""
+        return tuple(n for n in (self.host, self.service) if n)
+
+
+class Correlator:
+    """The correlation state of one process and the decisions over it (see the module docstring).
+
+    `correlate` is CPU only; `load` replays stored events at start. `new_group_id` makes the id of each new
+    group (the stage's fast UUID generator).
+    """
+
+    def __init__(
+        self,
+        config: CorrelationConfig,
+        *,
+        dedup_window_seconds: float,
+        clock: Clock,
+        new_group_id: Callable[[], uuid.UUID] = uuid.uuid4,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        self._monotonic = monotonic
+        self.new_group_id = new_group_id
+        window = config.window_minutes * 60.0
+        lookback = config.lookback_hours * 3600.0
+        self._window = window
+        self._lookback = lookback
+        # pattern_based and time_based add to a group only this long after its first event.
+        self._reach = 2 * window
+        self._min_rank = Severity(config.min_severity).rank
+        self._dedup_window = dedup_window_seconds
+        weights = config.weights
+        self._weights = (weights.causal, weights.pattern_based, weights.host_based, weights.time_based)
+        keys, per_key = config.max_keys, config.max_groups_per_key
+        self.hosts = _Index(max(window, lookback), keys, per_key)
+        self.services = _Index(window, keys, per_key)
+        self.asset_groups = _Index(window, keys, per_key)
+        self.tags = _Index(window, keys, per_key)
+        self.patterns = _Index(window, keys, per_key)
+        self.dependents = _Index(window, keys, per_key)  # name -> events whose asset depends on it
+        self._indexes = (
+            self.hosts,
+            self.services,
+            self.asset_groups,
+            self.tags,
+            self.patterns,
+            self.dependents,
+        )
+        self.templates = TemplateIndex(config.similarity_threshold, config.max_templates)
+        # fingerprint -> (state, last received, group): a repeat keeps the group of the event it repeats.
+        self._fingerprints: OrderedDict[str, tuple[EventState, float, Group]] = OrderedDict()
+        self._groups_by_id: dict[uuid.UUID, Group] = {}  # only while loading history
+        self._pending: list[tuple[float, _Seen]] = []
+        self._next_eviction = 0.0
+        self._window_text = _duration(window)
+        self._lookback_text = _duration(lookback)
+
+    # --- history -------------------------------------------------------------------------------------
+
+    def load(self, events: Iterable[Event]) -> int:
+        """Replay stored events (oldest first, with ids and correlation ids) into the state.
+
+        Their groups are rebuilt from their correlation ids, sizes counted, roots taken from
+        ``metadata.correlation.root_cause``. Returns how many events were replayed.
+        """
+        count = 0
+        groups = self._groups_by_id
+        for event in events:
+            if event.correlation_id is None or event.id is None:
+                continue
+            if event.suppressed_reason is not None or event.severity.rank < self._min_rank:
+                continue  # never correlated when they came
+            group = groups.get(event.correlation_id)
+            features = _Features(event)
+            if group is None:
+                group = groups[event.correlation_id] = Group(event.correlation_id, first_at=features.at)
+            group.size += 1
+            info = event.metadata.get("correlation")
+            if isinstance(info, dict) and info.get("root_cause") is True:
+                self._name_root(group, event.id, features)
+            self._remember(event, features, group, event.id)
+            count += 1
+        return count
+
+    def end_load(self) -> None:
+        """Loading is over: the id -> group map is only needed while replaying."""
+        self._groups_by_id = {}
+
+    # --- correlation ---------------------------------------------------------------------------------
+
+    def correlate(self, batch: Batch) -> None:
+        """Give every event of `batch` without a correlation id a group; add the correlations found."""
+        if not batch.events:
+            return
+        # Evict relative to the batch's oldest event when it is older than the clock (a backlog after an
+        # outage, a sender's late delivery): what it should still see must not be gone already.
+        now = min(self._clock().timestamp(), min(e.occurred_at for e in batch.events).timestamp())
+        self._settle_pending()
+        if now >= self._next_eviction:
+            self._evict(now)
+            self._next_eviction = now + 1.0
+        links: list[CorrelationLink] = []
+        new_roots: list[Event | int] = []
+        for event in batch.events:
+            if event.correlation_id is not None:
+                continue  # seen before (the batch came back after an outage), or given by its sender
+            self._correlate_one(event, batch, links, new_roots)
+        if links:
+            batch.add(CORRELATIONS, links)
+        if new_roots:
+            batch.add(NEW_ROOT_CAUSES, new_roots)
+
+    def _correlate_one(
+        self, event: Event, batch: Batch, links: list[CorrelationLink], new_roots: list[Event | int]
+    ) -> None:
+        if event.suppressed_reason is not None or event.severity.rank < self._min_rank:
+            why = (
+                f"not correlated: suppressed ({event.suppressed_reason})"
+                if event.suppressed_reason is not None
+                else f"not correlated: severity {event.severity.value} is below correlation.min_severity"
+            )
+            self._open(event, batch, why)
+            return
+        repeat = self._repeat_of(event)
+        if repeat is not None:
+            event.correlation_id = repeat.id
+            event.metadata["correlation"] = {"group_size": repeat.size, "root_cause": False, "types": []}
+            batch.trace.append(
+                TraceEntry(event, STAGE, f"repeats an event of group {repeat.id} (dedup keeps its group)")
+            )
+            return
+        features = _Features(event)
+        candidates = self._candidates(features)
+        best: Group | None = None
+        best_score = 0.0
+        for group, candidate in candidates.items():
+            score = candidate.combined()
+            if score > best_score:
+                best, best_score = group, score
+        if best is None or best_score < self._config.join_threshold:
+            why = "opened group"
+            if best is not None:
+                why += f" (best candidate {best_score:.2f} < join_threshold {self._config.join_threshold})"
+            group = self._open(event, batch, why)
+            self._remember(event, features, group, event)
+            return
+        self._join(event, features, best, candidates[best], best_score, batch, links, new_roots)
+
+    def _open(self, event: Event, batch: Batch, why: str) -> Group:
+        group = Group(self.new_group_id(), size=1, first_at=event.occurred_at.timestamp())
+        event.correlation_id = group.id
+        event.metadata["correlation"] = {"group_size": 1, "root_cause": False, "types": []}
+        batch.trace.append(TraceEntry(event, STAGE, why))
+        return group
+
+    def _join(
+        self,
+        event: Event,
+        features: _Features,
+        group: Group,
+        candidate: _Candidate,
+        score: float,
+        batch: Batch,
+        links: list[CorrelationLink],
+        new_roots: list[Event | int],
+    ) -> None:
+        group.size += 1
+        event.correlation_id = group.id
+        limit = self._config.max_related_per_kind
+        types: list[str] = []
+        details: list[str] = []
+        for kind, name in enumerate(_KINDS):
+            if candidate.scores[kind] <= 0.0:
+                continue
+            types.append(name)
+            details.append(f"{name} {candidate.scores[kind]:.2f}")
+            related = sorted(candidate.related[kind], key=_by_score, reverse=True)
+            named: set[tuple[bool, int]] = set()
+            for related_score, seen, reason in related:
+                target = _resolved(seen)
+                identity = (True, target) if isinstance(target, int) else (False, id(target))
+                if target == 0 or identity in named:
+                    continue
+                named.add(identity)
+                text = self._reason_text(reason)
+                links.append(CorrelationLink(event, target, name, round(related_score, 4), text))
+                if len(named) >= limit:
+                    break
+        is_root = False
+        if candidate.caused_by is not None:
+            cause, cause_name = candidate.caused_by
+            if group.root is None or (group.root_depends and cause_name in group.root_depends):
+                self._set_root(group, cause, cause_name, batch, new_roots)
+            group.causal_links += 1
+        if candidate.cause_of and (
+            group.root is None or any(n in group.root_depends for n in features.names)
+        ):
+            self._name_root(group, event, features)
+            is_root = True
+            group.causal_links += 1
+        event.metadata["correlation"] = {"group_size": group.size, "root_cause": is_root, "types": types}
+        root = f"; root cause: {_describe(group.root)}" if group.root is not None else ""
+        batch.trace.append(
+            TraceEntry(
+                event,
+                STAGE,
+                f"joined group {group.id} (score {score:.2f}: {', '.join(details)}; "
+                f"{group.size} events{root})",
+            )
+        )
+        self._remember(event, features, group, event)
+
+    def _reason_text(self, reason: _Reason) -> str:
+        what, subject, sim = reason
+        window = self._window_text
+        if what == "host":
+            return f"Events occurred within {self._lookback_text} on the same host {subject}"
+        if what == "asset_group":
+            return f"Events occurred within {window} in the same asset group {subject}"
+        if what == "service":
+            return f"Events occurred within {window} on the same service {subject}"
+        if what == "tag":
+            return f"Events occurred within {window} sharing the tag {subject}"
+        template = subject[:_TEMPLATE_IN_REASON]
+        if what == "template":
+            return f"The same message template within {window}: {template}"
+        if what == "similar":
+            return f"Similar message templates (similarity {sim:.2f}) within {window}: {template}"
+        return f"Depends on {subject} (asset inventory): the event on {subject} is the likely root cause"
+
+    def _set_root(
+        self, group: Group, cause: _Seen, name: str, batch: Batch, new_roots: list[Event | int]
+    ) -> None:
+        """Name the event behind `cause` the group's root; flag it in its metadata or through the writer."""
+        target = _resolved(cause)
+        group.root = target
+        group.root_name = name
+        group.root_depends = ()
+        if isinstance(target, Event):
+            asset = target.metadata.get("asset")
+            if isinstance(asset, dict):
+                group.root_depends = tuple(d for d in asset.get("depends_on") or () if isinstance(d, str))
+            info = target.metadata.get("correlation")
+            if isinstance(info, dict):
+                info["root_cause"] = True
+            if not any(target is e for e in batch.events):
+                new_roots.append(target)  # of an earlier batch: its row needs the flag
+        elif target != 0:
+            new_roots.append(target)
+
+    def _name_root(self, group: Group, event: Event | int, features: _Features) -> None:
+        group.root = event
+        group.root_name = features.host or features.service
+        group.root_depends = features.depends_on
+
+    def _candidates(self, f: _Features) -> dict[Group, _Candidate]:
+        found: dict[Group, _Candidate] = {}
+        window, lookback, weights = self._window, self._lookback, self._weights
+        at = f.at
+
+        reach = self._reach
+
+        def offer(kind: int, entries: list[_Seen], span: float, factor: float, reason: _Reason) -> None:
+            # The hot loop of the stage (a few entries per key, about ten keys per event): kept flat.
+            weight = weights[kind] * factor
+            fade = 0.5 * weight / span
+            # Not through a chain: a template seen every 10 minutes all day is not one incident.
+            chained = at - reach if kind in (_PATTERN, _TIME) else None
+            for seen in entries:
+                dt = at - seen.at
+                if dt < 0:
+                    dt = -dt
+                if dt > span:
+                    continue
+                group = seen.group
+                if chained is not None and group.first_at < chained:
+                    continue
+                candidate = found.get(group)
+                if candidate is None:
+                    candidate = found[group] = _Candidate()
+                score = weight - fade * dt
+                if score > candidate.scores[kind]:
+                    candidate.scores[kind] = score
+                candidate.related[kind].append((score, seen, reason))
+
+        if f.host:
+            offer(
+                _HOST,
+                self.hosts.get(f.host),
+                lookback,
+                1.0,
+                ("host", f.host, 0.0),
+            )
+        if f.asset_group:
+            offer(
+                _TIME,
+                self.asset_groups.get(f.asset_group),
+                window,
+                1.0,
+                ("asset_group", f.asset_group, 0.0),
+            )
+        if f.service:
+            offer(
+                _TIME,
+                self.services.get(f.service),
+                window,
+                0.9,
+                ("service", f.service, 0.0),
+            )
+        for tag in f.tags:
+            # Tags weigh at most 0.6 of the kind, shared among the event's tags and among the groups that
+            # carry the tag now: a "production" tag on everything says nothing and never groups by itself.
+            entries = self.tags.get(tag)
+            if entries:
+                offer(
+                    _TIME,
+                    entries,
+                    window,
+                    0.6 / len(f.tags) / len(entries),
+                    ("tag", tag, 0.0),
+                )
+        offer(_PATTERN, self.patterns.get(f.pattern_key), window, 1.0, ("template", f.template, 1.0))
+        for key, sim in self.templates.similar(f.pattern_key, f.template).items():
+            offer(
+                _PATTERN,
+                self.patterns.get(key),
+                window,
+                sim,
+                ("similar", f.template, sim),
+            )
+        for name in f.depends_on:  # this event's asset needs `name`: an event there may be the cause
+            reason = ("depends", name, 0.0)
+            for entries in (self.hosts.get(name), self.services.get(name)):
+                offer(_CAUSAL, entries, window, 1.0, reason)
+                for seen in entries:
+                    candidate = found.get(seen.group)
+                    if candidate is not None and abs(at - seen.at) <= window:
+                        earliest = candidate.caused_by
+                        if earliest is None or seen.at < earliest[0].at:
+                            candidate.caused_by = (seen, name)
+        for name in f.names:  # others need this host or service: this event may be their cause
+            reason = ("depends", name, 0.0)
+            entries = self.dependents.get(name)
+            offer(_CAUSAL, entries, window, 1.0, reason)
+            for seen in entries:
+                candidate = found.get(seen.group)
+                if candidate is not None and abs(at - seen.at) <= window:
+                    candidate.cause_of = True
+        return found
+
+    def _remember(self, event: Event, f: _Features, group: Group, ref: Event | int) -> None:
+        at = f.at
+        pending = isinstance(ref, Event)
+        notes: list[_Seen] = []
+        if f.host:
+            notes.append(self.hosts.note(f.host, group, at, ref))
+        if f.service:
+            notes.append(self.services.note(f.service, group, at, ref))
+        if f.asset_group:
+            notes.append(self.asset_groups.note(f.asset_group, group, at, ref))
+        for tag in f.tags:
+            notes.append(self.tags.note(tag, group, at, ref))
+        notes.append(self.patterns.note(f.pattern_key, group, at, ref))
+        self.templates.similar(f.pattern_key, f.template)
+        for name in f.depends_on:
+            notes.append(self.dependents.note(name, group, at, ref))
+        if pending:
+            deadline = self._monotonic() + _PENDING_SECONDS
+            self._pending.extend((deadline, seen) for seen in notes)
+        fingerprints = self._fingerprints
+        if len(fingerprints) >= self._config.max_fingerprints and event.fingerprint not in fingerprints:
+            fingerprints.popitem(last=False)
+        fingerprints[event.fingerprint] = (event.state, event.received_at.timestamp(), group)
+        fingerprints.move_to_end(event.fingerprint)
+
+    def _repeat_of(self, event: Event) -> Group | None:
+        known = self._fingerprints.get(event.fingerprint)
+        if known is None:
+            return None
+        state, last, group = known
+        received = event.received_at.timestamp()
+        if state != event.state or received - last > self._dedup_window:
+            return None
+        self._fingerprints[event.fingerprint] = (state, max(last, received), group)
+        self._fingerprints.move_to_end(event.fingerprint)
+        return group
+
+    def _settle_pending(self) -> None:
+        """Swap the `Event`s of earlier batches for their ids once stored; let go of those never stored."""
+        if not self._pending:
+            return
+        now = self._monotonic()
+        keep: list[tuple[float, _Seen]] = []
+        for deadline, seen in self._pending:
+            target = seen.event
+            if not isinstance(target, Event):
+                continue
+            if target.id is not None:
+                seen.event = target.id
+            elif now >= deadline:
+                seen.event = 0
+            else:
+                keep.append((deadline, seen))
+        self._pending = keep
+
+    def _evict(self, now: float) -> None:
+        for index in self._indexes:
+            index.evict(now)
+        cutoff = now - self._dedup_window
+        fingerprints = self._fingerprints
+        while fingerprints:
+            _, (_, last, _) = next(iter(fingerprints.items()))
+            if last >= cutoff:
+                break
+            fingerprints.popitem(last=False)
+
+    # --- introspection (tests, bench, API of the state) ----------------------------------------------
+
+    def remembered(self) -> dict[str, int]:
+        """Keys remembered per index (for metrics and the memory bench)."""
+        return {
+            "hosts": len(self.hosts),
+            "services": len(self.services),
+            "asset_groups": len(self.asset_groups),
+            "tags": len(self.tags),
+            "patterns": len(self.patterns),
+            "dependents": len(self.dependents),
+            "templates": len(self.templates),
+            "fingerprints": len(self._fingerprints),
+        }
+
+    def groups(self) -> dict[uuid.UUID, Group]:
+        """Every group still referenced by the state."""
+        found: dict[uuid.UUID, Group] = {}
+        for index in self._indexes:
+            for seen in index.seen():
+                found[seen.group.id] = seen.group
+        return found
+
+
+def _resolved(seen: _Seen) -> Event | int:
+    target = seen.event
+    if isinstance(target, Event) and target.id is not None:
+        seen.event = target.id
+        return target.id
+    return target
+
+
+def _by_score(item: tuple[float, _Seen, _Reason]) -> float:
+    return item[0]
+
+
+def _describe(root: Event | int) -> str:
+    if isinstance(root, Event):
+        return f"{root.host or root.service or '?'}: {root.title[:80]}"
+    return f"event {root}" if root else "an event not stored"
+
+
+def _duration(seconds: float) -> str:
+    minutes = seconds / 60
+    if minutes >= 60 and minutes % 60 == 0:
+        hours = int(minutes // 60)
+        return "1 hour" if hours == 1 else f"{hours} hours"
+    return f"{minutes:g} minutes"

@@ -1,0 +1,132 @@
+"""The correlation engine's rules one at a time: who is not correlated, repeats, thresholds, roots, bounds."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+from structlog.testing import capture_logs
+
+from opsresponder.config import CorrelationConfig
+from opsresponder.core.batch import Batch
+from opsresponder.core.correlation import CORRELATIONS
+from opsresponder.core.event import Event
+from opsresponder.core.severity import Severity
+from opsresponder.pipeline.correlation import Correlate
+from opsresponder.store.errors import StoreError
+from tests.correlation_scenarios import T0, Scenario
+
+
+def _stage(config: CorrelationConfig | None = None) -> tuple[Correlate, list[datetime]]:
+    now = [T0]
+    return Correlate(config, clock=lambda: now[0]), now
+
+
+def _run(stage: Correlate, *events: Event) -> Batch:
+    batch = Batch(list(events))
+    asyncio.run(stage.run(batch))
+    return batch
+
+
+def _event(s: Scenario, host: str, title: str, minutes: float = 0, **kw: Any) -> Event:
+    return s.add("x", T0 + timedelta(minutes=minutes), host, title, **kw)
+
+
+def test_suppressed_and_info_events_open_their_own_group_and_are_not_remembered() -> None:
+    stage, _ = _stage()
+    s = Scenario()
+    silenced = _event(s, "db-1", "disk full")
+    silenced.suppressed_reason = "silenced:3"
+    info = _event(s, "db-1", "disk full", severity=Severity.INFO)
+    real = _event(s, "db-1", "disk full", minutes=1)
+    batch = _run(stage, silenced, info, real)
+    assert len({silenced.correlation_id, info.correlation_id, real.correlation_id}) == 3
+    details = [t.detail for t in batch.trace]
+    assert details[0] == "not correlated: suppressed (silenced:3)"
+    assert details[1] == "not correlated: severity info is below correlation.min_severity"
+    assert details[2] == "opened group"
+
+
+def test_a_repeat_keeps_the_group_of_the_event_it_repeats() -> None:
+    stage, _ = _stage()
+    s = Scenario()
+    first = _event(s, "db-1", "disk full on /var")
+    _run(stage, first)
+    again = _event(s, "db-1", "disk full on /var", minutes=1)
+    batch = _run(stage, again)
+    assert again.correlation_id == first.correlation_id
+    assert batch.trace[0].detail.startswith("repeats an event of group")
+    assert batch.get(CORRELATIONS) is None
+
+
+def test_below_the_join_threshold_an_event_opens_its_own_group_and_says_why() -> None:
+    strict = msgspec.structs.replace(CorrelationConfig(), join_threshold=0.99)
+    stage, _ = _stage(strict)
+    s = Scenario()
+    a = _event(s, "db-1", "disk full")
+    b = _event(s, "db-1", "memory low", minutes=5)
+    batch = _run(stage, a, b)
+    assert a.correlation_id != b.correlation_id
+    assert "< join_threshold 0.99" in batch.trace[1].detail
+
+
+def test_host_based_links_fade_over_the_lookback() -> None:
+    stage, _ = _stage()
+    s = Scenario()
+    a = _event(s, "db-1", "disk full", tags=())
+    near = _event(s, "db-1", "replication lag high", minutes=10, tags=())
+    far = _event(s, "db-1", "backup finished with warnings", minutes=69, tags=())
+    batch = _run(stage, a, near, far)
+    assert near.correlation_id == a.correlation_id
+    assert far.correlation_id != a.correlation_id  # 59 minutes after `near`: 0.75 * 0.51 < 0.5
+    [link] = batch.get(CORRELATIONS) or []
+    assert link.correlation_type == "host_based" and link.related is a
+    assert link.reason == "Events occurred within 1 hour on the same host db-1"
+    assert 0.6 < link.score <= 0.75
+
+
+def test_a_chain_of_dependencies_moves_the_root_up() -> None:
+    stage, _ = _stage()
+    s = Scenario()
+    access = _event(s, "sw-access-4", "linkDown Gi0/4", group="rack-4", depends_on=("sw-core-1",))
+    host = _event(s, "app-1", "connection refused", minutes=1, group="rack-4x", depends_on=("sw-access-4",))
+    core = _event(s, "sw-core-1", "linkDown Te1/1", minutes=2, group="core")
+    _run(stage, access, host, core)
+    assert access.correlation_id == host.correlation_id == core.correlation_id
+    assert core.correlation_id is not None
+    group = stage.engine.groups()[core.correlation_id]
+    assert group.root is core
+    assert core.metadata["correlation"]["root_cause"] is True
+    assert access.metadata["correlation"]["root_cause"] is True  # named first; the flag stays
+
+
+def test_the_state_is_bounded_and_forgets_by_time() -> None:
+    small = msgspec.structs.replace(CorrelationConfig(), max_keys=10, max_fingerprints=10)
+    stage, now = _stage(small)
+    s = Scenario()
+    events = [_event(s, f"h{n}", f"error {n} x", group=f"g{n}", tags=()) for n in range(30)]
+    _run(stage, *events)
+    sizes = stage.engine.remembered()
+    assert sizes["hosts"] == 10 and sizes["asset_groups"] == 10 and sizes["fingerprints"] == 10
+    now[0] = T0 + timedelta(hours=2)
+    _run(stage, _event(s, "other", "late", minutes=120, tags=()))
+    assert stage.engine.remembered()["hosts"] == 1  # everything older than the lookback is gone
+
+
+class _BrokenHistory:
+    async def recent_events(self, since: datetime) -> AsyncIterator[Sequence[Event]]:
+        raise StoreError("the database refused the query")
+        yield []
+
+
+def test_an_unreadable_history_leaves_the_state_empty_and_the_batch_goes_on() -> None:
+    stage = Correlate(history=_BrokenHistory(), clock=lambda: T0)
+    s = Scenario()
+    event = _event(s, "db-1", "disk full")
+    with capture_logs() as logs:
+        batch = _run(stage, event)
+    assert event.correlation_id is not None and batch.trace[0].detail == "opened group"
+    assert any("could not be rebuilt" in entry["event"] for entry in logs)
