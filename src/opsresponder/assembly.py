@@ -46,10 +46,13 @@ from opsresponder.store.deliveries import DeliveryQueue
 from opsresponder.store.events import EventRepository
 from opsresponder.store.pool import connection
 from opsresponder.store.retention import RetentionJob, RetentionMetrics, event_rules
+from opsresponder.store.rule_checks import TriggerRuleChecks
+from opsresponder.store.rule_history import RuleHistory
 from opsresponder.store.scheduler import ScheduledJob, Scheduler
 from opsresponder.store.silences import SilenceRepository
 from opsresponder.store.stream_cursor import StreamBacklog
 from opsresponder.store.subscriptions import SubscriptionRepository
+from opsresponder.store.trigger_rules import TriggerRuleRepository
 
 
 @dataclass(slots=True)
@@ -92,6 +95,7 @@ def build_parts(
 
     # The API's changes move its generation, so this process's noise stage reloads before the next batch.
     silences = SilenceRepository(pool)
+    trigger_rules = TriggerRuleRepository(pool)
 
     async def check_database() -> None:
         async with connection(pool, timeout=settings.database.connect_timeout_seconds) as conn:
@@ -132,6 +136,8 @@ def build_parts(
         url_allowlist=url_allowlist,
         stream_hub=hub,
         silences=silences,
+        trigger_rules=trigger_rules,
+        trigger_rule_checks=_trigger_rule_checks(settings, pool, trigger_rules, clock),
     )
     autonomous_ctx = ServiceContext(
         api=settings.api,
@@ -293,6 +299,20 @@ def _scheduled_jobs(
             )
         )
     return jobs
+
+
+def _trigger_rule_checks(
+    settings: Settings, pool: asyncpg.Pool, repository: TriggerRuleRepository, clock: Clock
+) -> TriggerRuleChecks:
+    """The warnings and estimated trigger rate the rules API answers (docs/rules.md)."""
+    config = settings.rules
+    history = RuleHistory(
+        pool,
+        days=config.estimate_days,
+        timeout_seconds=config.estimate_timeout_seconds,
+        field_sample_events=config.field_sample_events,
+    )
+    return TriggerRuleChecks(repository, history, clock)
 
 
 def _url_allowlist(settings: Settings) -> UrlAllowlist:

@@ -270,6 +270,17 @@ class NoiseConfig(_Section):
     rate_limit: RateLimitConfig = msgspec.field(default_factory=RateLimitConfig)
 
 
+class RulesConfig(_Section):
+    """Trigger rules (docs/rules.md): how the API checks a rule against the stored events."""
+
+    estimate_days: Annotated[int, msgspec.Meta(ge=1, le=90)] = 7
+    """``estimated_trigger_rate`` replays the rule over the stored events of this many past days."""
+    estimate_timeout_seconds: PositiveFloat = 20.0
+    """A replay that takes longer is abandoned; the rate then says so (the rule is still saved)."""
+    field_sample_events: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 10_000
+    """"No stored event has this field" looks at this many of the latest events."""
+
+
 class Settings(_Section):
     """The whole configuration tree; see ``config/opsresponder.yaml`` for every key with its default."""
 
@@ -285,6 +296,7 @@ class Settings(_Section):
     subscriptions: SubscriptionsConfig = msgspec.field(default_factory=SubscriptionsConfig)
     retention: RetentionConfig = msgspec.field(default_factory=RetentionConfig)
     noise: NoiseConfig = msgspec.field(default_factory=NoiseConfig)
+    rules: RulesConfig = msgspec.field(default_factory=RulesConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
 
 

@@ -22,8 +22,10 @@ from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.store.events import EventRepository
+from opsresponder.store.rule_checks import TriggerRuleChecks
 from opsresponder.store.silences import SilenceRepository
 from opsresponder.store.subscriptions import SubscriptionRepository
+from opsresponder.store.trigger_rules import TriggerRuleRepository
 
 CONTEXT_KEY = "opsresponder"
 
@@ -57,6 +59,7 @@ class EventsApiContext(ServiceContext):
         subscriptions, url_allowlist: None where subscriptions are disabled (their endpoints answer 503).
         stream_hub: None where this process serves no live stream (503).
         silences: the silences the noise stage reads; None answers 503.
+        trigger_rules, trigger_rule_checks: the trigger rules and their validation_result; None answers 503.
     """
 
     intake: Intake
@@ -69,6 +72,8 @@ class EventsApiContext(ServiceContext):
     url_allowlist: UrlAllowlist | None = None
     stream_hub: StreamHub | None = None
     silences: SilenceRepository | None = None
+    trigger_rules: TriggerRuleRepository | None = None
+    trigger_rule_checks: TriggerRuleChecks | None = None
 
 
 C = TypeVar("C", bound=ServiceContext)

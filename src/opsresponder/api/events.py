@@ -36,6 +36,7 @@ from opsresponder.api.openapi import (
 from opsresponder.api.silences import SILENCE_HANDLERS
 from opsresponder.api.stream import stream_events
 from opsresponder.api.subscriptions import SUBSCRIPTION_HANDLERS
+from opsresponder.api.trigger_rules import TRIGGER_RULE_HANDLERS
 from opsresponder.core.event import Event
 from opsresponder.ingest.http.adapters import ADAPTERS
 from opsresponder.ingest.http.generic import WebhookEvent
@@ -226,5 +227,6 @@ def build_events_app(ctx: EventsApiContext) -> Litestar:
             stream_events,
             *SUBSCRIPTION_HANDLERS,
             *SILENCE_HANDLERS,
+            *TRIGGER_RULE_HANDLERS,
         ],
     )
