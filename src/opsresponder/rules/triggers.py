@@ -110,8 +110,10 @@ def compile_rule(body: TriggerRuleBody) -> CompiledTriggerRule:
             if not body.absence.after:
                 raise RuleError("absence.after", "an empty object is no condition; use null for no 'after'")
             after = _conditions(body.absence.after, "absence.after")
-        if body.absence.expected_groups and not group_by:
-            raise RuleError("absence.expected_groups", 'expected groups need group_by (e.g. ["host"])')
+        if body.absence.expected_groups and len(group_by) != 1:
+            # An expected group is one value ("web-01"): it names a group of exactly one field.
+            need = "exactly one group_by field" if group_by else "group_by"
+            raise RuleError("absence.expected_groups", f'expected groups need {need} (e.g. ["host"])')
     return CompiledTriggerRule(body=body, condition=condition, after=after, group_by=group_by)
 
 

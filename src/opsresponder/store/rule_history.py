@@ -100,7 +100,8 @@ class RuleHistory:
             async with conn.transaction():  # a cursor lives in a transaction
                 async for row in _replay_rows(conn, rule, start, now):
                     rows.append(row)
-        fired = firings(Semantics.of(rule.body), rows, start.timestamp(), now.timestamp())
+        # Absence is judged from the first stored event on: before it, nothing is known to be missing.
+        fired = firings(Semantics.of(rule.body), rows, first.timestamp(), now.timestamp())
         counts = per_day(fired, first.timestamp(), start.timestamp(), now.timestamp())
         return Estimate(describe_rate(counts, sample), sample, len(fired), len(rows))
 
