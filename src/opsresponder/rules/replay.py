@@ -18,7 +18,7 @@ semantics, as docs/rules.md states them, per group (the values of ``group_by``; 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -53,8 +53,8 @@ class Semantics:
             max_per_hour=body.max_triggers_per_hour,
             absence_within=None if absence is None else absence.within_minutes * 60.0,
             absence_after=absence is not None and absence.after is not None,
-            # A group key is the tuple of the group_by values; expected groups name one field's value.
-            expected_groups=() if absence is None else tuple((g,) for g in absence.expected_groups),
+            # Expected groups need exactly one group_by field, whose value is then the group key.
+            expected_groups=() if absence is None else tuple(absence.expected_groups),
         )
 
 
@@ -85,90 +85,104 @@ class _Limits:
         return True
 
 
-def firings(
-    semantics: Semantics, rows: Iterable[tuple[float, Hashable, int]], start: float, end: float
-) -> list[float]:
-    """The times the rule would have fired, given its matches in time order as (epoch seconds, group key,
-    `MATCH` | `AFTER` bits), replayed over [`start`, `end`]."""
-    if semantics.absence_within is None:
-        return _threshold(semantics, rows)
-    if semantics.absence_after:
-        return _deadlines(semantics, rows, end)
-    return _heartbeats(semantics, rows, start, end)
+Row = tuple[float, Hashable, int]
+"""One replayed match: (epoch seconds, group key, `MATCH` | `AFTER` bits); asyncpg records unpack alike."""
 
 
-def _threshold(s: Semantics, rows: Iterable[tuple[float, Hashable, int]]) -> list[float]:
-    limits = _Limits(s.cooldown, s.max_per_hour)
-    allow = limits.allow
-    fired: list[float] = []
-    if s.threshold == 1 and s.cooldown == 0 and s.max_per_hour is None:
-        return [t for t, _, _ in rows]
-    if s.threshold == 1:
+class Replay:
+    """Plays a rule's semantics over its matches, fed in time order in chunks (so a week of matches never
+    needs to be held at once); `finish` returns the firing times."""
+
+    def __init__(self, semantics: Semantics, start: float, end: float) -> None:
+        self._s = semantics
+        self._start = start
+        self._end = end
+        self._limits = _Limits(semantics.cooldown, semantics.max_per_hour)
+        self._fired: list[float] = []
+        # Per group: the counted times (threshold), the last match (heartbeat) or the open deadline.
+        self._counted: dict[Hashable, deque[float]] = {}
+        self._last: dict[Hashable, float] = dict.fromkeys(semantics.expected_groups, start)
+        self._open_until: dict[Hashable, float] = {}
+        s = semantics
+        self.feed: Callable[[Iterable[Row]], None]
+        """Replay the next matches, in time order."""
+        if s.absence_within is not None:
+            self.feed = self._deadlines if s.absence_after else self._heartbeats
+        elif s.threshold == 1 and s.cooldown == 0 and s.max_per_hour is None:
+            self.feed = self._every_match
+        elif s.threshold == 1:
+            self.feed = self._limited
+        else:
+            self.feed = self._threshold
+
+    def finish(self) -> list[float]:
+        s = self._s
+        if s.absence_within is not None and not s.absence_after:
+            for group, previous in self._last.items():
+                self._fire_at_deadline(group, previous + s.absence_within)
+        for group, deadline in list(self._open_until.items()):
+            self._fire_at_deadline(group, deadline)
+        self._open_until.clear()
+        return sorted(self._fired)
+
+    def _fire_at_deadline(self, group: Hashable, deadline: float) -> None:
+        if deadline <= self._end and self._limits.allow(group, deadline):
+            self._fired.append(deadline)
+
+    def _every_match(self, rows: Iterable[Row]) -> None:
+        self._fired.extend([row[0] for row in rows])
+
+    def _limited(self, rows: Iterable[Row]) -> None:
+        allow, fired = self._limits.allow, self._fired
         for t, group, _ in rows:
             if allow(group, t):
                 fired.append(t)
-        return fired
-    window = s.window if s.window is not None else float("inf")
-    counted: dict[Hashable, deque[float]] = {}
-    for t, group, _ in rows:
-        recent = counted.get(group)
-        if recent is None:
-            recent = counted[group] = deque()
-        recent.append(t)
-        while t - recent[0] >= window:
-            recent.popleft()
-        if len(recent) >= s.threshold and allow(group, t):
-            fired.append(t)
-            recent.clear()
-    return fired
+
+    def _threshold(self, rows: Iterable[Row]) -> None:
+        s, allow, counted = self._s, self._limits.allow, self._counted
+        window = s.window if s.window is not None else float("inf")
+        for t, group, _ in rows:
+            recent = counted.get(group)
+            if recent is None:
+                recent = counted[group] = deque()
+            recent.append(t)
+            while t - recent[0] >= window:
+                recent.popleft()
+            if len(recent) >= s.threshold and allow(group, t):
+                self._fired.append(t)
+                recent.clear()
+
+    def _heartbeats(self, rows: Iterable[Row]) -> None:
+        assert self._s.absence_within is not None
+        within, last, allow = self._s.absence_within, self._last, self._limits.allow
+        for t, group, _ in rows:
+            previous = last.get(group)
+            if previous is not None and t > previous + within and allow(group, previous + within):
+                self._fired.append(previous + within)
+            last[group] = t
+
+    def _deadlines(self, rows: Iterable[Row]) -> None:
+        assert self._s.absence_within is not None
+        within, open_until = self._s.absence_within, self._open_until
+        for t, group, kind in rows:
+            deadline = open_until.get(group)
+            if deadline is not None and t > deadline:
+                del open_until[group]
+                self._fire_at_deadline(group, deadline)
+                deadline = None
+            if kind & MATCH and deadline is not None:
+                del open_until[group]  # the expected event came in time
+            if kind & AFTER and group not in open_until:
+                # A later `after` while one is open does not push the deadline back.
+                open_until[group] = t + within
 
 
-def _heartbeats(
-    s: Semantics, rows: Iterable[tuple[float, Hashable, int]], start: float, end: float
-) -> list[float]:
-    assert s.absence_within is not None
-    within = s.absence_within
-    limits = _Limits(s.cooldown, s.max_per_hour)
-    # An expected group is awaited from the start; another only once it has been seen.
-    last: dict[Hashable, float] = dict.fromkeys(s.expected_groups, start)
-    fired: list[float] = []
-    for t, group, _ in rows:
-        previous = last.get(group)
-        if previous is not None and t > previous + within and limits.allow(group, previous + within):
-            fired.append(previous + within)
-        last[group] = t
-    for group, previous in last.items():
-        if previous + within <= end and limits.allow(group, previous + within):
-            fired.append(previous + within)
-    return sorted(fired)
-
-
-def _deadlines(s: Semantics, rows: Iterable[tuple[float, Hashable, int]], end: float) -> list[float]:
-    assert s.absence_within is not None
-    within = s.absence_within
-    limits = _Limits(s.cooldown, s.max_per_hour)
-    open_until: dict[Hashable, float] = {}
-    fired: list[float] = []
-
-    def expire(group: Hashable, deadline: float) -> None:
-        del open_until[group]
-        if limits.allow(group, deadline):
-            fired.append(deadline)
-
-    for t, group, kind in rows:
-        deadline = open_until.get(group)
-        if deadline is not None and t > deadline:
-            expire(group, deadline)
-            deadline = None
-        if kind & MATCH and deadline is not None:
-            del open_until[group]  # the expected event came in time
-        if kind & AFTER and group not in open_until:
-            # A later `after` while one is open does not push the deadline back.
-            open_until[group] = t + within
-    for group, deadline in list(open_until.items()):
-        if deadline <= end:
-            expire(group, deadline)
-    return sorted(fired)
+def firings(semantics: Semantics, rows: Iterable[Row], start: float, end: float) -> list[float]:
+    """The times the rule would have fired, given all its matches in time order, replayed over
+    [`start`, `end`]."""
+    replay = Replay(semantics, start, end)
+    replay.feed(rows)
+    return replay.finish()
 
 
 def per_day(fired: Sequence[float], first_event: float, start: float, end: float) -> list[int]:

@@ -12,32 +12,28 @@ semantics over them. bench/rule_replay.py measures it over 1,000,000 events.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, Final
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, cast
 
 import asyncpg
 
 from opsresponder.core.event import Event
+from opsresponder.rules.conditions import Condition
 from opsresponder.rules.conditions.fields import Kind, Path, parse_path
 from opsresponder.rules.conditions.nodes import Leaf, Node, Not
-from opsresponder.rules.replay import (
-    AFTER,
-    MATCH,
-    Semantics,
-    describe_rate,
-    firings,
-    no_history,
-    per_day,
-)
+from opsresponder.rules.replay import AFTER, MATCH, Replay, Row, Semantics, describe_rate, no_history, per_day
 from opsresponder.rules.sql import WhereClause
 from opsresponder.rules.triggers import CompiledTriggerRule
 from opsresponder.store.pool import connection
 
 # Rows fetched per round trip while streaming the replay's rows: big enough that round trips are a small
 # share of the time, small enough that a rule matching everything never holds the whole week in memory.
-_PREFETCH: Final = 20_000
+_CHUNK: Final = 50_000
+# A week of matches sorts in this much memory (a million rows took ~35 MB); beyond it PostgreSQL spills.
+_SORT_MEMORY: Final = "64MB"
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 # Placeholder values for the Event fields a condition does not read (the replay builds events from only
 # the columns it read, when the SQL was not exact).
 _BLANK: Final[dict[str, Any]] = {
@@ -96,14 +92,15 @@ class RuleHistory:
             sample, first = stats
             if not sample:
                 return Estimate(no_history(self._days), 0, 0, 0)
-            rows: list[tuple[float, Hashable, int]] = []
+            # Absence is judged from the first stored event on: before it, nothing is known to be missing.
+            replay = Replay(Semantics.of(rule.body), first.timestamp(), now.timestamp())
             async with conn.transaction():  # a cursor lives in a transaction
-                async for row in _replay_rows(conn, rule, start, now):
-                    rows.append(row)
-        # Absence is judged from the first stored event on: before it, nothing is known to be missing.
-        fired = firings(Semantics.of(rule.body), rows, first.timestamp(), now.timestamp())
+                # The ORDER BY sorts every match: in memory rather than in temporary files (~2x faster).
+                await conn.execute(f"SET LOCAL work_mem = '{_SORT_MEMORY}'")
+                replayed = await _replay(conn, rule, start, now, replay.feed)
+        fired = replay.finish()
         counts = per_day(fired, first.timestamp(), start.timestamp(), now.timestamp())
-        return Estimate(describe_rate(counts, sample), sample, len(fired), len(rows))
+        return Estimate(describe_rate(counts, sample), sample, len(fired), replayed)
 
     async def missing_fields(self, paths: Sequence[str]) -> list[str] | None:
         """The `paths` (metadata paths, optional fields) that none of the latest events has; None when no
@@ -136,50 +133,70 @@ def _present_sql(path: Path | None, where: WhereClause) -> str:
     return f"{path.field} IS NOT NULL"
 
 
-async def _replay_rows(
-    conn: asyncpg.Connection, rule: CompiledTriggerRule, start: datetime, end: datetime
-) -> AsyncIterator[tuple[float, Hashable, int]]:
-    """(epoch seconds, group key, MATCH|AFTER) of every event the rule's conditions (or ``absence.after``)
-    match, in time order."""
+async def _replay(
+    conn: asyncpg.Connection,
+    rule: CompiledTriggerRule,
+    start: datetime,
+    end: datetime,
+    feed: Callable[[list[Row]], None],
+) -> int:
+    """Feed (epoch seconds, group key, MATCH|AFTER) of every event the rule's conditions (or
+    ``absence.after``) match, in time order and in chunks; return how many rows PostgreSQL sent."""
     where = WhereClause()
     bounds = f"occurred_at > {where.param(start)} AND occurred_at <= {where.param(end)}"
-    keys = [_group_sql(path, where) for path in rule.group_by]
-    width = len(keys)
+    group = _group_key_sql(rule.group_by, where)
     conditions = [rule.condition] if rule.after is None else [rule.condition, rule.after]
     pushed = [c.root.sql(where) for c in conditions]
     exact = all(is_exact for _, is_exact in pushed)
     texts = [text or "true" for text, _ in pushed]
-    if exact:
-        # Each row's kind comes from PostgreSQL: bit 1 the conditions, bit 2 `after`.
-        kind = (
-            f"(CASE WHEN {texts[0]} THEN 1 ELSE 0 END)"
-            if len(texts) == 1
-            else (f"((CASE WHEN {texts[0]} THEN 1 ELSE 0 END) + (CASE WHEN {texts[1]} THEN 2 ELSE 0 END))")
-        )
-        columns: list[str] = []
-    else:
+    columns: list[str] = []
+    if not exact:
         kind = "0"
         columns = sorted({leaf.path.field for c in conditions for leaf in _leaves(c.root)})
-    select = ", ".join(["extract(epoch FROM occurred_at)::float8", kind, *keys, *columns])
-    sql = (
+    elif len(texts) == 1:
+        kind = "1"  # every row matches
+    else:
+        # Each row's kind comes from PostgreSQL: bit 1 the conditions, bit 2 `after`.
+        kind = f"((CASE WHEN {texts[0]} THEN 1 ELSE 0 END) + (CASE WHEN {texts[1]} THEN 2 ELSE 0 END))"
+    select = ", ".join(["extract(epoch FROM occurred_at)::float8", group, kind, *columns])
+    cursor = await conn.cursor(
         f"SELECT {select} FROM events.events WHERE {bounds} AND suppressed_reason IS NULL"
-        f" AND ({' OR '.join(texts)}) ORDER BY occurred_at"
+        f" AND ({' OR '.join(texts)}) ORDER BY occurred_at",
+        *where.args,
     )
-    cursor = conn.cursor(sql, *where.args, prefetch=_PREFETCH)
-    if exact:
-        async for row in cursor:
-            yield row[0], (tuple(row[2 : 2 + width]) if width else None), row[1]
-        return
-    first = 2 + width
-    matchers = [c.matches for c in conditions]
-    async for row in cursor:
-        fields = {**_BLANK, **dict(zip(columns, row[first:], strict=True))}
-        event = Event(**fields, occurred_at=start, received_at=start)
-        bits = (MATCH if matchers[0](event) else 0) | (
-            AFTER if len(matchers) > 1 and matchers[1](event) else 0
-        )
+    sent = 0
+    while chunk := await cursor.fetch(_CHUNK):
+        sent += len(chunk)
+        # Records unpack as (time, group, kind) rows; only a superset still needs matching.
+        feed(cast("list[Row]", chunk) if exact else _matching(chunk, conditions, columns))
+    return sent
+
+
+def _matching(chunk: list[asyncpg.Record], conditions: list[Condition], columns: list[str]) -> list[Row]:
+    """The rows of `chunk` the conditions match, with their kind; `columns` follow (time, group, kind)."""
+    # One scratch event, its read fields set per row: building an Event per row costs several times more.
+    event = Event(**_BLANK, occurred_at=_EPOCH, received_at=_EPOCH)
+    setters = [(column, 3 + i) for i, column in enumerate(columns)]
+    first = conditions[0].matches
+    after = conditions[1].matches if len(conditions) > 1 else None
+    out: list[Row] = []
+    for row in chunk:
+        for column, index in setters:
+            setattr(event, column, row[index])
+        bits = MATCH if first(event) else 0
+        if after is not None and after(event):
+            bits |= AFTER
         if bits:
-            yield row[0], (tuple(row[2:first]) if width else None), bits
+            out.append((row[0], row[1], bits))
+    return out
+
+
+def _group_key_sql(paths: tuple[Path, ...], where: WhereClause) -> str:
+    """One column per event: NULL without group_by, the text of one field, or a JSON array of several."""
+    if not paths:
+        return "NULL"
+    values = [_group_sql(path, where) for path in paths]
+    return values[0] if len(values) == 1 else f"json_build_array({', '.join(values)})::text"
 
 
 def _group_sql(path: Path, where: WhereClause) -> str:

@@ -59,7 +59,7 @@ def test_threshold_counts_within_the_window_and_uses_up_what_fired() -> None:
 
 def test_threshold_per_group() -> None:
     s = semantics(threshold=2, time_window_minutes=5, group_by=["host"])
-    data = rows(0, 2, group=("a",)) + rows(1, 7, group=("b",))
+    data = rows(0, 2, group="a") + rows(1, 7, group="b")
     assert fired_minutes(s, data) == [2]
 
 
@@ -72,24 +72,24 @@ def test_a_held_back_firing_uses_up_nothing() -> None:
 
 def test_heartbeat_absence_fires_once_per_silence_and_at_the_end() -> None:
     s = semantics(absence={"within_minutes": 10}, group_by=["host"])
-    data = rows(0, 5, 30, 35, group=("a",))
+    data = rows(0, 5, 30, 35, group="a")
     # a: silent from 5 to 30 (fires at 15), from 35 to the end at 100 (fires at 45).
     assert fired_minutes(s, data, end=100) == [15, 45]
 
 
 def test_expected_groups_are_awaited_from_the_start() -> None:
     s = semantics(absence={"within_minutes": 10, "expected_groups": ["b"]}, group_by=["host"])
-    data = rows(1, 8, group=("a",))
+    data = rows(1, 8, group="a")
     assert fired_minutes(s, data, end=30) == [10, 18]  # b never came (10), a fell silent at 8 (18)
 
 
 def test_deadline_absence_needs_the_event_after_in_time() -> None:
     s = semantics(absence={"within_minutes": 10, "after": {"event_type": "restart"}}, group_by=["host"])
     data = [
-        *rows(0, group=("a",), kind=AFTER), *rows(5, group=("a",)),  # resolved in time
-        *rows(20, 25, group=("a",), kind=AFTER), *rows(40, group=("a",)),  # late: fires at 30
-        *rows(50, group=("b",), kind=AFTER),  # never: fires at 60
-        *rows(95, group=("c",), kind=AFTER),  # its deadline is after the end
+        *rows(0, group="a", kind=AFTER), *rows(5, group="a"),  # resolved in time
+        *rows(20, 25, group="a", kind=AFTER), *rows(40, group="a"),  # late: fires at 30
+        *rows(50, group="b", kind=AFTER),  # never: fires at 60
+        *rows(95, group="c", kind=AFTER),  # its deadline is after the end
     ]  # fmt: skip
     assert fired_minutes(s, data, end=100) == [30, 60]
 
