@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from opsresponder.rules.conditions import compile_conditions
+from opsresponder.rules.conditions import ConditionError, compile_conditions
 from opsresponder.rules.overlap import OtherRule, RuleShape, overlap_warnings
+from tests.condition_docs import condition_docs, events
 
 
 def shape(doc: dict[str, Any]) -> RuleShape:
@@ -43,3 +46,25 @@ def test_overlap(new: dict[str, Any], expected: str | None) -> None:
     else:
         assert len(warnings) == 1 and expected in warnings[0], warnings
         assert warnings[0].startswith("overlaps active rule 7 ('cpu')")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    first=condition_docs,
+    second=condition_docs,
+    extra=condition_docs,
+    batch=st.lists(events(), min_size=1, max_size=8),
+)
+def test_a_rule_that_covers_another_matches_every_event_the_other_matches(
+    first: dict[str, Any], second: dict[str, Any], extra: dict[str, Any], batch: list[Any]
+) -> None:
+    # A narrower variant of `first` (one more condition) is covered by it: the case overlap looks for.
+    narrower = {"$and": [first, extra]} if first and extra else {**extra, **first}
+    for a_doc, b_doc in [(first, second), (first, narrower), (narrower, first)]:
+        try:
+            a, b = compile_conditions(a_doc), compile_conditions(b_doc)
+        except ConditionError:
+            continue
+        if RuleShape.of(a_doc, a).covers(RuleShape.of(b_doc, b)):
+            for event in batch:
+                assert not b.matches(event) or a.matches(event), (a_doc, b_doc, event)
