@@ -34,10 +34,14 @@ class TriggerRuleChecks:
         Raises:
             DatabaseUnavailableError: PostgreSQL cannot be reached.
         """
-        async with asyncio.TaskGroup() as tasks:
-            missing = tasks.create_task(self._history.missing_fields(referenced_paths(rule)))
-            overlaps = tasks.create_task(self._overlaps(rule, rule_id))
-            estimate = tasks.create_task(self._history.estimate(rule, self._clock()))
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                missing = tasks.create_task(self._history.missing_fields(referenced_paths(rule)))
+                overlaps = tasks.create_task(self._overlaps(rule, rule_id))
+                estimate = tasks.create_task(self._history.estimate(rule, self._clock()))
+        except ExceptionGroup as group:
+            # The caller answers one error (PostgreSQL unavailable: 503), not a group of them.
+            raise group.exceptions[0] from None
         warnings = [*_language_warnings(rule), *_semantics_warnings(rule)]
         warnings += [
             f"{path}: none of the latest stored events has this field" for path in missing.result() or ()
