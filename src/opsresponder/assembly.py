@@ -311,6 +311,7 @@ def _trigger_rule_checks(
         days=config.estimate_days,
         timeout_seconds=config.estimate_timeout_seconds,
         field_sample_events=config.field_sample_events,
+        min_severity=config.min_severity,
     )
     return TriggerRuleChecks(repository, history, clock)
 

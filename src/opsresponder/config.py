@@ -273,6 +273,9 @@ class NoiseConfig(_Section):
 class RulesConfig(_Section):
     """Trigger rules (docs/rules.md): how the API checks a rule against the stored events."""
 
+    min_severity: SeverityName = "low"
+    """Events below this severity are stored but never evaluated by rules (nor replayed for the
+    estimate). Shared with the rules stage (INTERFACES.md)."""
     estimate_days: Annotated[int, msgspec.Meta(ge=1, le=90)] = 7
     """``estimated_trigger_rate`` replays the rule over the stored events of this many past days."""
     estimate_timeout_seconds: PositiveFloat = 20.0

@@ -21,7 +21,7 @@ import asyncpg
 
 from opsresponder.core.event import Event
 from opsresponder.rules.conditions import Condition
-from opsresponder.rules.conditions.fields import Kind, Path, parse_path
+from opsresponder.rules.conditions.fields import SEVERITY_RANK, Kind, Path, parse_path
 from opsresponder.rules.conditions.nodes import Leaf, Node, Not
 from opsresponder.rules.replay import AFTER, MATCH, Replay, Row, Semantics, describe_rate, no_history, per_day
 from opsresponder.rules.sql import WhereClause
@@ -59,9 +59,18 @@ class RuleHistory:
     """Reads over ``events.events`` for the rules API; a read-only user of the events table."""
 
     def __init__(
-        self, pool: asyncpg.Pool, *, days: int, timeout_seconds: float, field_sample_events: int
+        self,
+        pool: asyncpg.Pool,
+        *,
+        days: int,
+        timeout_seconds: float,
+        field_sample_events: int,
+        min_severity: str = "info",
     ) -> None:
+        """`min_severity`: less severe events are never evaluated by rules, so they are not replayed."""
         self._pool = pool
+        minimum = SEVERITY_RANK[min_severity]
+        self._levels = sorted(level for level, rank in SEVERITY_RANK.items() if rank >= minimum)
         self._days = days
         self._timeout = timeout_seconds
         self._field_sample = field_sample_events
@@ -83,10 +92,11 @@ class RuleHistory:
         start = now - timedelta(days=self._days)
         async with connection(self._pool) as conn:
             stats = await conn.fetchrow(
-                """SELECT count(*), min(occurred_at) FROM events.events
-                   WHERE occurred_at > $1 AND occurred_at <= $2 AND suppressed_reason IS NULL""",
+                """SELECT count(*), min(occurred_at) FROM events.events WHERE occurred_at > $1
+                   AND occurred_at <= $2 AND suppressed_reason IS NULL AND severity = ANY($3::text[])""",
                 start,
                 now,
+                self._levels,
             )
             assert stats is not None
             sample, first = stats
@@ -97,7 +107,7 @@ class RuleHistory:
             async with conn.transaction():  # a cursor lives in a transaction
                 # The ORDER BY sorts every match: in memory rather than in temporary files (~2x faster).
                 await conn.execute(f"SET LOCAL work_mem = '{_SORT_MEMORY}'")
-                replayed = await _replay(conn, rule, start, now, replay.feed)
+                replayed = await _replay(conn, rule, (start, now, self._levels), replay.feed)
         fired = replay.finish()
         counts = per_day(fired, first.timestamp(), start.timestamp(), now.timestamp())
         return Estimate(describe_rate(counts, sample), sample, len(fired), replayed)
@@ -136,14 +146,18 @@ def _present_sql(path: Path | None, where: WhereClause) -> str:
 async def _replay(
     conn: asyncpg.Connection,
     rule: CompiledTriggerRule,
-    start: datetime,
-    end: datetime,
+    replayed: tuple[datetime, datetime, list[str]],
     feed: Callable[[list[Row]], None],
 ) -> int:
-    """Feed (epoch seconds, group key, MATCH|AFTER) of every event the rule's conditions (or
-    ``absence.after``) match, in time order and in chunks; return how many rows PostgreSQL sent."""
+    """Feed (epoch seconds, group key, MATCH|AFTER) of every event in `replayed` (start, end, the
+    severities rules evaluate) the rule's conditions (or ``absence.after``) match, in time order and in
+    chunks; return how many rows PostgreSQL sent."""
+    start, end, levels = replayed
     where = WhereClause()
-    bounds = f"occurred_at > {where.param(start)} AND occurred_at <= {where.param(end)}"
+    bounds = (
+        f"occurred_at > {where.param(start)} AND occurred_at <= {where.param(end)}"
+        f" AND severity = ANY({where.param(levels)}::text[])"
+    )
     group = _group_key_sql(rule.group_by, where)
     conditions = [rule.condition] if rule.after is None else [rule.condition, rule.after]
     pushed = [c.root.sql(where) for c in conditions]

@@ -183,8 +183,10 @@ def _history(now: datetime) -> tuple[list[Event], int]:
         add(base, host="db-1", **hot)
         add(base, host="web-server-3", event_type="threshold_breach", metadata={"cpu_usage": "95"})
     sampled = len(events)
-    # Suppressed events are never evaluated, nor sampled; events older than 7 days are not replayed.
+    # Suppressed events and those below rules.min_severity (low) are never evaluated, nor sampled; events
+    # older than 7 days are not replayed. Each would make day 1 fire a fourth time.
     add(start + DAY + timedelta(hours=12), host="web-server-9", suppressed_reason="silenced", **hot)
+    add(start + DAY + timedelta(hours=12), host="web-server-8", severity="info", **hot)
     add(start - timedelta(hours=1), host="web-server-9", **hot)
     return events, sampled
 

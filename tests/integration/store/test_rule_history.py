@@ -13,8 +13,12 @@ import pytest
 from opsresponder.core.clock import utcnow
 from opsresponder.core.event import Event
 from opsresponder.rules.triggers import CompiledTriggerRule, TriggerRuleBody, compile_rule
+from opsresponder.store.errors import DatabaseUnavailableError
 from opsresponder.store.event_columns import EVENT_COLUMNS, event_record
+from opsresponder.store.pool import create_pool
+from opsresponder.store.rule_checks import TriggerRuleChecks
 from opsresponder.store.rule_history import RuleHistory
+from opsresponder.store.trigger_rules import TriggerRuleRepository
 from tests.factories import make_event, prepared
 
 
@@ -101,3 +105,12 @@ async def test_missing_fields_look_at_the_latest_events(db_pool: asyncpg.Pool) -
     missing = await history(db_pool, field_sample_events=1).missing_fields(paths)
     assert missing == ["metadata.disk.used", "metadata.none", "service", "tags"]
     assert await history(db_pool).missing_fields(paths) == ["metadata.disk.used"]
+
+
+async def test_an_unreachable_database_is_one_error_for_the_api(database_url: str) -> None:
+    pool = await create_pool(database_url, min_size=1, max_size=1, connect_timeout=5, command_timeout=5)
+    await pool.close()
+    checks = TriggerRuleChecks(TriggerRuleRepository(pool), history(pool), utcnow)
+    # Three reads run at once; the API's handler for DatabaseUnavailableError (503) must see it as such.
+    with pytest.raises(DatabaseUnavailableError):
+        await checks.validation_result(rule(conditions={"metadata.cpu": {"$gt": 1}}), None)
