@@ -7,9 +7,10 @@ server of ``--database-url`` (default: OPSRESPONDER_TEST_DATABASE_URL), migrated
 with seven days of events (60 event types, 6 sources, 100 hosts, metadata with numeric metrics, 2%
 suppressed, a heartbeat per host every 10 minutes), analyzed, and dropped at the end (``--keep NAME``
 keeps it and reuses it on the next run). Each rule is replayed as ``POST /api/v1/rules/triggers`` does it
-(`RuleHistory.estimate`), over every severity (``rules.min_severity: info``, the most rows to replay); the time printed is the wall time of the best of ``--rounds``, with the rows
-PostgreSQL returned (the matches, or a superset when the conditions cannot be pushed down exactly) and
-the rate text. The machine line and the calibration of bench/syslog_parsers.py are printed alongside.
+(`RuleHistory.estimate`), over every severity (``rules.min_severity: info``, the most rows to replay);
+the time printed is the wall time of the best of ``--rounds``, with the rows PostgreSQL returned (the
+matches, or a superset when the conditions cannot be pushed down exactly) and the rate text. The
+machine line and the calibration of bench/syslog_parsers.py are printed alongside.
 """
 
 from __future__ import annotations

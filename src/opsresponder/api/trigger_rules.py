@@ -10,7 +10,7 @@ answer carries its ``validation_result``: warnings and the estimated trigger rat
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
 from litestar import Request, delete, get, post, put
@@ -50,7 +50,7 @@ class RuleSaved(msgspec.Struct, kw_only=True):
     """The answer to POST (``created``) and PUT (``updated``), as service-spec.md gives it."""
 
     rule_id: int
-    status: str
+    status: Literal["created", "updated"]
     validation_result: ValidationResult
 
 

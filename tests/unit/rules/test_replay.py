@@ -7,11 +7,14 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from opsresponder.rules.replay import (
     AFTER,
     DAY,
     MATCH,
+    Replay,
     Semantics,
     describe_rate,
     firings,
@@ -115,3 +118,42 @@ def test_the_rate_reads_like_the_spec(counts: list[int], sample: int, text: str)
 
 def test_no_history() -> None:
     assert no_history(7) == "no history: no events stored in the last 7 days"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    fields=st.fixed_dictionaries(
+        {},
+        optional={
+            "threshold": st.integers(1, 4),
+            "cooldown_minutes": st.integers(0, 30),
+            "max_triggers_per_hour": st.integers(1, 3),
+            "absence": st.fixed_dictionaries(
+                {"within_minutes": st.integers(1, 30)},
+                optional={"after": st.just({"host": "x"}), "expected_groups": st.just(["z"])},
+            ),
+        },
+    ),
+    gaps=st.lists(
+        st.tuples(st.integers(0, 40), st.sampled_from(["x", "y", "z"]), st.integers(1, 3)), max_size=60
+    ),
+    cut=st.integers(0, 60),
+)
+def test_feeding_in_chunks_replays_as_feeding_at_once(
+    fields: dict[str, Any], gaps: list[tuple[int, str, int]], cut: int
+) -> None:
+    if fields.get("threshold", 1) > 1:
+        fields.pop("absence", None)
+        fields["time_window_minutes"] = 20
+    s = semantics(group_by=["host"], **fields)
+    data: list[tuple[float, Hashable, int]] = []
+    t = 0.0
+    for gap, group, kind in gaps:
+        t += gap * M
+        data.append((t, group, kind))
+    whole = firings(s, data, 0.0, t + 100 * M)
+    replay = Replay(s, 0.0, t + 100 * M)
+    replay.feed(data[:cut])
+    replay.feed(data[cut:])
+    assert replay.finish() == whole
+    assert whole == sorted(whole) and all(0.0 <= f <= t + 100 * M for f in whole)
