@@ -53,11 +53,14 @@ from opsresponder.store.events import EventRepository
 from opsresponder.store.patterns import PatternRepository, PatternWriter
 from opsresponder.store.pool import connection
 from opsresponder.store.retention import RetentionJob, RetentionMetrics, event_rules
+from opsresponder.store.rule_checks import TriggerRuleChecks
+from opsresponder.store.rule_history import RuleHistory
 from opsresponder.store.scheduler import ScheduledJob, Scheduler
 from opsresponder.store.silences import SilenceRepository
 from opsresponder.store.stream_cursor import StreamBacklog
 from opsresponder.store.subscriptions import SubscriptionRepository
 from opsresponder.store.traces import TraceRepository, TraceWriter
+from opsresponder.store.trigger_rules import TriggerRuleRepository
 from opsresponder.store.writers import BatchWriter
 
 
@@ -109,6 +112,7 @@ def build_parts(
     # The API's changes move its generation, so this process's noise stage reloads before the next batch.
     silences = SilenceRepository(pool)
     patterns = PatternRepository(pool)
+    trigger_rules = TriggerRuleRepository(pool)
 
     async def check_database() -> None:
         async with connection(pool, timeout=settings.database.connect_timeout_seconds) as conn:
@@ -167,6 +171,8 @@ def build_parts(
         patterns=patterns,
         correlations=correlations,
         correlation=settings.correlation,
+        trigger_rules=trigger_rules,
+        trigger_rule_checks=_trigger_rule_checks(settings, pool, trigger_rules, clock),
     )
     autonomous_ctx = ServiceContext(
         api=settings.api,
@@ -349,6 +355,21 @@ def _check_enrichment(settings: Settings) -> None:
             parse_url(config.asset_service.url.replace("{host}", "host"))
         except UrlNotAllowedError as e:
             raise ConfigError(f"invalid configuration: enrichment.asset_service.url: {e}") from None
+
+
+def _trigger_rule_checks(
+    settings: Settings, pool: asyncpg.Pool, repository: TriggerRuleRepository, clock: Clock
+) -> TriggerRuleChecks:
+    """The warnings and estimated trigger rate the rules API answers (docs/rules.md)."""
+    config = settings.rules
+    history = RuleHistory(
+        pool,
+        days=config.estimate_days,
+        timeout_seconds=config.estimate_timeout_seconds,
+        field_sample_events=config.field_sample_events,
+        min_severity=config.min_severity,
+    )
+    return TriggerRuleChecks(repository, history, clock)
 
 
 def _url_allowlist(settings: Settings) -> UrlAllowlist:

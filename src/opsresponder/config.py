@@ -454,6 +454,20 @@ class CorrelationConfig(_Section):
     suggestions: CorrelationSuggestionsConfig = msgspec.field(default_factory=CorrelationSuggestionsConfig)
 
 
+class RulesConfig(_Section):
+    """Trigger rules (docs/rules.md): how the API checks a rule against the stored events."""
+
+    min_severity: SeverityName = "low"
+    """Events below this severity are stored but never evaluated by rules (nor replayed for the
+    estimate). Shared with the rules stage (INTERFACES.md)."""
+    estimate_days: Annotated[int, msgspec.Meta(ge=1, le=90)] = 7
+    """``estimated_trigger_rate`` replays the rule over the stored events of this many past days."""
+    estimate_timeout_seconds: PositiveFloat = 20.0
+    """A replay that takes longer is abandoned; the rate then says so (the rule is still saved)."""
+    field_sample_events: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 10_000
+    """"No stored event has this field" looks at this many of the latest events."""
+
+
 class Settings(_Section):
     """The whole configuration tree; see ``config/opsresponder.yaml`` for every key with its default."""
 
@@ -473,6 +487,7 @@ class Settings(_Section):
     scoring: ScoringConfig = msgspec.field(default_factory=ScoringConfig)
     patterns: PatternsConfig = msgspec.field(default_factory=PatternsConfig)
     correlation: CorrelationConfig = msgspec.field(default_factory=CorrelationConfig)
+    rules: RulesConfig = msgspec.field(default_factory=RulesConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
 
 

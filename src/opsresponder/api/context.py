@@ -24,9 +24,11 @@ from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.store.correlations import CorrelationRepository
 from opsresponder.store.events import EventRepository
 from opsresponder.store.patterns import PatternRepository
+from opsresponder.store.rule_checks import TriggerRuleChecks
 from opsresponder.store.silences import SilenceRepository
 from opsresponder.store.subscriptions import SubscriptionRepository
 from opsresponder.store.traces import TraceRepository
+from opsresponder.store.trigger_rules import TriggerRuleRepository
 
 CONTEXT_KEY = "opsresponder"
 
@@ -64,6 +66,7 @@ class EventsApiContext(ServiceContext):
         patterns: the message templates the patterns stage counts; None answers 503.
         correlations: stored correlations and the suggestions; None answers 503.
         correlation: the ``correlation`` section (the suggestions' defaults).
+        trigger_rules, trigger_rule_checks: the trigger rules and their validation_result; None answers 503.
     """
 
     intake: Intake
@@ -80,6 +83,8 @@ class EventsApiContext(ServiceContext):
     patterns: PatternRepository | None = None
     correlations: CorrelationRepository | None = None
     correlation: CorrelationConfig = field(default_factory=CorrelationConfig)
+    trigger_rules: TriggerRuleRepository | None = None
+    trigger_rule_checks: TriggerRuleChecks | None = None
 
 
 C = TypeVar("C", bound=ServiceContext)

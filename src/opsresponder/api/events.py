@@ -39,6 +39,7 @@ from opsresponder.api.silences import SILENCE_HANDLERS
 from opsresponder.api.stream import stream_events
 from opsresponder.api.subscriptions import SUBSCRIPTION_HANDLERS
 from opsresponder.api.traces import TRACE_HANDLERS
+from opsresponder.api.trigger_rules import TRIGGER_RULE_HANDLERS
 from opsresponder.core.event import Event
 from opsresponder.ingest.http.adapters import ADAPTERS
 from opsresponder.ingest.http.generic import WebhookEvent
@@ -234,5 +235,6 @@ def build_events_app(ctx: EventsApiContext) -> Litestar:
             *TRACE_HANDLERS,
             *PATTERN_HANDLERS,
             *CORRELATION_HANDLERS,
+            *TRIGGER_RULE_HANDLERS,
         ],
     )
