@@ -230,6 +230,28 @@ class StateBackend(abc.ABC):
     async def delete(self, key: str) -> bool:
         """Delete `key` of whatever kind; True when it existed."""
 
+    # Deadlines (absence rules): members of a set, each with a time, listed once due; no expiry
+
+    @abc.abstractmethod
+    async def deadline_set(self, key: str, member: str, at: float, *, only_if_absent: bool = False) -> bool:
+        """Give `member` of `key` the deadline `at` (epoch seconds); True when it was set.
+
+        With `only_if_absent`, an existing deadline is kept (and False returned). Deadlines never expire:
+        they stay until removed, however far `at` is in the past.
+        """
+
+    @abc.abstractmethod
+    async def deadline_remove(self, key: str, member: str, at: float | None = None) -> bool:
+        """Remove `member`'s deadline; with `at`, only if it is still exactly `at`. True when removed.
+
+        Removing with `at` is how one of several replicas claims a due deadline: only one removal succeeds,
+        and a deadline moved meanwhile (a heartbeat arrived) is left alone.
+        """
+
+    @abc.abstractmethod
+    async def deadlines_due(self, key: str, now: float, limit: int = 1000) -> list[tuple[str, float]]:
+        """Up to `limit` members of `key` whose deadline is at or before `now`, earliest first."""
+
     # Locks with owner and TTL
 
     @abc.abstractmethod

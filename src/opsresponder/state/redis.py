@@ -56,6 +56,16 @@ end
 return 0
 """
 
+# Compare-and-remove: only the replica that removes a due deadline fires it, and a deadline a heartbeat
+# moved in between is kept.
+_REMOVE_DEADLINE = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and (ARGV[2] == '' or tonumber(score) == tonumber(ARGV[2])) then
+  return redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
 
 def _ms(seconds: float) -> int:
     """Milliseconds for PX/PEXPIRE, rounded up: a TTL must never be shorter than asked, nor zero."""
@@ -75,6 +85,7 @@ class _Connected(NamedTuple):
     incr: AsyncScript
     release_lock: AsyncScript
     extend_lock: AsyncScript
+    remove_deadline: AsyncScript
 
 
 class _RedisSubscription(Subscription):
@@ -194,6 +205,7 @@ class RedisStateBackend(StateBackend):
             client.register_script(_INCR),
             client.register_script(_RELEASE_LOCK),
             client.register_script(_EXTEND_LOCK),
+            client.register_script(_REMOVE_DEADLINE),
         )
 
     async def stop(self) -> None:
@@ -262,6 +274,25 @@ class RedisStateBackend(StateBackend):
         with _wrapped("DEL"):
             deleted = await self._client().delete(self._key(key))
         return int(deleted) > 0
+
+    async def deadline_set(self, key: str, member: str, at: float, *, only_if_absent: bool = False) -> bool:
+        with _wrapped("ZADD"):
+            added = await self._client().zadd(self._key(key), {member: at}, nx=only_if_absent, ch=True)
+        return int(added) > 0 or not only_if_absent
+
+    async def deadline_remove(self, key: str, member: str, at: float | None = None) -> bool:
+        with _wrapped("deadline remove"):
+            removed = await self._connected().remove_deadline(
+                keys=[self._key(key)], args=[member, "" if at is None else repr(at)]
+            )
+        return int(removed) == 1
+
+    async def deadlines_due(self, key: str, now: float, limit: int = 1000) -> list[tuple[str, float]]:
+        with _wrapped("ZRANGEBYSCORE"):
+            rows = await self._client().zrangebyscore(
+                self._key(key), "-inf", repr(now), start=0, num=limit, withscores=True
+            )
+        return [(m.decode() if isinstance(m, bytes) else str(m), float(at)) for m, at in rows]
 
     async def acquire_lock(self, key: str, owner: str, ttl: float) -> bool:
         return await self.set_if_absent(key, owner, ttl)

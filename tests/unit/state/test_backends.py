@@ -415,3 +415,35 @@ async def test_redis_unreachable_or_not_started_raises_state_error() -> None:
     assert isinstance(caught.value.__cause__, RedisError)
     with pytest.raises(StateError, match="not started"):
         await RedisStateBackend("redis://127.0.0.1:1/0").get("k")
+
+
+# Deadlines (absence rules)
+
+
+async def test_deadlines_are_listed_once_due_earliest_first(backend: StateBackend) -> None:
+    assert await backend.deadline_set("dl", "b", 200.0)
+    assert await backend.deadline_set("dl", "a", 100.0)
+    assert await backend.deadline_set("dl", "c", 300.0)
+    assert await backend.deadlines_due("dl", 99.0) == []
+    assert await backend.deadlines_due("dl", 200.0) == [("a", 100.0), ("b", 200.0)]
+    assert await backend.deadlines_due("dl", 1000.0, limit=1) == [("a", 100.0)]
+
+
+async def test_deadline_set_only_if_absent_keeps_the_first(backend: StateBackend) -> None:
+    assert await backend.deadline_set("dl", "a", 100.0, only_if_absent=True)
+    assert not await backend.deadline_set("dl", "a", 500.0, only_if_absent=True)
+    assert await backend.deadlines_due("dl", 100.0) == [("a", 100.0)]
+    assert await backend.deadline_set("dl", "a", 500.0)  # moved
+    assert await backend.deadlines_due("dl", 100.0) == []
+
+
+async def test_deadline_remove_with_a_moved_deadline_keeps_it(backend: StateBackend, peer: StateBackend) -> None:
+    await backend.deadline_set("dl", "a", 100.5)
+    await backend.deadline_set("dl", "a", 160.25)  # a heartbeat moved it after the checker read 100.5
+    assert not await peer.deadline_remove("dl", "a", 100.5)
+    assert await peer.deadline_remove("dl", "a", 160.25)
+    assert not await backend.deadline_remove("dl", "a", 160.25)  # claimed once only
+    assert not await backend.deadline_remove("dl", "missing")
+    await backend.deadline_set("dl", "b", 1.0)
+    assert await backend.deadline_remove("dl", "b")
+    assert await backend.deadlines_due("dl", 1e12) == []
