@@ -81,7 +81,7 @@ class PipelineConfig(_Section):
     dedup_window_seconds: PositiveInt = 300
     drain_grace_seconds: PositiveFloat = 10.0
     db_retry_max_seconds: PositiveFloat = 5.0
-    stages: list[str] = msgspec.field(default_factory=lambda: ["normalize", "noise", "correlate"])
+    stages: list[str] = msgspec.field(default_factory=lambda: ["normalize", "noise", "correlate", "rules"])
     """The stages every batch runs through, in order (`pipeline.stages.build_stages` checks the names)."""
 
 
@@ -270,6 +270,20 @@ class NoiseConfig(_Section):
     rate_limit: RateLimitConfig = msgspec.field(default_factory=RateLimitConfig)
 
 
+class RulesConfig(_Section):
+    """Rule evaluation, the ``rules`` stage and the absence checker (docs/rules-evaluation.md)."""
+
+    min_severity: SeverityName = "low"
+    """Events below this severity are stored but never evaluated against rules (info, by default)."""
+    reload_seconds: PositiveFloat = 5.0
+    """How often the stage asks its rule source whether the rules changed (a cheap version check)."""
+    absence_check_seconds: PositiveFloat = 15.0
+    """How often due absence deadlines are looked for: an absence rule fires at most this late."""
+    file: str | None = None
+    """A YAML file of trigger rules (``rules:`` list, each with an ``id``), read at start and reread when
+    it changes; null: none."""
+
+
 class Settings(_Section):
     """The whole configuration tree; see ``config/opsresponder.yaml`` for every key with its default."""
 
@@ -285,6 +299,7 @@ class Settings(_Section):
     subscriptions: SubscriptionsConfig = msgspec.field(default_factory=SubscriptionsConfig)
     retention: RetentionConfig = msgspec.field(default_factory=RetentionConfig)
     noise: NoiseConfig = msgspec.field(default_factory=NoiseConfig)
+    rules: RulesConfig = msgspec.field(default_factory=RulesConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
 
 

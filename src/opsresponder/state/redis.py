@@ -277,7 +277,7 @@ class RedisStateBackend(StateBackend):
 
     async def deadline_set(self, key: str, member: str, at: float, *, only_if_absent: bool = False) -> bool:
         with _wrapped("ZADD"):
-            added = await self._client().zadd(self._key(key), {member: at}, nx=only_if_absent, ch=True)
+            added: Any = await self._client().zadd(self._key(key), {member: at}, nx=only_if_absent, ch=True)
         return int(added) > 0 or not only_if_absent
 
     async def deadline_remove(self, key: str, member: str, at: float | None = None) -> bool:
@@ -289,7 +289,7 @@ class RedisStateBackend(StateBackend):
 
     async def deadlines_due(self, key: str, now: float, limit: int = 1000) -> list[tuple[str, float]]:
         with _wrapped("ZRANGEBYSCORE"):
-            rows = await self._client().zrangebyscore(
+            rows: Any = await self._client().zrangebyscore(
                 self._key(key), "-inf", repr(now), start=0, num=limit, withscores=True
             )
         return [(m.decode() if isinstance(m, bytes) else str(m), float(at)) for m, at in rows]

@@ -8,6 +8,7 @@ from opsresponder.config import load_settings, settings_from_tree
 from opsresponder.core.batch import Batch
 from opsresponder.core.clock import utcnow
 from opsresponder.core.errors import ConfigError
+from opsresponder.pipeline.rules import Rules
 from opsresponder.pipeline.stages import Correlate, Noise, Normalize, StageDeps, build_stages
 from opsresponder.state import MemoryStateBackend
 from tests.factories import make_event
@@ -19,9 +20,9 @@ def deps(**pipeline: object) -> StageDeps:
 
 def test_the_default_list_is_normalize_noise_correlate() -> None:
     stages = build_stages(deps())
-    assert [s.name for s in stages] == ["normalize", "noise", "correlate"]
+    assert [s.name for s in stages] == ["normalize", "noise", "correlate", "rules"]
     assert isinstance(stages[0], Normalize) and isinstance(stages[1], Noise)
-    assert isinstance(stages[2], Correlate)
+    assert isinstance(stages[2], Correlate) and isinstance(stages[3], Rules)
 
 
 def test_the_configured_order_is_kept() -> None:
@@ -33,7 +34,7 @@ def test_the_configured_order_is_kept() -> None:
 
 def test_an_unknown_stage_is_refused_naming_the_key_and_the_known_ones() -> None:
     with pytest.raises(
-        ConfigError, match=r"pipeline\.stages: unknown stage 'silence' \(known: correlate, noise, normalize\)"
+        ConfigError, match=r"pipeline\.stages: unknown stage 'silence' \(known: correlate, noise, normalize, rules\)"
     ):
         build_stages(deps(stages=["normalize", "silence", "correlate"]))
 

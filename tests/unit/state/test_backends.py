@@ -437,7 +437,9 @@ async def test_deadline_set_only_if_absent_keeps_the_first(backend: StateBackend
     assert await backend.deadlines_due("dl", 100.0) == []
 
 
-async def test_deadline_remove_with_a_moved_deadline_keeps_it(backend: StateBackend, peer: StateBackend) -> None:
+async def test_deadline_remove_with_a_moved_deadline_keeps_it(
+    backend: StateBackend, peer: StateBackend
+) -> None:
     await backend.deadline_set("dl", "a", 100.5)
     await backend.deadline_set("dl", "a", 160.25)  # a heartbeat moved it after the checker read 100.5
     assert not await peer.deadline_remove("dl", "a", 100.5)

@@ -10,7 +10,9 @@ The order of service-spec.md's pipeline:
 3. `noise` - silences and flapping mark events suppressed (`pipeline.noise`); dedup happens atomically
    in the store's transaction (see `store.events`).
 4. `correlate` - until correlation exists, every new event opens its own correlation.
-5. score, 6. evaluate_rules - later issues.
+5. score - a later issue.
+6. `rules` - trigger rules evaluated (`pipeline.rules`): windows, thresholds, groups, cooldowns, limits,
+   absence deadlines; firings handed to the store under `rules.evaluation.FIRINGS`.
 7. store - `store.events.EventRepository.store_batch`, called by the worker, one transaction per batch;
    its batch writers (`store.writers.BatchWriter`) add their rows from the `Batch` in that transaction.
 8. notify - the worker's ``on_committed`` callbacks, after commit.
@@ -30,11 +32,14 @@ from prometheus_client import CollectorRegistry
 from opsresponder.config import Settings
 from opsresponder.core.clock import Clock
 from opsresponder.core.errors import ConfigError
+from opsresponder.core.severity import Severity
 from opsresponder.pipeline.noise import Noise, NoSilences, SilenceSource
 from opsresponder.pipeline.noise.metrics import NoiseMetrics
+from opsresponder.pipeline.rules import RuleBook, RuleEngine, RuleMetrics, Rules
 from opsresponder.pipeline.stage import Stage
 from opsresponder.pipeline.stages.correlate import Correlate, correlate
 from opsresponder.pipeline.stages.normalize import Normalize, normalize
+from opsresponder.rules.evaluation import NoRules, RuleSource
 from opsresponder.state.base import StateBackend
 
 __all__ = ["Correlate", "Noise", "Normalize", "StageDeps", "build_stages", "correlate", "normalize"]
@@ -47,6 +52,7 @@ class StageDeps:
     Attributes:
         silences: where `noise` reads silences (the store's repository in the service).
         registry: where stages register their metrics.
+        rules: where `rules` reads the trigger rules (the rules repository, or ``rules.file``).
     """
 
     settings: Settings
@@ -54,13 +60,30 @@ class StageDeps:
     clock: Clock
     silences: SilenceSource = field(default_factory=NoSilences)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    rules: RuleSource = field(default_factory=NoRules)
 
 
 _FACTORIES: Final[Mapping[str, Callable[[StageDeps], Stage]]] = {
     "normalize": lambda _: Normalize(),
     "noise": lambda d: Noise(d.silences, d.settings.noise, d.clock, NoiseMetrics(d.registry)),
     "correlate": lambda _: Correlate(),
+    "rules": lambda d: _rules_stage(d),
 }
+
+
+def _rules_stage(deps: StageDeps) -> Rules:
+    config = deps.settings.rules
+    metrics = RuleMetrics(deps.registry)
+    engine = RuleEngine(deps.state, min_severity=Severity(config.min_severity))
+    book = RuleBook(
+        deps.rules,
+        engine,
+        deps.clock,
+        config.reload_seconds,
+        on_failure=metrics.failures.labels("reload").inc,
+    )
+    return Rules(book, deps.clock, metrics)
+
 
 # The store needs what these set on every event: a fingerprint (dedup) and a correlation id.
 _REQUIRED: Final = ("normalize", "correlate")

@@ -1,0 +1,239 @@
+"""`RuleEngine`: which rules an event matches, and whether its group's window, cooldown and limits let
+the rule fire; absence rules' deadlines are opened, moved and closed here (fired by `AbsenceChecker`).
+
+Pure logic over a `StateBackend` and an injected time, so the semantics are tested with a fake clock on
+the memory and Redis backends (docs/rules-evaluation.md). All times in the state are the engine's `now`,
+never the backend's clock. One batch is evaluated as a whole: conditions first (CPU only), then the
+state calls per (rule, group), in event order within a group and concurrently across groups on a shared
+backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final
+
+from opsresponder.core.event import Event
+from opsresponder.core.severity import Severity
+from opsresponder.pipeline.rules.keys import HOUR_SECONDS, cooldown_key, deadlines_key, hourly_key, window_key
+from opsresponder.rules.conditions import Condition
+from opsresponder.rules.evaluation import Firing, RuleSpec
+from opsresponder.rules.index import RuleIndex
+from opsresponder.state.base import StateBackend
+
+# Non-matching rules explained (first failing condition) per event; the others are listed by id. Explaining
+# walks the whole condition, which costs more than matching; the trace keeps the first few reasons.
+EXPLAIN_PER_EVENT: Final = 5
+_MINUTE: Final = 60.0
+_NO_CANDIDATE: Final = "no rule can match its event_type, source and severity"
+
+# (event index in the batch, trace text, the firing when the rule fired)
+_Outcome = tuple[int, str, Firing | None]
+
+
+@dataclass(slots=True)
+class Evaluation:
+    """One batch's outcome: a trace text per evaluated event (by index) and the firings, in order."""
+
+    traces: dict[int, str] = field(default_factory=dict)
+    firings: list[Firing] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    spec: RuleSpec
+    label: str
+    group_of: Callable[[Event], str]
+
+
+def _label(spec: RuleSpec) -> str:
+    return f"rule {spec.rule_id} {spec.name!r}"
+
+
+def why_not(condition: Condition, event: Event) -> str:
+    """The first condition that failed, with its reason (``metadata.cpu $gt 90: text value, ...``)."""
+    for leaf in condition.explain(event).leaves:
+        if not leaf.matched:
+            return f"{leaf.at} {leaf.operator} {leaf.operand!r}: {leaf.reason}"
+    return "conditions false"
+
+
+class RuleEngine:
+    """Evaluates batches of events against the loaded rules. `load` replaces the rules (no I/O)."""
+
+    def __init__(self, state: StateBackend, *, min_severity: Severity = Severity.LOW) -> None:
+        self._state = state
+        self._min_rank = min_severity.rank
+        self._min_severity = min_severity
+        self.load(())
+
+    @property
+    def state(self) -> StateBackend:
+        return self._state
+
+    @property
+    def rule_count(self) -> int:
+        """Active rules loaded (trigger and absence)."""
+        return self._count
+
+    @property
+    def absence_rules(self) -> Sequence[RuleSpec]:
+        return self._absence
+
+    def load(self, rules: Sequence[RuleSpec]) -> None:
+        """Take `rules` from now on; inactive ones are left out (never evaluated)."""
+        active = [r for r in rules if r.active]
+        loaded = {r.rule_id: _Loaded(r, _label(r), r.group_key_of()) for r in active}
+        self._count = len(active)
+        self._triggers = RuleIndex((loaded[r.rule_id], r.condition) for r in active if r.absence is None)
+        self._arrivals = RuleIndex((loaded[r.rule_id], r.condition) for r in active if r.absence is not None)
+        self._openers = RuleIndex(
+            (loaded[r.rule_id], r.absence.after)
+            for r in active
+            if r.absence is not None and r.absence.after is not None
+        )
+        self._absence: list[RuleSpec] = [r for r in active if r.absence is not None]
+
+    async def arm(self, now: datetime) -> None:
+        """Give every expected group of the heartbeat rules a deadline unless it has one (rule start)."""
+        ts = now.timestamp()
+        for rule in self._absence:
+            assert rule.absence is not None
+            if rule.absence.after is not None:
+                continue  # an `after` rule's deadlines open with their `after` event
+            due = ts + rule.absence.within_minutes * _MINUTE
+            for group in rule.absence.expected_groups:
+                await self._state.deadline_set(deadlines_key(rule.rule_id), group, due, only_if_absent=True)
+
+    async def evaluate(self, events: Sequence[Event], now: datetime) -> Evaluation:
+        """Match every event, then apply windows, thresholds, cooldowns and limits; never raises but
+        `StateError` (the backend failed)."""
+        result = Evaluation()
+        if self._count == 0:
+            return result
+        misses: dict[int, list[str]] = {}
+        triggers: dict[tuple[int, str], tuple[_Loaded, list[tuple[int, Event]]]] = {}
+        absences: dict[tuple[int, str], tuple[_Loaded, list[tuple[int, Event, bool]]]] = {}
+        min_rank = self._min_rank
+        for i, event in enumerate(events):
+            if event.suppressed_reason is not None:
+                result.traces[i] = f"not evaluated: suppressed ({event.suppressed_reason})"
+                continue
+            if event.severity.rank < min_rank:
+                result.traces[i] = (
+                    f"not evaluated: severity {event.severity} is below rules.min_severity "
+                    f"{self._min_severity}"
+                )
+                continue
+            missed: list[str] = []
+            unexplained: list[str] = []
+            for rule, matches in self._triggers.candidates(event):
+                if matches(event):
+                    key = (rule.spec.rule_id, rule.group_of(event))
+                    triggers.setdefault(key, (rule, []))[1].append((i, event))
+                elif len(missed) < EXPLAIN_PER_EVENT:
+                    missed.append(f"{rule.label}: not matched ({why_not(rule.spec.condition, event)})")
+                else:
+                    unexplained.append(str(rule.spec.rule_id))
+            for rule, matches in self._arrivals.candidates(event):
+                if matches(event):
+                    key = (rule.spec.rule_id, rule.group_of(event))
+                    absences.setdefault(key, (rule, []))[1].append((i, event, False))
+            for rule, matches in self._openers.candidates(event):
+                if matches(event):
+                    key = (rule.spec.rule_id, rule.group_of(event))
+                    absences.setdefault(key, (rule, []))[1].append((i, event, True))
+            if unexplained:
+                missed.append(f"not matched either: rules {', '.join(unexplained)}")
+            misses[i] = missed
+
+        ts = now.timestamp()
+        work: list[Awaitable[list[_Outcome]]] = [
+            self._trigger(rule, group, hits, now, ts) for (_, group), (rule, hits) in triggers.items()
+        ]
+        work += [self._absence_hits(rule, group, hits, ts) for (_, group), (rule, hits) in absences.items()]
+        if self._state.shared:
+            outcomes = await asyncio.gather(*work)
+        else:
+            # The memory backend never suspends: awaiting in turn saves a task per group.
+            outcomes = [await w for w in work]
+        matched: dict[int, list[str]] = {}
+        for group_outcomes in outcomes:
+            for i, text, firing in group_outcomes:
+                matched.setdefault(i, []).append(text)
+                if firing is not None:
+                    result.firings.append(firing)
+        for i, missed in misses.items():
+            lines = matched.get(i, []) + missed
+            result.traces[i] = (
+                "; ".join(lines) if lines else "no rule can match (event_type, source, severity)"
+            )
+        return result
+
+    async def _trigger(
+        self, rule: _Loaded, group: str, hits: list[tuple[int, Event]], now: datetime, ts: float
+    ) -> list[_Outcome]:
+        """One (rule, group)'s matching events of the batch, in order: count, hold or fire each."""
+        spec, state = rule.spec, self._state
+        label = f"{rule.label} [{group}]" if spec.group_by else rule.label
+        window = spec.time_window_minutes
+        out: list[_Outcome] = []
+        seen: list[Event] = []
+        for i, event in hits:
+            seen.append(event)
+            if window is None:
+                count, counted = 1, "matched"
+            else:
+                count = await state.window_add(window_key(spec.rule_id, window, group), window * _MINUTE, ts)
+                counted = f"{count} of {spec.threshold} in {window} min"
+            if count < spec.threshold:
+                out.append((i, f"{label}: matched, held by threshold ({counted})", None))
+                continue
+            if spec.cooldown_minutes:
+                ckey = cooldown_key(spec.rule_id, spec.cooldown_minutes, group)
+                if await state.window_count(ckey, spec.cooldown_minutes * _MINUTE, ts):
+                    out.append((i, f"{label}: matched, held by cooldown ({spec.cooldown_minutes} min)", None))
+                    continue
+            limit = spec.max_triggers_per_hour
+            if limit is not None:
+                hkey = hourly_key(spec.rule_id, group)
+                if await state.window_count(hkey, HOUR_SECONDS, ts) >= limit:
+                    out.append((i, f"{label}: matched, held by max_triggers_per_hour ({limit})", None))
+                    continue
+            if spec.cooldown_minutes:
+                await state.window_add(ckey, spec.cooldown_minutes * _MINUTE, ts)
+            if limit is not None:
+                await state.window_add(hkey, HOUR_SECONDS, ts)
+            detail: dict[str, object] = {"rule_name": spec.name, "matched_in_window": count,
+                                         "threshold": spec.threshold, "window_minutes": window}  # fmt: skip
+            firing = Firing(spec.rule_id, group, "trigger", now, tuple(seen[-spec.threshold :]), detail)
+            out.append((i, f"{label}: matched, fired ({counted})", firing))
+        return out
+
+    async def _absence_hits(
+        self, rule: _Loaded, group: str, hits: list[tuple[int, Event, bool]], ts: float
+    ) -> list[_Outcome]:
+        """An absence rule's events of one group: move (heartbeat), open or close its deadline."""
+        spec, state = rule.spec, self._state
+        assert spec.absence is not None
+        label = f"{rule.label} [{group}]" if spec.group_by else rule.label
+        key = deadlines_key(spec.rule_id)
+        within = spec.absence.within_minutes
+        due = ts + within * _MINUTE
+        due_text = datetime.fromtimestamp(due, UTC).isoformat()
+        out: list[_Outcome] = []
+        for i, _, opens in hits:
+            if opens:
+                opened = await state.deadline_set(key, group, due, only_if_absent=True)
+                text = f"opened its deadline, due {due_text}" if opened else "its deadline was already open"
+            elif spec.absence.after is None:
+                await state.deadline_set(key, group, due)
+                text = f"heartbeat, next one due by {due_text}"
+            else:
+                closed = await state.deadline_remove(key, group)
+                text = "closed its deadline in time" if closed else "matched, no deadline was open"
+            out.append((i, f"{label} (absence): {text}", None))
+        return out

@@ -1,0 +1,44 @@
+"""`Firing`: a rule fired for one group; the `FIRINGS` batch key hands a batch's firings to the store.
+
+Here, under both ``pipeline`` (which fires rules) and ``store`` (which writes firings in the batch's
+transaction and serves them to the response side), since neither may import the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from opsresponder.core.batch import BatchKey
+from opsresponder.core.event import Event
+
+FiringKind = Literal["trigger", "absence"]
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """One firing of one rule for one group.
+
+    `events` are the events that made it fire, the completing one last (empty for an absence firing:
+    what fired it is the event that did not come). They are the events themselves, not ids: ids are
+    taken in the store's transaction, after the stages.
+    """
+
+    rule_id: int
+    group_key: str
+    kind: FiringKind
+    fired_at: datetime
+    events: tuple[Event, ...] = ()
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+# The firings of a batch, in the order they fired.
+FIRINGS: BatchKey[list[Firing]] = BatchKey("rule_firings")
+
+
+class FiringSink(Protocol):
+    """Where the absence checker writes the firings it makes (no event, so no batch transaction)."""
+
+    async def write_firings(self, firings: Sequence[Firing]) -> None: ...
