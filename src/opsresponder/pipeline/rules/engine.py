@@ -57,7 +57,7 @@ def why_not(condition: Condition, event: Event) -> str:
     """The first condition that failed, with its reason (``metadata.cpu $gt 90: text value, ...``)."""
     for leaf in condition.explain(event).leaves:
         if not leaf.matched:
-            return f"{leaf.at} {leaf.operator} {leaf.operand!r}: {leaf.reason}"
+            return f"{leaf.path} {leaf.operator} {leaf.operand!r}: {leaf.reason}"
     return "conditions false"
 
 
@@ -168,9 +168,7 @@ class RuleEngine:
                     result.firings.append(firing)
         for i, missed in misses.items():
             lines = matched.get(i, []) + missed
-            result.traces[i] = (
-                "; ".join(lines) if lines else "no rule can match (event_type, source, severity)"
-            )
+            result.traces[i] = "; ".join(lines) if lines else _NO_CANDIDATE
         return result
 
     async def _trigger(

@@ -156,7 +156,7 @@ def _absence(value: Any) -> AbsenceSpec | None:
         try:
             after = compile_conditions(after_doc)
         except ConditionError as e:
-            raise RuleSpecError(f"absence.after.{e.path}", e.reason) from e
+            raise RuleSpecError("absence.after" + e.path.removeprefix("conditions"), e.reason) from e
     groups = value.get("expected_groups") or []
     if isinstance(groups, str) or not isinstance(groups, Sequence):
         raise RuleSpecError("absence.expected_groups", "a list of group keys")
