@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Protocol
 
 import asyncpg
@@ -24,6 +25,7 @@ from opsresponder.api.ingest_asgi import IngestFront
 from opsresponder.api.server import HttpServer, address_of, bind_tcp
 from opsresponder.config import Settings
 from opsresponder.core.clock import Clock, utcnow
+from opsresponder.core.severity import Severity
 from opsresponder.ingest.http.adapters import ADAPTERS, detect_adapter
 from opsresponder.ingest.snmp.metrics import SnmpMetrics
 from opsresponder.ingest.snmp.receiver import SnmpTrapReceiver
@@ -39,11 +41,15 @@ from opsresponder.outbound.delivery import DeliveryWorker
 from opsresponder.outbound.metrics import SubscriptionMetrics
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
+from opsresponder.pipeline.rules import AbsenceChecker, RuleBook, RuleEngine, RuleMetrics
 from opsresponder.pipeline.stages import StageDeps, build_stages
 from opsresponder.pipeline.worker import PipelineWorker
+from opsresponder.rules.evaluation import NoRules, RuleSource
+from opsresponder.rules.evaluation.file_source import FileRuleSource
 from opsresponder.state import MemoryStateBackend, StateBackend
 from opsresponder.store.deliveries import DeliveryQueue
 from opsresponder.store.events import EventRepository
+from opsresponder.store.firings import FiringRepository, FiringsWriter
 from opsresponder.store.pool import connection
 from opsresponder.store.retention import RetentionJob, RetentionMetrics, event_rules
 from opsresponder.store.scheduler import ScheduledJob, Scheduler
@@ -65,6 +71,7 @@ class Parts:
     scheduler: Scheduler
     servers: dict[str, HttpServer]
     ingest_listeners: dict[str, ListenerPart]
+    absence: AbsenceChecker | None
     check_database: Callable[[], Awaitable[None]] = field(repr=False)
 
 
@@ -87,8 +94,9 @@ def build_parts(
     repository = EventRepository(
         pool,
         dedup_window=timedelta(seconds=settings.pipeline.dedup_window_seconds),
-        writers=[subscriptions.outbox],  # in each batch's transaction, in this order
+        writers=[subscriptions.outbox, FiringsWriter()],  # in each batch's transaction, in this order
     )
+    rule_source = rule_source_of(settings)
 
     # The API's changes move its generation, so this process's noise stage reloads before the next batch.
     silences = SilenceRepository(pool)
@@ -101,7 +109,9 @@ def build_parts(
         intake,
         repository,
         pipeline_metrics,
-        stages=build_stages(StageDeps(settings, state, clock, silences=silences, registry=registry)),
+        stages=build_stages(
+            StageDeps(settings, state, clock, silences=silences, registry=registry, rules=rule_source)
+        ),
         probe=check_database,
         batch_max_events=settings.pipeline.batch_max_events,
         batch_max_wait=settings.pipeline.batch_max_wait_ms / 1000,
@@ -169,8 +179,41 @@ def build_parts(
         scheduler=Scheduler(pool, _scheduled_jobs(settings, pool, registry, clock), clock=clock),
         servers=servers,
         ingest_listeners=ingest_listeners,
+        absence=_absence_checker(settings, pool, state, rule_source, registry, clock),
         check_database=check_database,
     )
+
+
+def rule_source_of(settings: Settings) -> RuleSource:
+    """Where the ``rules`` stage reads its rules: ``rules.file`` when set, else none (yet).
+
+    Raises:
+        ConfigError: the rules file does not load (naming ``rules.file``).
+    """
+    if settings.rules.file:
+        return FileRuleSource(Path(settings.rules.file))
+    return NoRules()
+
+
+def _absence_checker(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    state: StateBackend,
+    source: RuleSource,
+    registry: CollectorRegistry,
+    clock: Clock,
+) -> AbsenceChecker | None:
+    """The absence rules' checker, when the ``rules`` stage runs; it shares the stage's rule source."""
+    if "rules" not in settings.pipeline.stages:
+        return None
+    config = settings.rules
+    # Its own metrics object would register the names twice: the stage's counters are found by name.
+    metrics = RuleMetrics.shared(registry)
+    engine = RuleEngine(state, min_severity=Severity(config.min_severity))
+    book = RuleBook(
+        source, engine, clock, config.reload_seconds, on_failure=metrics.failures.labels("reload").inc
+    )
+    return AbsenceChecker(book, FiringRepository(pool), clock, config.absence_check_seconds, metrics)
 
 
 class ListenerPart(Protocol):
@@ -220,7 +263,7 @@ def validate(settings: Settings) -> None:
     """
     registry = CollectorRegistry()
     # Building a stage does no I/O (see `Stage`), so an unstarted in-memory backend stands in for Redis.
-    build_stages(StageDeps(settings, MemoryStateBackend(), utcnow))
+    build_stages(StageDeps(settings, MemoryStateBackend(), utcnow, rules=rule_source_of(settings)))
     _ingest_listeners(settings, Intake(1, PipelineMetrics(registry)), registry, utcnow)
     _url_allowlist(settings)
     if settings.syslog.tls.enabled:

@@ -34,7 +34,8 @@ def test_the_configured_order_is_kept() -> None:
 
 def test_an_unknown_stage_is_refused_naming_the_key_and_the_known_ones() -> None:
     with pytest.raises(
-        ConfigError, match=r"pipeline\.stages: unknown stage 'silence' \(known: correlate, noise, normalize, rules\)"
+        ConfigError,
+        match=r"pipeline\.stages: unknown stage 'silence' \(known: correlate, noise, normalize, rules\)",
     ):
         build_stages(deps(stages=["normalize", "silence", "correlate"]))
 

@@ -73,7 +73,7 @@ _FACTORIES: Final[Mapping[str, Callable[[StageDeps], Stage]]] = {
 
 def _rules_stage(deps: StageDeps) -> Rules:
     config = deps.settings.rules
-    metrics = RuleMetrics(deps.registry)
+    metrics = RuleMetrics.shared(deps.registry)
     engine = RuleEngine(deps.state, min_severity=Severity(config.min_severity))
     book = RuleBook(
         deps.rules,

@@ -102,20 +102,21 @@ async def test_after_opens_a_deadline_that_a_matching_event_closes(state: StateB
     sink = Sink()
     rules = [restart_resolve()]
     check = checker(state, clock, rules, sink)
+    restart_a = make_event(event_type="service_restart", host="a")
+    restart_b = make_event(event_type="service_restart", host="b")
     traces = await stage_sees(
-        state, clock, rules,
-        make_event(event_type="service_restart", host="a"), make_event(event_type="service_restart", host="b"),
-        make_event(event_type="service_up", host="c"),
-    )  # fmt: skip
+        state, clock, rules, restart_a, restart_b, make_event(event_type="service_up", host="c")
+    )
     assert "[a] (absence): opened its deadline, due 2026-03-02T09:10:00+00:00" in traces[0]
     assert traces[2] == "rule 10 'resolve after restart' [c] (absence): matched, no deadline was open"
     clock.advance(minutes=5)
-    traces = await stage_sees(
-        state, clock, rules,
-        make_event(event_type="service_up", host="a"), make_event(event_type="service_restart", host="b"),
-    )  # fmt: skip
-    assert traces == ["rule 10 'resolve after restart' [a] (absence): closed its deadline in time",
-                      "rule 10 'resolve after restart' [b] (absence): its deadline was already open"]  # fmt: skip
+    up_a = make_event(event_type="service_up", host="a")
+    traces = await stage_sees(state, clock, rules, up_a, make_event(event_type="service_restart", host="b"))
+    name = "rule 10 'resolve after restart'"
+    assert traces == [
+        f"{name} [a] (absence): closed its deadline in time",
+        f"{name} [b] (absence): its deadline was already open",
+    ]
     clock.advance(minutes=5)
     firings = await check.check()
     assert [(f.group_key, f.detail["variant"]) for f in firings] == [("b", "after")]
