@@ -142,6 +142,7 @@ def build_parts(
         url_allowlist=url_allowlist,
         stream_hub=hub,
         silences=silences,
+        firings=FiringRepository(pool),
     )
     autonomous_ctx = ServiceContext(
         api=settings.api,

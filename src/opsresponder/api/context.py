@@ -22,6 +22,7 @@ from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.store.events import EventRepository
+from opsresponder.store.firings import FiringRepository
 from opsresponder.store.silences import SilenceRepository
 from opsresponder.store.subscriptions import SubscriptionRepository
 
@@ -57,6 +58,7 @@ class EventsApiContext(ServiceContext):
         subscriptions, url_allowlist: None where subscriptions are disabled (their endpoints answer 503).
         stream_hub: None where this process serves no live stream (503).
         silences: the silences the noise stage reads; None answers 503.
+        firings: the rules' firings (``events.rule_firings``); None answers 503.
     """
 
     intake: Intake
@@ -69,6 +71,7 @@ class EventsApiContext(ServiceContext):
     url_allowlist: UrlAllowlist | None = None
     stream_hub: StreamHub | None = None
     silences: SilenceRepository | None = None
+    firings: FiringRepository | None = None
 
 
 C = TypeVar("C", bound=ServiceContext)

@@ -23,6 +23,7 @@ from opsresponder.api.filters import (
     TimeFilter,
     parse_time,
 )
+from opsresponder.api.firings import FIRING_HANDLERS
 from opsresponder.api.ingest import GENERIC_PATH, NATIVE_PATH_PREFIX, REQUIRED_SCOPE, ingest
 from opsresponder.api.openapi import (
     DATABASE_DOWN,
@@ -226,5 +227,6 @@ def build_events_app(ctx: EventsApiContext) -> Litestar:
             stream_events,
             *SUBSCRIPTION_HANDLERS,
             *SILENCE_HANDLERS,
+            *FIRING_HANDLERS,
         ],
     )
