@@ -58,7 +58,7 @@ class EventsApiContext(ServiceContext):
         subscriptions, url_allowlist: None where subscriptions are disabled (their endpoints answer 503).
         stream_hub: None where this process serves no live stream (503).
         silences: the silences the noise stage reads; None answers 503.
-        firings: the rules' firings (``events.rule_firings``); None answers 503.
+        firings: the rules' firings (``rules.rule_firings``); None answers 503.
     """
 
     intake: Intake

@@ -1,4 +1,4 @@
-"""Rule firings in ``events.rule_firings``: written in the batch's transaction, listed, and claimed.
+"""Rule firings in ``rules.rule_firings``: written in the batch's transaction, listed, and claimed.
 
 `FiringsWriter` is a `store.writers.BatchWriter`: the trigger firings the ``rules`` stage put under
 `FIRINGS` commit or roll back with the event that completed them. `FiringRepository` writes the absence
@@ -32,7 +32,7 @@ _COLUMNS: Final = (
 # One statement per batch. A firing completed by an event the store folded into an earlier row (a
 # duplicate) names that row, found through events.dedup by the event's fingerprint.
 _INSERT: Final = """
-INSERT INTO events.rule_firings (rule_id, group_key, kind, event_ids, fired_at, detail)
+INSERT INTO rules.rule_firings (rule_id, group_key, kind, event_ids, fired_at, detail)
 SELECT f.rule_id, f.group_key, f.kind,
        f.ids::bigint[] || CASE WHEN f.fingerprint IS NULL THEN '{}'::bigint[]
                                ELSE ARRAY(SELECT d.event_id FROM events.dedup AS d
@@ -43,9 +43,9 @@ FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
 """
 
 _CLAIM: Final = f"""
-UPDATE events.rule_firings SET status = 'claimed', claimed_by = $2, claimed_at = $3,
+UPDATE rules.rule_firings SET status = 'claimed', claimed_by = $2, claimed_at = $3,
        lease_until = $3 + $4::interval, attempts = attempts + 1
-WHERE id IN (SELECT id FROM events.rule_firings
+WHERE id IN (SELECT id FROM rules.rule_firings
              WHERE status = 'new' OR (status = 'claimed' AND lease_until <= $3)
              ORDER BY id LIMIT $1
              FOR UPDATE SKIP LOCKED)
@@ -55,7 +55,7 @@ RETURNING {_COLUMNS}
 
 @dataclass(frozen=True, slots=True)
 class StoredFiring:
-    """A row of ``events.rule_firings``."""
+    """A row of ``rules.rule_firings``."""
 
     id: int
     rule_id: int
@@ -145,14 +145,14 @@ class FiringRepository:
         """A rule's firings, newest first, and how many it has in all."""
         async with connection(self._pool) as conn:
             rows = await conn.fetch(
-                f"SELECT {_COLUMNS} FROM events.rule_firings WHERE rule_id = $1 ORDER BY id DESC "
+                f"SELECT {_COLUMNS} FROM rules.rule_firings WHERE rule_id = $1 ORDER BY id DESC "
                 "LIMIT $2 OFFSET $3",
                 rule_id,
                 limit,
                 offset,
             )
             total = await conn.fetchval(
-                "SELECT count(*) FROM events.rule_firings WHERE rule_id = $1", rule_id
+                "SELECT count(*) FROM rules.rule_firings WHERE rule_id = $1", rule_id
             )
         return [_from_row(r) for r in rows], int(total)
 
@@ -181,7 +181,7 @@ class FiringRepository:
     async def _settle(self, ids: Sequence[int], owner: str, status: str, error: str | None) -> int:
         async with connection(self._pool) as conn:
             result = await conn.execute(
-                """UPDATE events.rule_firings SET status = $3, last_error = COALESCE($4, last_error),
+                """UPDATE rules.rule_firings SET status = $3, last_error = COALESCE($4, last_error),
                        lease_until = NULL
                    WHERE id = ANY($1::bigint[]) AND status = 'claimed' AND claimed_by = $2""",
                 list(ids),

@@ -1,4 +1,4 @@
-"""``events.rule_firings``: written in the event's transaction (rolled back with it), claimed once by
+"""``rules.rule_firings``: written in the event's transaction (rolled back with it), claimed once by
 concurrent consumers with SKIP LOCKED, re-claimed after an expired lease, listed newest first."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def firing(*events: Event, rule_id: int = 5, group: str = "") -> Firing:
 
 
 async def rows(pool: asyncpg.Pool) -> list[asyncpg.Record]:
-    return list(await pool.fetch("SELECT * FROM events.rule_firings ORDER BY id"))
+    return list(await pool.fetch("SELECT * FROM rules.rule_firings ORDER BY id"))
 
 
 async def test_a_firing_commits_with_the_events_that_made_it(db_pool: asyncpg.Pool) -> None:
@@ -103,7 +103,7 @@ async def test_two_consumers_claiming_at_once_take_each_firing_once(db_pool: asy
     every = taken["one"] + taken["two"]
     assert len(every) == 60 and len(set(every)) == 60
     assert taken["one"] and taken["two"]  # both got work: SKIP LOCKED let them pass each other
-    assert await db_pool.fetchval("SELECT count(*) FROM events.rule_firings WHERE status = 'done'") == 60
+    assert await db_pool.fetchval("SELECT count(*) FROM rules.rule_firings WHERE status = 'done'") == 60
 
 
 async def test_a_claim_skips_rows_locked_by_another_transaction(db_pool: asyncpg.Pool) -> None:
@@ -111,7 +111,7 @@ async def test_a_claim_skips_rows_locked_by_another_transaction(db_pool: asyncpg
     repository = FiringRepository(db_pool)
     async with db_pool.acquire() as other, other.transaction():
         # Another consumer's claim in progress holds the oldest row.
-        await other.execute("SELECT id FROM events.rule_firings ORDER BY id LIMIT 1 FOR UPDATE")
+        await other.execute("SELECT id FROM rules.rule_firings ORDER BY id LIMIT 1 FOR UPDATE")
         claimed = await asyncio.wait_for(repository.claim(10, "me", timedelta(minutes=1), NOW), 5)
     assert [f.group_key for f in claimed] == ["g1", "g2"]
 

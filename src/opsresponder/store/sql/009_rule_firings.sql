@@ -6,7 +6,7 @@
 -- purpose: firings are history and outlive an edited or deleted rule.
 -- status: new -> claimed (by claimed_by until lease_until; an expired lease is claimed again) -> done or
 -- failed; a released firing goes back to new.
-CREATE TABLE events.rule_firings (
+CREATE TABLE rules.rule_firings (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     rule_id     bigint NOT NULL,
     group_key   text NOT NULL,
@@ -23,6 +23,6 @@ CREATE TABLE events.rule_firings (
 );
 
 -- GET /api/v1/rules/triggers/{rule_id}/firings, newest first.
-CREATE INDEX rule_firings_rule_idx ON events.rule_firings (rule_id, id DESC);
+CREATE INDEX rule_firings_rule_idx ON rules.rule_firings (rule_id, id DESC);
 -- The consumer's claim: only open firings, oldest first.
-CREATE INDEX rule_firings_open_idx ON events.rule_firings (id) WHERE status IN ('new', 'claimed');
+CREATE INDEX rule_firings_open_idx ON rules.rule_firings (id) WHERE status IN ('new', 'claimed');
