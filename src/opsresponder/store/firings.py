@@ -151,9 +151,7 @@ class FiringRepository:
                 limit,
                 offset,
             )
-            total = await conn.fetchval(
-                "SELECT count(*) FROM rules.rule_firings WHERE rule_id = $1", rule_id
-            )
+            total = await conn.fetchval("SELECT count(*) FROM rules.rule_firings WHERE rule_id = $1", rule_id)
         return [_from_row(r) for r in rows], int(total)
 
     async def claim(self, limit: int, owner: str, lease: timedelta, now: datetime) -> list[StoredFiring]:

@@ -19,7 +19,9 @@ from typing import Final
 from opsresponder.core.event import Event
 from opsresponder.core.severity import Severity
 from opsresponder.pipeline.rules.keys import HOUR_SECONDS, cooldown_key, deadlines_key, hourly_key, window_key
-from opsresponder.rules.conditions import Condition
+from opsresponder.rules.conditions import Condition, LeafResult
+from opsresponder.rules.conditions.fields import MISSING
+from opsresponder.rules.conditions.nodes import And, Leaf
 from opsresponder.rules.evaluation import Firing, RuleSpec
 from opsresponder.rules.index import RuleIndex
 from opsresponder.state.base import StateBackend
@@ -54,10 +56,27 @@ def _label(spec: RuleSpec) -> str:
 
 
 def why_not(condition: Condition, event: Event) -> str:
-    """The first condition that failed, with its reason (``metadata.cpu $gt 90: text value, ...``)."""
-    for leaf in condition.explain(event).leaves:
-        if not leaf.matched:
-            return f"{leaf.path} {leaf.operator} {leaf.operand!r}: {leaf.reason}"
+    """The first condition that failed, with its reason (``metadata.cpu $gt 90: text value, ...``).
+
+    Cheaper than `Condition.explain` (which evaluates and records every leaf): under the top-level AND,
+    the first child that fails is found with its compiled function, and only a leaf's reason is worked
+    out; a nested group is explained on its own.
+    """
+    root = condition.root
+    children = root.children if isinstance(root, And) else (root,)
+    for child in children:
+        if child.fn(event):
+            continue
+        if isinstance(child, Leaf):
+            value = child.get(event)
+            reason = "missing" if value is MISSING else (child.needs(value) or "false")
+            return f"{child.path.text} {child.operator} {child.operand!r}: {reason}"
+        leaves: list[LeafResult] = []
+        child.explain(event, leaves)
+        failed = next((leaf for leaf in leaves if not leaf.matched), None)
+        if failed is not None:
+            return f"{failed.path} {failed.operator} {failed.operand!r}: {failed.reason}"
+        return "a $not condition held"
     return "conditions false"
 
 

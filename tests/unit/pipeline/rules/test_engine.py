@@ -240,3 +240,14 @@ def test_from_json_reads_the_whole_shape() -> None:
     assert (spec.group_by, spec.max_triggers_per_hour, spec.cooldown_minutes) == (("host",), 3, 15)
     assert spec.absence is None and spec.active
     assert spec.condition.matches(make_event(metadata={"cpu_usage": 95}))
+
+
+def test_why_not_names_the_first_failing_condition_also_inside_groups() -> None:
+    from opsresponder.pipeline.rules.engine import why_not
+
+    either = RuleSpec.from_json(1, {"conditions": {"event_type": "threshold_breach", "$or": [{"host": "x"}]}})
+    assert why_not(either.condition, make_event(host="web-01")) == "host $eq 'x': false"
+    negated = RuleSpec.from_json(2, {"conditions": {"$not": {"host": "web-01"}}})
+    assert why_not(negated.condition, make_event(host="web-01")) == "a $not condition held"
+    single = RuleSpec.from_json(3, {"conditions": {"severity": "critical"}})
+    assert why_not(single.condition, make_event()) == "severity $eq 'critical': false"
