@@ -23,6 +23,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from prometheus_client import CollectorRegistry
 from rules import make_events, make_rules
 from syslog_parsers import print_machine
 
@@ -30,7 +31,6 @@ from opsresponder.core.batch import Batch
 from opsresponder.pipeline.rules import RuleBook, RuleEngine, RuleMetrics, Rules
 from opsresponder.rules.evaluation import FIRINGS, RuleSpec, StaticRules
 from opsresponder.state import MemoryStateBackend
-from prometheus_client import CollectorRegistry
 
 TARGET_US = 50.0
 

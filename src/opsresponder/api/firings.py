@@ -1,7 +1,7 @@
 """A trigger rule's firings: ``GET /api/v1/rules/triggers/{rule_id}/firings`` (port 3009, scope ``read``).
 
 Newest first, paged with ``limit`` and ``offset``. Firings are history: a rule that was deleted (or never
-fired) lists what it has, possibly nothing, never 404. See docs/rules-evaluation.md.
+fired) lists what it has, possibly nothing: 200, not 404. See docs/rules-evaluation.md.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def _view(f: StoredFiring) -> FiringView:
 
 
 _UNAVAILABLE: Final = error("PostgreSQL is unavailable (with Retry-After).", RETRY_AFTER)
+_NO_SUCH_PATH: Final = error("No such path: the rule id is not an integer. (A rule without firings is 200.)")
 
 
 @get(
@@ -68,6 +69,7 @@ _UNAVAILABLE: Final = error("PostgreSQL is unavailable (with Retry-After).", RET
         **documented(
             answers={
                 200: Answer("A page of the rule's firings, newest first.", FiringList),
+                404: _NO_SUCH_PATH,
                 503: _UNAVAILABLE,
             }
         ),
