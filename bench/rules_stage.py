@@ -69,7 +69,8 @@ async def run_round(stage: Rules, clock: Clock, events: list[Any], size: int) ->
         begin = time.thread_time_ns()
         await stage.run(batch)
         samples.append((time.thread_time_ns() - begin) / size / 1000)
-        fired += len(batch.get(FIRINGS) or [])
+        firings = batch.get(FIRINGS)
+        fired += len(firings) if firings else 0
         assert len(batch.trace) == size
     return statistics.median(samples), fired
 

@@ -47,6 +47,7 @@ class Evaluation:
 @dataclass(frozen=True, slots=True)
 class _Loaded:
     spec: RuleSpec
+    rule_id: int
     label: str
     group_of: Callable[[Event], str]
 
@@ -105,7 +106,7 @@ class RuleEngine:
     def load(self, rules: Sequence[RuleSpec]) -> None:
         """Take `rules` from now on; inactive ones are left out (never evaluated)."""
         active = [r for r in rules if r.active]
-        loaded = {r.rule_id: _Loaded(r, _label(r), r.group_key_of()) for r in active}
+        loaded = {r.rule_id: _Loaded(r, r.rule_id, _label(r), r.group_key_of()) for r in active}
         self._count = len(active)
         self._triggers = RuleIndex((loaded[r.rule_id], r.condition) for r in active if r.absence is None)
         self._arrivals = RuleIndex((loaded[r.rule_id], r.condition) for r in active if r.absence is not None)
@@ -151,8 +152,12 @@ class RuleEngine:
             unexplained: list[str] = []
             for rule, matches in self._triggers.candidates(event):
                 if matches(event):
-                    key = (rule.spec.rule_id, rule.group_of(event))
-                    triggers.setdefault(key, (rule, []))[1].append((i, event))
+                    key = (rule.rule_id, rule.group_of(event))
+                    entry = triggers.get(key)
+                    if entry is None:
+                        triggers[key] = (rule, [(i, event)])
+                    else:
+                        entry[1].append((i, event))
                 elif len(missed) < EXPLAIN_PER_EVENT:
                     missed.append(f"{rule.label}: not matched ({why_not(rule.spec.condition, event)})")
                 else:
