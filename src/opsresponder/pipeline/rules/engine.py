@@ -28,7 +28,7 @@ from opsresponder.state.base import StateBackend
 
 # Non-matching rules explained (first failing condition) per event; the others are listed by id. Explaining
 # walks the whole condition, which costs more than matching; the trace keeps the first few reasons.
-EXPLAIN_PER_EVENT: Final = 5
+EXPLAIN_PER_EVENT: Final = 3
 _MINUTE: Final = 60.0
 _NO_CANDIDATE: Final = "no rule can match its event_type, source and severity"
 
@@ -138,6 +138,8 @@ class RuleEngine:
         triggers: dict[tuple[int, str], tuple[_Loaded, list[tuple[int, Event]]]] = {}
         absences: dict[tuple[int, str], tuple[_Loaded, list[tuple[int, Event, bool]]]] = {}
         min_rank = self._min_rank
+        has_absence = bool(self._absence)
+        candidates = self._triggers.candidates
         for i, event in enumerate(events):
             if event.suppressed_reason is not None:
                 result.traces[i] = f"not evaluated: suppressed ({event.suppressed_reason})"
@@ -150,7 +152,7 @@ class RuleEngine:
                 continue
             missed: list[str] = []
             unexplained: list[str] = []
-            for rule, matches in self._triggers.candidates(event):
+            for rule, matches in candidates(event):
                 if matches(event):
                     key = (rule.rule_id, rule.group_of(event))
                     entry = triggers.get(key)
@@ -162,14 +164,8 @@ class RuleEngine:
                     missed.append(f"{rule.label}: not matched ({why_not(rule.spec.condition, event)})")
                 else:
                     unexplained.append(str(rule.spec.rule_id))
-            for rule, matches in self._arrivals.candidates(event):
-                if matches(event):
-                    key = (rule.spec.rule_id, rule.group_of(event))
-                    absences.setdefault(key, (rule, []))[1].append((i, event, False))
-            for rule, matches in self._openers.candidates(event):
-                if matches(event):
-                    key = (rule.spec.rule_id, rule.group_of(event))
-                    absences.setdefault(key, (rule, []))[1].append((i, event, True))
+            if has_absence:
+                self._match_absence(i, event, absences)
             if unexplained:
                 missed.append(f"not matched either: rules {', '.join(unexplained)}")
             misses[i] = missed
@@ -194,6 +190,19 @@ class RuleEngine:
             lines = matched.get(i, []) + missed
             result.traces[i] = "; ".join(lines) if lines else _NO_CANDIDATE
         return result
+
+    def _match_absence(
+        self,
+        i: int,
+        event: Event,
+        absences: dict[tuple[int, str], tuple[_Loaded, list[tuple[int, Event, bool]]]],
+    ) -> None:
+        """Note the absence rules `event` arrives for (False) or opens a deadline of (True)."""
+        for index, opens in ((self._arrivals, False), (self._openers, True)):
+            for rule, matches in index.candidates(event):
+                if matches(event):
+                    key = (rule.rule_id, rule.group_of(event))
+                    absences.setdefault(key, (rule, []))[1].append((i, event, opens))
 
     async def _trigger(
         self, rule: _Loaded, group: str, hits: list[tuple[int, Event]], now: datetime, ts: float

@@ -251,3 +251,19 @@ def test_why_not_names_the_first_failing_condition_also_inside_groups() -> None:
     assert why_not(negated.condition, make_event(host="web-01")) == "a $not condition held"
     single = RuleSpec.from_json(3, {"conditions": {"severity": "critical"}})
     assert why_not(single.condition, make_event()) == "severity $eq 'critical': false"
+
+
+async def test_beyond_the_first_few_non_matching_rules_are_listed_by_id(
+    state: StateBackend, clock: Clock
+) -> None:
+    engine = RuleEngine(state)
+    engine.load(
+        [rule(i, conditions={"host": f"h{i}"}) for i in range(1, 6)]
+        + [rule(9, conditions={"host": "web-01"})]
+    )
+    _, [trace] = await run(engine, clock, make_event(host="web-01"))
+    assert trace == (
+        "rule 9 'r9': matched, fired (matched); rule 1 'r1': not matched (host $eq 'h1': false); "
+        "rule 2 'r2': not matched (host $eq 'h2': false); rule 3 'r3': not matched (host $eq 'h3': false); "
+        "not matched either: rules 4, 5"
+    )
