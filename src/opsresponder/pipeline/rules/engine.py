@@ -216,12 +216,12 @@ class RuleEngine:
         for i, event in hits:
             seen.append(event)
             if window is None:
-                count, counted = 1, "matched"
+                count, counted = 1, ""
             else:
                 count = await state.window_add(window_key(spec.rule_id, window, group), window * _MINUTE, ts)
-                counted = f"{count} of {spec.threshold} in {window} min"
+                counted = f" ({count} of {spec.threshold} in {window} min)"
             if count < spec.threshold:
-                out.append((i, f"{label}: matched, held by threshold ({counted})", None))
+                out.append((i, f"{label}: matched, held by threshold{counted}", None))
                 continue
             if spec.cooldown_minutes:
                 ckey = cooldown_key(spec.rule_id, spec.cooldown_minutes, group)
@@ -241,7 +241,7 @@ class RuleEngine:
             detail: dict[str, object] = {"rule_name": spec.name, "matched_in_window": count,
                                          "threshold": spec.threshold, "window_minutes": window}  # fmt: skip
             firing = Firing(spec.rule_id, group, "trigger", now, tuple(seen[-spec.threshold :]), detail)
-            out.append((i, f"{label}: matched, fired ({counted})", firing))
+            out.append((i, f"{label}: matched, fired{counted}", firing))
         return out
 
     async def _absence_hits(

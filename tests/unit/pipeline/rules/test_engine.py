@@ -97,7 +97,7 @@ async def test_cooldown_holds_the_group_after_a_firing(state: StateBackend, cloc
     # Another group is not held by a's cooldown.
     _, traces = await run(engine, clock, make_event(host="a"), make_event(host="b"))
     assert traces[0] == "rule 1 'r1' [a]: matched, held by cooldown (10 min)"
-    assert traces[1] == "rule 1 'r1' [b]: matched, fired (matched)"
+    assert traces[1] == "rule 1 'r1' [b]: matched, fired"
 
 
 async def test_max_triggers_per_hour_per_group(state: StateBackend, clock: Clock) -> None:
@@ -159,7 +159,7 @@ async def test_min_severity_suppressed_and_inactive_are_not_evaluated(
     )
     assert traces[0] == "not evaluated: severity low is below rules.min_severity medium"
     assert traces[1] == "not evaluated: suppressed (silenced:4)"
-    assert traces[2] == "rule 1 'r1': matched, fired (matched)"
+    assert traces[2] == "rule 1 'r1': matched, fired"
     assert [f.rule_id for f in firings] == [1]
 
 
@@ -263,7 +263,7 @@ async def test_beyond_the_first_few_non_matching_rules_are_listed_by_id(
     )
     _, [trace] = await run(engine, clock, make_event(host="web-01"))
     assert trace == (
-        "rule 9 'r9': matched, fired (matched); rule 1 'r1': not matched (host $eq 'h1': false); "
+        "rule 9 'r9': matched, fired; rule 1 'r1': not matched (host $eq 'h1': false); "
         "rule 2 'r2': not matched (host $eq 'h2': false); rule 3 'r3': not matched (host $eq 'h3': false); "
         "not matched either: rules 4, 5"
     )
