@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from opsresponder.core.clock import utcnow
 from opsresponder.pipeline.intake import Submission
 from opsresponder.pipeline.rules import RuleBook, RuleEngine, RuleMetrics, Rules
+from opsresponder.pipeline.stage import Stage
 from opsresponder.pipeline.stages import Correlate, Normalize
 from opsresponder.rules.evaluation import RuleSpec, StaticRules
 from opsresponder.state import RedisStateBackend
@@ -40,7 +41,7 @@ async def test_a_storm_fires_once_per_host_and_the_firings_name_their_events(
     db_pool: asyncpg.Pool, redis_state: RedisStateBackend
 ) -> None:
     book = RuleBook(StaticRules([RULE]), RuleEngine(redis_state), utcnow, reload_seconds=60)
-    stages = [Normalize(), Correlate(), Rules(book, utcnow, RuleMetrics(CollectorRegistry()))]
+    stages: list[Stage] = [Normalize(), Correlate(), Rules(book, utcnow, RuleMetrics(CollectorRegistry()))]
     repository = EventRepository(db_pool, dedup_window=timedelta(minutes=5), writers=[FiringsWriter()])
     worker, _, _ = make_pipeline(db_pool, repository=repository, stages=stages)
     loop = asyncio.get_running_loop()

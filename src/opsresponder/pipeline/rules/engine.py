@@ -30,6 +30,8 @@ from opsresponder.state.base import StateBackend
 # walks the whole condition, which costs more than matching; the trace keeps the first few reasons.
 EXPLAIN_PER_EVENT: Final = 3
 _MINUTE: Final = 60.0
+# (rule, group) passes in flight at once on a shared backend (Redis).
+STATE_CONCURRENCY: Final = 32
 _NO_CANDIDATE: Final = "no rule can match its event_type, source and severity"
 
 # (event index in the batch, trace text, the firing when the rule fired)
@@ -176,7 +178,15 @@ class RuleEngine:
         ]
         work += [self._absence_hits(rule, group, hits, ts) for (_, group), (rule, hits) in absences.items()]
         if self._state.shared:
-            outcomes = await asyncio.gather(*work)
+            # Groups overlap their round trips, a bounded number at once: each in flight holds one of the
+            # client's connections, and a batch can touch thousands of groups.
+            gate = asyncio.Semaphore(STATE_CONCURRENCY)
+
+            async def gated(step: Awaitable[list[_Outcome]]) -> list[_Outcome]:
+                async with gate:
+                    return await step
+
+            outcomes = await asyncio.gather(*(gated(w) for w in work))
         else:
             # The memory backend never suspends: awaiting in turn saves a task per group.
             outcomes = [await w for w in work]
