@@ -208,7 +208,7 @@ def _absence_checker(
     if "rules" not in settings.pipeline.stages:
         return None
     config = settings.rules
-    # Its own metrics object would register the names twice: the stage's counters are found by name.
+    # The same counters as the stage (one set per registry: registering them twice would be refused).
     metrics = RuleMetrics.shared(registry)
     engine = RuleEngine(state, min_severity=Severity(config.min_severity))
     book = RuleBook(
