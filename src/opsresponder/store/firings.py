@@ -11,6 +11,7 @@ a firing and its handling, and a firing is completed once.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,21 +26,23 @@ from opsresponder.rules.evaluation import FIRINGS, Firing
 from opsresponder.store.pool import connection
 
 _COLUMNS: Final = (
-    "id, rule_id, group_key, kind, event_ids, fired_at, detail, status, claimed_by, claimed_at, "
+    "id, firing_key, rule_id, group_key, kind, event_ids, fired_at, detail, status, claimed_by, claimed_at, "
     "lease_until, attempts, last_error"
 )
 
 # One statement per batch. A firing completed by an event the store folded into an earlier row (a
 # duplicate) names that row, found through events.dedup by the event's fingerprint.
 _INSERT: Final = """
-INSERT INTO rules.rule_firings (rule_id, group_key, kind, event_ids, fired_at, detail)
-SELECT f.rule_id, f.group_key, f.kind,
+INSERT INTO rules.rule_firings (firing_key, rule_id, group_key, kind, event_ids, fired_at, detail)
+SELECT f.firing_key, f.rule_id, f.group_key, f.kind,
        f.ids::bigint[] || CASE WHEN f.fingerprint IS NULL THEN '{}'::bigint[]
                                ELSE ARRAY(SELECT d.event_id FROM events.dedup AS d
                                           WHERE d.fingerprint = f.fingerprint) END,
        f.fired_at, f.detail::jsonb
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::text[])
-     AS f(rule_id, group_key, kind, ids, fired_at, detail, fingerprint)
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::text[],
+            $8::uuid[])
+     AS f(rule_id, group_key, kind, ids, fired_at, detail, fingerprint, firing_key)
+ON CONFLICT (firing_key) DO NOTHING
 """
 
 _CLAIM: Final = f"""
@@ -58,6 +61,7 @@ class StoredFiring:
     """A row of ``rules.rule_firings``."""
 
     id: int
+    firing_key: uuid.UUID
     rule_id: int
     group_key: str
     kind: str
@@ -97,6 +101,7 @@ async def insert_firings(
         [f.fired_at for f in firings],
         [msgspec.json.encode(f.detail).decode() for f in firings],
         [None if d is None else d.fingerprint for d in dup],
+        [f.key for f in firings],
     )
 
 
@@ -104,10 +109,12 @@ class FiringsWriter:
     """The batch writer of trigger firings: each goes in with the event that completed it.
 
     A firing is written in the transaction that stores its completing event as a new row. When that
-    event turned out to be a duplicate of an earlier row, the firing is written in the batch's (single)
-    transaction and names that row. Only when the database refused the batch and the store retries it one
-    event at a time, a firing completed by a duplicate is not written (that transaction cannot be told
-    apart from the others); its firing is then lost, which the module's docs say.
+    event is a duplicate of an earlier row (it has no id of its own after the store), the firing names
+    that row, found through ``events.dedup``. Writes are idempotent (``firing_key``), so a firing is stored
+    once whatever the store retries. One caveat, in the rare path where PostgreSQL refused the batch and
+    the store retries it one event at a time: a writer cannot tell which event a transaction holds, so a
+    firing completed by a duplicate may be written in an earlier event's transaction, naming the dedup row
+    as it is at that moment.
     """
 
     async def write(self, conn: asyncpg.Connection, batch: Batch, stored: Sequence[Event]) -> None:
@@ -115,8 +122,6 @@ class FiringsWriter:
         if not firings:
             return
         in_tx = {id(e) for e in stored}
-        # The whole batch in one transaction: every event with an id got it here; the others are duplicates.
-        whole_batch = all(id(e) in in_tx for e in batch.events if e.id is not None)
         chosen: list[Firing] = []
         duplicates: list[Event | None] = []
         for firing in firings:
@@ -124,7 +129,7 @@ class FiringsWriter:
             if id(last) in in_tx:
                 chosen.append(firing)
                 duplicates.append(None)
-            elif whole_batch and last.id is None:
+            elif last.id is None:
                 chosen.append(firing)
                 duplicates.append(last)
         await insert_firings(conn, chosen, duplicates)

@@ -149,3 +149,15 @@ async def test_list_for_rule_pages_newest_first(db_pool: asyncpg.Pool) -> None:
     repository = FiringRepository(db_pool)
     page, total = await repository.list_for_rule(3, limit=2, offset=1)
     assert total == 5 and [f.group_key for f in page] == ["g3", "g2"]
+
+
+async def test_a_firing_written_twice_is_stored_once(db_pool: asyncpg.Pool) -> None:
+    repository = EventRepository(db_pool, dedup_window=WINDOW, writers=[FiringsWriter()])
+    events = prepared(make_event())
+    batch = Batch(events)
+    batch.add(FIRINGS, [firing(events[0])])
+    await repository.store_batch(events, batch=batch)
+    [fired] = batch.get(FIRINGS) or []
+    await FiringRepository(db_pool).write_firings([fired])  # the same firing, e.g. a retried write
+    [row] = await rows(db_pool)
+    assert row["firing_key"] == fired.key

@@ -6,6 +6,7 @@ transaction and serves them to the response side), since neither may import the 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,7 +24,8 @@ class Firing:
 
     `events` are the events that made it fire, the completing one last (empty for an absence firing:
     what fired it is the event that did not come). They are the events themselves, not ids: ids are
-    taken in the store's transaction, after the stages.
+    taken in the store's transaction, after the stages. `key` identifies the firing wherever it is
+    written, so writing it again (a retried transaction) stores it once.
     """
 
     rule_id: int
@@ -32,6 +34,7 @@ class Firing:
     fired_at: datetime
     events: tuple[Event, ...] = ()
     detail: dict[str, Any] = field(default_factory=dict)
+    key: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
 # The firings of a batch, in the order they fired.

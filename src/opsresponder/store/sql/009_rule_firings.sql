@@ -8,6 +8,8 @@
 -- failed; a released firing goes back to new.
 CREATE TABLE rules.rule_firings (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    -- Made with the firing, before any transaction: a retried write of the same firing is a no-op.
+    firing_key  uuid NOT NULL UNIQUE,
     rule_id     bigint NOT NULL,
     group_key   text NOT NULL,
     kind        text NOT NULL CHECK (kind IN ('trigger', 'absence')),
