@@ -216,6 +216,15 @@ class StateBackend(abc.ABC):
     async def window_count(self, key: str, window_seconds: float, now: float | None = None) -> int:
         """The hits after ``now - window_seconds`` (default now: the wall clock), without recording one."""
 
+    async def window_add_many(self, hits: Sequence[tuple[str, float, float]]) -> list[int]:
+        """`window_add` for each ``(key, window_seconds, now)`` in order, in one round trip where the
+        backend can; returns each call's count (several hits on one key count up in order)."""
+        return [await self.window_add(key, window, now) for key, window, now in hits]
+
+    async def window_count_many(self, queries: Sequence[tuple[str, float, float]]) -> list[int]:
+        """`window_count` for each ``(key, window_seconds, now)``, in one round trip where the backend can."""
+        return [await self.window_count(key, window, now) for key, window, now in queries]
+
     # Keys with TTL (dedup, cooldowns)
 
     @abc.abstractmethod

@@ -449,3 +449,16 @@ async def test_deadline_remove_with_a_moved_deadline_keeps_it(
     await backend.deadline_set("dl", "b", 1.0)
     assert await backend.deadline_remove("dl", "b")
     assert await backend.deadlines_due("dl", 1e12) == []
+
+
+async def test_window_add_many_and_count_many_match_the_one_by_one_calls(backend: StateBackend) -> None:
+    counts = await backend.window_add_many(
+        [("wa", 10, T0), ("wb", 10, T0), ("wa", 10, T0 + 1), ("wa", 10, T0 + 12)]
+    )
+    assert counts == [1, 1, 2, 1]  # the last one dropped both earlier hits of wa
+    assert await backend.window_count_many([("wa", 10, T0 + 12), ("wb", 10, T0 + 5), ("none", 10, T0)]) == [
+        1,
+        1,
+        0,
+    ]
+    assert await backend.window_add_many([]) == [] and await backend.window_count_many([]) == []

@@ -3,9 +3,9 @@ the rule fire; absence rules' deadlines are opened, moved and closed here (fired
 
 Pure logic over a `StateBackend` and an injected time, so the semantics are tested with a fake clock on
 the memory and Redis backends (docs/rules-evaluation.md). All times in the state are the engine's `now`,
-never the backend's clock. One batch is evaluated as a whole: conditions first (CPU only), then the
-state calls per (rule, group), in event order within a group and concurrently across groups on a shared
-backend.
+never the backend's clock. One batch is evaluated as a whole: conditions first (CPU only), then three
+batched state calls for every trigger rule's windows, cooldowns and hourly limits (one round trip each
+on Redis), and the absence deadlines per (rule, group), concurrently across groups on a shared backend.
 """
 
 from __future__ import annotations
@@ -173,23 +173,23 @@ class RuleEngine:
             misses[i] = missed
 
         ts = now.timestamp()
-        work: list[Awaitable[list[_Outcome]]] = [
-            self._trigger(rule, group, hits, now, ts) for (_, group), (rule, hits) in triggers.items()
-        ]
-        work += [self._absence_hits(rule, group, hits, ts) for (_, group), (rule, hits) in absences.items()]
-        if self._state.shared:
-            # Groups overlap their round trips, a bounded number at once: each in flight holds one of the
-            # client's connections, and a batch can touch thousands of groups.
-            gate = asyncio.Semaphore(STATE_CONCURRENCY)
+        outcomes = [await self._triggers_of(triggers, now, ts)]
+        if absences:
+            absence_work = [
+                self._absence_hits(rule, group, hits, ts) for (_, group), (rule, hits) in absences.items()
+            ]
+            if self._state.shared:
+                # Groups overlap their round trips, a bounded number at once: each in flight holds one of
+                # the client's connections.
+                gate = asyncio.Semaphore(STATE_CONCURRENCY)
 
-            async def gated(step: Awaitable[list[_Outcome]]) -> list[_Outcome]:
-                async with gate:
-                    return await step
+                async def gated(step: Awaitable[list[_Outcome]]) -> list[_Outcome]:
+                    async with gate:
+                        return await step
 
-            outcomes = await asyncio.gather(*(gated(w) for w in work))
-        else:
-            # The memory backend never suspends: awaiting in turn saves a task per group.
-            outcomes = [await w for w in work]
+                outcomes += await asyncio.gather(*(gated(w) for w in absence_work))
+            else:
+                outcomes += [await w for w in absence_work]
         matched: dict[int, list[str]] = {}
         for group_outcomes in outcomes:
             for i, text, firing in group_outcomes:
@@ -214,44 +214,83 @@ class RuleEngine:
                     key = (rule.rule_id, rule.group_of(event))
                     absences.setdefault(key, (rule, []))[1].append((i, event, opens))
 
-    async def _trigger(
-        self, rule: _Loaded, group: str, hits: list[tuple[int, Event]], now: datetime, ts: float
+    async def _triggers_of(
+        self,
+        triggers: dict[tuple[int, str], tuple[_Loaded, list[tuple[int, Event]]]],
+        now: datetime,
+        ts: float,
     ) -> list[_Outcome]:
-        """One (rule, group)'s matching events of the batch, in order: count, hold or fire each."""
-        spec, state = rule.spec, self._state
-        label = f"{rule.label} [{group}]" if spec.group_by else rule.label
-        window = spec.time_window_minutes
-        out: list[_Outcome] = []
-        seen: list[Event] = []
-        for i, event in hits:
-            seen.append(event)
+        """Count, hold or fire every matching (rule, group) of the batch, in event order per group.
+
+        Three batched state calls whatever the batch holds: add every match to its group's window; read
+        the cooldown and hourly counts of the groups that reached their threshold; record the firings.
+        Within one batch every hit has the same time, so a group that fires is in cooldown (and one
+        firing nearer its hourly limit) for the rest of the batch, as if evaluated one call at a time.
+        """
+        state = self._state
+        adds: list[tuple[str, float, float]] = []
+        groups: list[tuple[_Loaded, str, list[tuple[int, Event]], int]] = []  # start in adds, -1: none
+        for (_, group), (rule, hits) in triggers.items():
+            window = rule.spec.time_window_minutes
             if window is None:
-                count, counted = 1, ""
-            else:
-                count = await state.window_add(window_key(spec.rule_id, window, group), window * _MINUTE, ts)
-                counted = f" ({count} of {spec.threshold} in {window} min)"
-            if count < spec.threshold:
-                out.append((i, f"{label}: matched, held by threshold{counted}", None))
+                groups.append((rule, group, hits, -1))
+                continue
+            groups.append((rule, group, hits, len(adds)))
+            key = window_key(rule.rule_id, window, group)
+            adds.extend((key, window * _MINUTE, ts) for _ in hits)
+        counts = await state.window_add_many(adds) if adds else []
+
+        reads: list[tuple[str, float, float]] = []
+        read_at: dict[tuple[int, str], int] = {}
+        for n, (rule, group, hits, start) in enumerate(groups):
+            spec = rule.spec
+            peak = 1 if start < 0 else counts[start + len(hits) - 1]
+            if peak < spec.threshold:
                 continue
             if spec.cooldown_minutes:
-                ckey = cooldown_key(spec.rule_id, spec.cooldown_minutes, group)
-                if await state.window_count(ckey, spec.cooldown_minutes * _MINUTE, ts):
+                read_at[n, "c"] = len(reads)
+                key = cooldown_key(spec.rule_id, spec.cooldown_minutes, group)
+                reads.append((key, spec.cooldown_minutes * _MINUTE, ts))
+            if spec.max_triggers_per_hour is not None:
+                read_at[n, "h"] = len(reads)
+                reads.append((hourly_key(spec.rule_id, group), HOUR_SECONDS, ts))
+        found = await state.window_count_many(reads) if reads else []
+
+        writes: list[tuple[str, float, float]] = []
+        out: list[_Outcome] = []
+        for n, (rule, group, hits, start) in enumerate(groups):
+            spec = rule.spec
+            label = f"{rule.label} [{group}]" if spec.group_by else rule.label
+            window, threshold, limit = spec.time_window_minutes, spec.threshold, spec.max_triggers_per_hour
+            cooling = found[read_at[n, "c"]] > 0 if (n, "c") in read_at else False
+            this_hour = found[read_at[n, "h"]] if (n, "h") in read_at else 0
+            seen: list[Event] = []
+            for j, (i, event) in enumerate(hits):
+                seen.append(event)
+                count = 1 if start < 0 else counts[start + j]
+                counted = "" if window is None else f" ({count} of {threshold} in {window} min)"
+                if count < threshold:
+                    out.append((i, f"{label}: matched, held by threshold{counted}", None))
+                    continue
+                if cooling:
                     out.append((i, f"{label}: matched, held by cooldown ({spec.cooldown_minutes} min)", None))
                     continue
-            limit = spec.max_triggers_per_hour
-            if limit is not None:
-                hkey = hourly_key(spec.rule_id, group)
-                if await state.window_count(hkey, HOUR_SECONDS, ts) >= limit:
+                if limit is not None and this_hour >= limit:
                     out.append((i, f"{label}: matched, held by max_triggers_per_hour ({limit})", None))
                     continue
-            if spec.cooldown_minutes:
-                await state.window_add(ckey, spec.cooldown_minutes * _MINUTE, ts)
-            if limit is not None:
-                await state.window_add(hkey, HOUR_SECONDS, ts)
-            detail: dict[str, object] = {"rule_name": spec.name, "matched_in_window": count,
-                                         "threshold": spec.threshold, "window_minutes": window}  # fmt: skip
-            firing = Firing(spec.rule_id, group, "trigger", now, tuple(seen[-spec.threshold :]), detail)
-            out.append((i, f"{label}: matched, fired{counted}", firing))
+                if spec.cooldown_minutes:
+                    cooling = True
+                    key = cooldown_key(spec.rule_id, spec.cooldown_minutes, group)
+                    writes.append((key, spec.cooldown_minutes * _MINUTE, ts))
+                if limit is not None:
+                    this_hour += 1
+                    writes.append((hourly_key(spec.rule_id, group), HOUR_SECONDS, ts))
+                detail: dict[str, object] = {"rule_name": spec.name, "matched_in_window": count,
+                                             "threshold": threshold, "window_minutes": window}  # fmt: skip
+                firing = Firing(spec.rule_id, group, "trigger", now, tuple(seen[-threshold:]), detail)
+                out.append((i, f"{label}: matched, fired{counted}", firing))
+        if writes:
+            await state.window_add_many(writes)
         return out
 
     async def _absence_hits(
