@@ -66,6 +66,28 @@ end
 return 0
 """
 
+# Many window hits in one call: KEYS[i] gets a hit at time ARGV[2i+1] in a window of ARGV[2i] seconds;
+# members are ARGV[1] (unique per call) .. i, so two hits at one time count twice. Returns each count.
+_WINDOW_ADD_MANY = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+  local window = tonumber(ARGV[2 * i])
+  local at = tonumber(ARGV[2 * i + 1])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', at - window)
+  redis.call('ZADD', key, at, ARGV[1] .. i)
+  redis.call('PEXPIRE', key, math.ceil(window * 1000))
+  counts[i] = redis.call('ZCARD', key)
+end
+return counts
+"""
+_WINDOW_COUNT_MANY = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+  counts[i] = redis.call('ZCOUNT', key, '(' .. (tonumber(ARGV[2 * i]) - tonumber(ARGV[2 * i - 1])), '+inf')
+end
+return counts
+"""
+
 
 def _ms(seconds: float) -> int:
     """Milliseconds for PX/PEXPIRE, rounded up: a TTL must never be shorter than asked, nor zero."""
@@ -86,6 +108,8 @@ class _Connected(NamedTuple):
     release_lock: AsyncScript
     extend_lock: AsyncScript
     remove_deadline: AsyncScript
+    window_add_many: AsyncScript
+    window_count_many: AsyncScript
 
 
 class _RedisSubscription(Subscription):
@@ -206,6 +230,8 @@ class RedisStateBackend(StateBackend):
             client.register_script(_RELEASE_LOCK),
             client.register_script(_EXTEND_LOCK),
             client.register_script(_REMOVE_DEADLINE),
+            client.register_script(_WINDOW_ADD_MANY),
+            client.register_script(_WINDOW_COUNT_MANY),
         )
 
     async def stop(self) -> None:
@@ -260,29 +286,29 @@ class RedisStateBackend(StateBackend):
     async def window_add_many(self, hits: Sequence[tuple[str, float, float]]) -> list[int]:
         if not hits:
             return []
+        args: list[str] = [uuid.uuid4().hex + ":"]
+        for _, window, at in hits:
+            require_positive("window_seconds", window)
+            args += [repr(float(window)), repr(float(at))]
         with _wrapped("window add"):
-            # One MULTI for all: one round trip, and each key's hits count up in order.
-            async with self._client().pipeline(transaction=True) as pipe:
-                for key, window, at in hits:
-                    require_positive("window_seconds", window)
-                    name = self._key(key)
-                    pipe.zremrangebyscore(name, "-inf", at - window)
-                    pipe.zadd(name, {uuid.uuid4().hex: at})
-                    pipe.pexpire(name, _ms(window))
-                    pipe.zcard(name)
-                results = await pipe.execute()
-        return [int(n) for n in results[3::4]]
+            # One script for all: one round trip, atomic, and each key's hits count up in order.
+            counts = await self._connected().window_add_many(
+                keys=[self._key(k) for k, _, _ in hits], args=args
+            )
+        return [int(n) for n in counts]
 
     async def window_count_many(self, queries: Sequence[tuple[str, float, float]]) -> list[int]:
         if not queries:
             return []
-        with _wrapped("ZCOUNT"):
-            async with self._client().pipeline(transaction=False) as pipe:
-                for key, window, at in queries:
-                    require_positive("window_seconds", window)
-                    pipe.zcount(self._key(key), f"({at - window!r}", "+inf")
-                results = await pipe.execute()
-        return [int(n) for n in results]
+        args: list[str] = []
+        for _, window, at in queries:
+            require_positive("window_seconds", window)
+            args += [repr(float(window)), repr(float(at))]
+        with _wrapped("window count"):
+            counts = await self._connected().window_count_many(
+                keys=[self._key(k) for k, _, _ in queries], args=args
+            )
+        return [int(n) for n in counts]
 
     async def set_if_absent(self, key: str, value: str, ttl: float) -> bool:
         require_positive("ttl", ttl)
