@@ -6,6 +6,8 @@ transaction and serves them to the response side), since neither may import the 
 
 from __future__ import annotations
 
+import itertools
+import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +18,15 @@ from opsresponder.core.batch import BatchKey
 from opsresponder.core.event import Event
 
 FiringKind = Literal["trigger", "absence"]
+
+# Firing keys: a random 64-bit prefix per process and a counter. As unique as uuid4 in practice, without a
+# call into the OS per firing (uuid4 reads os.urandom, a tenth of the rules stage's time in a storm).
+_KEY_BASE = secrets.randbits(64) << 64
+_KEY_COUNTER = itertools.count()
+
+
+def new_firing_key() -> uuid.UUID:
+    return uuid.UUID(int=_KEY_BASE | next(_KEY_COUNTER))
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +45,7 @@ class Firing:
     fired_at: datetime
     events: tuple[Event, ...] = ()
     detail: dict[str, Any] = field(default_factory=dict)
-    key: uuid.UUID = field(default_factory=uuid.uuid4)
+    key: uuid.UUID = field(default_factory=new_firing_key)
 
 
 # The firings of a batch, in the order they fired.
