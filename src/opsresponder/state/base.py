@@ -249,6 +249,12 @@ class StateBackend(abc.ABC):
         they stay until removed, however far `at` is in the past.
         """
 
+    async def deadline_set_many(self, deadlines: Sequence[tuple[str, str, float]]) -> None:
+        """`deadline_set` (moving any existing deadline) for each ``(key, member, at)``, in one round trip
+        where the backend can."""
+        for key, member, at in deadlines:
+            await self.deadline_set(key, member, at)
+
     @abc.abstractmethod
     async def deadline_remove(self, key: str, member: str, at: float | None = None) -> bool:
         """Remove `member`'s deadline; with `at`, only if it is still exactly `at`. True when removed.

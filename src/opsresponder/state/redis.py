@@ -333,6 +333,15 @@ class RedisStateBackend(StateBackend):
             added: Any = await self._client().zadd(self._key(key), {member: at}, nx=only_if_absent, ch=True)
         return int(added) > 0 or not only_if_absent
 
+    async def deadline_set_many(self, deadlines: Sequence[tuple[str, str, float]]) -> None:
+        if not deadlines:
+            return
+        with _wrapped("ZADD"):
+            async with self._client().pipeline(transaction=False) as pipe:
+                for key, member, at in deadlines:
+                    pipe.zadd(self._key(key), {member: at})
+                await pipe.execute()
+
     async def deadline_remove(self, key: str, member: str, at: float | None = None) -> bool:
         with _wrapped("deadline remove"):
             removed = await self._connected().remove_deadline(

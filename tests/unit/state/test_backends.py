@@ -462,3 +462,11 @@ async def test_window_add_many_and_count_many_match_the_one_by_one_calls(backend
         0,
     ]
     assert await backend.window_add_many([]) == [] and await backend.window_count_many([]) == []
+
+
+async def test_deadline_set_many_sets_and_moves(backend: StateBackend) -> None:
+    await backend.deadline_set("dl", "a", 100.0)
+    await backend.deadline_set_many([("dl", "a", 300.0), ("dl", "b", 200.0), ("other", "c", 50.0)])
+    assert await backend.deadlines_due("dl", 1000.0) == [("b", 200.0), ("a", 300.0)]
+    assert await backend.deadlines_due("other", 50.0) == [("c", 50.0)]
+    await backend.deadline_set_many([])

@@ -175,21 +175,7 @@ class RuleEngine:
         ts = now.timestamp()
         outcomes = [await self._triggers_of(triggers, now, ts)]
         if absences:
-            absence_work = [
-                self._absence_hits(rule, group, hits, ts) for (_, group), (rule, hits) in absences.items()
-            ]
-            if self._state.shared:
-                # Groups overlap their round trips, a bounded number at once: each in flight holds one of
-                # the client's connections.
-                gate = asyncio.Semaphore(STATE_CONCURRENCY)
-
-                async def gated(step: Awaitable[list[_Outcome]]) -> list[_Outcome]:
-                    async with gate:
-                        return await step
-
-                outcomes += await asyncio.gather(*(gated(w) for w in absence_work))
-            else:
-                outcomes += [await w for w in absence_work]
+            outcomes += await self._absences_of(absences, ts)
         matched: dict[int, list[str]] = {}
         for group_outcomes in outcomes:
             for i, text, firing in group_outcomes:
@@ -293,27 +279,67 @@ class RuleEngine:
             await state.window_add_many(writes)
         return out
 
-    async def _absence_hits(
+    async def _absences_of(
+        self, absences: dict[tuple[int, str], tuple[_Loaded, list[tuple[int, Event, bool]]]], ts: float
+    ) -> list[list[_Outcome]]:
+        """Move, open or close the absence deadlines the batch's events touch.
+
+        A heartbeat group only moves its deadline, to the same time for every event of the batch: all of
+        them go in one batched call. Opening and closing depend on the deadline's state and on order, so
+        those groups go one (rule, group) at a time, in event order, overlapping across groups.
+        """
+        state = self._state
+        moves: list[tuple[str, str, float]] = []
+        outcomes: list[list[_Outcome]] = []
+        ordered: list[Awaitable[list[_Outcome]]] = []
+        for (_, group), (rule, hits) in absences.items():
+            absence = rule.spec.absence
+            assert absence is not None
+            if absence.after is not None:
+                ordered.append(self._deadline_hits(rule, group, hits, ts))
+                continue
+            due = ts + absence.within_minutes * _MINUTE
+            moves.append((deadlines_key(rule.rule_id), group, due))
+            text = f"{self._absence_label(rule, group)}: heartbeat, next one due by {_iso(due)}"
+            outcomes.append([(i, text, None) for i, _, _ in hits])
+        await state.deadline_set_many(moves)
+        if state.shared:
+            # Bounded: each group in flight holds one of the client's connections.
+            gate = asyncio.Semaphore(STATE_CONCURRENCY)
+
+            async def gated(step: Awaitable[list[_Outcome]]) -> list[_Outcome]:
+                async with gate:
+                    return await step
+
+            outcomes += await asyncio.gather(*(gated(w) for w in ordered))
+        else:
+            outcomes += [await w for w in ordered]
+        return outcomes
+
+    @staticmethod
+    def _absence_label(rule: _Loaded, group: str) -> str:
+        return f"{rule.label} [{group}] (absence)" if rule.spec.group_by else f"{rule.label} (absence)"
+
+    async def _deadline_hits(
         self, rule: _Loaded, group: str, hits: list[tuple[int, Event, bool]], ts: float
     ) -> list[_Outcome]:
-        """An absence rule's events of one group: move (heartbeat), open or close its deadline."""
+        """An `after` absence rule's events of one group, in order: open or close its deadline."""
         spec, state = rule.spec, self._state
         assert spec.absence is not None
-        label = f"{rule.label} [{group}]" if spec.group_by else rule.label
+        label = self._absence_label(rule, group)
         key = deadlines_key(spec.rule_id)
-        within = spec.absence.within_minutes
-        due = ts + within * _MINUTE
-        due_text = datetime.fromtimestamp(due, UTC).isoformat()
+        due = ts + spec.absence.within_minutes * _MINUTE
         out: list[_Outcome] = []
         for i, _, opens in hits:
             if opens:
                 opened = await state.deadline_set(key, group, due, only_if_absent=True)
-                text = f"opened its deadline, due {due_text}" if opened else "its deadline was already open"
-            elif spec.absence.after is None:
-                await state.deadline_set(key, group, due)
-                text = f"heartbeat, next one due by {due_text}"
+                text = f"opened its deadline, due {_iso(due)}" if opened else "its deadline was already open"
             else:
                 closed = await state.deadline_remove(key, group)
                 text = "closed its deadline in time" if closed else "matched, no deadline was open"
-            out.append((i, f"{label} (absence): {text}", None))
+            out.append((i, f"{label}: {text}", None))
         return out
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
