@@ -21,7 +21,7 @@ from opsresponder.state import RedisStateBackend
 from opsresponder.store.events import EventRepository
 from opsresponder.store.firings import FiringsWriter
 from tests.factories import make_event, make_pipeline
-from tests.unit.pipeline.rules.conftest import _redis
+from tests.unit.pipeline.rules.conftest import redis_backend
 from tests.unit.state.test_backends import random_prefix
 
 RULE = RuleSpec.from_json(
@@ -33,7 +33,7 @@ RULE = RuleSpec.from_json(
 
 @pytest.fixture
 async def redis_state() -> AsyncIterator[RedisStateBackend]:
-    async for state in _redis(random_prefix()):
+    async for state in redis_backend(random_prefix()):
         yield state
 
 

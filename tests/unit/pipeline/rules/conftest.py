@@ -32,7 +32,7 @@ def clock() -> Clock:
     return Clock()
 
 
-async def _redis(prefix: str) -> AsyncIterator[RedisStateBackend]:
+async def redis_backend(prefix: str) -> AsyncIterator[RedisStateBackend]:
     url = redis_url()
     try:
         async with RedisStateBackend(url, prefix) as shared:
@@ -52,7 +52,7 @@ async def state(request: pytest.FixtureRequest) -> AsyncIterator[StateBackend]:
         async with MemoryStateBackend(prefix) as memory:
             yield memory
         return
-    async for shared in _redis(prefix):
+    async for shared in redis_backend(prefix):
         yield shared
 
 

@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 from opsresponder.core.event import Event
 from opsresponder.pipeline.rules import RuleEngine
 from opsresponder.rules.evaluation import RuleSpec
-from opsresponder.state import MemoryStateBackend
+from opsresponder.state import MemoryStateBackend, StateBackend
 from tests.factories import make_event
-from tests.unit.pipeline.rules.conftest import T0
+from tests.unit.pipeline.rules.conftest import T0, redis_backend
+from tests.unit.state.test_backends import random_prefix
 
 
 @st.composite
@@ -75,25 +76,41 @@ def reference(rules: list[RuleSpec], batches: list[tuple[int, list[Event]]]) -> 
     return sorted(out)
 
 
+async def engine_firings(
+    state: StateBackend, rules: list[RuleSpec], batches: list[tuple[int, list[Event]]]
+) -> list[tuple[int, str, int]]:
+    engine = RuleEngine(state)
+    engine.load(rules)
+    now = T0
+    out = []
+    position = 0
+    for minutes, events in batches:
+        now += timedelta(minutes=minutes)
+        evaluation = await engine.evaluate(events, now)
+        index = {id(e): position + i for i, e in enumerate(events)}
+        out += [(f.rule_id, f.group_key, index[id(f.events[-1])]) for f in evaluation.firings]
+        position += len(events)
+    return sorted(out)
+
+
 @settings(max_examples=300, deadline=None)
 @given(bodies=st.lists(rule_bodies(), min_size=1, max_size=4), batches=batches_st)
 def test_the_engine_agrees_with_the_reference_model(
     bodies: list[dict[str, Any]], batches: list[tuple[int, list[Event]]]
 ) -> None:
     rules = [RuleSpec.from_json(i + 1, body) for i, body in enumerate(bodies)]
+    assert asyncio.run(engine_firings(MemoryStateBackend(), rules, batches)) == reference(rules, batches)
 
-    async def engine_firings() -> list[tuple[int, str, int]]:
-        engine = RuleEngine(MemoryStateBackend())
-        engine.load(rules)
-        now = T0
-        out = []
-        position = 0
-        for minutes, events in batches:
-            now += timedelta(minutes=minutes)
-            evaluation = await engine.evaluate(events, now)
-            index = {id(e): position + i for i, e in enumerate(events)}
-            out += [(f.rule_id, f.group_key, index[id(f.events[-1])]) for f in evaluation.firings]
-            position += len(events)
-        return sorted(out)
 
-    assert asyncio.run(engine_firings()) == reference(rules, batches)
+@settings(max_examples=40, deadline=None)
+@given(bodies=st.lists(rule_bodies(), min_size=1, max_size=4), batches=batches_st)
+def test_on_redis_too(bodies: list[dict[str, Any]], batches: list[tuple[int, list[Event]]]) -> None:
+    """The batched Redis scripts (window_add_many, window_count_many) keep the same semantics."""
+    rules = [RuleSpec.from_json(i + 1, body) for i, body in enumerate(bodies)]
+
+    async def on_redis() -> list[tuple[int, str, int]]:
+        async for state in redis_backend(random_prefix()):
+            return await engine_firings(state, rules, batches)
+        raise AssertionError("no Redis")
+
+    assert asyncio.run(on_redis()) == reference(rules, batches)
