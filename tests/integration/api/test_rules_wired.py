@@ -58,8 +58,6 @@ async def test_rules_from_the_file_fire_through_the_webhook_and_the_absence_chec
                     "host": "a",
                 }
                 for n in range(2)
-            ] + [
-                {"source": "t", "event_type": "backup_done", "severity": "low", "title": "ok", "host": "db-2"}
             ]
             answer = await client.post("/api/v1/events/webhook", json=body)
             assert answer.status_code == 200, answer.text
