@@ -27,7 +27,7 @@ from opsresponder.rules.index import RuleIndex
 from opsresponder.state.base import StateBackend
 
 # Non-matching rules explained (first failing condition) per event; the others are listed by id. Explaining
-# walks the whole condition, which costs more than matching; the trace keeps the first few reasons.
+# costs more than matching (it matches again and formats a reason): the trace keeps the first few.
 EXPLAIN_PER_EVENT: Final = 3
 _MINUTE: Final = 60.0
 # (rule, group) passes in flight at once on a shared backend (Redis).
@@ -177,11 +177,15 @@ class RuleEngine:
         if absences:
             outcomes += await self._absences_of(absences, ts)
         matched: dict[int, list[str]] = {}
+        fired: list[tuple[int, Firing]] = []
         for group_outcomes in outcomes:
             for i, text, firing in group_outcomes:
                 matched.setdefault(i, []).append(text)
                 if firing is not None:
-                    result.firings.append(firing)
+                    fired.append((i, firing))
+        # In the order of their completing events (a stable sort keeps a group's own order).
+        fired.sort(key=lambda pair: pair[0])
+        result.firings = [firing for _, firing in fired]
         for i, missed in misses.items():
             lines = matched.get(i, []) + missed
             result.traces[i] = "; ".join(lines) if lines else _NO_CANDIDATE

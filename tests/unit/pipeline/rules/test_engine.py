@@ -267,3 +267,12 @@ async def test_beyond_the_first_few_non_matching_rules_are_listed_by_id(
         "rule 2 'r2': not matched (host $eq 'h2': false); rule 3 'r3': not matched (host $eq 'h3': false); "
         "not matched either: rules 4, 5"
     )
+
+
+async def test_firings_come_in_the_order_of_their_completing_events(
+    state: StateBackend, clock: Clock
+) -> None:
+    engine = RuleEngine(state)
+    engine.load([rule(1, conditions={"host": "b"}), rule(2, conditions={"host": "a"})])
+    firings, _ = await run(engine, clock, make_event(host="a"), make_event(host="b"), make_event(host="a"))
+    assert [(f.rule_id, f.events[-1].host) for f in firings] == [(2, "a"), (1, "b"), (2, "a")]
