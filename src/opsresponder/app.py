@@ -149,6 +149,10 @@ class OpsResponder:
             async with asyncio.TaskGroup() as tasks:
                 scheduler = tasks.create_task(parts.scheduler.run(), name="scheduler")
                 shutdown.on_stop("scheduler", _cancel(scheduler))
+                if parts.absence is not None:
+                    # Stops with the scheduler: a check cut short fires nothing twice (see AbsenceChecker).
+                    absence = tasks.create_task(parts.absence.run(), name="absence-checker")
+                    shutdown.on_stop("scheduler", _cancel(absence))
                 worker = tasks.create_task(parts.worker.run(), name="pipeline-worker")
                 shutdown.on_stop("intake", _drain(parts.intake, worker, grace))
                 shutdown.on_stop("worker", _cancel(worker))

@@ -26,6 +26,7 @@ from opsresponder.api.server import HttpServer, address_of, bind_tcp
 from opsresponder.config import Settings
 from opsresponder.core.clock import Clock, utcnow
 from opsresponder.core.errors import ConfigError
+from opsresponder.core.severity import Severity
 from opsresponder.ingest.http.adapters import ADAPTERS, detect_adapter
 from opsresponder.ingest.snmp.metrics import SnmpMetrics
 from opsresponder.ingest.snmp.receiver import SnmpTrapReceiver
@@ -43,13 +44,17 @@ from opsresponder.outbound.transport import GuardedTransport
 from opsresponder.pipeline.enrich import InventoryError, read_inventory
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
+from opsresponder.pipeline.rules import AbsenceChecker, RuleBook, RuleEngine, RuleMetrics
 from opsresponder.pipeline.stage import BackgroundStage
 from opsresponder.pipeline.stages import StageDeps, build_stages
 from opsresponder.pipeline.worker import PipelineWorker
+from opsresponder.rules.evaluation import CombinedRules, NoRules, RuleSource
+from opsresponder.rules.evaluation.file_source import FileRuleSource
 from opsresponder.state import MemoryStateBackend, StateBackend
 from opsresponder.store.correlations import CorrelationRepository, CorrelationWriter, correlation_rules
 from opsresponder.store.deliveries import DeliveryQueue
 from opsresponder.store.events import EventRepository
+from opsresponder.store.firings import FiringRepository, FiringsWriter
 from opsresponder.store.patterns import PatternRepository, PatternWriter
 from opsresponder.store.pool import connection
 from opsresponder.store.retention import RetentionJob, RetentionMetrics, event_rules
@@ -60,7 +65,7 @@ from opsresponder.store.silences import SilenceRepository
 from opsresponder.store.stream_cursor import StreamBacklog
 from opsresponder.store.subscriptions import SubscriptionRepository
 from opsresponder.store.traces import TraceRepository, TraceWriter
-from opsresponder.store.trigger_rules import TriggerRuleRepository
+from opsresponder.store.trigger_rules import StoredRules, TriggerRuleRepository
 from opsresponder.store.writers import BatchWriter
 
 
@@ -77,6 +82,7 @@ class Parts:
     scheduler: Scheduler
     servers: dict[str, HttpServer]
     ingest_listeners: dict[str, ListenerPart]
+    absence: AbsenceChecker | None
     check_database: Callable[[], Awaitable[None]] = field(repr=False)
     background_stages: list[BackgroundStage] = field(default_factory=list)
     """Stages with work of their own (``enrich``'s file watcher): started before the worker, stopped
@@ -99,7 +105,7 @@ def build_parts(
     intake = Intake(settings.pipeline.intake_capacity, pipeline_metrics)
     url_allowlist = _url_allowlist(settings)
     subscriptions, delivery = _subscriptions(settings, pool, url_allowlist, registry, clock)
-    writers: list[BatchWriter] = [subscriptions.outbox, PatternWriter(), CorrelationWriter()]
+    writers: list[BatchWriter] = [subscriptions.outbox, PatternWriter(), CorrelationWriter(), FiringsWriter()]
     if settings.pipeline.trace:
         writers.append(TraceWriter())
     repository = EventRepository(
@@ -113,6 +119,7 @@ def build_parts(
     silences = SilenceRepository(pool)
     patterns = PatternRepository(pool)
     trigger_rules = TriggerRuleRepository(pool)
+    rule_source = rule_source_of(settings, StoredRules(trigger_rules))
 
     async def check_database() -> None:
         async with connection(pool, timeout=settings.database.connect_timeout_seconds) as conn:
@@ -130,6 +137,7 @@ def build_parts(
             registry=registry,
             http_transport=asset_transport,
             correlation_history=correlations,
+            rules=rule_source,
         )
     )
     worker = PipelineWorker(
@@ -173,6 +181,7 @@ def build_parts(
         correlation=settings.correlation,
         trigger_rules=trigger_rules,
         trigger_rule_checks=_trigger_rule_checks(settings, pool, trigger_rules, clock),
+        firings=FiringRepository(pool),
     )
     autonomous_ctx = ServiceContext(
         api=settings.api,
@@ -210,9 +219,46 @@ def build_parts(
         scheduler=Scheduler(pool, _scheduled_jobs(settings, pool, registry, clock), clock=clock),
         servers=servers,
         ingest_listeners=ingest_listeners,
+        absence=_absence_checker(settings, pool, state, rule_source, registry, clock),
         check_database=check_database,
         background_stages=[s for s in stages if isinstance(s, BackgroundStage)],
     )
+
+
+def rule_source_of(settings: Settings, stored: RuleSource | None = None) -> RuleSource:
+    """Where the ``rules`` stage reads its rules: the trigger rules API's (`stored`), then ``rules.file``
+    when set (a file rule whose id the API already uses is left out and logged).
+
+    Raises:
+        ConfigError: the rules file does not load (naming ``rules.file``).
+    """
+    sources = [stored] if stored is not None else []
+    if settings.rules.file:
+        sources.append(FileRuleSource(Path(settings.rules.file)))
+    if not sources:
+        return NoRules()
+    return sources[0] if len(sources) == 1 else CombinedRules(sources)
+
+
+def _absence_checker(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    state: StateBackend,
+    source: RuleSource,
+    registry: CollectorRegistry,
+    clock: Clock,
+) -> AbsenceChecker | None:
+    """The absence rules' checker, when the ``rules`` stage runs; it shares the stage's rule source."""
+    if "rules" not in settings.pipeline.stages:
+        return None
+    config = settings.rules
+    # The same counters as the stage (one set per registry: registering them twice would be refused).
+    metrics = RuleMetrics.shared(registry)
+    engine = RuleEngine(state, min_severity=Severity(config.min_severity))
+    book = RuleBook(
+        source, engine, clock, config.reload_seconds, on_failure=metrics.failures.labels("reload").inc
+    )
+    return AbsenceChecker(book, FiringRepository(pool), clock, config.absence_check_seconds, metrics)
 
 
 class ListenerPart(Protocol):
@@ -262,7 +308,7 @@ def validate(settings: Settings) -> None:
     """
     registry = CollectorRegistry()
     # Building a stage does no I/O (see `Stage`), so an unstarted in-memory backend stands in for Redis.
-    build_stages(StageDeps(settings, MemoryStateBackend(), utcnow))
+    build_stages(StageDeps(settings, MemoryStateBackend(), utcnow, rules=rule_source_of(settings)))
     _ingest_listeners(settings, Intake(1, PipelineMetrics(registry)), registry, utcnow)
     _url_allowlist(settings)
     _check_enrichment(settings)

@@ -82,7 +82,7 @@ class PipelineConfig(_Section):
     drain_grace_seconds: PositiveFloat = 10.0
     db_retry_max_seconds: PositiveFloat = 5.0
     stages: list[str] = msgspec.field(
-        default_factory=lambda: ["normalize", "enrich", "noise", "patterns", "correlate", "score"]
+        default_factory=lambda: ["normalize", "enrich", "noise", "patterns", "correlate", "score", "rules"]
     )
     """The stages every batch runs through, in order (`pipeline.stages.build_stages` checks the names)."""
     trace: bool = True
@@ -455,11 +455,19 @@ class CorrelationConfig(_Section):
 
 
 class RulesConfig(_Section):
-    """Trigger rules (docs/rules.md): how the API checks a rule against the stored events."""
+    """Trigger rules: the ``rules`` stage, the absence checker (docs/rules-evaluation.md) and how the API
+    checks a rule against the stored events (docs/rules.md)."""
 
     min_severity: SeverityName = "low"
-    """Events below this severity are stored but never evaluated by rules (nor replayed for the
-    estimate). Shared with the rules stage (INTERFACES.md)."""
+    """Events below this severity are stored but never evaluated against rules (info, by default), nor
+    replayed for the estimate."""
+    reload_seconds: PositiveFloat = 5.0
+    """How often the stage asks its rule source whether the rules changed (a cheap version check)."""
+    absence_check_seconds: PositiveFloat = 15.0
+    """How often due absence deadlines are looked for: an absence rule fires at most this late."""
+    file: str | None = None
+    """A YAML file of trigger rules (``rules:`` list, each with an ``id``), read at start and reread when
+    it changes; null: none. Evaluated with the API's rules; an id the API already uses is left out."""
     estimate_days: Annotated[int, msgspec.Meta(ge=1, le=90)] = 7
     """``estimated_trigger_rate`` replays the rule over the stored events of this many past days."""
     estimate_timeout_seconds: PositiveFloat = 20.0

@@ -66,6 +66,15 @@ def test_check_config_refuses_an_asset_service_url_that_is_not_http(
     assert "enrichment.asset_service.url: the scheme must be http or https" in capsys.readouterr().err
 
 
+def test_check_config_refuses_a_bad_rules_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - {id: 1, conditions: {host: {$regex: '(unclosed'}}}\n")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"rules:\n  file: {rules}\n")
+    assert main(["check-config", "--config", str(config)]) == 1
+    assert "rules.file: " in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", ["serve", "migrate", "check-config", "healthcheck"])
 def test_every_subcommand_shows_config_in_its_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:

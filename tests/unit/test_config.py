@@ -26,9 +26,18 @@ def test_the_shipped_config_is_valid_and_has_the_spec_defaults() -> None:
     ]
     assert settings.database.url is None and settings.redis.url is None
     assert settings.pipeline.dedup_window_seconds == 300
-    assert settings.pipeline.stages == ["normalize", "enrich", "noise", "patterns", "correlate", "score"]
+    assert settings.pipeline.stages == [
+        "normalize",
+        "enrich",
+        "noise",
+        "patterns",
+        "correlate",
+        "score",
+        "rules",
+    ]
     assert settings.pipeline.trace is True
     assert settings.scoring == ScoringConfig()  # the file states the defaults of config.py
+    assert settings.rules.min_severity == "low" and settings.rules.file is None
     assert settings.noise.silence_refresh_seconds == 2
     assert settings.noise.flapping.max_changes == 5 and settings.noise.flapping.window_minutes == 30
 

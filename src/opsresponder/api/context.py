@@ -23,6 +23,7 @@ from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.store.correlations import CorrelationRepository
 from opsresponder.store.events import EventRepository
+from opsresponder.store.firings import FiringRepository
 from opsresponder.store.patterns import PatternRepository
 from opsresponder.store.rule_checks import TriggerRuleChecks
 from opsresponder.store.silences import SilenceRepository
@@ -67,6 +68,7 @@ class EventsApiContext(ServiceContext):
         correlations: stored correlations and the suggestions; None answers 503.
         correlation: the ``correlation`` section (the suggestions' defaults).
         trigger_rules, trigger_rule_checks: the trigger rules and their validation_result; None answers 503.
+        firings: the rules' firings (``rules.rule_firings``); None answers 503.
     """
 
     intake: Intake
@@ -85,6 +87,7 @@ class EventsApiContext(ServiceContext):
     correlation: CorrelationConfig = field(default_factory=CorrelationConfig)
     trigger_rules: TriggerRuleRepository | None = None
     trigger_rule_checks: TriggerRuleChecks | None = None
+    firings: FiringRepository | None = None
 
 
 C = TypeVar("C", bound=ServiceContext)

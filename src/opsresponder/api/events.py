@@ -24,6 +24,7 @@ from opsresponder.api.filters import (
     TimeFilter,
     parse_time,
 )
+from opsresponder.api.firings import FIRING_HANDLERS
 from opsresponder.api.ingest import GENERIC_PATH, NATIVE_PATH_PREFIX, REQUIRED_SCOPE, ingest
 from opsresponder.api.openapi import (
     DATABASE_DOWN,
@@ -236,5 +237,6 @@ def build_events_app(ctx: EventsApiContext) -> Litestar:
             *PATTERN_HANDLERS,
             *CORRELATION_HANDLERS,
             *TRIGGER_RULE_HANDLERS,
+            *FIRING_HANDLERS,
         ],
     )

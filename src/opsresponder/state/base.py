@@ -216,6 +216,15 @@ class StateBackend(abc.ABC):
     async def window_count(self, key: str, window_seconds: float, now: float | None = None) -> int:
         """The hits after ``now - window_seconds`` (default now: the wall clock), without recording one."""
 
+    async def window_add_many(self, hits: Sequence[tuple[str, float, float]]) -> list[int]:
+        """`window_add` for each ``(key, window_seconds, now)`` in order, in one round trip where the
+        backend can; returns each call's count (several hits on one key count up in order)."""
+        return [await self.window_add(key, window, now) for key, window, now in hits]
+
+    async def window_count_many(self, queries: Sequence[tuple[str, float, float]]) -> list[int]:
+        """`window_count` for each ``(key, window_seconds, now)``, in one round trip where the backend can."""
+        return [await self.window_count(key, window, now) for key, window, now in queries]
+
     # Keys with TTL (dedup, cooldowns)
 
     @abc.abstractmethod
@@ -229,6 +238,34 @@ class StateBackend(abc.ABC):
     @abc.abstractmethod
     async def delete(self, key: str) -> bool:
         """Delete `key` of whatever kind; True when it existed."""
+
+    # Deadlines (absence rules): members of a set, each with a time, listed once due; no expiry
+
+    @abc.abstractmethod
+    async def deadline_set(self, key: str, member: str, at: float, *, only_if_absent: bool = False) -> bool:
+        """Give `member` of `key` the deadline `at` (epoch seconds); True when it was set.
+
+        With `only_if_absent`, an existing deadline is kept (and False returned). Deadlines never expire:
+        they stay until removed, however far `at` is in the past.
+        """
+
+    async def deadline_set_many(self, deadlines: Sequence[tuple[str, str, float]]) -> None:
+        """`deadline_set` (moving any existing deadline) for each ``(key, member, at)``, in one round trip
+        where the backend can."""
+        for key, member, at in deadlines:
+            await self.deadline_set(key, member, at)
+
+    @abc.abstractmethod
+    async def deadline_remove(self, key: str, member: str, at: float | None = None) -> bool:
+        """Remove `member`'s deadline; with `at`, only if it is still exactly `at`. True when removed.
+
+        Removing with `at` is how one of several replicas claims a due deadline: only one removal succeeds,
+        and a deadline moved meanwhile (a heartbeat arrived) is left alone.
+        """
+
+    @abc.abstractmethod
+    async def deadlines_due(self, key: str, now: float, limit: int = 1000) -> list[tuple[str, float]]:
+        """Up to `limit` members of `key` whose deadline is at or before `now`, earliest first."""
 
     # Locks with owner and TTL
 

@@ -65,6 +65,7 @@ class MemoryStateBackend(StateBackend):
         self._clock = clock
         self._values: dict[str, _Value] = {}
         self._windows: dict[str, _Window] = {}
+        self._deadlines: dict[str, dict[str, float]] = {}
         self._channels: dict[str, dict[_MemorySubscription, None]] = {}
         self._subscriptions: dict[_MemorySubscription, None] = {}
         self._next_sweep_at = clock() + SWEEP_INTERVAL_SECONDS
@@ -145,9 +146,31 @@ class MemoryStateBackend(StateBackend):
     async def delete(self, key: str) -> bool:
         now = self._clock()
         existed = self._live_value(key, now) is not None or self._live_window(key, now) is not None
+        existed = self._deadlines.pop(key, None) is not None or existed
         self._values.pop(key, None)
         self._windows.pop(key, None)
         return existed
+
+    async def deadline_set(self, key: str, member: str, at: float, *, only_if_absent: bool = False) -> bool:
+        members = self._deadlines.setdefault(key, {})
+        if only_if_absent and member in members:
+            return False
+        members[member] = at
+        return True
+
+    async def deadline_remove(self, key: str, member: str, at: float | None = None) -> bool:
+        members = self._deadlines.get(key)
+        if members is None or member not in members or (at is not None and members[member] != at):
+            return False
+        del members[member]
+        if not members:
+            del self._deadlines[key]
+        return True
+
+    async def deadlines_due(self, key: str, now: float, limit: int = 1000) -> list[tuple[str, float]]:
+        members = self._deadlines.get(key, {})
+        due = sorted(((at, m) for m, at in members.items() if at <= now))[:limit]
+        return [(m, at) for at, m in due]
 
     async def acquire_lock(self, key: str, owner: str, ttl: float) -> bool:
         return await self.set_if_absent(key, owner, ttl)

@@ -56,6 +56,38 @@ end
 return 0
 """
 
+# Compare-and-remove: only the replica that removes a due deadline fires it, and a deadline a heartbeat
+# moved in between is kept.
+_REMOVE_DEADLINE = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and (ARGV[2] == '' or tonumber(score) == tonumber(ARGV[2])) then
+  return redis.call('ZREM', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
+# Many window hits in one call: KEYS[i] gets a hit at time ARGV[2i+1] in a window of ARGV[2i] seconds;
+# members are ARGV[1] (unique per call) .. i, so two hits at one time count twice. Returns each count.
+_WINDOW_ADD_MANY = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+  local window = tonumber(ARGV[2 * i])
+  local at = tonumber(ARGV[2 * i + 1])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', at - window)
+  redis.call('ZADD', key, at, ARGV[1] .. i)
+  redis.call('PEXPIRE', key, math.ceil(window * 1000))
+  counts[i] = redis.call('ZCARD', key)
+end
+return counts
+"""
+_WINDOW_COUNT_MANY = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+  counts[i] = redis.call('ZCOUNT', key, '(' .. (tonumber(ARGV[2 * i]) - tonumber(ARGV[2 * i - 1])), '+inf')
+end
+return counts
+"""
+
 
 def _ms(seconds: float) -> int:
     """Milliseconds for PX/PEXPIRE, rounded up: a TTL must never be shorter than asked, nor zero."""
@@ -75,6 +107,9 @@ class _Connected(NamedTuple):
     incr: AsyncScript
     release_lock: AsyncScript
     extend_lock: AsyncScript
+    remove_deadline: AsyncScript
+    window_add_many: AsyncScript
+    window_count_many: AsyncScript
 
 
 class _RedisSubscription(Subscription):
@@ -194,6 +229,9 @@ class RedisStateBackend(StateBackend):
             client.register_script(_INCR),
             client.register_script(_RELEASE_LOCK),
             client.register_script(_EXTEND_LOCK),
+            client.register_script(_REMOVE_DEADLINE),
+            client.register_script(_WINDOW_ADD_MANY),
+            client.register_script(_WINDOW_COUNT_MANY),
         )
 
     async def stop(self) -> None:
@@ -245,6 +283,33 @@ class RedisStateBackend(StateBackend):
             count = await self._client().zcount(self._key(key), f"({at - window_seconds!r}", "+inf")
         return int(count)
 
+    async def window_add_many(self, hits: Sequence[tuple[str, float, float]]) -> list[int]:
+        if not hits:
+            return []
+        args: list[str] = [uuid.uuid4().hex + ":"]
+        for _, window, at in hits:
+            require_positive("window_seconds", window)
+            args += [repr(float(window)), repr(float(at))]
+        with _wrapped("window add"):
+            # One script for all: one round trip, atomic, and each key's hits count up in order.
+            counts = await self._connected().window_add_many(
+                keys=[self._key(k) for k, _, _ in hits], args=args
+            )
+        return [int(n) for n in counts]
+
+    async def window_count_many(self, queries: Sequence[tuple[str, float, float]]) -> list[int]:
+        if not queries:
+            return []
+        args: list[str] = []
+        for _, window, at in queries:
+            require_positive("window_seconds", window)
+            args += [repr(float(window)), repr(float(at))]
+        with _wrapped("window count"):
+            counts = await self._connected().window_count_many(
+                keys=[self._key(k) for k, _, _ in queries], args=args
+            )
+        return [int(n) for n in counts]
+
     async def set_if_absent(self, key: str, value: str, ttl: float) -> bool:
         require_positive("ttl", ttl)
         with _wrapped("SET NX"):
@@ -262,6 +327,34 @@ class RedisStateBackend(StateBackend):
         with _wrapped("DEL"):
             deleted = await self._client().delete(self._key(key))
         return int(deleted) > 0
+
+    async def deadline_set(self, key: str, member: str, at: float, *, only_if_absent: bool = False) -> bool:
+        with _wrapped("ZADD"):
+            added: Any = await self._client().zadd(self._key(key), {member: at}, nx=only_if_absent, ch=True)
+        return int(added) > 0 or not only_if_absent
+
+    async def deadline_set_many(self, deadlines: Sequence[tuple[str, str, float]]) -> None:
+        if not deadlines:
+            return
+        with _wrapped("ZADD"):
+            async with self._client().pipeline(transaction=False) as pipe:
+                for key, member, at in deadlines:
+                    pipe.zadd(self._key(key), {member: at})
+                await pipe.execute()
+
+    async def deadline_remove(self, key: str, member: str, at: float | None = None) -> bool:
+        with _wrapped("deadline remove"):
+            removed = await self._connected().remove_deadline(
+                keys=[self._key(key)], args=[member, "" if at is None else repr(at)]
+            )
+        return int(removed) == 1
+
+    async def deadlines_due(self, key: str, now: float, limit: int = 1000) -> list[tuple[str, float]]:
+        with _wrapped("ZRANGEBYSCORE"):
+            rows: Any = await self._client().zrangebyscore(
+                self._key(key), "-inf", repr(now), start=0, num=limit, withscores=True
+            )
+        return [(m.decode() if isinstance(m, bytes) else str(m), float(at)) for m, at in rows]
 
     async def acquire_lock(self, key: str, owner: str, ttl: float) -> bool:
         return await self.set_if_absent(key, owner, ttl)

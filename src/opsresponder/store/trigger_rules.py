@@ -7,13 +7,19 @@ Deleting a rule leaves its firings alone: ``rule_firings`` holds rule ids withou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 import asyncpg
 import msgspec
+import structlog
 
+from opsresponder.rules.conditions import ConditionError
+from opsresponder.rules.evaluation import RuleSpec
 from opsresponder.rules.triggers import StoredTriggerRule, TriggerRuleBody
 from opsresponder.store.pool import connection
+
+log = structlog.get_logger(__name__)
 
 _BODY_COLUMNS: Final = (
     "name", "description", "conditions", "time_window_minutes", "threshold", "group_by",
@@ -128,3 +134,31 @@ def _body_args(body: TriggerRuleBody) -> tuple[Any, ...]:
 
 def _from_row(row: asyncpg.Record) -> StoredTriggerRule:
     return msgspec.convert(dict(row), StoredTriggerRule)
+
+
+class StoredRules:
+    """The trigger rules API's rules as the ``rules`` stage's `RuleSource` (one per process).
+
+    `version` is the repository's change marker, so a rule created through any replica's API is
+    evaluated by every replica within ``rules.reload_seconds``. A stored rule that no longer compiles
+    (the condition language grew stricter) is left out and logged rather than keeping every rule stale.
+    """
+
+    def __init__(self, repository: TriggerRuleRepository) -> None:
+        self._repository = repository
+
+    async def version(self) -> object:
+        return await self._repository.change_marker()
+
+    async def active_rules(self) -> Sequence[RuleSpec]:
+        specs: list[RuleSpec] = []
+        for rule_id, body in await self._repository.active_rules_json():
+            try:
+                specs.append(RuleSpec.from_json(rule_id, body))
+            except ConditionError as e:
+                log.error(
+                    "A stored trigger rule does not compile; it is not evaluated.",
+                    rule_id=rule_id,
+                    error=str(e),
+                )
+        return specs

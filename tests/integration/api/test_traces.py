@@ -42,7 +42,11 @@ async def test_an_event_in_through_the_webhook_has_its_trace_out(client: httpx.A
     assert body["duplicate_count"] == 2 and body["last_seen_at"] == stored["last_seen_at"]
     assert body["suppressed_reason"] is None
     assert body["asset"] == "web-server-01"
-    assert body["correlation_id"] == answer.json()["correlation_id"] and body["correlation"] is None
+    assert body["correlation_id"] == answer.json()["correlation_id"] and body["correlation"] == {
+        "types": [],
+        "group_size": 1,
+        "root_cause": False,
+    }
     assert body["score"] == 65
     assert body["score_factors"] == {
         "severity": 30,
@@ -52,20 +56,18 @@ async def test_an_event_in_through_the_webhook_has_its_trace_out(client: httpx.A
         "repetition": 0,
         "business_hours": 0,
     }
-    assert body["score_missing"] == ["correlation", "business_hours"]
+    assert body["score_missing"] == ["business_hours"]
     assert body["traced"] is True
-    assert body["entries"] == [
-        {
-            "stage": "normalize",
-            "detail": "fingerprint computed from source, host, service, event_type, title",
-        },
-        {"stage": "noise", "detail": "passed: no active silence, not flapping"},
-        {
-            "stage": "score",
-            "detail": "score 65: severity high +30, criticality critical +25, environment production +10, "
-            "repetition 0 earlier +0; missing: correlation, business_hours",
-        },
-    ]
+    entries = {e["stage"]: e["detail"] for e in body["entries"]}
+    assert list(entries) == ["normalize", "enrich", "noise", "patterns", "correlate", "score", "rules"]
+    assert entries["normalize"] == "fingerprint computed from source, host, service, event_type, title"
+    assert entries["enrich"] == "no asset matched host 'web-server-01'"
+    assert entries["noise"] == "passed: no active silence, not flapping"
+    assert entries["patterns"].endswith(": High CPU Usage")
+    assert entries["score"] == (
+        "score 65: severity high +30, criticality critical +25, environment production +10, "
+        "correlation 1 event +0, repetition 0 earlier +0; missing: business_hours"
+    )
 
 
 async def test_a_silenced_events_trace_names_the_silence(client: httpx.AsyncClient) -> None:
@@ -78,11 +80,11 @@ async def test_a_silenced_events_trace_names_the_silence(client: httpx.AsyncClie
     body = (await client.get(f"/api/v1/events/{answer.json()['event_id']}/trace")).json()
     assert body["suppressed_reason"] == f"silenced:{silence_id}"
     assert {"stage": "noise", "detail": f"silenced:{silence_id}: matched the silence"} in body["entries"]
-    assert [e["stage"] for e in body["entries"]] == ["normalize", "noise", "score"]
+    # A suppressed event is neither correlated with others nor evaluated by rules (their entries say so).
+    assert [e["stage"] for e in body["entries"]][:3] == ["normalize", "enrich", "noise"]
     assert body["asset"] is None and body["score_missing"] == [
         "criticality",
         "environment",
-        "correlation",
         "business_hours",
     ]
 

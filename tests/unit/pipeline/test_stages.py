@@ -8,6 +8,7 @@ from opsresponder.config import load_settings, settings_from_tree
 from opsresponder.core.batch import Batch
 from opsresponder.core.clock import utcnow
 from opsresponder.core.errors import ConfigError
+from opsresponder.pipeline.rules import Rules
 from opsresponder.pipeline.stages import (
     Correlate,
     Enrich,
@@ -28,8 +29,16 @@ def deps(**pipeline: object) -> StageDeps:
 
 def test_the_default_list_is_the_whole_chain_in_the_spec_order() -> None:
     stages = build_stages(deps())
-    assert [s.name for s in stages] == ["normalize", "enrich", "noise", "patterns", "correlate", "score"]
-    expected = [Normalize, Enrich, Noise, Patterns, Correlate, Score]
+    assert [s.name for s in stages] == [
+        "normalize",
+        "enrich",
+        "noise",
+        "patterns",
+        "correlate",
+        "score",
+        "rules",
+    ]
+    expected = [Normalize, Enrich, Noise, Patterns, Correlate, Score, Rules]
     assert all(isinstance(stage, kind) for stage, kind in zip(stages, expected, strict=True))
 
 
@@ -41,7 +50,7 @@ def test_the_configured_order_is_kept() -> None:
 
 
 def test_an_unknown_stage_is_refused_naming_the_key_and_the_known_ones() -> None:
-    known = "correlate, enrich, noise, normalize, patterns, score"
+    known = "correlate, enrich, noise, normalize, patterns, rules, score"
     with pytest.raises(ConfigError, match=rf"pipeline\.stages: unknown stage 'silence' \(known: {known}\)"):
         build_stages(deps(stages=["normalize", "silence", "correlate"]))
 

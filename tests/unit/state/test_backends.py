@@ -415,3 +415,58 @@ async def test_redis_unreachable_or_not_started_raises_state_error() -> None:
     assert isinstance(caught.value.__cause__, RedisError)
     with pytest.raises(StateError, match="not started"):
         await RedisStateBackend("redis://127.0.0.1:1/0").get("k")
+
+
+# Deadlines (absence rules)
+
+
+async def test_deadlines_are_listed_once_due_earliest_first(backend: StateBackend) -> None:
+    assert await backend.deadline_set("dl", "b", 200.0)
+    assert await backend.deadline_set("dl", "a", 100.0)
+    assert await backend.deadline_set("dl", "c", 300.0)
+    assert await backend.deadlines_due("dl", 99.0) == []
+    assert await backend.deadlines_due("dl", 200.0) == [("a", 100.0), ("b", 200.0)]
+    assert await backend.deadlines_due("dl", 1000.0, limit=1) == [("a", 100.0)]
+
+
+async def test_deadline_set_only_if_absent_keeps_the_first(backend: StateBackend) -> None:
+    assert await backend.deadline_set("dl", "a", 100.0, only_if_absent=True)
+    assert not await backend.deadline_set("dl", "a", 500.0, only_if_absent=True)
+    assert await backend.deadlines_due("dl", 100.0) == [("a", 100.0)]
+    assert await backend.deadline_set("dl", "a", 500.0)  # moved
+    assert await backend.deadlines_due("dl", 100.0) == []
+
+
+async def test_deadline_remove_with_a_moved_deadline_keeps_it(
+    backend: StateBackend, peer: StateBackend
+) -> None:
+    await backend.deadline_set("dl", "a", 100.5)
+    await backend.deadline_set("dl", "a", 160.25)  # a heartbeat moved it after the checker read 100.5
+    assert not await peer.deadline_remove("dl", "a", 100.5)
+    assert await peer.deadline_remove("dl", "a", 160.25)
+    assert not await backend.deadline_remove("dl", "a", 160.25)  # claimed once only
+    assert not await backend.deadline_remove("dl", "missing")
+    await backend.deadline_set("dl", "b", 1.0)
+    assert await backend.deadline_remove("dl", "b")
+    assert await backend.deadlines_due("dl", 1e12) == []
+
+
+async def test_window_add_many_and_count_many_match_the_one_by_one_calls(backend: StateBackend) -> None:
+    counts = await backend.window_add_many(
+        [("wa", 10, T0), ("wb", 10, T0), ("wa", 10, T0 + 1), ("wa", 10, T0 + 12)]
+    )
+    assert counts == [1, 1, 2, 1]  # the last one dropped both earlier hits of wa
+    assert await backend.window_count_many([("wa", 10, T0 + 12), ("wb", 10, T0 + 5), ("none", 10, T0)]) == [
+        1,
+        1,
+        0,
+    ]
+    assert await backend.window_add_many([]) == [] and await backend.window_count_many([]) == []
+
+
+async def test_deadline_set_many_sets_and_moves(backend: StateBackend) -> None:
+    await backend.deadline_set("dl", "a", 100.0)
+    await backend.deadline_set_many([("dl", "a", 300.0), ("dl", "b", 200.0), ("other", "c", 50.0)])
+    assert await backend.deadlines_due("dl", 1000.0) == [("b", 200.0), ("a", 300.0)]
+    assert await backend.deadlines_due("other", 50.0) == [("c", 50.0)]
+    await backend.deadline_set_many([])

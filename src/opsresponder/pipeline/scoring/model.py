@@ -80,7 +80,8 @@ class Scored:
         if self.environment is not None:
             parts.append(f"environment {self.environment} +{f['environment']:g}")
         if self.group_size is not None:
-            parts.append(f"correlation {self.group_size} events +{f['correlation']:g}")
+            events = "event" if self.group_size == 1 else "events"
+            parts.append(f"correlation {self.group_size} {events} +{f['correlation']:g}")
         parts.append(f"repetition {self.repeats} earlier +{f['repetition']:g}")
         if self.inside is not None:
             parts.append(f"business_hours {'inside' if self.inside else 'outside'} +{f['business_hours']:g}")

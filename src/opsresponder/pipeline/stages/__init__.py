@@ -13,7 +13,8 @@ The order of service-spec.md's pipeline:
 4. `correlate` - the correlation engine (`pipeline.correlation`): an event joins the best recent group or
    opens its own; its state is rebuilt from `StageDeps.correlation_history` at the first batch.
 5. `score` - ``event.score`` 0-100 and ``metadata.score_factors`` (`pipeline.scoring`).
-6. evaluate_rules - a later issue.
+6. `rules` - trigger rules evaluated (`pipeline.rules`): windows, thresholds, groups, cooldowns, limits,
+   absence deadlines; firings handed to the store under `rules.evaluation.FIRINGS`.
 7. store - `store.events.EventRepository.store_batch`, called by the worker, one transaction per batch;
    its batch writers (`store.writers.BatchWriter`) add their rows from the `Batch` in that transaction.
 8. notify - the worker's ``on_committed`` callbacks, after commit.
@@ -34,15 +35,18 @@ from prometheus_client import CollectorRegistry
 from opsresponder.config import Settings
 from opsresponder.core.clock import Clock
 from opsresponder.core.errors import ConfigError
+from opsresponder.core.severity import Severity
 from opsresponder.pipeline.correlation.history import CorrelationHistory, NoHistory
 from opsresponder.pipeline.enrich import Enrich, build_enrich
 from opsresponder.pipeline.noise import Noise, NoSilences, SilenceSource
 from opsresponder.pipeline.noise.metrics import NoiseMetrics
 from opsresponder.pipeline.patterns import NoPatterns, PatternMetrics, Patterns, PatternSource
+from opsresponder.pipeline.rules import RuleBook, RuleEngine, RuleMetrics, Rules
 from opsresponder.pipeline.scoring import Score
 from opsresponder.pipeline.stage import Stage
 from opsresponder.pipeline.stages.correlate import Correlate, correlate
 from opsresponder.pipeline.stages.normalize import Normalize, normalize
+from opsresponder.rules.evaluation import NoRules, RuleSource
 from opsresponder.state.base import StateBackend
 
 __all__ = [
@@ -71,6 +75,7 @@ class StageDeps:
             guarded transport in the service; None: httpx's own).
         correlation_history: the stored events `correlate` rebuilds its state from (the store's
             `CorrelationRepository` in the service).
+        rules: where `rules` reads the trigger rules (the rules repository, or ``rules.file``).
     """
 
     settings: Settings
@@ -81,6 +86,7 @@ class StageDeps:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     http_transport: httpx.AsyncBaseTransport | None = None
     correlation_history: CorrelationHistory = field(default_factory=NoHistory)
+    rules: RuleSource = field(default_factory=NoRules)
 
 
 _FACTORIES: Final[Mapping[str, Callable[[StageDeps], Stage]]] = {
@@ -95,7 +101,23 @@ _FACTORIES: Final[Mapping[str, Callable[[StageDeps], Stage]]] = {
         clock=d.clock,
     ),
     "score": lambda d: Score(d.settings.scoring, trace=d.settings.pipeline.trace),
+    "rules": lambda d: _rules_stage(d),
 }
+
+
+def _rules_stage(deps: StageDeps) -> Rules:
+    config = deps.settings.rules
+    metrics = RuleMetrics.shared(deps.registry)
+    engine = RuleEngine(deps.state, min_severity=Severity(config.min_severity))
+    book = RuleBook(
+        deps.rules,
+        engine,
+        deps.clock,
+        config.reload_seconds,
+        on_failure=metrics.failures.labels("reload").inc,
+    )
+    return Rules(book, deps.clock, metrics)
+
 
 # The store needs what these set on every event: a fingerprint (dedup) and a correlation id.
 _REQUIRED: Final = ("normalize", "correlate")

@@ -1,0 +1,63 @@
+"""The ``rules`` stage in the real worker with the real store, on Redis: a storm of events fires each
+group's rule once (threshold, cooldown) and the firings are in ``rules.rule_firings`` with their events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import asyncpg
+import pytest
+from prometheus_client import CollectorRegistry
+
+from opsresponder.core.clock import utcnow
+from opsresponder.pipeline.intake import Submission
+from opsresponder.pipeline.rules import RuleBook, RuleEngine, RuleMetrics, Rules
+from opsresponder.pipeline.stage import Stage
+from opsresponder.pipeline.stages import Correlate, Normalize
+from opsresponder.rules.evaluation import RuleSpec, StaticRules
+from opsresponder.state import RedisStateBackend
+from opsresponder.store.events import EventRepository
+from opsresponder.store.firings import FiringsWriter
+from tests.factories import make_event, make_pipeline
+from tests.unit.pipeline.rules.conftest import redis_backend
+from tests.unit.state.test_backends import random_prefix
+
+RULE = RuleSpec.from_json(
+    3,
+    {"name": "errors per host", "conditions": {"event_type": "app_error"}, "time_window_minutes": 5,
+     "threshold": 3, "group_by": ["host"], "cooldown_minutes": 60},
+)  # fmt: skip
+
+
+@pytest.fixture
+async def redis_state() -> AsyncIterator[RedisStateBackend]:
+    async for state in redis_backend(random_prefix()):
+        yield state
+
+
+async def test_a_storm_fires_once_per_host_and_the_firings_name_their_events(
+    db_pool: asyncpg.Pool, redis_state: RedisStateBackend
+) -> None:
+    book = RuleBook(StaticRules([RULE]), RuleEngine(redis_state), utcnow, reload_seconds=60)
+    stages: list[Stage] = [Normalize(), Correlate(), Rules(book, utcnow, RuleMetrics(CollectorRegistry()))]
+    repository = EventRepository(db_pool, dedup_window=timedelta(minutes=5), writers=[FiringsWriter()])
+    worker, _, _ = make_pipeline(db_pool, repository=repository, stages=stages)
+    loop = asyncio.get_running_loop()
+    # Four hosts, five distinct errors each, in two batches: each host reaches 3 in the first or second.
+    events = [
+        make_event(event_type="app_error", host=f"h{h}", title=f"error {n}")
+        for n in range(5)
+        for h in range(4)
+    ]
+    for part in (events[:10], events[10:]):
+        await worker.process([Submission(e, loop.create_future()) for e in part])
+
+    rows = await db_pool.fetch("SELECT * FROM rules.rule_firings ORDER BY group_key")
+    assert [(r["rule_id"], r["group_key"]) for r in rows] == [(3, f"h{h}") for h in range(4)]
+    by_id = {e.id: e for e in events}
+    for row in rows:
+        # The completing event (the host's third error) is last.
+        assert [by_id[i].title for i in row["event_ids"]][-1] == "error 2"
+        assert all(by_id[i].host == row["group_key"] for i in row["event_ids"])
