@@ -128,7 +128,7 @@ async def empty_tables(conn: asyncpg.Connection | PoolConnectionProxy) -> None:
     """Empty every table of ours."""
     await conn.execute(
         "TRUNCATE events.events, events.dedup, events.subscriptions, events.subscription_outbox, "
-        "events.silences, public.opsresponder_jobs"
+        "events.silences, public.opsresponder_jobs, rules.response_templates"
     )
 
 

@@ -41,10 +41,13 @@ from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.stages import StageDeps, build_stages
 from opsresponder.pipeline.worker import PipelineWorker
+from opsresponder.rules.templates import load_script_catalog
+from opsresponder.rules.templates.files import read_template_files
 from opsresponder.state import MemoryStateBackend, StateBackend
 from opsresponder.store.deliveries import DeliveryQueue
 from opsresponder.store.events import EventRepository
 from opsresponder.store.pool import connection
+from opsresponder.store.response_templates import ResponseTemplateRepository
 from opsresponder.store.retention import RetentionJob, RetentionMetrics, event_rules
 from opsresponder.store.scheduler import ScheduledJob, Scheduler
 from opsresponder.store.silences import SilenceRepository
@@ -66,6 +69,8 @@ class Parts:
     servers: dict[str, HttpServer]
     ingest_listeners: dict[str, ListenerPart]
     check_database: Callable[[], Awaitable[None]] = field(repr=False)
+    load_templates: Callable[[], Awaitable[dict[str, int]]] = field(repr=False)
+    """Stores the templates of ``templates.directory`` (read at build); run once before serving."""
 
 
 def build_parts(
@@ -76,7 +81,7 @@ def build_parts(
     `listeners` is filled with the bound addresses by name as parts bind (the health endpoint shows it).
 
     Raises:
-        ConfigError: a parsing rule, trap mapping, v3 user or allowlist entry is invalid.
+        ConfigError: a parsing rule, trap mapping, v3 user, allowlist entry or the script catalog is invalid.
         BindError: an HTTP port is taken.
     """
     registry = CollectorRegistry()
@@ -92,6 +97,12 @@ def build_parts(
 
     # The API's changes move its generation, so this process's noise stage reloads before the next batch.
     silences = SilenceRepository(pool)
+    script_catalog = load_script_catalog(settings.templates.scripts_file)
+    response_templates = ResponseTemplateRepository(pool)
+    template_files = read_template_files(settings.templates.directory, script_catalog)
+
+    async def load_templates() -> dict[str, int]:
+        return await response_templates.sync_files(template_files)
 
     async def check_database() -> None:
         async with connection(pool, timeout=settings.database.connect_timeout_seconds) as conn:
@@ -132,6 +143,8 @@ def build_parts(
         url_allowlist=url_allowlist,
         stream_hub=hub,
         silences=silences,
+        response_templates=response_templates,
+        script_catalog=script_catalog,
     )
     autonomous_ctx = ServiceContext(
         api=settings.api,
@@ -170,6 +183,7 @@ def build_parts(
         servers=servers,
         ingest_listeners=ingest_listeners,
         check_database=check_database,
+        load_templates=load_templates,
     )
 
 
@@ -215,7 +229,7 @@ def validate(settings: Settings) -> None:
     Builds the stages and listeners without binding anything, as the start does.
 
     Raises:
-        ConfigError: naming the key that is wrong.
+        ConfigError: naming the key that is wrong (``templates.scripts_file`` too).
         OpsResponderError: a TLS certificate or key cannot be loaded.
     """
     registry = CollectorRegistry()
@@ -223,6 +237,8 @@ def validate(settings: Settings) -> None:
     build_stages(StageDeps(settings, MemoryStateBackend(), utcnow))
     _ingest_listeners(settings, Intake(1, PipelineMetrics(registry)), registry, utcnow)
     _url_allowlist(settings)
+    # An invalid template file is logged and skipped, at check-config as at start.
+    read_template_files(settings.templates.directory, load_script_catalog(settings.templates.scripts_file))
     if settings.syslog.tls.enabled:
         build_server_context(settings.syslog.tls)
 

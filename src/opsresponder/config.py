@@ -270,6 +270,15 @@ class NoiseConfig(_Section):
     rate_limit: RateLimitConfig = msgspec.field(default_factory=RateLimitConfig)
 
 
+class TemplatesConfig(_Section):
+    """Response templates (docs/templates.md). Relative paths are relative to the working directory."""
+
+    directory: str | None = "config/templates"
+    """The ``*.yaml`` templates loaded at start (read-only through the API); null loads none."""
+    scripts_file: str | None = "config/scripts.yaml"
+    """The automation script catalog templates are checked against; null: no script is known."""
+
+
 class Settings(_Section):
     """The whole configuration tree; see ``config/opsresponder.yaml`` for every key with its default."""
 
@@ -285,6 +294,7 @@ class Settings(_Section):
     subscriptions: SubscriptionsConfig = msgspec.field(default_factory=SubscriptionsConfig)
     retention: RetentionConfig = msgspec.field(default_factory=RetentionConfig)
     noise: NoiseConfig = msgspec.field(default_factory=NoiseConfig)
+    templates: TemplatesConfig = msgspec.field(default_factory=TemplatesConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
 
 

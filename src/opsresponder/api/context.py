@@ -21,7 +21,9 @@ from opsresponder.outbound.allowlist import UrlAllowlist
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.worker import PipelineWorker
+from opsresponder.rules.templates import ScriptCatalog
 from opsresponder.store.events import EventRepository
+from opsresponder.store.response_templates import ResponseTemplateRepository
 from opsresponder.store.silences import SilenceRepository
 from opsresponder.store.subscriptions import SubscriptionRepository
 
@@ -57,6 +59,7 @@ class EventsApiContext(ServiceContext):
         subscriptions, url_allowlist: None where subscriptions are disabled (their endpoints answer 503).
         stream_hub: None where this process serves no live stream (503).
         silences: the silences the noise stage reads; None answers 503.
+        response_templates: response templates (None answers 503), checked against `script_catalog`.
     """
 
     intake: Intake
@@ -69,6 +72,8 @@ class EventsApiContext(ServiceContext):
     url_allowlist: UrlAllowlist | None = None
     stream_hub: StreamHub | None = None
     silences: SilenceRepository | None = None
+    response_templates: ResponseTemplateRepository | None = None
+    script_catalog: ScriptCatalog = field(default_factory=ScriptCatalog)
 
 
 C = TypeVar("C", bound=ServiceContext)

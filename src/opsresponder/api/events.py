@@ -33,6 +33,7 @@ from opsresponder.api.openapi import (
     WithProperties,
     documented,
 )
+from opsresponder.api.responses import RESPONSE_TEMPLATE_HANDLERS
 from opsresponder.api.silences import SILENCE_HANDLERS
 from opsresponder.api.stream import stream_events
 from opsresponder.api.subscriptions import SUBSCRIPTION_HANDLERS
@@ -226,5 +227,6 @@ def build_events_app(ctx: EventsApiContext) -> Litestar:
             stream_events,
             *SUBSCRIPTION_HANDLERS,
             *SILENCE_HANDLERS,
+            *RESPONSE_TEMPLATE_HANDLERS,
         ],
     )
