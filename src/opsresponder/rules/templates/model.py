@@ -52,7 +52,7 @@ class TemplateVariable(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     description: _Text = ""
 
 
-class TemplateAction(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+class TemplateAction(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """One step. Script actions (diagnostic, remediation, verification) name an automation script;
     notification and escalation actions name channels."""
 
@@ -75,7 +75,7 @@ class TemplateAction(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, o
     )
 
 
-class RollbackAction(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
+class RollbackAction(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Run when its ``condition`` (an expression over the actions' outcomes) holds after a failure."""
 
     id: _Id
