@@ -20,6 +20,9 @@ schema can state, the check's expected statuses say so, for that operation only:
 - ``POST`` and ``PUT /api/v1/subscriptions``: a well-formed ``url`` outside the allowlist is 422.
 - ``POST`` and ``PUT /api/v1/silences``: a regex RE2 refuses, an unknown time zone, ``ends_at`` not after
   ``starts_at`` or a window whose start equals its end is 422.
+- ``POST`` and ``PUT /api/v1/rules/responses``: a template whose actions name unknown scripts, actions or
+  variables, whose dependencies form a cycle, or whose criteria the expression language refuses, is 422.
+  Bodies are sent as JSON and as YAML (both documented).
 
 Fixed seed and derandomized Hypothesis, 100 examples per operation: the same cases on every run, about a
 minute for both APIs.
@@ -87,6 +90,11 @@ CONFIG: Final = {
         },
         {
             "include-path-regex": "^/api/v1/silences(/\\{silence_id\\})?$",
+            "include-method-regex": "^(POST|PUT)$",
+            "checks": {"positive_data_acceptance": {"expected-statuses": [*_DEFAULT_POSITIVE, "422"]}},
+        },
+        {
+            "include-path-regex": "^/api/v1/rules/responses(/\\{template_id\\})?$",
             "include-method-regex": "^(POST|PUT)$",
             "checks": {"positive_data_acceptance": {"expected-statuses": [*_DEFAULT_POSITIVE, "422"]}},
         },

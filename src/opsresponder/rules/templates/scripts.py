@@ -68,7 +68,10 @@ def load_script_catalog(path: str | Path | None) -> ScriptCatalog:
     try:
         catalog = msgspec.convert(tree, _CatalogFile)
     except msgspec.ValidationError as e:
-        raise ConfigError(f"{where}: {str(e).replace('$.', '').replace('`$`', 'the top level')}") from e
+        message = str(e)
+        if " - at `$" not in message:
+            message += " at the top level (a mapping: scripts: [...])"
+        raise ConfigError(f"{where}: {message.replace('$.', '')}") from e
     for key in ("id", "name"):
         seen: set[object] = set()
         for i, script in enumerate(catalog.scripts):
