@@ -55,7 +55,7 @@ def validate_template(template: ResponseTemplate, catalog: ScriptCatalog) -> Res
     if not KEY_RE.match(template.id):
         raise TemplateError("id", f"{template.id!r} is not a template key (a-z, 0-9, _ . -; at most 64)")
     variables = _variables(template.variables)
-    names = frozenset(v.name for v in variables)
+    types = {v.name: v.type for v in variables}
     for i, trigger in enumerate(template.triggers):
         if trigger.event_type is not None and not is_event_type(trigger.event_type):
             raise TemplateError(f"triggers[{i}].event_type", f"{trigger.event_type!r} is not an event type")
@@ -66,7 +66,7 @@ def validate_template(template: ResponseTemplate, catalog: ScriptCatalog) -> Res
         at = f"actions[{i}]"
         if action.type not in SCRIPT_ACTION_TYPES and not action.channels:
             raise TemplateError(f"{at}.channels", f"a {action.type} action needs at least one channel")
-        _parameters(action.parameters, names, catalog, action.automation_script, f"{at}.parameters")
+        _parameters(action.parameters, types, catalog, action.automation_script, f"{at}.parameters")
         for j, dependency in enumerate(action.depends_on):
             if dependency not in ids.actions:
                 raise TemplateError(
@@ -77,7 +77,7 @@ def validate_template(template: ResponseTemplate, catalog: ScriptCatalog) -> Res
     scope = execution_scope([*ids.actions, *ids.rollbacks])
     for i, rollback in enumerate(template.rollback_actions):
         at = f"rollback_actions[{i}]"
-        _parameters(rollback.parameters, names, catalog, rollback.automation_script, f"{at}.parameters")
+        _parameters(rollback.parameters, types, catalog, rollback.automation_script, f"{at}.parameters")
         if rollback.condition is not None:
             _expression(rollback.condition, scope, variables, f"{at}.condition")
     for key in ("success_criteria", "failure_criteria"):
@@ -205,7 +205,7 @@ def _no_cycle(template: ResponseTemplate) -> None:
 
 def _parameters(
     parameters: Mapping[str, Any],
-    variables: frozenset[str],
+    variables: Mapping[str, str],
     catalog: ScriptCatalog,
     script_name: str | None,
     at: str,
@@ -226,7 +226,34 @@ def _parameters(
                     f"{at}.{parameter.name}", f"script {script.name!r} requires this parameter"
                 )
     for name, value in parameters.items():
-        _placeholders(value, variables, f"{at}.{name}")
+        _placeholders(value, frozenset(variables), f"{at}.{name}")
+    if script is not None:
+        for parameter in script.parameters:
+            if parameter.name in parameters:
+                _parameter_type(
+                    parameters[parameter.name], parameter.type, variables, f"{at}.{parameter.name}"
+                )
+
+
+def _parameter_type(value: Any, wanted: str, variables: Mapping[str, str], at: str) -> None:
+    """A parameter's value fits the type the script declares: a whole ``{{ var }}`` by the variable's
+    type, text with placeholders inside only a string parameter, anything else as a literal."""
+    if isinstance(value, str) and _PLACEHOLDER_RE.search(value):
+        whole = _PLACEHOLDER_RE.fullmatch(value.strip())
+        if whole is not None:
+            kind = variables[whole.group(1).strip()]
+            if kind != wanted and not (kind == "integer" and wanted == "float"):
+                raise TemplateError(
+                    at, f"{value.strip()} is a {kind} variable; the script takes {_a(wanted)}"
+                )
+        elif wanted != "string":
+            raise TemplateError(at, f"text with placeholders is a string; the script takes {_a(wanted)}")
+        return
+    _typed(value, wanted, at)
+
+
+def _a(kind: str) -> str:
+    return "an integer" if kind == "integer" else f"a {kind}"
 
 
 def _placeholders(value: Any, variables: frozenset[str], at: str) -> None:

@@ -270,3 +270,13 @@ def test_not_an_object() -> None:
     with pytest.raises(TemplateError) as caught:
         read_template(b"[1, 2]", "json", CATALOG)
     assert not caught.value.malformed and "object" in caught.value.reason
+
+
+def test_an_integer_variable_may_fill_a_float_parameter() -> None:
+    doc = spec_with(
+        actions__2__parameters={"min_cpu_percent": "{{ max_processes_to_kill }}", "max_processes": 2}
+    )
+    assert read(doc).actions[2].parameters == {
+        "min_cpu_percent": "{{ max_processes_to_kill }}",
+        "max_processes": 2,
+    }
