@@ -9,6 +9,7 @@ literals and compiles the result with CEL (``common-expression-language``, a Rus
 
 from __future__ import annotations
 
+from opsresponder.rules.expressions.activation import event_activation
 from opsresponder.rules.expressions.compile import ALLOWED_FUNCTIONS, Expression, Program, check_expression
 from opsresponder.rules.expressions.errors import ExpressionError
 from opsresponder.rules.expressions.evaluate import Outcome
@@ -37,5 +38,6 @@ __all__ = [
     "Shape",
     "VariableValue",
     "check_expression",
+    "event_activation",
     "execution_scope",
 ]

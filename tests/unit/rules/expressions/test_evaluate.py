@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from opsresponder.rules.expressions import EVENT_SCOPE, Expression, Outcome, execution_scope
+from opsresponder.core.event import Event
+from opsresponder.core.severity import Severity
+from opsresponder.rules.expressions import EVENT_SCOPE, Expression, Outcome, event_activation, execution_scope
 
 SCOPE = execution_scope(["check", "fix"])
 
@@ -149,3 +152,28 @@ def test_the_spec_trigger_conditions_on_an_event() -> None:
     event = {"metadata": {"cpu_usage": 95.5}, "severity": "high"}
     for text in ("metadata.cpu_usage > 90", "severity in ['critical', 'high']"):
         assert Expression.parse(text, EVENT_SCOPE).bind().evaluate(event) == Outcome(True)
+
+
+def test_trigger_conditions_read_a_real_event() -> None:
+    now = datetime.now(UTC)
+    event = Event(
+        source="prometheus",
+        source_type="webhook",
+        event_type="threshold_breach",
+        severity=Severity.HIGH,
+        title="CPU high on web-1",
+        occurred_at=now,
+        received_at=now,
+        host="web-1",
+        metadata={"cpu_usage": 95.5},
+        tags=["web"],
+    )
+    activation = event_activation(event)
+
+    def check(text: str) -> Outcome:
+        return Expression.parse(text, EVENT_SCOPE).bind().evaluate(activation)
+
+    assert check("metadata.cpu_usage > 90 && severity in ['critical', 'high']") == Outcome(True)
+    assert check("state == 'problem' && 'web' in tags && host == 'web-1'") == Outcome(True)
+    assert check("service == 'nginx'") == Outcome(False, "service is missing")
+    assert check("score > 1") == Outcome(False, "score is missing")
