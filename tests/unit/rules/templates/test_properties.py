@@ -55,7 +55,7 @@ def _read(raw: bytes | str, fmt: Any) -> None:
         read_template(raw, fmt, CATALOG)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(path=st.sampled_from(_PATHS), value=_json | st.text(max_size=60))
 def test_a_mutated_template_is_read_or_refused(path: tuple[Any, ...], value: Any) -> None:
     doc = _mutated(path, value)
@@ -63,14 +63,14 @@ def test_a_mutated_template_is_read_or_refused(path: tuple[Any, ...], value: Any
     _read(yaml.safe_dump(doc), "yaml")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(raw=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
 def test_random_bytes_are_refused_cleanly(raw: bytes) -> None:
     _read(raw, "json")
     _read(raw, "yaml")
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(description=st.text(max_size=40), timeout=st.integers(1, 10080), approval=st.booleans())
 def test_round_trips(description: str, timeout: int, approval: bool) -> None:
     doc = _mutated(("description",), description)
