@@ -10,7 +10,7 @@ literals and compiles the result with CEL (``common-expression-language``, a Rus
 from __future__ import annotations
 
 from opsresponder.rules.expressions.activation import event_activation
-from opsresponder.rules.expressions.compile import ALLOWED_FUNCTIONS, Expression, Program, check_expression
+from opsresponder.rules.expressions.compile import ALLOWED_FUNCTIONS, Expression, Program
 from opsresponder.rules.expressions.errors import ExpressionError
 from opsresponder.rules.expressions.evaluate import Outcome
 from opsresponder.rules.expressions.render import VariableValue
@@ -37,7 +37,6 @@ __all__ = [
     "Scope",
     "Shape",
     "VariableValue",
-    "check_expression",
     "event_activation",
     "execution_scope",
 ]

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 import cel
-import msgspec
 
 from opsresponder.rules.expressions.errors import ExpressionError
 from opsresponder.rules.expressions.evaluate import Outcome, evaluate
@@ -81,20 +80,3 @@ class Program:
         A missing name, a type mismatch, or a result that is not a boolean is false, with the reason.
         """
         return evaluate(self._program, self.expression.tree, activation)
-
-
-def check_expression(text: Any, scope: Scope, variables: frozenset[str] | None = None) -> Expression:
-    """`Expression.parse` for a value decoded from JSON or YAML (anything but a string is refused)."""
-    if not isinstance(text, str):
-        raise ExpressionError(f"an expression is a string, not {_json_type(text)}")
-    return Expression.parse(text, scope, variables)
-
-
-def _json_type(value: Any) -> str:
-    try:
-        built = msgspec.to_builtins(value)
-    except (TypeError, msgspec.EncodeError):
-        return type(value).__name__
-    return {dict: "an object", list: "a list", bool: "a boolean", int: "a number", float: "a number"}.get(
-        type(built), "null" if built is None else type(built).__name__
-    )
