@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
-
-import cel
+from typing import TYPE_CHECKING, Any, Final
 
 from opsresponder.rules.expressions.errors import ExpressionError
 from opsresponder.rules.expressions.evaluate import Outcome, evaluate
@@ -13,6 +11,9 @@ from opsresponder.rules.expressions.nodes import Node, names_in, placeholders_in
 from opsresponder.rules.expressions.parse import parse
 from opsresponder.rules.expressions.render import VariableValue, render
 from opsresponder.rules.expressions.scope import Scope
+
+if TYPE_CHECKING:
+    import cel
 
 # CEL's names for the operators the grammar has. A compiled program referencing any other function means
 # the grammar and the renderer let something through: refused, whatever it is (a second lock).
@@ -53,6 +54,11 @@ class Expression:
                 refuses the rendered source (which would be a bug of the renderer; the message says so).
         """
         source = render(self.tree, values or {})
+        # Imported here, not at the top: the package's __init__ also imports its REPL (typer, rich,
+        # prompt_toolkit), about 0.2-0.5 s, which processes that never compile an expression (the
+        # `healthcheck` command, tools) should not pay.
+        import cel
+
         try:
             program = cel.compile(source)
         except (ValueError, TypeError, RuntimeError) as e:

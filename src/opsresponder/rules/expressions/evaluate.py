@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import cel
 import msgspec
 
 from opsresponder.rules.expressions.nodes import Name, Node, names_in
+
+if TYPE_CHECKING:
+    import cel
 
 _MISSING: Final = object()
 
