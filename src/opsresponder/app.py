@@ -128,6 +128,7 @@ class OpsResponder:
 
             shutdown.on_stop("sockets", close_socket)
         try:
+            log.info("Response templates loaded from files.", **await parts.load_templates())
             for name, listener in parts.ingest_listeners.items():
                 await listener.start()
                 shutdown.on_stop("ingest", listener.stop)

@@ -50,6 +50,8 @@ from opsresponder.pipeline.stages import StageDeps, build_stages
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.rules.evaluation import CombinedRules, NoRules, RuleSource
 from opsresponder.rules.evaluation.file_source import FileRuleSource
+from opsresponder.rules.templates import load_script_catalog
+from opsresponder.rules.templates.files import read_template_files
 from opsresponder.state import MemoryStateBackend, StateBackend
 from opsresponder.store.correlations import CorrelationRepository, CorrelationWriter, correlation_rules
 from opsresponder.store.deliveries import DeliveryQueue
@@ -57,6 +59,7 @@ from opsresponder.store.events import EventRepository
 from opsresponder.store.firings import FiringRepository, FiringsWriter
 from opsresponder.store.patterns import PatternRepository, PatternWriter
 from opsresponder.store.pool import connection
+from opsresponder.store.response_templates import ResponseTemplateRepository
 from opsresponder.store.retention import RetentionJob, RetentionMetrics, event_rules
 from opsresponder.store.rule_checks import TriggerRuleChecks
 from opsresponder.store.rule_history import RuleHistory
@@ -84,6 +87,8 @@ class Parts:
     ingest_listeners: dict[str, ListenerPart]
     absence: AbsenceChecker | None
     check_database: Callable[[], Awaitable[None]] = field(repr=False)
+    load_templates: Callable[[], Awaitable[dict[str, int]]] = field(repr=False)
+    """Stores the templates of ``templates.directory`` (read at build); run once before serving."""
     background_stages: list[BackgroundStage] = field(default_factory=list)
     """Stages with work of their own (``enrich``'s file watcher): started before the worker, stopped
     after it, reloaded on SIGHUP."""
@@ -97,7 +102,7 @@ def build_parts(
     `listeners` is filled with the bound addresses by name as parts bind (the health endpoint shows it).
 
     Raises:
-        ConfigError: a parsing rule, trap mapping, v3 user or allowlist entry is invalid.
+        ConfigError: a parsing rule, trap mapping, v3 user, allowlist entry or the script catalog is invalid.
         BindError: an HTTP port is taken.
     """
     registry = CollectorRegistry()
@@ -120,6 +125,12 @@ def build_parts(
     patterns = PatternRepository(pool)
     trigger_rules = TriggerRuleRepository(pool)
     rule_source = rule_source_of(settings, StoredRules(trigger_rules))
+    script_catalog = load_script_catalog(settings.templates.scripts_file)
+    response_templates = ResponseTemplateRepository(pool)
+    template_files = read_template_files(settings.templates.directory, script_catalog)
+
+    async def load_templates() -> dict[str, int]:
+        return await response_templates.sync_files(template_files)
 
     async def check_database() -> None:
         async with connection(pool, timeout=settings.database.connect_timeout_seconds) as conn:
@@ -182,6 +193,8 @@ def build_parts(
         trigger_rules=trigger_rules,
         trigger_rule_checks=_trigger_rule_checks(settings, pool, trigger_rules, clock),
         firings=FiringRepository(pool),
+        response_templates=response_templates,
+        script_catalog=script_catalog,
     )
     autonomous_ctx = ServiceContext(
         api=settings.api,
@@ -222,6 +235,7 @@ def build_parts(
         absence=_absence_checker(settings, pool, state, rule_source, registry, clock),
         check_database=check_database,
         background_stages=[s for s in stages if isinstance(s, BackgroundStage)],
+        load_templates=load_templates,
     )
 
 
@@ -303,7 +317,7 @@ def validate(settings: Settings) -> None:
     Builds the stages and listeners without binding anything, as the start does.
 
     Raises:
-        ConfigError: naming the key that is wrong.
+        ConfigError: naming the key that is wrong (``templates.scripts_file`` too).
         OpsResponderError: a TLS certificate or key cannot be loaded.
     """
     registry = CollectorRegistry()
@@ -312,6 +326,8 @@ def validate(settings: Settings) -> None:
     _ingest_listeners(settings, Intake(1, PipelineMetrics(registry)), registry, utcnow)
     _url_allowlist(settings)
     _check_enrichment(settings)
+    # An invalid template file is logged and skipped, at check-config as at start.
+    read_template_files(settings.templates.directory, load_script_catalog(settings.templates.scripts_file))
     if settings.syslog.tls.enabled:
         build_server_context(settings.syslog.tls)
 

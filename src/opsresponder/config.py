@@ -476,6 +476,15 @@ class RulesConfig(_Section):
     """"No stored event has this field" looks at this many of the latest events."""
 
 
+class TemplatesConfig(_Section):
+    """Response templates (docs/templates.md). Relative paths are relative to the working directory."""
+
+    directory: str | None = "config/templates"
+    """The ``*.yaml`` templates loaded at start (read-only through the API); null loads none."""
+    scripts_file: str | None = "config/scripts.yaml"
+    """The automation script catalog templates are checked against; null: no script is known."""
+
+
 class Settings(_Section):
     """The whole configuration tree; see ``config/opsresponder.yaml`` for every key with its default."""
 
@@ -496,6 +505,7 @@ class Settings(_Section):
     patterns: PatternsConfig = msgspec.field(default_factory=PatternsConfig)
     correlation: CorrelationConfig = msgspec.field(default_factory=CorrelationConfig)
     rules: RulesConfig = msgspec.field(default_factory=RulesConfig)
+    templates: TemplatesConfig = msgspec.field(default_factory=TemplatesConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
 
 

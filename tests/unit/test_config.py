@@ -40,6 +40,8 @@ def test_the_shipped_config_is_valid_and_has_the_spec_defaults() -> None:
     assert settings.rules.min_severity == "low" and settings.rules.file is None
     assert settings.noise.silence_refresh_seconds == 2
     assert settings.noise.flapping.max_changes == 5 and settings.noise.flapping.window_minutes == 30
+    assert settings.templates.directory == "config/templates"
+    assert settings.templates.scripts_file == "config/scripts.yaml"
 
 
 def test_environment_overrides_nested_keys_with_scalars_and_json() -> None:

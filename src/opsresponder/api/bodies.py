@@ -17,6 +17,7 @@ from opsresponder.core.event import Event
 from opsresponder.core.silence import Silence
 from opsresponder.rules.filter import EventFilter
 from opsresponder.store.patterns import Pattern
+from opsresponder.store.response_templates import StoredTemplate
 from opsresponder.store.subscriptions import DeliveryStatus
 
 
@@ -200,3 +201,9 @@ class SilenceList(msgspec.Struct):
     """``GET /api/v1/silences``: every silence, oldest first."""
 
     silences: list[Silence]
+
+
+class TemplateList(msgspec.Struct):
+    """``GET /api/v1/rules/responses``: the current version of every response template, by key."""
+
+    templates: list[StoredTemplate]

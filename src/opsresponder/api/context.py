@@ -21,10 +21,12 @@ from opsresponder.outbound.allowlist import UrlAllowlist
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.worker import PipelineWorker
+from opsresponder.rules.templates import ScriptCatalog
 from opsresponder.store.correlations import CorrelationRepository
 from opsresponder.store.events import EventRepository
 from opsresponder.store.firings import FiringRepository
 from opsresponder.store.patterns import PatternRepository
+from opsresponder.store.response_templates import ResponseTemplateRepository
 from opsresponder.store.rule_checks import TriggerRuleChecks
 from opsresponder.store.silences import SilenceRepository
 from opsresponder.store.subscriptions import SubscriptionRepository
@@ -69,6 +71,7 @@ class EventsApiContext(ServiceContext):
         correlation: the ``correlation`` section (the suggestions' defaults).
         trigger_rules, trigger_rule_checks: the trigger rules and their validation_result; None answers 503.
         firings: the rules' firings (``rules.rule_firings``); None answers 503.
+        response_templates: response templates (None answers 503), checked against `script_catalog`.
     """
 
     intake: Intake
@@ -88,6 +91,8 @@ class EventsApiContext(ServiceContext):
     trigger_rules: TriggerRuleRepository | None = None
     trigger_rule_checks: TriggerRuleChecks | None = None
     firings: FiringRepository | None = None
+    response_templates: ResponseTemplateRepository | None = None
+    script_catalog: ScriptCatalog = field(default_factory=ScriptCatalog)
 
 
 C = TypeVar("C", bound=ServiceContext)

@@ -36,6 +36,7 @@ from opsresponder.api.openapi import (
     documented,
 )
 from opsresponder.api.patterns import PATTERN_HANDLERS
+from opsresponder.api.responses import RESPONSE_TEMPLATE_HANDLERS
 from opsresponder.api.silences import SILENCE_HANDLERS
 from opsresponder.api.stream import stream_events
 from opsresponder.api.subscriptions import SUBSCRIPTION_HANDLERS
@@ -238,5 +239,6 @@ def build_events_app(ctx: EventsApiContext) -> Litestar:
             *CORRELATION_HANDLERS,
             *TRIGGER_RULE_HANDLERS,
             *FIRING_HANDLERS,
+            *RESPONSE_TEMPLATE_HANDLERS,
         ],
     )

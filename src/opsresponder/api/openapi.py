@@ -68,6 +68,7 @@ class OperationDoc:
     body_description: str = ""
     body_example: Any = None
     answers: Mapping[int, Answer] = field(default_factory=dict)
+    body_media_types: tuple[str, ...] = ("application/json",)
 
 
 def documented(
@@ -76,10 +77,11 @@ def documented(
     body: Any = None,
     body_description: str = "",
     body_example: Any = None,
+    body_media_types: tuple[str, ...] = ("application/json",),
 ) -> dict[str, Any]:
-    """The ``opt`` entry that documents a handler's request body (with an example that it accepts) and
-    answers (merge it into ``opt``)."""
-    return {OPENAPI_OPT: OperationDoc(body, body_description, body_example, answers)}
+    """The ``opt`` entry that documents a handler's request body (with an example that it accepts, in
+    each of `body_media_types`) and answers (merge it into ``opt``)."""
+    return {OPENAPI_OPT: OperationDoc(body, body_description, body_example, answers, body_media_types)}
 
 
 def error(description: str, headers: Mapping[str, str] | None = None) -> Answer:
@@ -172,7 +174,7 @@ def _complete_operation(operation: dict[str, Any], opt: Mapping[str, Any], compo
             operation["requestBody"] = {
                 "required": True,
                 "description": doc.body_description,
-                "content": {"application/json": media},
+                "content": {media_type: media for media_type in doc.body_media_types},
             }
             answers.setdefault(413, _TOO_LARGE)
     if operation.get("parameters"):

@@ -23,6 +23,9 @@ schema can state, the check's expected statuses say so, for that operation only:
 - ``POST`` and ``PUT /api/v1/rules/triggers`` and ``POST .../test``: ``conditions`` are any JSON object in
   the schema; the condition language (docs/conditions.md) refuses most with 422, as it does a
   ``threshold`` above 1 without a window, or a test body with both or neither of ``rule``/``rule_id``.
+- ``POST`` and ``PUT /api/v1/rules/responses``: a template whose actions name unknown scripts, actions or
+  variables, whose dependencies form a cycle, or whose criteria the expression language refuses, is 422.
+  Bodies are sent as JSON and as YAML (both documented).
 
 Fixed seed and derandomized Hypothesis, 100 examples per operation: the same cases on every run, about a
 minute for both APIs.
@@ -95,6 +98,11 @@ CONFIG: Final = {
         },
         {
             "include-path-regex": "^/api/v1/silences(/\\{silence_id\\})?$",
+            "include-method-regex": "^(POST|PUT)$",
+            "checks": {"positive_data_acceptance": {"expected-statuses": [*_DEFAULT_POSITIVE, "422"]}},
+        },
+        {
+            "include-path-regex": "^/api/v1/rules/responses(/\\{template_id\\})?$",
             "include-method-regex": "^(POST|PUT)$",
             "checks": {"positive_data_acceptance": {"expected-statuses": [*_DEFAULT_POSITIVE, "422"]}},
         },
@@ -194,8 +202,8 @@ events_schema = schemathesis.pytest.from_fixture("events_api")
 autonomous_schema = schemathesis.pytest.from_fixture("autonomous_api")
 
 
-# Every operation of the API in one test: with the rules endpoints it takes over 2 minutes on a busy
-# 2-core machine (161 s measured at load average 8), past the suite's per-test default.
+# Every operation of the API in one test: with the rules and response template endpoints it takes over
+# 2 minutes on a busy 2-core machine (161 s measured at load average 8), past the suite's per-test default.
 @pytest.mark.timeout(600)
 @events_schema.parametrize()
 @_FUZZ_SETTINGS
