@@ -429,6 +429,9 @@ class CorrelationConfig(_Section):
     """The ``correlate`` stage (docs/correlation.md). State is per process: with several replicas each
     correlates what it sees."""
 
+    enabled: bool = True
+    """False: the stage only opens a group of its own for each event (what the store needs), with no
+    state, no correlations stored and no history read: for a replica that should only ingest."""
     window_minutes: PositiveFloat = 15
     """time_based, pattern_based and causal correlations look this far around an event."""
     lookback_hours: PositiveFloat = 1

@@ -14,6 +14,7 @@ from opsresponder.pipeline.stages import (
     Enrich,
     Noise,
     Normalize,
+    OwnGroups,
     Patterns,
     Score,
     StageDeps,
@@ -83,3 +84,14 @@ async def test_the_built_stages_do_what_the_functions_do() -> None:
     assert event.fingerprint
     assert event.correlation_id is not None
     assert event.score is not None
+
+
+async def test_with_correlation_disabled_each_event_opens_its_own_group() -> None:
+    settings = settings_from_tree({"correlation": {"enabled": False}})
+    stages = build_stages(StageDeps(settings, MemoryStateBackend(), utcnow))
+    correlate_stage = next(s for s in stages if s.name == "correlate")
+    assert isinstance(correlate_stage, OwnGroups)
+    events = [make_event(host="h1"), make_event(host="h1")]
+    await correlate_stage.run(Batch(events))
+    assert events[0].correlation_id is not None and events[1].correlation_id is not None
+    assert events[0].correlation_id != events[1].correlation_id

@@ -44,7 +44,7 @@ from opsresponder.pipeline.patterns import NoPatterns, PatternMetrics, Patterns,
 from opsresponder.pipeline.rules import RuleBook, RuleEngine, RuleMetrics, Rules
 from opsresponder.pipeline.scoring import Score
 from opsresponder.pipeline.stage import Stage
-from opsresponder.pipeline.stages.correlate import Correlate, correlate
+from opsresponder.pipeline.stages.correlate import Correlate, OwnGroups, correlate
 from opsresponder.pipeline.stages.normalize import Normalize, normalize
 from opsresponder.rules.evaluation import NoRules, RuleSource
 from opsresponder.state.base import StateBackend
@@ -54,6 +54,7 @@ __all__ = [
     "Enrich",
     "Noise",
     "Normalize",
+    "OwnGroups",
     "Patterns",
     "Score",
     "StageDeps",
@@ -94,11 +95,15 @@ _FACTORIES: Final[Mapping[str, Callable[[StageDeps], Stage]]] = {
     "enrich": lambda d: build_enrich(d.settings.enrichment, d.registry, d.http_transport),
     "noise": lambda d: Noise(d.silences, d.settings.noise, d.clock, NoiseMetrics(d.registry)),
     "patterns": lambda d: Patterns(d.settings.patterns, d.patterns, PatternMetrics(d.registry)),
-    "correlate": lambda d: Correlate(
-        d.settings.correlation,
-        d.correlation_history,
-        dedup_window_seconds=d.settings.pipeline.dedup_window_seconds,
-        clock=d.clock,
+    "correlate": lambda d: (
+        OwnGroups()
+        if not d.settings.correlation.enabled
+        else Correlate(
+            d.settings.correlation,
+            d.correlation_history,
+            dedup_window_seconds=d.settings.pipeline.dedup_window_seconds,
+            clock=d.clock,
+        )
     ),
     "score": lambda d: Score(d.settings.scoring, trace=d.settings.pipeline.trace),
     "rules": lambda d: _rules_stage(d),

@@ -7,11 +7,24 @@ repeats: the store returns that one.
 
 from __future__ import annotations
 
+from typing import Final
+
+from opsresponder.core.batch import Batch
 from opsresponder.core.event import Event
 from opsresponder.pipeline.correlation.ids import new_uuids
 from opsresponder.pipeline.correlation.stage import Correlate
 
-__all__ = ["Correlate", "correlate"]
+__all__ = ["Correlate", "OwnGroups", "correlate"]
+
+
+class OwnGroups:
+    """The ``correlate`` stage with ``correlation.enabled: false``: every event a group of its own."""
+
+    __slots__ = ()
+    name: Final = "correlate"
+
+    async def run(self, batch: Batch) -> None:
+        correlate(batch.events)
 
 
 def correlate(events: list[Event]) -> None:
