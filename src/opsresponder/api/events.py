@@ -22,7 +22,9 @@ from opsresponder.api.filters import (
     Offset,
     ResourceId,
     TimeFilter,
+    WhereFilter,
     parse_time,
+    parse_where,
 )
 from opsresponder.api.firings import FIRING_HANDLERS
 from opsresponder.api.ingest import GENERIC_PATH, NATIVE_PATH_PREFIX, REQUIRED_SCOPE, ingest
@@ -176,12 +178,15 @@ async def list_events(
     limit: Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT)] = 100,
     offset: Offset = 0,
     include_correlations: FromQuery[bool] = False,
+    where: WhereFilter = None,
 ) -> ASGIResponse:
+    condition = parse_where(where)
     start, end = parse_time(start_time, "start_time"), parse_time(end_time, "end_time")
     if start and end and start > end:
         raise InvalidParameterError("start_time", "is after end_time")
     query = EventQuery(
         filter=event_filter,
+        where=condition,
         start_time=start,
         end_time=end,
         limit=limit,

@@ -21,6 +21,7 @@ from litestar.params import PathParameter, QueryParameter
 
 from opsresponder.core.clock import as_utc
 from opsresponder.core.severity import SEVERITY_VALUES
+from opsresponder.rules.conditions import Condition, ConditionError, compile_conditions
 from opsresponder.rules.filter import EventFilter
 
 _LEVEL = "(" + "|".join(SEVERITY_VALUES) + ")"
@@ -175,3 +176,44 @@ def event_filter_from_query(
 
 EVENT_FILTER: Final = {"event_filter": Provide(event_filter_from_query, sync_to_thread=False)}
 """The ``dependencies`` of a handler that filters events."""
+
+
+WhereFilter = Annotated[
+    str | None,
+    QueryParameter(
+        pattern=NO_NUL_PATTERN,
+        max_length=8192,
+        description=(
+            "A condition in the trigger rules' condition language (docs/conditions.md), as a JSON object: "
+            'e.g. {"metadata.asset.criticality": "critical", "metadata.cpu_usage": {"$gt": 90}}. Only '
+            "conditions the database answers exactly are accepted (a regex RE2 alone understands is not)."
+        ),
+    ),
+]
+
+
+def parse_where(value: str | None) -> Condition | None:
+    """``where={...}``: the compiled condition, or None when absent.
+
+    Raises:
+        InvalidParameterError: not a JSON object, a condition the language refuses (with its path and
+            reason), or one PostgreSQL cannot answer exactly (a page of rows filtered afterwards would
+            break ``limit``, ``offset`` and ``total_count``); answered 400.
+    """
+    if value is None:
+        return None
+    try:
+        doc = msgspec.json.decode(value)
+    except msgspec.DecodeError as e:
+        raise InvalidParameterError("where", f"is not JSON: {e}") from e
+    if not isinstance(doc, dict):
+        raise InvalidParameterError("where", "must be a JSON object of conditions")
+    try:
+        condition = compile_conditions(doc)
+    except ConditionError as e:
+        raise InvalidParameterError("where", f"{e.path}: {e.reason}") from e
+    if not condition.sql_exact:
+        raise InvalidParameterError(
+            "where", "the database cannot answer this condition exactly (a regex only RE2 understands?)"
+        )
+    return condition

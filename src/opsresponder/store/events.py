@@ -12,6 +12,7 @@ import msgspec
 
 from opsresponder.core.batch import Batch
 from opsresponder.core.event import Event
+from opsresponder.rules.conditions import Condition
 from opsresponder.rules.filter import EventFilter
 from opsresponder.rules.sql import WhereClause
 from opsresponder.store.errors import StoreError
@@ -34,6 +35,8 @@ class EventQuery(msgspec.Struct, kw_only=True):
     """``GET /api/v1/events``: which events, the time window on ``occurred_at`` (None: open), one page."""
 
     filter: EventFilter = msgspec.field(default_factory=EventFilter)
+    where: Condition | None = None
+    """A condition of the condition language the SQL answers exactly (``sql_exact``)."""
     start_time: datetime | None = None
     end_time: datetime | None = None
     limit: int = 100
@@ -239,6 +242,8 @@ def _plan_rounds(events: Sequence[Event]) -> tuple[list[list[int]], dict[int, in
 def _where(q: EventQuery) -> tuple[str, list[Any]]:
     where = WhereClause()
     q.filter.to_sql(where)
+    if q.where is not None:
+        q.where.to_sql(where)
     if q.start_time is not None:
         where.add("occurred_at >= {}", q.start_time)
     if q.end_time is not None:

@@ -76,3 +76,34 @@ async def test_invalid_query_parameters_are_400(client: httpx.AsyncClient) -> No
 
 async def test_an_unknown_event_is_404(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/v1/events/123456789")).status_code == 404
+
+
+async def test_where_selects_by_metadata_with_the_condition_language(client: httpx.AsyncClient) -> None:
+    await _post(client, title="a", metadata={"asset": {"criticality": "critical"}, "cpu_usage": 95})
+    await _post(client, title="b", metadata={"asset": {"criticality": "critical"}, "cpu_usage": 40})
+    await _post(client, title="c", metadata={"asset": {"criticality": "low"}, "cpu_usage": 99})
+    await _post(client, title="d", metadata={"cpu_usage": "high"})  # a string: no match for $gt, no error
+
+    async def titles(where: str) -> list[str]:
+        r = await client.get("/api/v1/events", params={"where": where})
+        assert r.status_code == 200, r.text
+        assert r.json()["total_count"] == len(r.json()["events"])
+        return sorted(e["title"] for e in r.json()["events"])
+
+    assert await titles('{"metadata.asset.criticality": "critical"}') == ["a", "b"]
+    assert await titles('{"metadata.cpu_usage": {"$gt": 90}}') == ["a", "c"]
+    critical_and_hot = '{"metadata.asset.criticality": "critical", "metadata.cpu_usage": {"$gte": 95}}'
+    assert await titles(critical_and_hot) == ["a"]
+    assert await titles('{"$or": [{"title": "d"}, {"metadata.asset.criticality": "low"}]}') == ["c", "d"]
+
+
+async def test_a_bad_where_is_400_naming_the_parameter_and_the_reason(client: httpx.AsyncClient) -> None:
+    for where, reason in (
+        ("not json", "is not JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ('{"host": {"$bogus": 1}}', "$bogus"),
+        ('{"metadata.x": {"$gt": "ten"}}', "$gt"),
+    ):
+        r = await client.get("/api/v1/events", params={"where": where})
+        assert r.status_code == 400, (where, r.text)
+        assert r.json()["detail"].startswith("where: ") and reason in r.json()["detail"], r.json()

@@ -14,7 +14,8 @@ schema can state, the check's expected statuses say so, for that operation only:
 
 - ``POST /api/v1/events/webhook`` refuses each invalid event of an array on its own and stores the others
   (207), as the spec asks; 207 therefore also answers an array that breaks the schema.
-- ``GET /api/v1/events``: ``start_time`` after ``end_time`` is 400.
+- ``GET /api/v1/events``: ``start_time`` after ``end_time`` is 400, as is a ``where`` the condition language
+  refuses (any text of the right length in the schema).
 - ``POST /api/v1/events/webhook/{source_type}``: native payloads are documented as objects (or arrays);
   each adapter refuses (400, naming the field) a payload its monitoring system would never send.
 - ``POST`` and ``PUT /api/v1/subscriptions``: a well-formed ``url`` outside the allowlist is 422.
