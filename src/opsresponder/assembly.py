@@ -44,7 +44,7 @@ from opsresponder.outbound.transport import GuardedTransport
 from opsresponder.pipeline.enrich import InventoryError, read_inventory
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
-from opsresponder.pipeline.rules import AbsenceChecker, RuleBook, RuleEngine, RuleMetrics
+from opsresponder.pipeline.rules import AbsenceChecker, RuleBook, RuleEngine, RuleMetrics, Rules
 from opsresponder.pipeline.stage import BackgroundStage
 from opsresponder.pipeline.stages import StageDeps, build_stages
 from opsresponder.pipeline.worker import PipelineWorker
@@ -151,6 +151,9 @@ def build_parts(
             rules=rule_source,
         )
     )
+    for stage in stages:
+        if isinstance(stage, Rules):
+            trigger_rules.on_change.append(stage.book.reload_soon)
     worker = PipelineWorker(
         intake,
         repository,

@@ -7,7 +7,7 @@ Deleting a rule leaves its firings alone: ``rule_firings`` holds rule ids withou
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import asyncpg
@@ -30,8 +30,17 @@ _BUMP: Final = "UPDATE rules.trigger_rule_changes SET generation = generation + 
 
 
 class TriggerRuleRepository:
+    """`on_change` callbacks run after each committed change through this process (the rules stage's
+    ``reload_soon``: a rule created through this replica's API is evaluated from the next batch on, not
+    after the next ``rules.reload_seconds`` poll that other replicas rely on)."""
+
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self.on_change: list[Callable[[], None]] = []
+
+    def _changed(self) -> None:
+        for callback in self.on_change:
+            callback()
 
     async def create(self, body: TriggerRuleBody, created_by: str) -> StoredTriggerRule:
         """Raises `DatabaseUnavailableError` when PostgreSQL cannot be reached."""
@@ -45,6 +54,7 @@ class TriggerRuleRepository:
             )
             await conn.execute(_BUMP)
         assert row is not None
+        self._changed()
         return _from_row(row)
 
     async def update(self, rule_id: int, body: TriggerRuleBody) -> StoredTriggerRule | None:
@@ -59,7 +69,10 @@ class TriggerRuleRepository:
             )
             if row is not None:
                 await conn.execute(_BUMP)
-        return None if row is None else _from_row(row)
+        if row is None:
+            return None
+        self._changed()
+        return _from_row(row)
 
     async def delete(self, rule_id: int) -> bool:
         """False when it did not exist. Its firings stay (history)."""
@@ -68,6 +81,8 @@ class TriggerRuleRepository:
             deleted = status.endswith(" 1")
             if deleted:
                 await conn.execute(_BUMP)
+        if deleted:
+            self._changed()
         return deleted
 
     async def get(self, rule_id: int) -> StoredTriggerRule | None:
