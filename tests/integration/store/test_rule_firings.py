@@ -92,14 +92,17 @@ async def test_two_consumers_claiming_at_once_take_each_firing_once(db_pool: asy
     await seed(db_pool, 60)
     repository = FiringRepository(db_pool)
     taken: dict[str, list[int]] = {"one": [], "two": []}
+    has_claimed = {"one": asyncio.Event(), "two": asyncio.Event()}
 
-    async def consume(owner: str) -> None:
+    async def consume(owner: str, other: str) -> None:
         while claimed := await repository.claim(4, owner, timedelta(minutes=5), NOW):
             taken[owner] += [f.id for f in claimed]
-            await asyncio.sleep(0)  # let the other consumer claim while these are held
+            has_claimed[owner].set()
+            # Hold these until the other consumer has claimed too: it must find other rows meanwhile.
+            await asyncio.wait_for(has_claimed[other].wait(), 10)
             assert await repository.complete([f.id for f in claimed], owner) == len(claimed)
 
-    await asyncio.gather(consume("one"), consume("two"))
+    await asyncio.gather(consume("one", "two"), consume("two", "one"))
     every = taken["one"] + taken["two"]
     assert len(every) == 60 and len(set(every)) == 60
     assert taken["one"] and taken["two"]  # both got work: SKIP LOCKED let them pass each other
