@@ -48,6 +48,9 @@ STAGE: Final = "correlate"
 # duplicate, or refused): the state stops holding the object.
 _PENDING_SECONDS: Final = 60.0
 _TEMPLATE_IN_REASON: Final = 120
+# Reason texts remembered (they repeat: a host, a template, a switch); the memo is emptied when full.
+_MAX_REASONS: Final = 20_000
+_NO_LIMIT: Final = float("-inf")
 # Kinds in the order a trace lists them, with their index in the per-group score arrays.
 _CAUSAL, _PATTERN, _HOST, _TIME = 0, 1, 2, 3
 _KINDS: Final[tuple[CorrelationType, ...]] = ("causal", "pattern_based", "host_based", "time_based")
@@ -166,28 +169,27 @@ def _at(seen: _Seen) -> float:
     return seen.at
 
 
-class _Candidate:
-    """A group found for one event: its best score per kind and the related events behind each."""
-
-    __slots__ = ("cause_of", "caused_by", "related", "scores")
-
-    def __init__(self) -> None:
-        self.scores = [0.0, 0.0, 0.0, 0.0]
-        self.related: list[list[tuple[float, _Seen, _Reason]]] = [[], [], [], []]
-        self.caused_by: tuple[_Seen, str] | None = None  # the event depends on this one (named)
-        self.cause_of = False  # the event is what this group's events depend on
-
-    def combined(self) -> float:
-        missing = 1.0
-        for score in self.scores:
-            missing *= 1.0 - score
-        return 1.0 - missing
+# One key's entries looked at for one kind, for one event, when at least one of them was within reach:
+# (kind, entries, span, weight, fade, not_before, reason). The scores of every group found are kept as
+# they come; the related events of a kind are only walked again for the group the event joins (most
+# groups found are not chosen, and building their related lists was most of the stage's cost).
+_Offer = tuple[int, list["_Seen"], float, float, float, float, _Reason]
 
 
 class _Features:
     """What the engine reads of one event, taken once."""
 
-    __slots__ = ("asset_group", "at", "depends_on", "host", "pattern_key", "service", "tags", "template")
+    __slots__ = (
+        "asset_group",
+        "at",
+        "depends_on",
+        "host",
+        "names",
+        "pattern_key",
+        "service",
+        "tags",
+        "template",
+    )
 
     def __init__(self, event: Event) -> None:
         self.at = event.occurred_at.timestamp()
@@ -205,11 +207,11 @@ class _Features:
             d for d in depends if isinstance(d, str) and d and d != event.host and d != event.service
         )
         self.pattern_key, self.template = pattern_of(event.metadata, event.title)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """What others may depend on: this event's host and service."""
-        return tuple(n for n in (self.host, self.service) if n)
+        # What others may depend on: this event's host and service.
+        host, service = event.host, event.service
+        self.names: tuple[str, ...] = (
+            (host, service) if host and service else (host,) if host else (service,) if service else ()
+        )
 
 
 class Correlator:
@@ -261,7 +263,9 @@ class Correlator:
         # fingerprint -> (state, last received, group): a repeat keeps the group of the event it repeats.
         self._fingerprints: OrderedDict[str, tuple[EventState, float, Group]] = OrderedDict()
         self._groups_by_id: dict[uuid.UUID, Group] = {}  # only while loading history
-        self._pending: list[tuple[float, _Seen]] = []
+        # Per batch: when to give up on its events' ids, and the notes still holding an `Event`.
+        self._pending: list[tuple[float, list[_Seen]]] = []
+        self._reasons: dict[_Reason, str] = {}
         self._next_eviction = 0.0
         self._window_text = _duration(window)
         self._lookback_text = _duration(lookback)
@@ -289,7 +293,7 @@ class Correlator:
             info = event.metadata.get("correlation")
             if isinstance(info, dict) and info.get("root_cause") is True:
                 self._name_root(group, event.id, features)
-            self._remember(event, features, group, event.id)
+            self._remember(event, features, group, event.id, None)
             count += 1
         return count
 
@@ -312,17 +316,26 @@ class Correlator:
             self._next_eviction = now + 1.0
         links: list[CorrelationLink] = []
         new_roots: list[Event | int] = []
+        pending: list[_Seen] = []
+        correlate_one = self._correlate_one
         for event in batch.events:
             if event.correlation_id is not None:
                 continue  # seen before (the batch came back after an outage), or given by its sender
-            self._correlate_one(event, batch, links, new_roots)
+            correlate_one(event, batch, links, new_roots, pending)
+        if pending:
+            self._pending.append((self._monotonic() + _PENDING_SECONDS, pending))
         if links:
             batch.add(CORRELATIONS, links)
         if new_roots:
             batch.add(NEW_ROOT_CAUSES, new_roots)
 
     def _correlate_one(
-        self, event: Event, batch: Batch, links: list[CorrelationLink], new_roots: list[Event | int]
+        self,
+        event: Event,
+        batch: Batch,
+        links: list[CorrelationLink],
+        new_roots: list[Event | int],
+        pending: list[_Seen],
     ) -> None:
         if event.suppressed_reason is not None or event.severity.rank < self._min_rank:
             why = (
@@ -330,7 +343,7 @@ class Correlator:
                 if event.suppressed_reason is not None
                 else f"not correlated: severity {event.severity.value} is below correlation.min_severity"
             )
-            self._open(event, batch, why)
+            self._open(event, batch, why, event.occurred_at.timestamp())
             return
         repeat = self._repeat_of(event)
         if repeat is not None:
@@ -341,24 +354,28 @@ class Correlator:
             )
             return
         features = _Features(event)
-        candidates = self._candidates(features)
+        offers: list[_Offer] = []
+        found = self._candidates(features, offers)
         best: Group | None = None
+        best_scores: list[float] | None = None
         best_score = 0.0
-        for group, candidate in candidates.items():
-            score = candidate.combined()
+        for group, s in found.items():
+            # The kinds linking one group combine as 1 - prod(1 - score).
+            score = 1.0 - (1.0 - s[0]) * (1.0 - s[1]) * (1.0 - s[2]) * (1.0 - s[3])
             if score > best_score:
-                best, best_score = group, score
-        if best is None or best_score < self._config.join_threshold:
+                best, best_scores, best_score = group, s, score
+        if best is None or best_scores is None or best_score < self._config.join_threshold:
             why = "opened group"
             if best is not None:
                 why += f" (best candidate {best_score:.2f} < join_threshold {self._config.join_threshold})"
-            group = self._open(event, batch, why)
-            self._remember(event, features, group, event)
+            group = self._open(event, batch, why, features.at)
+            self._remember(event, features, group, event, pending)
             return
-        self._join(event, features, best, candidates[best], best_score, batch, links, new_roots)
+        self._join(event, features, best, best_scores, offers, best_score, batch, links, new_roots)
+        self._remember(event, features, best, event, pending)
 
-    def _open(self, event: Event, batch: Batch, why: str) -> Group:
-        group = Group(self.new_group_id(), size=1, first_at=event.occurred_at.timestamp())
+    def _open(self, event: Event, batch: Batch, why: str, at: float) -> Group:
+        group = Group(self.new_group_id(), size=1, first_at=at)
         event.correlation_id = group.id
         event.metadata["correlation"] = {"group_size": 1, "root_cause": False, "types": []}
         batch.trace.append(TraceEntry(event, STAGE, why))
@@ -369,7 +386,8 @@ class Correlator:
         event: Event,
         features: _Features,
         group: Group,
-        candidate: _Candidate,
+        scores: list[float],
+        offers: list[_Offer],
         score: float,
         batch: Batch,
         links: list[CorrelationLink],
@@ -377,17 +395,44 @@ class Correlator:
     ) -> None:
         group.size += 1
         event.correlation_id = group.id
+        at = features.at
+        # The related events of each kind in `group`, walked again from the offers that found them (in the
+        # order they were found: equal scores keep it through the stable sort), and what the causal ones say.
+        related: tuple[list[tuple[float, _Seen, _Reason]], ...] = ([], [], [], [])
+        caused_by: tuple[_Seen, str] | None = None  # the event depends on this one (named)
+        cause_of = False  # the event is what this group's events depend on
+        for kind, entries, span, weight, fade, not_before, reason in offers:
+            if group.first_at < not_before:
+                continue
+            bucket = related[kind]
+            for seen in entries:
+                if seen.group is not group:
+                    continue
+                dt = at - seen.at
+                if dt < 0:
+                    dt = -dt
+                if dt > span:
+                    continue
+                bucket.append((weight - fade * dt, seen, reason))
+                if kind == _CAUSAL:
+                    if reason[0] == "depends":
+                        if caused_by is None or seen.at < caused_by[0].at:
+                            caused_by = (seen, reason[1])
+                    else:
+                        cause_of = True
         limit = self._config.max_related_per_kind
         types: list[str] = []
         details: list[str] = []
         for kind, name in enumerate(_KINDS):
-            if candidate.scores[kind] <= 0.0:
+            if scores[kind] <= 0.0:
                 continue
             types.append(name)
-            details.append(f"{name} {candidate.scores[kind]:.2f}")
-            related = sorted(candidate.related[kind], key=_by_score, reverse=True)
+            details.append(f"{name} {scores[kind]:.2f}")
+            ranked = related[kind]
+            if len(ranked) > 1:
+                ranked.sort(key=_by_score, reverse=True)
             named: set[tuple[bool, int]] = set()
-            for related_score, seen, reason in related:
+            for related_score, seen, reason in ranked:
                 target = _resolved(seen)
                 identity = (True, target) if isinstance(target, int) else (False, id(target))
                 if target == 0 or identity in named:
@@ -398,14 +443,12 @@ class Correlator:
                 if len(named) >= limit:
                     break
         is_root = False
-        if candidate.caused_by is not None:
-            cause, cause_name = candidate.caused_by
+        if caused_by is not None:
+            cause, cause_name = caused_by
             if group.root is None or (group.root_depends and cause_name in group.root_depends):
                 self._set_root(group, cause, cause_name, batch, new_roots)
             group.causal_links += 1
-        if candidate.cause_of and (
-            group.root is None or any(n in group.root_depends for n in features.names)
-        ):
+        if cause_of and (group.root is None or any(n in group.root_depends for n in features.names)):
             self._name_root(group, event, features)
             is_root = True
             group.causal_links += 1
@@ -419,9 +462,17 @@ class Correlator:
                 f"{group.size} events{root})",
             )
         )
-        self._remember(event, features, group, event)
 
     def _reason_text(self, reason: _Reason) -> str:
+        """The reason a person reads, written once per distinct reason (a storm repeats a few)."""
+        text = self._reasons.get(reason)
+        if text is None:
+            if len(self._reasons) >= _MAX_REASONS:
+                self._reasons.clear()
+            text = self._reasons[reason] = self._write_reason(reason)
+        return text
+
+    def _write_reason(self, reason: _Reason) -> str:
         what, subject, sim = reason
         window = self._window_text
         if what == "host":
@@ -437,6 +488,8 @@ class Correlator:
             return f"The same message template within {window}: {template}"
         if what == "similar":
             return f"Similar message templates (similarity {sim:.2f}) within {window}: {template}"
+        # "depends" (the event's asset depends on `subject`) or "depended" (the related event's asset
+        # depends on this event's host or service, `subject`): the same sentence from either side.
         return f"Depends on {subject} (asset inventory): the event on {subject} is the likely root cause"
 
     def _set_root(
@@ -464,19 +517,24 @@ class Correlator:
         group.root_name = features.host or features.service
         group.root_depends = features.depends_on
 
-    def _candidates(self, f: _Features) -> dict[Group, _Candidate]:
-        found: dict[Group, _Candidate] = {}
+    def _candidates(self, f: _Features, offers: list[_Offer]) -> dict[Group, list[float]]:
+        """Every group found under the event's keys with its best score per kind; the offers that found
+        them are added to `offers` (for `_join` to walk again for the chosen group only)."""
+        found: dict[Group, list[float]] = {}
         window, lookback, weights = self._window, self._lookback, self._weights
         at = f.at
-
-        reach = self._reach
+        # pattern_based and time_based do not chain: a template seen every 10 minutes all day is not
+        # one incident, so they only add to groups that began within reach.
+        chained = at - self._reach
+        found_get = found.get
+        add_offer = offers.append
 
         def offer(kind: int, entries: list[_Seen], span: float, factor: float, reason: _Reason) -> None:
             # The hot loop of the stage (a few entries per key, about ten keys per event): kept flat.
             weight = weights[kind] * factor
             fade = 0.5 * weight / span
-            # Not through a chain: a template seen every 10 minutes all day is not one incident.
-            chained = at - reach if kind in (_PATTERN, _TIME) else None
+            not_before = chained if kind in (_PATTERN, _TIME) else _NO_LIMIT
+            hit = False
             for seen in entries:
                 dt = at - seen.at
                 if dt < 0:
@@ -484,85 +542,63 @@ class Correlator:
                 if dt > span:
                     continue
                 group = seen.group
-                if chained is not None and group.first_at < chained:
+                if group.first_at < not_before:
                     continue
-                candidate = found.get(group)
-                if candidate is None:
-                    candidate = found[group] = _Candidate()
                 score = weight - fade * dt
-                if score > candidate.scores[kind]:
-                    candidate.scores[kind] = score
-                candidate.related[kind].append((score, seen, reason))
+                scores = found_get(group)
+                if scores is None:
+                    found[group] = [0.0, 0.0, 0.0, 0.0]
+                    found[group][kind] = score
+                elif score > scores[kind]:
+                    scores[kind] = score
+                hit = True
+            if hit:
+                add_offer((kind, entries, span, weight, fade, not_before, reason))
 
         if f.host:
-            offer(
-                _HOST,
-                self.hosts.get(f.host),
-                lookback,
-                1.0,
-                ("host", f.host, 0.0),
-            )
+            entries = self.hosts.get(f.host)
+            if entries:
+                offer(_HOST, entries, lookback, 1.0, ("host", f.host, 0.0))
         if f.asset_group:
-            offer(
-                _TIME,
-                self.asset_groups.get(f.asset_group),
-                window,
-                1.0,
-                ("asset_group", f.asset_group, 0.0),
-            )
+            entries = self.asset_groups.get(f.asset_group)
+            if entries:
+                offer(_TIME, entries, window, 1.0, ("asset_group", f.asset_group, 0.0))
         if f.service:
-            offer(
-                _TIME,
-                self.services.get(f.service),
-                window,
-                0.9,
-                ("service", f.service, 0.0),
-            )
+            entries = self.services.get(f.service)
+            if entries:
+                offer(_TIME, entries, window, 0.9, ("service", f.service, 0.0))
         for tag in f.tags:
             # Tags weigh at most 0.6 of the kind, shared among the event's tags and among the groups that
             # carry the tag now: a "production" tag on everything says nothing and never groups by itself.
             entries = self.tags.get(tag)
             if entries:
-                offer(
-                    _TIME,
-                    entries,
-                    window,
-                    0.6 / len(f.tags) / len(entries),
-                    ("tag", tag, 0.0),
-                )
-        offer(_PATTERN, self.patterns.get(f.pattern_key), window, 1.0, ("template", f.template, 1.0))
+                offer(_TIME, entries, window, 0.6 / len(f.tags) / len(entries), ("tag", tag, 0.0))
+        patterns = self.patterns
+        entries = patterns.get(f.pattern_key)
+        if entries:
+            offer(_PATTERN, entries, window, 1.0, ("template", f.template, 1.0))
         for key, sim in self.templates.similar(f.pattern_key, f.template).items():
-            offer(
-                _PATTERN,
-                self.patterns.get(key),
-                window,
-                sim,
-                ("similar", f.template, sim),
-            )
+            entries = patterns.get(key)
+            if entries:
+                offer(_PATTERN, entries, window, sim, ("similar", f.template, sim))
         for name in f.depends_on:  # this event's asset needs `name`: an event there may be the cause
             reason = ("depends", name, 0.0)
             for entries in (self.hosts.get(name), self.services.get(name)):
-                offer(_CAUSAL, entries, window, 1.0, reason)
-                for seen in entries:
-                    candidate = found.get(seen.group)
-                    if candidate is not None and abs(at - seen.at) <= window:
-                        earliest = candidate.caused_by
-                        if earliest is None or seen.at < earliest[0].at:
-                            candidate.caused_by = (seen, name)
+                if entries:
+                    offer(_CAUSAL, entries, window, 1.0, reason)
         for name in f.names:  # others need this host or service: this event may be their cause
-            reason = ("depends", name, 0.0)
             entries = self.dependents.get(name)
-            offer(_CAUSAL, entries, window, 1.0, reason)
-            for seen in entries:
-                candidate = found.get(seen.group)
-                if candidate is not None and abs(at - seen.at) <= window:
-                    candidate.cause_of = True
+            if entries:
+                offer(_CAUSAL, entries, window, 1.0, ("depended", name, 0.0))
         return found
 
-    def _remember(self, event: Event, f: _Features, group: Group, ref: Event | int) -> None:
+    def _remember(
+        self, event: Event, f: _Features, group: Group, ref: Event | int, pending: list[_Seen] | None
+    ) -> None:
+        """Note the event under each of its keys; `pending` collects the notes holding an `Event` (its id
+        is not known yet, `_settle_pending` swaps it in)."""
         at = f.at
-        pending = isinstance(ref, Event)
-        notes: list[_Seen] = []
+        notes: list[_Seen] = pending if pending is not None else []
         if f.host:
             notes.append(self.hosts.note(f.host, group, at, ref))
         if f.service:
@@ -575,14 +611,13 @@ class Correlator:
         self.templates.similar(f.pattern_key, f.template)
         for name in f.depends_on:
             notes.append(self.dependents.note(name, group, at, ref))
-        if pending:
-            deadline = self._monotonic() + _PENDING_SECONDS
-            self._pending.extend((deadline, seen) for seen in notes)
         fingerprints = self._fingerprints
-        if len(fingerprints) >= self._config.max_fingerprints and event.fingerprint not in fingerprints:
+        fingerprint = event.fingerprint
+        if fingerprint in fingerprints:
+            fingerprints.move_to_end(fingerprint)
+        elif len(fingerprints) >= self._config.max_fingerprints:
             fingerprints.popitem(last=False)
-        fingerprints[event.fingerprint] = (event.state, event.received_at.timestamp(), group)
-        fingerprints.move_to_end(event.fingerprint)
+        fingerprints[fingerprint] = (event.state, event.received_at.timestamp(), group)
 
     def _repeat_of(self, event: Event) -> Group | None:
         known = self._fingerprints.get(event.fingerprint)
@@ -601,17 +636,21 @@ class Correlator:
         if not self._pending:
             return
         now = self._monotonic()
-        keep: list[tuple[float, _Seen]] = []
-        for deadline, seen in self._pending:
-            target = seen.event
-            if not isinstance(target, Event):
-                continue
-            if target.id is not None:
-                seen.event = target.id
-            elif now >= deadline:
-                seen.event = 0
-            else:
-                keep.append((deadline, seen))
+        keep: list[tuple[float, list[_Seen]]] = []
+        for deadline, notes in self._pending:
+            waiting: list[_Seen] = []
+            for seen in notes:
+                target = seen.event
+                if not isinstance(target, Event):
+                    continue
+                if target.id is not None:
+                    seen.event = target.id
+                elif now >= deadline:
+                    seen.event = 0
+                else:
+                    waiting.append(seen)
+            if waiting:
+                keep.append((deadline, waiting))
         self._pending = keep
 
     def _evict(self, now: float) -> None:
