@@ -51,6 +51,7 @@ _TEMPLATE_IN_REASON: Final = 120
 # Reason texts remembered (they repeat: a host, a template, a switch); the memo is emptied when full.
 _MAX_REASONS: Final = 20_000
 _NO_LIMIT: Final = float("-inf")
+_NO_TAGS: Final[frozenset[str]] = frozenset()
 # Kinds in the order a trace lists them, with their index in the per-group score arrays.
 _CAUSAL, _PATTERN, _HOST, _TIME = 0, 1, 2, 3
 _KINDS: Final[tuple[CorrelationType, ...]] = ("causal", "pattern_based", "host_based", "time_based")
@@ -112,7 +113,7 @@ class _Index:
     the first fresh key, and the size bound drops the least recent.
     """
 
-    __slots__ = ("_entries", "_groups_per_key", "_max_keys", "horizon")
+    __slots__ = ("_entries", "_groups_per_key", "_max_keys", "horizon", "lookup")
 
     def __init__(self, horizon: float, max_keys: int, groups_per_key: int) -> None:
         self.horizon = horizon
@@ -121,6 +122,8 @@ class _Index:
         # OrderedDict, not dict: taking the first key of a dict whose front was deleted from scans the
         # deleted slots, so a dict used as a queue gets slower with its size; OrderedDict's ends are O(1).
         self._entries: OrderedDict[str, list[_Seen]] = OrderedDict()
+        # The entries under a key, or None: the mapping's own get, for the hot path (no Python frame).
+        self.lookup: Callable[[str], list[_Seen] | None] = self._entries.get
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -129,11 +132,15 @@ class _Index:
         return self._entries.get(key) or []
 
     def note(self, key: str, group: Group, at: float, event: Event | int) -> _Seen:
-        entries = self._entries.get(key)
+        mapping = self._entries
+        entries = mapping.get(key)
         if entries is None:
-            entries = self._entries[key] = []
-        else:
-            self._entries.move_to_end(key)  # most recently updated last
+            seen = _Seen(group, at, event)
+            mapping[key] = [seen]
+            if len(mapping) > self._max_keys:
+                mapping.popitem(last=False)
+            return seen
+        mapping.move_to_end(key)  # most recently updated last
         for seen in entries:
             if seen.group is group:
                 if at >= seen.at:
@@ -144,8 +151,6 @@ class _Index:
         entries.append(seen)
         if len(entries) > self._groups_per_key:
             entries.remove(min(entries, key=_at))
-        if len(self._entries) > self._max_keys:
-            self._entries.popitem(last=False)
         return seen
 
     def evict(self, now: float) -> None:
@@ -192,23 +197,35 @@ class _Features:
     )
 
     def __init__(self, event: Event) -> None:
+        # Read once per event on the hot path: plain loops, no generator, the common shapes first.
         self.at = event.occurred_at.timestamp()
-        self.host = event.host
-        self.service = event.service
-        self.tags = frozenset(event.tags)
-        asset = event.metadata.get("asset")
+        host = self.host = event.host
+        service = self.service = event.service
+        tags = event.tags
+        self.tags = frozenset(tags) if tags else _NO_TAGS
+        metadata = event.metadata
+        asset = metadata.get("asset")
         group: Any = None
-        depends: Any = ()
+        depends_on: tuple[str, ...] = ()
         if isinstance(asset, dict):
             group = asset.get("group")
-            depends = asset.get("depends_on") or ()
+            depends = asset.get("depends_on")
+            if depends:
+                kept = [d for d in depends if isinstance(d, str) and d and d != host and d != service]
+                if kept:
+                    depends_on = tuple(kept)
         self.asset_group: str | None = group if isinstance(group, str) and group else None
-        self.depends_on: tuple[str, ...] = tuple(
-            d for d in depends if isinstance(d, str) and d and d != event.host and d != event.service
-        )
-        self.pattern_key, self.template = pattern_of(event.metadata, event.title)
+        self.depends_on = depends_on
+        pattern = metadata.get("pattern")
+        if isinstance(pattern, dict):
+            pattern_id, template = pattern.get("id"), pattern.get("template")
+            if isinstance(pattern_id, str) and pattern_id and isinstance(template, str):
+                self.pattern_key, self.template = pattern_id, template
+            else:
+                self.pattern_key, self.template = pattern_of(metadata, event.title)
+        else:
+            self.pattern_key, self.template = pattern_of(metadata, event.title)
         # What others may depend on: this event's host and service.
-        host, service = event.host, event.service
         self.names: tuple[str, ...] = (
             (host, service) if host and service else (host,) if host else (service,) if service else ()
         )
@@ -293,6 +310,7 @@ class Correlator:
             info = event.metadata.get("correlation")
             if isinstance(info, dict) and info.get("root_cause") is True:
                 self._name_root(group, event.id, features)
+            self.templates.similar(features.pattern_key, features.template)  # registered
             self._remember(event, features, group, event.id, None)
             count += 1
         return count
@@ -421,6 +439,7 @@ class Correlator:
                     else:
                         cause_of = True
         limit = self._config.max_related_per_kind
+        reasons = self._reasons
         types: list[str] = []
         details: list[str] = []
         for kind, name in enumerate(_KINDS):
@@ -431,14 +450,22 @@ class Correlator:
             ranked = related[kind]
             if len(ranked) > 1:
                 ranked.sort(key=_by_score, reverse=True)
-            named: set[tuple[bool, int]] = set()
+            # Each related event once (by id when stored, else by identity: events compare by value).
+            named: list[Event | int] = []
             for related_score, seen, reason in ranked:
-                target = _resolved(seen)
-                identity = (True, target) if isinstance(target, int) else (False, id(target))
-                if target == 0 or identity in named:
-                    continue
-                named.add(identity)
-                text = self._reason_text(reason)
+                target = seen.event
+                if isinstance(target, int):
+                    if target == 0 or target in named:
+                        continue
+                else:
+                    if target.id is not None:
+                        target = seen.event = target.id
+                        if target in named:
+                            continue
+                    elif any(target is other for other in named):
+                        continue
+                named.append(target)
+                text = reasons.get(reason) or self._reason_text(reason)
                 links.append(CorrelationLink(event, target, name, round(related_score, 4), text))
                 if len(named) >= limit:
                     break
@@ -547,47 +574,58 @@ class Correlator:
                 score = weight - fade * dt
                 scores = found_get(group)
                 if scores is None:
-                    found[group] = [0.0, 0.0, 0.0, 0.0]
-                    found[group][kind] = score
+                    scores = [0.0, 0.0, 0.0, 0.0]
+                    scores[kind] = score
+                    found[group] = scores
                 elif score > scores[kind]:
                     scores[kind] = score
                 hit = True
             if hit:
                 add_offer((kind, entries, span, weight, fade, not_before, reason))
 
+        hosts, services = self.hosts.lookup, self.services.lookup
         if f.host:
-            entries = self.hosts.get(f.host)
+            entries = hosts(f.host)
             if entries:
                 offer(_HOST, entries, lookback, 1.0, ("host", f.host, 0.0))
         if f.asset_group:
-            entries = self.asset_groups.get(f.asset_group)
+            entries = self.asset_groups.lookup(f.asset_group)
             if entries:
                 offer(_TIME, entries, window, 1.0, ("asset_group", f.asset_group, 0.0))
         if f.service:
-            entries = self.services.get(f.service)
+            entries = services(f.service)
             if entries:
                 offer(_TIME, entries, window, 0.9, ("service", f.service, 0.0))
-        for tag in f.tags:
-            # Tags weigh at most 0.6 of the kind, shared among the event's tags and among the groups that
-            # carry the tag now: a "production" tag on everything says nothing and never groups by itself.
-            entries = self.tags.get(tag)
-            if entries:
-                offer(_TIME, entries, window, 0.6 / len(f.tags) / len(entries), ("tag", tag, 0.0))
-        patterns = self.patterns
-        entries = patterns.get(f.pattern_key)
+        if f.tags:
+            tags = self.tags.lookup
+            for tag in f.tags:
+                # Tags weigh at most 0.6 of the kind, shared among the event's tags and among the groups
+                # that carry the tag now: a "production" tag on everything says nothing and never groups
+                # by itself.
+                entries = tags(tag)
+                if entries:
+                    offer(_TIME, entries, window, 0.6 / len(f.tags) / len(entries), ("tag", tag, 0.0))
+        patterns = self.patterns.lookup
+        entries = patterns(f.pattern_key)
         if entries:
             offer(_PATTERN, entries, window, 1.0, ("template", f.template, 1.0))
-        for key, sim in self.templates.similar(f.pattern_key, f.template).items():
-            entries = patterns.get(key)
-            if entries:
-                offer(_PATTERN, entries, window, sim, ("similar", f.template, sim))
+        similar = self.templates.similar(f.pattern_key, f.template)
+        if similar:
+            for key, sim in similar.items():
+                entries = patterns(key)
+                if entries:
+                    offer(_PATTERN, entries, window, sim, ("similar", f.template, sim))
         for name in f.depends_on:  # this event's asset needs `name`: an event there may be the cause
             reason = ("depends", name, 0.0)
-            for entries in (self.hosts.get(name), self.services.get(name)):
-                if entries:
-                    offer(_CAUSAL, entries, window, 1.0, reason)
+            entries = hosts(name)
+            if entries:
+                offer(_CAUSAL, entries, window, 1.0, reason)
+            entries = services(name)
+            if entries:
+                offer(_CAUSAL, entries, window, 1.0, reason)
+        dependents = self.dependents.lookup
         for name in f.names:  # others need this host or service: this event may be their cause
-            entries = self.dependents.get(name)
+            entries = dependents(name)
             if entries:
                 offer(_CAUSAL, entries, window, 1.0, ("depended", name, 0.0))
         return found
@@ -608,7 +646,6 @@ class Correlator:
         for tag in f.tags:
             notes.append(self.tags.note(tag, group, at, ref))
         notes.append(self.patterns.note(f.pattern_key, group, at, ref))
-        self.templates.similar(f.pattern_key, f.template)
         for name in f.depends_on:
             notes.append(self.dependents.note(name, group, at, ref))
         fingerprints = self._fingerprints
