@@ -28,6 +28,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from operator import itemgetter
 from typing import Any, Final
 
 from opsresponder.config import CorrelationConfig
@@ -311,7 +312,7 @@ class Correlator:
             if isinstance(info, dict) and info.get("root_cause") is True:
                 self._name_root(group, event.id, features)
             self.templates.similar(features.pattern_key, features.template)  # registered
-            self._remember(event, features, group, event.id, None)
+            self._remember(event, features, group, event.id, event.received_at.timestamp(), None)
             count += 1
         return count
 
@@ -363,7 +364,8 @@ class Correlator:
             )
             self._open(event, batch, why, event.occurred_at.timestamp())
             return
-        repeat = self._repeat_of(event)
+        received = event.received_at.timestamp()
+        repeat = self._repeat_of(event, received)
         if repeat is not None:
             event.correlation_id = repeat.id
             event.metadata["correlation"] = {"group_size": repeat.size, "root_cause": False, "types": []}
@@ -387,10 +389,10 @@ class Correlator:
             if best is not None:
                 why += f" (best candidate {best_score:.2f} < join_threshold {self._config.join_threshold})"
             group = self._open(event, batch, why, features.at)
-            self._remember(event, features, group, event, pending)
+            self._remember(event, features, group, event, received, pending)
             return
         self._join(event, features, best, best_scores, offers, best_score, batch, links, new_roots)
-        self._remember(event, features, best, event, pending)
+        self._remember(event, features, best, event, received, pending)
 
     def _open(self, event: Event, batch: Batch, why: str, at: float) -> Group:
         group = Group(self.new_group_id(), size=1, first_at=at)
@@ -450,21 +452,24 @@ class Correlator:
             ranked = related[kind]
             if len(ranked) > 1:
                 ranked.sort(key=_by_score, reverse=True)
-            # Each related event once (by id when stored, else by identity: events compare by value).
-            named: list[Event | int] = []
+            # Each related event once: by its id when stored, else by identity (events compare by value),
+            # as a negative number so that it never meets an id.
+            named: list[int] = []
             for related_score, seen, reason in ranked:
                 target = seen.event
                 if isinstance(target, int):
-                    if target == 0 or target in named:
-                        continue
+                    key = target
+                    if not key:
+                        continue  # never stored
                 else:
-                    if target.id is not None:
-                        target = seen.event = target.id
-                        if target in named:
-                            continue
-                    elif any(target is other for other in named):
-                        continue
-                named.append(target)
+                    ident = target.id
+                    if ident is not None:
+                        target = seen.event = key = ident
+                    else:
+                        key = -id(target)
+                if key in named:
+                    continue
+                named.append(key)
                 text = reasons.get(reason) or self._reason_text(reason)
                 links.append(CorrelationLink(event, target, name, round(related_score, 4), text))
                 if len(named) >= limit:
@@ -475,12 +480,14 @@ class Correlator:
             if group.root is None or (group.root_depends and cause_name in group.root_depends):
                 self._set_root(group, cause, cause_name, batch, new_roots)
             group.causal_links += 1
-        if cause_of and (group.root is None or any(n in group.root_depends for n in features.names)):
+        depends = group.root_depends
+        if cause_of and (group.root is None or (depends and any(n in depends for n in features.names))):
             self._name_root(group, event, features)
             is_root = True
             group.causal_links += 1
         event.metadata["correlation"] = {"group_size": group.size, "root_cause": is_root, "types": types}
-        root = f"; root cause: {_describe(group.root)}" if group.root is not None else ""
+        root_event = group.root
+        root = f"; root cause: {_describe(root_event)}" if root_event is not None else ""
         batch.trace.append(
             TraceEntry(
                 event,
@@ -556,12 +563,20 @@ class Correlator:
         found_get = found.get
         add_offer = offers.append
 
-        def offer(kind: int, entries: list[_Seen], span: float, factor: float, reason: _Reason) -> None:
+        def offer(
+            kind: int,
+            entries: list[_Seen],
+            span: float,
+            factor: float,
+            reason: _Reason,
+            not_before: float = _NO_LIMIT,
+        ) -> None:
             # The hot loop of the stage (a few entries per key, about ten keys per event): kept flat.
+            # Keys are only offered with entries; the offer is kept whether or not one was within reach
+            # (in a dense stream they nearly always are, and `_join` checks the span again).
             weight = weights[kind] * factor
             fade = 0.5 * weight / span
-            not_before = chained if kind in (_PATTERN, _TIME) else _NO_LIMIT
-            hit = False
+            add_offer((kind, entries, span, weight, fade, not_before, reason))
             for seen in entries:
                 dt = at - seen.at
                 if dt < 0:
@@ -579,9 +594,6 @@ class Correlator:
                     found[group] = scores
                 elif score > scores[kind]:
                     scores[kind] = score
-                hit = True
-            if hit:
-                add_offer((kind, entries, span, weight, fade, not_before, reason))
 
         hosts, services = self.hosts.lookup, self.services.lookup
         if f.host:
@@ -591,11 +603,11 @@ class Correlator:
         if f.asset_group:
             entries = self.asset_groups.lookup(f.asset_group)
             if entries:
-                offer(_TIME, entries, window, 1.0, ("asset_group", f.asset_group, 0.0))
+                offer(_TIME, entries, window, 1.0, ("asset_group", f.asset_group, 0.0), chained)
         if f.service:
             entries = services(f.service)
             if entries:
-                offer(_TIME, entries, window, 0.9, ("service", f.service, 0.0))
+                offer(_TIME, entries, window, 0.9, ("service", f.service, 0.0), chained)
         if f.tags:
             tags = self.tags.lookup
             for tag in f.tags:
@@ -604,17 +616,18 @@ class Correlator:
                 # by itself.
                 entries = tags(tag)
                 if entries:
-                    offer(_TIME, entries, window, 0.6 / len(f.tags) / len(entries), ("tag", tag, 0.0))
+                    factor = 0.6 / len(f.tags) / len(entries)
+                    offer(_TIME, entries, window, factor, ("tag", tag, 0.0), chained)
         patterns = self.patterns.lookup
         entries = patterns(f.pattern_key)
         if entries:
-            offer(_PATTERN, entries, window, 1.0, ("template", f.template, 1.0))
+            offer(_PATTERN, entries, window, 1.0, ("template", f.template, 1.0), chained)
         similar = self.templates.similar(f.pattern_key, f.template)
         if similar:
             for key, sim in similar.items():
                 entries = patterns(key)
                 if entries:
-                    offer(_PATTERN, entries, window, sim, ("similar", f.template, sim))
+                    offer(_PATTERN, entries, window, sim, ("similar", f.template, sim), chained)
         for name in f.depends_on:  # this event's asset needs `name`: an event there may be the cause
             reason = ("depends", name, 0.0)
             entries = hosts(name)
@@ -631,10 +644,16 @@ class Correlator:
         return found
 
     def _remember(
-        self, event: Event, f: _Features, group: Group, ref: Event | int, pending: list[_Seen] | None
+        self,
+        event: Event,
+        f: _Features,
+        group: Group,
+        ref: Event | int,
+        received: float,
+        pending: list[_Seen] | None,
     ) -> None:
         """Note the event under each of its keys; `pending` collects the notes holding an `Event` (its id
-        is not known yet, `_settle_pending` swaps it in)."""
+        is not known yet, `_settle_pending` swaps it in). `received` is its received_at, in seconds."""
         at = f.at
         notes: list[_Seen] = pending if pending is not None else []
         if f.host:
@@ -654,14 +673,13 @@ class Correlator:
             fingerprints.move_to_end(fingerprint)
         elif len(fingerprints) >= self._config.max_fingerprints:
             fingerprints.popitem(last=False)
-        fingerprints[fingerprint] = (event.state, event.received_at.timestamp(), group)
+        fingerprints[fingerprint] = (event.state, received, group)
 
-    def _repeat_of(self, event: Event) -> Group | None:
+    def _repeat_of(self, event: Event, received: float) -> Group | None:
         known = self._fingerprints.get(event.fingerprint)
         if known is None:
             return None
         state, last, group = known
-        received = event.received_at.timestamp()
         if state != event.state or received - last > self._dedup_window:
             return None
         self._fingerprints[event.fingerprint] = (state, max(last, received), group)
@@ -676,13 +694,15 @@ class Correlator:
         keep: list[tuple[float, list[_Seen]]] = []
         for deadline, notes in self._pending:
             waiting: list[_Seen] = []
+            expired = now >= deadline
             for seen in notes:
                 target = seen.event
-                if not isinstance(target, Event):
-                    continue
-                if target.id is not None:
-                    seen.event = target.id
-                elif now >= deadline:
+                if isinstance(target, int):
+                    continue  # settled already (a note repeated by a storm)
+                ident = target.id
+                if ident is not None:
+                    seen.event = ident
+                elif expired:
                     seen.event = 0
                 else:
                     waiting.append(seen)
@@ -733,8 +753,8 @@ def _resolved(seen: _Seen) -> Event | int:
     return target
 
 
-def _by_score(item: tuple[float, _Seen, _Reason]) -> float:
-    return item[0]
+# The score of a (score, seen, reason) item, in C (a Python key function costs a frame per item).
+_by_score: Final = itemgetter(0)
 
 
 def _describe(root: Event | int) -> str:
