@@ -28,6 +28,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from operator import itemgetter
 from typing import Any, Final
 
 from opsresponder.config import CorrelationConfig
@@ -48,6 +49,10 @@ STAGE: Final = "correlate"
 # duplicate, or refused): the state stops holding the object.
 _PENDING_SECONDS: Final = 60.0
 _TEMPLATE_IN_REASON: Final = 120
+# Reason texts remembered (they repeat: a host, a template, a switch); the memo is emptied when full.
+_MAX_REASONS: Final = 20_000
+_NO_LIMIT: Final = float("-inf")
+_NO_TAGS: Final[frozenset[str]] = frozenset()
 # Kinds in the order a trace lists them, with their index in the per-group score arrays.
 _CAUSAL, _PATTERN, _HOST, _TIME = 0, 1, 2, 3
 _KINDS: Final[tuple[CorrelationType, ...]] = ("causal", "pattern_based", "host_based", "time_based")
@@ -109,7 +114,7 @@ class _Index:
     the first fresh key, and the size bound drops the least recent.
     """
 
-    __slots__ = ("_entries", "_groups_per_key", "_max_keys", "horizon")
+    __slots__ = ("_entries", "_groups_per_key", "_max_keys", "horizon", "lookup")
 
     def __init__(self, horizon: float, max_keys: int, groups_per_key: int) -> None:
         self.horizon = horizon
@@ -118,6 +123,8 @@ class _Index:
         # OrderedDict, not dict: taking the first key of a dict whose front was deleted from scans the
         # deleted slots, so a dict used as a queue gets slower with its size; OrderedDict's ends are O(1).
         self._entries: OrderedDict[str, list[_Seen]] = OrderedDict()
+        # The entries under a key, or None: the mapping's own get, for the hot path (no Python frame).
+        self.lookup: Callable[[str], list[_Seen] | None] = self._entries.get
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -126,11 +133,15 @@ class _Index:
         return self._entries.get(key) or []
 
     def note(self, key: str, group: Group, at: float, event: Event | int) -> _Seen:
-        entries = self._entries.get(key)
+        mapping = self._entries
+        entries = mapping.get(key)
         if entries is None:
-            entries = self._entries[key] = []
-        else:
-            self._entries.move_to_end(key)  # most recently updated last
+            seen = _Seen(group, at, event)
+            mapping[key] = [seen]
+            if len(mapping) > self._max_keys:
+                mapping.popitem(last=False)
+            return seen
+        mapping.move_to_end(key)  # most recently updated last
         for seen in entries:
             if seen.group is group:
                 if at >= seen.at:
@@ -141,8 +152,6 @@ class _Index:
         entries.append(seen)
         if len(entries) > self._groups_per_key:
             entries.remove(min(entries, key=_at))
-        if len(self._entries) > self._max_keys:
-            self._entries.popitem(last=False)
         return seen
 
     def evict(self, now: float) -> None:
@@ -166,50 +175,61 @@ def _at(seen: _Seen) -> float:
     return seen.at
 
 
-class _Candidate:
-    """A group found for one event: its best score per kind and the related events behind each."""
-
-    __slots__ = ("cause_of", "caused_by", "related", "scores")
-
-    def __init__(self) -> None:
-        self.scores = [0.0, 0.0, 0.0, 0.0]
-        self.related: list[list[tuple[float, _Seen, _Reason]]] = [[], [], [], []]
-        self.caused_by: tuple[_Seen, str] | None = None  # the event depends on this one (named)
-        self.cause_of = False  # the event is what this group's events depend on
-
-    def combined(self) -> float:
-        missing = 1.0
-        for score in self.scores:
-            missing *= 1.0 - score
-        return 1.0 - missing
+# One key's entries looked at for one kind, for one event, when at least one of them was within reach:
+# (kind, entries, span, weight, fade, not_before, reason). The scores of every group found are kept as
+# they come; the related events of a kind are only walked again for the group the event joins (most
+# groups found are not chosen, and building their related lists was most of the stage's cost).
+_Offer = tuple[int, list["_Seen"], float, float, float, float, _Reason]
 
 
 class _Features:
     """What the engine reads of one event, taken once."""
 
-    __slots__ = ("asset_group", "at", "depends_on", "host", "pattern_key", "service", "tags", "template")
+    __slots__ = (
+        "asset_group",
+        "at",
+        "depends_on",
+        "host",
+        "names",
+        "pattern_key",
+        "service",
+        "tags",
+        "template",
+    )
 
     def __init__(self, event: Event) -> None:
+        # Read once per event on the hot path: plain loops, no generator, the common shapes first.
         self.at = event.occurred_at.timestamp()
-        self.host = event.host
-        self.service = event.service
-        self.tags = frozenset(event.tags)
-        asset = event.metadata.get("asset")
+        host = self.host = event.host
+        service = self.service = event.service
+        tags = event.tags
+        self.tags = frozenset(tags) if tags else _NO_TAGS
+        metadata = event.metadata
+        asset = metadata.get("asset")
         group: Any = None
-        depends: Any = ()
+        depends_on: tuple[str, ...] = ()
         if isinstance(asset, dict):
             group = asset.get("group")
-            depends = asset.get("depends_on") or ()
+            depends = asset.get("depends_on")
+            if depends:
+                kept = [d for d in depends if isinstance(d, str) and d and d != host and d != service]
+                if kept:
+                    depends_on = tuple(kept)
         self.asset_group: str | None = group if isinstance(group, str) and group else None
-        self.depends_on: tuple[str, ...] = tuple(
-            d for d in depends if isinstance(d, str) and d and d != event.host and d != event.service
+        self.depends_on = depends_on
+        pattern = metadata.get("pattern")
+        if isinstance(pattern, dict):
+            pattern_id, template = pattern.get("id"), pattern.get("template")
+            if isinstance(pattern_id, str) and pattern_id and isinstance(template, str):
+                self.pattern_key, self.template = pattern_id, template
+            else:
+                self.pattern_key, self.template = pattern_of(metadata, event.title)
+        else:
+            self.pattern_key, self.template = pattern_of(metadata, event.title)
+        # What others may depend on: this event's host and service.
+        self.names: tuple[str, ...] = (
+            (host, service) if host and service else (host,) if host else (service,) if service else ()
         )
-        self.pattern_key, self.template = pattern_of(event.metadata, event.title)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """What others may depend on: this event's host and service."""
-        return tuple(n for n in (self.host, self.service) if n)
 
 
 class Correlator:
@@ -261,7 +281,9 @@ class Correlator:
         # fingerprint -> (state, last received, group): a repeat keeps the group of the event it repeats.
         self._fingerprints: OrderedDict[str, tuple[EventState, float, Group]] = OrderedDict()
         self._groups_by_id: dict[uuid.UUID, Group] = {}  # only while loading history
-        self._pending: list[tuple[float, _Seen]] = []
+        # Per batch: when to give up on its events' ids, and the notes still holding an `Event`.
+        self._pending: list[tuple[float, list[_Seen]]] = []
+        self._reasons: dict[_Reason, str] = {}
         self._next_eviction = 0.0
         self._window_text = _duration(window)
         self._lookback_text = _duration(lookback)
@@ -289,7 +311,8 @@ class Correlator:
             info = event.metadata.get("correlation")
             if isinstance(info, dict) and info.get("root_cause") is True:
                 self._name_root(group, event.id, features)
-            self._remember(event, features, group, event.id)
+            self.templates.similar(features.pattern_key, features.template)  # registered
+            self._remember(event, features, group, event.id, event.received_at.timestamp(), None)
             count += 1
         return count
 
@@ -312,17 +335,26 @@ class Correlator:
             self._next_eviction = now + 1.0
         links: list[CorrelationLink] = []
         new_roots: list[Event | int] = []
+        pending: list[_Seen] = []
+        correlate_one = self._correlate_one
         for event in batch.events:
             if event.correlation_id is not None:
                 continue  # seen before (the batch came back after an outage), or given by its sender
-            self._correlate_one(event, batch, links, new_roots)
+            correlate_one(event, batch, links, new_roots, pending)
+        if pending:
+            self._pending.append((self._monotonic() + _PENDING_SECONDS, pending))
         if links:
             batch.add(CORRELATIONS, links)
         if new_roots:
             batch.add(NEW_ROOT_CAUSES, new_roots)
 
     def _correlate_one(
-        self, event: Event, batch: Batch, links: list[CorrelationLink], new_roots: list[Event | int]
+        self,
+        event: Event,
+        batch: Batch,
+        links: list[CorrelationLink],
+        new_roots: list[Event | int],
+        pending: list[_Seen],
     ) -> None:
         if event.suppressed_reason is not None or event.severity.rank < self._min_rank:
             why = (
@@ -330,9 +362,10 @@ class Correlator:
                 if event.suppressed_reason is not None
                 else f"not correlated: severity {event.severity.value} is below correlation.min_severity"
             )
-            self._open(event, batch, why)
+            self._open(event, batch, why, event.occurred_at.timestamp())
             return
-        repeat = self._repeat_of(event)
+        received = event.received_at.timestamp()
+        repeat = self._repeat_of(event, received)
         if repeat is not None:
             event.correlation_id = repeat.id
             event.metadata["correlation"] = {"group_size": repeat.size, "root_cause": False, "types": []}
@@ -341,24 +374,28 @@ class Correlator:
             )
             return
         features = _Features(event)
-        candidates = self._candidates(features)
+        offers: list[_Offer] = []
+        found = self._candidates(features, offers)
         best: Group | None = None
+        best_scores: list[float] | None = None
         best_score = 0.0
-        for group, candidate in candidates.items():
-            score = candidate.combined()
+        for group, s in found.items():
+            # The kinds linking one group combine as 1 - prod(1 - score).
+            score = 1.0 - (1.0 - s[0]) * (1.0 - s[1]) * (1.0 - s[2]) * (1.0 - s[3])
             if score > best_score:
-                best, best_score = group, score
-        if best is None or best_score < self._config.join_threshold:
+                best, best_scores, best_score = group, s, score
+        if best is None or best_scores is None or best_score < self._config.join_threshold:
             why = "opened group"
             if best is not None:
                 why += f" (best candidate {best_score:.2f} < join_threshold {self._config.join_threshold})"
-            group = self._open(event, batch, why)
-            self._remember(event, features, group, event)
+            group = self._open(event, batch, why, features.at)
+            self._remember(event, features, group, event, received, pending)
             return
-        self._join(event, features, best, candidates[best], best_score, batch, links, new_roots)
+        self._join(event, features, best, best_scores, offers, best_score, batch, links, new_roots)
+        self._remember(event, features, best, event, received, pending)
 
-    def _open(self, event: Event, batch: Batch, why: str) -> Group:
-        group = Group(self.new_group_id(), size=1, first_at=event.occurred_at.timestamp())
+    def _open(self, event: Event, batch: Batch, why: str, at: float) -> Group:
+        group = Group(self.new_group_id(), size=1, first_at=at)
         event.correlation_id = group.id
         event.metadata["correlation"] = {"group_size": 1, "root_cause": False, "types": []}
         batch.trace.append(TraceEntry(event, STAGE, why))
@@ -369,7 +406,8 @@ class Correlator:
         event: Event,
         features: _Features,
         group: Group,
-        candidate: _Candidate,
+        scores: list[float],
+        offers: list[_Offer],
         score: float,
         batch: Batch,
         links: list[CorrelationLink],
@@ -377,40 +415,79 @@ class Correlator:
     ) -> None:
         group.size += 1
         event.correlation_id = group.id
+        at = features.at
+        # The related events of each kind in `group`, walked again from the offers that found them (in the
+        # order they were found: equal scores keep it through the stable sort), and what the causal ones say.
+        related: tuple[list[tuple[float, _Seen, _Reason]], ...] = ([], [], [], [])
+        caused_by: tuple[_Seen, str] | None = None  # the event depends on this one (named)
+        cause_of = False  # the event is what this group's events depend on
+        for kind, entries, span, weight, fade, not_before, reason in offers:
+            if group.first_at < not_before:
+                continue
+            bucket = related[kind]
+            for seen in entries:
+                if seen.group is not group:
+                    continue
+                dt = at - seen.at
+                if dt < 0:
+                    dt = -dt
+                if dt > span:
+                    continue
+                bucket.append((weight - fade * dt, seen, reason))
+                if kind == _CAUSAL:
+                    if reason[0] == "depends":
+                        if caused_by is None or seen.at < caused_by[0].at:
+                            caused_by = (seen, reason[1])
+                    else:
+                        cause_of = True
         limit = self._config.max_related_per_kind
+        reasons = self._reasons
         types: list[str] = []
         details: list[str] = []
         for kind, name in enumerate(_KINDS):
-            if candidate.scores[kind] <= 0.0:
+            if scores[kind] <= 0.0:
                 continue
             types.append(name)
-            details.append(f"{name} {candidate.scores[kind]:.2f}")
-            related = sorted(candidate.related[kind], key=_by_score, reverse=True)
-            named: set[tuple[bool, int]] = set()
-            for related_score, seen, reason in related:
-                target = _resolved(seen)
-                identity = (True, target) if isinstance(target, int) else (False, id(target))
-                if target == 0 or identity in named:
+            details.append(f"{name} {scores[kind]:.2f}")
+            ranked = related[kind]
+            if len(ranked) > 1:
+                ranked.sort(key=_by_score, reverse=True)
+            # Each related event once: by its id when stored, else by identity (events compare by value),
+            # as a negative number so that it never meets an id.
+            named: list[int] = []
+            for related_score, seen, reason in ranked:
+                target = seen.event
+                if isinstance(target, int):
+                    key = target
+                    if not key:
+                        continue  # never stored
+                else:
+                    ident = target.id
+                    if ident is not None:
+                        target = seen.event = key = ident
+                    else:
+                        key = -id(target)
+                if key in named:
                     continue
-                named.add(identity)
-                text = self._reason_text(reason)
+                named.append(key)
+                text = reasons.get(reason) or self._reason_text(reason)
                 links.append(CorrelationLink(event, target, name, round(related_score, 4), text))
                 if len(named) >= limit:
                     break
         is_root = False
-        if candidate.caused_by is not None:
-            cause, cause_name = candidate.caused_by
+        if caused_by is not None:
+            cause, cause_name = caused_by
             if group.root is None or (group.root_depends and cause_name in group.root_depends):
                 self._set_root(group, cause, cause_name, batch, new_roots)
             group.causal_links += 1
-        if candidate.cause_of and (
-            group.root is None or any(n in group.root_depends for n in features.names)
-        ):
+        depends = group.root_depends
+        if cause_of and (group.root is None or (depends and any(n in depends for n in features.names))):
             self._name_root(group, event, features)
             is_root = True
             group.causal_links += 1
         event.metadata["correlation"] = {"group_size": group.size, "root_cause": is_root, "types": types}
-        root = f"; root cause: {_describe(group.root)}" if group.root is not None else ""
+        root_event = group.root
+        root = f"; root cause: {_describe(root_event)}" if root_event is not None else ""
         batch.trace.append(
             TraceEntry(
                 event,
@@ -419,9 +496,17 @@ class Correlator:
                 f"{group.size} events{root})",
             )
         )
-        self._remember(event, features, group, event)
 
     def _reason_text(self, reason: _Reason) -> str:
+        """The reason a person reads, written once per distinct reason (a storm repeats a few)."""
+        text = self._reasons.get(reason)
+        if text is None:
+            if len(self._reasons) >= _MAX_REASONS:
+                self._reasons.clear()
+            text = self._reasons[reason] = self._write_reason(reason)
+        return text
+
+    def _write_reason(self, reason: _Reason) -> str:
         what, subject, sim = reason
         window = self._window_text
         if what == "host":
@@ -437,6 +522,8 @@ class Correlator:
             return f"The same message template within {window}: {template}"
         if what == "similar":
             return f"Similar message templates (similarity {sim:.2f}) within {window}: {template}"
+        # "depends" (the event's asset depends on `subject`) or "depended" (the related event's asset
+        # depends on this event's host or service, `subject`): the same sentence from either side.
         return f"Depends on {subject} (asset inventory): the event on {subject} is the likely root cause"
 
     def _set_root(
@@ -464,19 +551,32 @@ class Correlator:
         group.root_name = features.host or features.service
         group.root_depends = features.depends_on
 
-    def _candidates(self, f: _Features) -> dict[Group, _Candidate]:
-        found: dict[Group, _Candidate] = {}
+    def _candidates(self, f: _Features, offers: list[_Offer]) -> dict[Group, list[float]]:
+        """Every group found under the event's keys with its best score per kind; the offers that found
+        them are added to `offers` (for `_join` to walk again for the chosen group only)."""
+        found: dict[Group, list[float]] = {}
         window, lookback, weights = self._window, self._lookback, self._weights
         at = f.at
+        # pattern_based and time_based do not chain: a template seen every 10 minutes all day is not
+        # one incident, so they only add to groups that began within reach.
+        chained = at - self._reach
+        found_get = found.get
+        add_offer = offers.append
 
-        reach = self._reach
-
-        def offer(kind: int, entries: list[_Seen], span: float, factor: float, reason: _Reason) -> None:
+        def offer(
+            kind: int,
+            entries: list[_Seen],
+            span: float,
+            factor: float,
+            reason: _Reason,
+            not_before: float = _NO_LIMIT,
+        ) -> None:
             # The hot loop of the stage (a few entries per key, about ten keys per event): kept flat.
+            # Keys are only offered with entries; the offer is kept whether or not one was within reach
+            # (in a dense stream they nearly always are, and `_join` checks the span again).
             weight = weights[kind] * factor
             fade = 0.5 * weight / span
-            # Not through a chain: a template seen every 10 minutes all day is not one incident.
-            chained = at - reach if kind in (_PATTERN, _TIME) else None
+            add_offer((kind, entries, span, weight, fade, not_before, reason))
             for seen in entries:
                 dt = at - seen.at
                 if dt < 0:
@@ -484,85 +584,78 @@ class Correlator:
                 if dt > span:
                     continue
                 group = seen.group
-                if chained is not None and group.first_at < chained:
+                if group.first_at < not_before:
                     continue
-                candidate = found.get(group)
-                if candidate is None:
-                    candidate = found[group] = _Candidate()
                 score = weight - fade * dt
-                if score > candidate.scores[kind]:
-                    candidate.scores[kind] = score
-                candidate.related[kind].append((score, seen, reason))
+                scores = found_get(group)
+                if scores is None:
+                    scores = [0.0, 0.0, 0.0, 0.0]
+                    scores[kind] = score
+                    found[group] = scores
+                elif score > scores[kind]:
+                    scores[kind] = score
 
+        hosts, services = self.hosts.lookup, self.services.lookup
         if f.host:
-            offer(
-                _HOST,
-                self.hosts.get(f.host),
-                lookback,
-                1.0,
-                ("host", f.host, 0.0),
-            )
-        if f.asset_group:
-            offer(
-                _TIME,
-                self.asset_groups.get(f.asset_group),
-                window,
-                1.0,
-                ("asset_group", f.asset_group, 0.0),
-            )
-        if f.service:
-            offer(
-                _TIME,
-                self.services.get(f.service),
-                window,
-                0.9,
-                ("service", f.service, 0.0),
-            )
-        for tag in f.tags:
-            # Tags weigh at most 0.6 of the kind, shared among the event's tags and among the groups that
-            # carry the tag now: a "production" tag on everything says nothing and never groups by itself.
-            entries = self.tags.get(tag)
+            entries = hosts(f.host)
             if entries:
-                offer(
-                    _TIME,
-                    entries,
-                    window,
-                    0.6 / len(f.tags) / len(entries),
-                    ("tag", tag, 0.0),
-                )
-        offer(_PATTERN, self.patterns.get(f.pattern_key), window, 1.0, ("template", f.template, 1.0))
-        for key, sim in self.templates.similar(f.pattern_key, f.template).items():
-            offer(
-                _PATTERN,
-                self.patterns.get(key),
-                window,
-                sim,
-                ("similar", f.template, sim),
-            )
+                offer(_HOST, entries, lookback, 1.0, ("host", f.host, 0.0))
+        if f.asset_group:
+            entries = self.asset_groups.lookup(f.asset_group)
+            if entries:
+                offer(_TIME, entries, window, 1.0, ("asset_group", f.asset_group, 0.0), chained)
+        if f.service:
+            entries = services(f.service)
+            if entries:
+                offer(_TIME, entries, window, 0.9, ("service", f.service, 0.0), chained)
+        if f.tags:
+            tags = self.tags.lookup
+            for tag in f.tags:
+                # Tags weigh at most 0.6 of the kind, shared among the event's tags and among the groups
+                # that carry the tag now: a "production" tag on everything says nothing and never groups
+                # by itself.
+                entries = tags(tag)
+                if entries:
+                    factor = 0.6 / len(f.tags) / len(entries)
+                    offer(_TIME, entries, window, factor, ("tag", tag, 0.0), chained)
+        patterns = self.patterns.lookup
+        entries = patterns(f.pattern_key)
+        if entries:
+            offer(_PATTERN, entries, window, 1.0, ("template", f.template, 1.0), chained)
+        similar = self.templates.similar(f.pattern_key, f.template)
+        if similar:
+            for key, sim in similar.items():
+                entries = patterns(key)
+                if entries:
+                    offer(_PATTERN, entries, window, sim, ("similar", f.template, sim), chained)
         for name in f.depends_on:  # this event's asset needs `name`: an event there may be the cause
             reason = ("depends", name, 0.0)
-            for entries in (self.hosts.get(name), self.services.get(name)):
+            entries = hosts(name)
+            if entries:
                 offer(_CAUSAL, entries, window, 1.0, reason)
-                for seen in entries:
-                    candidate = found.get(seen.group)
-                    if candidate is not None and abs(at - seen.at) <= window:
-                        earliest = candidate.caused_by
-                        if earliest is None or seen.at < earliest[0].at:
-                            candidate.caused_by = (seen, name)
+            entries = services(name)
+            if entries:
+                offer(_CAUSAL, entries, window, 1.0, reason)
+        dependents = self.dependents.lookup
         for name in f.names:  # others need this host or service: this event may be their cause
-            reason = ("depends", name, 0.0)
-            entries = self.dependents.get(name)
-            offer(_CAUSAL, entries, window, 1.0, reason)
-            for seen in entries:
-                candidate = found.get(seen.group)
-                if candidate is not None and abs(at - seen.at) <= window:
-                    candidate.cause_of = True
+            entries = dependents(name)
+            if entries:
+                offer(_CAUSAL, entries, window, 1.0, ("depended", name, 0.0))
         return found
 
-    def _remember(self, event: Event, f: _Features, group: Group, ref: Event | int) -> None:
+    def _remember(
+        self,
+        event: Event,
+        f: _Features,
+        group: Group,
+        ref: Event | int,
+        received: float,
+        pending: list[_Seen] | None,
+    ) -> None:
+        """Note the event under each of its keys; `pending` collects the notes holding an `Event` (its id
+        is not known yet, `_settle_pending` swaps it in). `received` is its received_at, in seconds."""
         at = f.at
-        pending = isinstance(ref, Event)
-        notes: list[_Seen] = []
+        notes: list[_Seen] = pending if pending is not None else []
         if f.host:
             notes.append(self.hosts.note(f.host, group, at, ref))
         if f.service:
@@ -572,24 +665,21 @@ class Correlator:
         for tag in f.tags:
             notes.append(self.tags.note(tag, group, at, ref))
         notes.append(self.patterns.note(f.pattern_key, group, at, ref))
-        self.templates.similar(f.pattern_key, f.template)
         for name in f.depends_on:
             notes.append(self.dependents.note(name, group, at, ref))
-        if pending:
-            deadline = self._monotonic() + _PENDING_SECONDS
-            self._pending.extend((deadline, seen) for seen in notes)
         fingerprints = self._fingerprints
-        if len(fingerprints) >= self._config.max_fingerprints and event.fingerprint not in fingerprints:
+        fingerprint = event.fingerprint
+        if fingerprint in fingerprints:
+            fingerprints.move_to_end(fingerprint)
+        elif len(fingerprints) >= self._config.max_fingerprints:
             fingerprints.popitem(last=False)
-        fingerprints[event.fingerprint] = (event.state, event.received_at.timestamp(), group)
-        fingerprints.move_to_end(event.fingerprint)
+        fingerprints[fingerprint] = (event.state, received, group)
 
-    def _repeat_of(self, event: Event) -> Group | None:
+    def _repeat_of(self, event: Event, received: float) -> Group | None:
         known = self._fingerprints.get(event.fingerprint)
         if known is None:
             return None
         state, last, group = known
-        received = event.received_at.timestamp()
         if state != event.state or received - last > self._dedup_window:
             return None
         self._fingerprints[event.fingerprint] = (state, max(last, received), group)
@@ -601,17 +691,23 @@ class Correlator:
         if not self._pending:
             return
         now = self._monotonic()
-        keep: list[tuple[float, _Seen]] = []
-        for deadline, seen in self._pending:
-            target = seen.event
-            if not isinstance(target, Event):
-                continue
-            if target.id is not None:
-                seen.event = target.id
-            elif now >= deadline:
-                seen.event = 0
-            else:
-                keep.append((deadline, seen))
+        keep: list[tuple[float, list[_Seen]]] = []
+        for deadline, notes in self._pending:
+            waiting: list[_Seen] = []
+            expired = now >= deadline
+            for seen in notes:
+                target = seen.event
+                if isinstance(target, int):
+                    continue  # settled already (a note repeated by a storm)
+                ident = target.id
+                if ident is not None:
+                    seen.event = ident
+                elif expired:
+                    seen.event = 0
+                else:
+                    waiting.append(seen)
+            if waiting:
+                keep.append((deadline, waiting))
         self._pending = keep
 
     def _evict(self, now: float) -> None:
@@ -657,8 +753,8 @@ def _resolved(seen: _Seen) -> Event | int:
     return target
 
 
-def _by_score(item: tuple[float, _Seen, _Reason]) -> float:
-    return item[0]
+# The score of a (score, seen, reason) item, in C (a Python key function costs a frame per item).
+_by_score: Final = itemgetter(0)
 
 
 def _describe(root: Event | int) -> str:
