@@ -124,6 +124,10 @@ class RuleEngine:
             if r.absence is not None and r.absence.after is not None
         )
         self._absence: list[RuleSpec] = [r for r in active if r.absence is not None]
+        # Only those with rules: an event looks itself up in each.
+        self._absence_indexes = [
+            (index, opens) for index, opens in ((self._arrivals, False), (self._openers, True)) if index.size
+        ]
 
     async def arm(self, now: datetime) -> None:
         """Give every expected group of the heartbeat rules a deadline unless it has one (rule start)."""
@@ -234,7 +238,7 @@ class RuleEngine:
         absences: dict[tuple[int, str], tuple[_Loaded, list[tuple[int, Event, bool]]]],
     ) -> None:
         """Note the absence rules `event` arrives for (False) or opens a deadline of (True)."""
-        for index, opens in ((self._arrivals, False), (self._openers, True)):
+        for index, opens in self._absence_indexes:
             for rule, rest in index.lookup(event).checks:
                 if rest is None or rest(event):
                     key = (rule.rule_id, rule.group_of(event))
