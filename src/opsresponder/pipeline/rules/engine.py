@@ -292,6 +292,14 @@ class RuleEngine:
             spec = rule.spec
             label = f"{rule.label} [{group}]" if spec.group_by else rule.label
             window, threshold, limit = spec.time_window_minutes, spec.threshold, spec.max_triggers_per_hour
+            if start < 0 and not spec.cooldown_minutes and limit is None:
+                # Fires on every match (no window, cooldown or limit): one text for all its hits.
+                text = f"{label}: matched, fired"
+                for i, event in hits:
+                    every: dict[str, object] = {"rule_name": spec.name, "matched_in_window": 1,
+                                                "threshold": 1, "window_minutes": None}  # fmt: skip
+                    out.append((i, text, Firing(spec.rule_id, group, "trigger", now, (event,), every)))
+                continue
             cooling = found[read_at[n, "c"]] > 0 if (n, "c") in read_at else False
             this_hour = found[read_at[n, "h"]] if (n, "h") in read_at else 0
             seen: list[Event] = []
