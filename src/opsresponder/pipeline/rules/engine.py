@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, cast
 
 from opsresponder.core.event import Event
 from opsresponder.core.severity import Severity
@@ -168,7 +168,6 @@ class RuleEngine:
             checks = found.checks
             # The residual predicates only: the index already decided the event_type, source, severity.
             hits = [rule for rule, rest in checks if rest is None or rest(event)]
-            note: _Note = found.note  # type: ignore[assignment]
             if hits:
                 for rule in hits:
                     key = (rule.rule_id, rule.group_of(event))
@@ -183,6 +182,8 @@ class RuleEngine:
                 else:
                     misses[i] = []
             elif checks:
+                # None matched: every candidate missed, and their by-id text was made with the index.
+                note = cast(_Note, found.note)
                 misses[i] = self._explain_misses(event, note.rules, note.unexplained)
             else:
                 misses[i] = []
