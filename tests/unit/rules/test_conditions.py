@@ -235,3 +235,24 @@ def test_explain_reports_each_leaf_and_why() -> None:
     assert by_path["metadata.numeric_text"].actual == "95"
     assert by_path["metadata.absent"].reason == "missing" and by_path["metadata.absent"].actual is None
     assert by_path["host"].reason == "false" and by_path["host"].operator == "$regex"
+
+
+def test_regex_searches_through_re2_s_own_match_and_agrees_with_its_search() -> None:
+    from opsresponder.rules.conditions.regex import Regex
+
+    texts = ["", "Request timeout", "x Login failed", "OUT OF MEMORY", "café", "\udcff lone", "a" * 500]
+    for pattern in [
+        "timeout|refused",
+        "^Login failed",
+        "(?i)out of (memory|disk space)",
+        "",
+        "^$",
+        "é",
+        "a{3}$",
+    ]:
+        regex = Regex(pattern)
+        assert regex._search.__name__ == "direct"  # the fast path is in use with this re2
+        for text in texts:
+            data = text.encode("utf-8", "surrogatepass")
+            assert regex.search(text) is (regex._compiled.search(data) is not None), (pattern, text)
+    assert Regex("timeout").search("Request timeout") and not Regex("^timeout").search("Request timeout")

@@ -57,3 +57,34 @@ def test_the_index_finds_exactly_the_matching_rules(docs: list[dict[str, Any]], 
     index = RuleIndex(enumerate(conditions))
     for event in batch:
         assert index.matching(event) == [i for i, c in enumerate(conditions) if c.matches(event)], docs
+
+
+def test_what_the_index_decides_is_not_checked_again() -> None:
+    index = RuleIndex(
+        [
+            (0, compile_conditions({"event_type": {"$in": ["a", "b"]}, "severity": {"$gte": "high"}})),
+            (1, compile_conditions({"source": "zabbix", "host": "db"})),
+            (2, compile_conditions({"event_type": "a", "host": "db", "metadata.cpu": {"$gt": 90}})),
+        ]
+    )
+    found = index.lookup(make_event(event_type="a", source="zabbix", severity=Severity.CRITICAL, host="web"))
+    [(first, nothing), (second, host), (third, both)] = found.checks
+    assert (first, second, third) == (0, 1, 2)
+    assert nothing is None  # event_type and severity were all there was to check
+    assert host is not None and not host(make_event(host="web")) and host(make_event(host="db"))
+    assert both is not None and both(make_event(event_type="other", host="db", metadata={"cpu": 95}))
+    assert not both(make_event(event_type="a", host="db", metadata={"cpu": 5}))
+
+
+def test_the_note_is_made_once_per_combination() -> None:
+    made: list[list[int]] = []
+
+    def describe(rules: list[int]) -> object:
+        made.append(rules)
+        return len(rules)
+
+    index = RuleIndex([(0, compile_conditions({"event_type": "a"}))], describe=describe)
+    assert index.lookup(make_event(event_type="a")).note == 1
+    assert index.lookup(make_event(event_type="a")).note == 1
+    assert index.lookup(make_event(event_type="b")).note == 0
+    assert made == [[0], []]

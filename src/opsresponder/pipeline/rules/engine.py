@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, cast
 
 from opsresponder.core.event import Event
 from opsresponder.core.severity import Severity
@@ -46,11 +46,13 @@ class Evaluation:
     firings: list[Firing] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
+# Compared by identity (eq=False): the engine looks a rule up among an event's hits.
+@dataclass(frozen=True, slots=True, eq=False)
 class _Loaded:
     spec: RuleSpec
     rule_id: int
     label: str
+    id_text: str
     group_of: Callable[[Event], str]
 
 
@@ -108,9 +110,13 @@ class RuleEngine:
     def load(self, rules: Sequence[RuleSpec]) -> None:
         """Take `rules` from now on; inactive ones are left out (never evaluated)."""
         active = [r for r in rules if r.active]
-        loaded = {r.rule_id: _Loaded(r, r.rule_id, _label(r), r.group_key_of()) for r in active}
+        loaded = {
+            r.rule_id: _Loaded(r, r.rule_id, _label(r), str(r.rule_id), r.group_key_of()) for r in active
+        }
         self._count = len(active)
-        self._triggers = RuleIndex((loaded[r.rule_id], r.condition) for r in active if r.absence is None)
+        self._triggers = RuleIndex(
+            ((loaded[r.rule_id], r.condition) for r in active if r.absence is None), describe=_Note
+        )
         self._arrivals = RuleIndex((loaded[r.rule_id], r.condition) for r in active if r.absence is not None)
         self._openers = RuleIndex(
             (loaded[r.rule_id], r.absence.after)
@@ -118,6 +124,10 @@ class RuleEngine:
             if r.absence is not None and r.absence.after is not None
         )
         self._absence: list[RuleSpec] = [r for r in active if r.absence is not None]
+        # Only those with rules: an event looks itself up in each.
+        self._absence_indexes = [
+            (index, opens) for index, opens in ((self._arrivals, False), (self._openers, True)) if index.size
+        ]
 
     async def arm(self, now: datetime) -> None:
         """Give every expected group of the heartbeat rules a deadline unless it has one (rule start)."""
@@ -136,41 +146,49 @@ class RuleEngine:
         result = Evaluation()
         if self._count == 0:
             return result
+        traces = result.traces
+        # Per evaluated event: its non-matching candidates' text (explained first few, the rest by id).
         misses: dict[int, list[str]] = {}
         triggers: dict[tuple[int, str], tuple[_Loaded, list[tuple[int, Event]]]] = {}
         absences: dict[tuple[int, str], tuple[_Loaded, list[tuple[int, Event, bool]]]] = {}
         min_rank = self._min_rank
         has_absence = bool(self._absence)
-        candidates = self._triggers.candidates
+        lookup = self._triggers.lookup
         for i, event in enumerate(events):
             if event.suppressed_reason is not None:
-                result.traces[i] = f"not evaluated: suppressed ({event.suppressed_reason})"
+                traces[i] = f"not evaluated: suppressed ({event.suppressed_reason})"
                 continue
             if event.severity.rank < min_rank:
-                result.traces[i] = (
+                traces[i] = (
                     f"not evaluated: severity {event.severity} is below rules.min_severity "
                     f"{self._min_severity}"
                 )
                 continue
-            missed: list[str] = []
-            unexplained: list[str] = []
-            for rule, matches in candidates(event):
-                if matches(event):
+            found = lookup(event)
+            checks = found.checks
+            # The residual predicates only: the index already decided the event_type, source, severity.
+            hits = [rule for rule, rest in checks if rest is None or rest(event)]
+            if hits:
+                for rule in hits:
                     key = (rule.rule_id, rule.group_of(event))
                     entry = triggers.get(key)
                     if entry is None:
                         triggers[key] = (rule, [(i, event)])
                     else:
                         entry[1].append((i, event))
-                elif len(missed) < EXPLAIN_PER_EVENT:
-                    missed.append(f"{rule.label}: not matched ({why_not(rule.spec.condition, event)})")
+                if len(hits) < len(checks):
+                    hit = set(hits)
+                    misses[i] = self._explain_misses(event, [rule for rule, _ in checks if rule not in hit])
                 else:
-                    unexplained.append(str(rule.spec.rule_id))
+                    misses[i] = []
+            elif checks:
+                # None matched: every candidate missed, and their by-id text was made with the index.
+                note = cast(_Note, found.note)
+                misses[i] = self._explain_misses(event, note.rules, note.unexplained)
+            else:
+                misses[i] = []
             if has_absence:
                 self._match_absence(i, event, absences)
-            if unexplained:
-                missed.append(f"not matched either: rules {', '.join(unexplained)}")
-            misses[i] = missed
 
         ts = now.timestamp()
         outcomes = [await self._triggers_of(triggers, now, ts)]
@@ -180,16 +198,39 @@ class RuleEngine:
         fired: list[tuple[int, Firing]] = []
         for group_outcomes in outcomes:
             for i, text, firing in group_outcomes:
-                matched.setdefault(i, []).append(text)
+                lines = matched.get(i)
+                if lines is None:
+                    matched[i] = [text]
+                else:
+                    lines.append(text)
                 if firing is not None:
                     fired.append((i, firing))
         # In the order of their completing events (a stable sort keeps a group's own order).
-        fired.sort(key=lambda pair: pair[0])
+        fired.sort(key=_first)
         result.firings = [firing for _, firing in fired]
         for i, missed in misses.items():
-            lines = matched.get(i, []) + missed
-            result.traces[i] = "; ".join(lines) if lines else _NO_CANDIDATE
+            lines = matched.get(i)
+            if lines is not None:
+                lines += missed
+            else:
+                lines = missed
+            traces[i] = "; ".join(lines) if lines else _NO_CANDIDATE
         return result
+
+    @staticmethod
+    def _explain_misses(event: Event, rules: Sequence[_Loaded], unexplained: str | None = None) -> list[str]:
+        """The first `EXPLAIN_PER_EVENT` of `rules` (that `event` did not match) with the first condition
+        that failed, the others by id (`unexplained`: that text already made, when `rules` are all the
+        candidates of the event's combination)."""
+        lines = [
+            f"{rule.label}: not matched ({why_not(rule.spec.condition, event)})"
+            for rule in rules[:EXPLAIN_PER_EVENT]
+        ]
+        if unexplained is None:
+            unexplained = _unexplained(rules)
+        if unexplained:
+            lines.append(unexplained)
+        return lines
 
     def _match_absence(
         self,
@@ -198,9 +239,9 @@ class RuleEngine:
         absences: dict[tuple[int, str], tuple[_Loaded, list[tuple[int, Event, bool]]]],
     ) -> None:
         """Note the absence rules `event` arrives for (False) or opens a deadline of (True)."""
-        for index, opens in ((self._arrivals, False), (self._openers, True)):
-            for rule, matches in index.candidates(event):
-                if matches(event):
+        for index, opens in self._absence_indexes:
+            for rule, rest in index.lookup(event).checks:
+                if rest is None or rest(event):
                     key = (rule.rule_id, rule.group_of(event))
                     absences.setdefault(key, (rule, []))[1].append((i, event, opens))
 
@@ -252,6 +293,14 @@ class RuleEngine:
             spec = rule.spec
             label = f"{rule.label} [{group}]" if spec.group_by else rule.label
             window, threshold, limit = spec.time_window_minutes, spec.threshold, spec.max_triggers_per_hour
+            if start < 0 and not spec.cooldown_minutes and limit is None:
+                # Fires on every match (no window, cooldown or limit): one text for all its hits.
+                text = f"{label}: matched, fired"
+                for i, event in hits:
+                    every: dict[str, object] = {"rule_name": spec.name, "matched_in_window": 1,
+                                                "threshold": 1, "window_minutes": None}  # fmt: skip
+                    out.append((i, text, Firing(spec.rule_id, group, "trigger", now, (event,), every)))
+                continue
             cooling = found[read_at[n, "c"]] > 0 if (n, "c") in read_at else False
             this_hour = found[read_at[n, "h"]] if (n, "h") in read_at else 0
             seen: list[Event] = []
@@ -343,6 +392,27 @@ class RuleEngine:
                 text = "closed its deadline in time" if closed else "matched, no deadline was open"
             out.append((i, f"{label}: {text}", None))
         return out
+
+
+def _first(pair: tuple[int, Firing]) -> int:
+    return pair[0]
+
+
+def _unexplained(rules: Sequence[_Loaded]) -> str:
+    """The non-matching rules past the explained ones, by id ("" when there are none)."""
+    rest = rules[EXPLAIN_PER_EVENT:]
+    return f"not matched either: rules {', '.join([rule.id_text for rule in rest])}" if rest else ""
+
+
+class _Note:
+    """What the trace says of one (event_type, source, severity)'s candidates, worked out once: all of
+    them in order, and the by-id text for when none matched."""
+
+    __slots__ = ("rules", "unexplained")
+
+    def __init__(self, rules: list[_Loaded]) -> None:
+        self.rules = tuple(rules)
+        self.unexplained = _unexplained(self.rules)
 
 
 def _iso(ts: float) -> str:

@@ -222,15 +222,62 @@ def _order(path: Path, operator: str, operand: Any, at: str) -> Leaf:
             return value is not None and compare(value, operand)
 
     elif len(path.keys) == 1:
-        # The common threshold (`metadata.cpu_usage > 90`) in one call instead of a getter and a test.
-        key = path.keys[0]
-
-        def fast(event: Event) -> bool:
-            metadata = event.metadata
-            value = metadata.get(key) if isinstance(metadata, dict) else None
-            return isinstance(value, int | float) and not isinstance(value, bool) and compare(value, operand)
+        fast = _metadata_threshold(path.keys[0], operator, operand)
 
     return Leaf(path, operator, operand, test, _needs("number"), sql, fast=fast)
+
+
+def _metadata_threshold(key: str, operator: str, operand: Any) -> Predicate:
+    """The common threshold (`metadata.cpu_usage > 90`) in one call instead of a getter and a test.
+
+    A JSON number is exactly an int or a float: those compare with the operator inline (one variant per
+    operator, as calling `compare` costs as much as the rest); any other value takes the general check
+    (a bool or a subclass is no number here, as in `is_number`).
+    """
+    compare = ORDER_OPERATORS[operator]
+    bound: float = operand
+
+    def other(value: Any) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool) and compare(value, operand)
+
+    def gt(event: Event) -> bool:
+        metadata = event.metadata
+        value: Any = metadata.get(key) if isinstance(metadata, dict) else None
+        kind = type(value)
+        if kind is float or kind is int:
+            number: float = value
+            return number > bound
+        return value is not None and other(value)
+
+    def ge(event: Event) -> bool:
+        metadata = event.metadata
+        value: Any = metadata.get(key) if isinstance(metadata, dict) else None
+        kind = type(value)
+        if kind is float or kind is int:
+            number: float = value
+            return number >= bound
+        return value is not None and other(value)
+
+    def lt(event: Event) -> bool:
+        metadata = event.metadata
+        value: Any = metadata.get(key) if isinstance(metadata, dict) else None
+        kind = type(value)
+        if kind is float or kind is int:
+            number: float = value
+            return number < bound
+        return value is not None and other(value)
+
+    def le(event: Event) -> bool:
+        metadata = event.metadata
+        value: Any = metadata.get(key) if isinstance(metadata, dict) else None
+        kind = type(value)
+        if kind is float or kind is int:
+            number: float = value
+            return number <= bound
+        return value is not None and other(value)
+
+    variants: dict[str, Predicate] = {"$gt": gt, "$gte": ge, "$lt": lt, "$lte": le}
+    return variants[operator]
 
 
 def _regex(path: Path, operand: Any, at: str) -> Leaf:

@@ -7,13 +7,14 @@ calls only the compiled predicates.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from opsresponder.core.event import Event
 from opsresponder.rules.conditions import Condition, ConditionError, compile_conditions
-from opsresponder.rules.conditions.fields import MISSING, parse_path
+from opsresponder.rules.conditions.fields import MISSING, Kind, parse_path
 
 # Group keys join the group_by values with this; a rule without group_by has the one group "".
 GROUP_SEPARATOR: Final = "|"
@@ -96,9 +97,14 @@ class RuleSpec:
 
     def group_key_of(self) -> Callable[[Event], str]:
         """A function from an event to its group key: the group_by values as text, joined by ``|``."""
-        getters = [path.getter() for path in (parse_path(p) for p in self.group_by) if path is not None]
-        if not getters:
+        paths = [path for path in (parse_path(p) for p in self.group_by) if path is not None]
+        if not paths:
             return _no_group
+        if len(paths) == 1 and paths[0].kind is Kind.TEXT:
+            # The common `group_by: [host]`: a text field holds text or None, whose group is "".
+            read = operator.attrgetter(paths[0].field)
+            return lambda event: read(event) or ""
+        getters = [path.getter() for path in paths]
         if len(getters) == 1:
             get = getters[0]
             return lambda event: _text(get(event))
