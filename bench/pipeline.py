@@ -73,12 +73,17 @@ async def stage_chain(count: int, rounds: int) -> None:
             # them, and the collector would walk them all), and the service's collector settings.
             tune_for_service()
             source = _mix.events(count)
+            next_id = 1
             while batch_events := list(itertools.islice(source, BATCH)):
                 batch = Batch(batch_events)
                 for stage in stages:
                     t0 = time.thread_time_ns()
                     await stage.run(batch)
                     spent[stage.name] += time.thread_time_ns() - t0
+                # What the store does next: ids (correlate links later events to these by id).
+                for event in batch_events:
+                    event.id = next_id
+                    next_id += 1
             for name in names:
                 per_stage[name].append(spent[name] / 1000 / count)
             for stage in stages:
