@@ -8,7 +8,6 @@ malformed JSON 400. See docs/silences.md.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any, Final
 
@@ -21,16 +20,14 @@ from opsresponder.api.auth import principal_of, scope_opt
 from opsresponder.api.bodies import SilenceList
 from opsresponder.api.common import json_response
 from opsresponder.api.context import EventsApiContext, context_of
-from opsresponder.api.errors import encode_error
 from opsresponder.api.filters import ResourceId
+from opsresponder.api.json_body import MALFORMED_JSON, BodyError, decode_json_body, refuse
 from opsresponder.api.openapi import NOT_FOUND, RETRY_AFTER, Answer, documented, error
 from opsresponder.core.clock import as_utc, utcnow
 from opsresponder.core.silence import BoundedText, RecurringWindow, Silence, SilenceMatcher, SilenceSpec
-from opsresponder.ingest.http.generic import validation_error
 from opsresponder.pipeline.noise.matcher import SilenceSpecError, compile_silence
 from opsresponder.store.silences import SilenceRepository
 
-_UNKNOWN_FIELD_RE: Final = re.compile(r"unknown field `([^`]+)`")
 _AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
 
@@ -46,18 +43,10 @@ class SilenceBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     comment: BoundedText = ""
 
 
-class _BodyError(Exception):
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.field = field
-
-
 _INVALID_BODY: Final = error(
     "The body is not valid: ``field`` names the wrong field (a regex RE2 refuses, an unknown time zone, "
     "``ends_at`` not after ``starts_at``, an unknown field)."
 )
-_MALFORMED: Final = error("The body is not JSON.")
 _UNAVAILABLE: Final = error("PostgreSQL is unavailable (with Retry-After).", RETRY_AFTER)
 _BODY: Final = (
     "Every matcher must hold (``equal``, or ``regex``: an RE2 pattern matched against the whole value); "
@@ -83,7 +72,7 @@ def _doc(answers: dict[int, Answer], body: bool = False) -> dict[str, Any]:
         body=SilenceBody if body else None,
         body_description=_BODY if body else "",
         body_example=_EXAMPLE if body else None,
-        answers={**answers, 503: _UNAVAILABLE, **({400: _MALFORMED, 422: _INVALID_BODY} if body else {})},
+        answers={**answers, 503: _UNAVAILABLE, **({400: MALFORMED_JSON, 422: _INVALID_BODY} if body else {})},
     )
 
 
@@ -96,8 +85,8 @@ async def create_silence(request: Request[Any, Any, Any]) -> ASGIResponse:
     repository = _repository(request)
     try:
         spec = await _read_spec(request)
-    except _BodyError as e:
-        return _refuse(e)
+    except BodyError as e:
+        return refuse(e)
     created = await repository.create(spec, principal_of(request).name)
     return json_response(created, status_code=201)
 
@@ -132,8 +121,8 @@ async def replace_silence(request: Request[Any, Any, Any], silence_id: ResourceI
     repository = _repository(request)
     try:
         spec = await _read_spec(request)
-    except _BodyError as e:
-        return _refuse(e)
+    except BodyError as e:
+        return refuse(e)
     updated = await repository.update(silence_id, spec)
     if updated is None:
         raise NotFoundException(f"silence {silence_id} does not exist")
@@ -166,20 +155,9 @@ async def _read_spec(request: Request[Any, Any, Any]) -> SilenceSpec:
     """The body as a checked `SilenceSpec` (its regexes compile, its time zones exist).
 
     Raises:
-        _BodyError: 400 for malformed JSON, 422 naming the field for anything else.
+        BodyError: 400 for malformed JSON, 422 naming the field for anything else.
     """
-    raw = await request.body()
-    try:
-        body = msgspec.json.decode(raw, type=SilenceBody)
-    except msgspec.ValidationError as e:
-        invalid = validation_error(e)
-        field = invalid.field
-        unknown = _UNKNOWN_FIELD_RE.search(invalid.message)
-        if unknown is not None:
-            field = f"{field}.{unknown.group(1)}" if field else unknown.group(1)
-        raise _BodyError(422, invalid.message, field) from e
-    except msgspec.DecodeError as e:
-        raise _BodyError(400, f"malformed JSON: {e}") from e
+    body = decode_json_body(await request.body(), SilenceBody)
     spec = SilenceSpec(
         matchers=body.matchers,
         starts_at=utcnow() if body.starts_at is None else _utc(body.starts_at, "starts_at"),
@@ -190,7 +168,7 @@ async def _read_spec(request: Request[Any, Any, Any]) -> SilenceSpec:
     try:
         compile_silence(0, spec)
     except SilenceSpecError as e:
-        raise _BodyError(422, str(e), e.field) from e
+        raise BodyError(422, str(e), e.field) from e
     return spec
 
 
@@ -198,10 +176,4 @@ def _utc(value: datetime, field: str) -> datetime:
     try:
         return as_utc(value)
     except OverflowError:  # year 1 at +05:00, year 9999 at -05:00
-        raise _BodyError(422, f"{field}: out of range once converted to UTC", field) from None
-
-
-def _refuse(e: _BodyError) -> ASGIResponse:
-    return ASGIResponse(
-        body=encode_error(e.status, str(e), e.field), status_code=e.status, media_type="application/json"
-    )
+        raise BodyError(422, f"{field}: out of range once converted to UTC", field) from None

@@ -21,12 +21,12 @@ from opsresponder.api.bodies import Redelivery, SubscriptionList, SubscriptionVi
 from opsresponder.api.common import json_response
 from opsresponder.api.context import EventsApiContext, context_of
 from opsresponder.api.filters import NO_NUL_PATTERN, ResourceId
+from opsresponder.api.json_body import MALFORMED_JSON, BodyError, decode_json_body, refuse
 from opsresponder.api.openapi import NOT_FOUND, RETRY_AFTER, Answer, documented, error
 from opsresponder.config import SubscriptionBatchDelayMs, SubscriptionBatchEvents, SubscriptionMaxAttempts
 from opsresponder.core.clock import utcnow
 from opsresponder.core.event import EVENT_TYPE_PATTERN
 from opsresponder.core.severity import Severity
-from opsresponder.ingest.http.generic import validation_error
 from opsresponder.outbound.allowlist import MAX_URL_LENGTH, UrlAllowlist, UrlNotAllowedError
 from opsresponder.rules.filter import EventFilter
 from opsresponder.store.subscriptions import (
@@ -70,16 +70,7 @@ class SubscriptionBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True)
     active: bool = True
 
 
-class _BodyError(Exception):
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.field = field
-
-
 _INVALID_BODY: Final = error("The body is not valid: ``field`` names the wrong field (``url``: not allowed).")
-_MALFORMED: Final = error("The body is not JSON.")
 _NAME_TAKEN: Final = error("Another subscription has this name (``field``: ``name``).")
 _UNAVAILABLE: Final = error(
     "Outbound subscriptions are disabled in this process, or PostgreSQL is unavailable (with Retry-After).",
@@ -108,7 +99,7 @@ def _doc(answers: dict[int, Answer], body: bool = False) -> dict[str, Any]:
         answers={
             **answers,
             503: _UNAVAILABLE,
-            **({400: _MALFORMED, 422: _INVALID_BODY} if body else {}),
+            **({400: MALFORMED_JSON, 422: _INVALID_BODY} if body else {}),
         },
     )
 
@@ -125,8 +116,8 @@ async def create_subscription(request: Request[Any, Any, Any]) -> ASGIResponse:
     repository, allowlist = _services(request)
     try:
         body = await _read_body(request, allowlist)
-    except _BodyError as e:
-        return _error(e.status, e.message, e.field)
+    except BodyError as e:
+        return refuse(e)
     try:
         secret = None if isinstance(body.secret, msgspec.UnsetType) else body.secret
         created = await repository.create(_spec(body), secret)
@@ -174,8 +165,8 @@ async def replace_subscription(request: Request[Any, Any, Any], subscription_id:
     repository, allowlist = _services(request)
     try:
         body = await _read_body(request, allowlist)
-    except _BodyError as e:
-        return _error(e.status, e.message, e.field)
+    except BodyError as e:
+        return refuse(e)
     try:
         updated = await repository.update(subscription_id, _spec(body), body.secret)
     except SubscriptionNameTakenError as e:
@@ -236,20 +227,13 @@ def _services(request: Request[Any, Any, Any]) -> tuple[SubscriptionRepository, 
 
 
 async def _read_body(request: Request[Any, Any, Any], allowlist: UrlAllowlist) -> SubscriptionBody:
-    raw = await request.body()
-    try:
-        body = msgspec.json.decode(raw, type=SubscriptionBody)
-    except msgspec.ValidationError as e:
-        error = validation_error(e)
-        raise _BodyError(422, error.message, error.field) from e
-    except msgspec.DecodeError as e:
-        raise _BodyError(400, f"malformed JSON: {e}") from e
+    body = decode_json_body(await request.body(), SubscriptionBody)
     if body.filters.min_score is not None and not math.isfinite(body.filters.min_score):
-        raise _BodyError(422, "filters.min_score: must be a finite number", "filters.min_score")
+        raise BodyError(422, "filters.min_score: must be a finite number", "filters.min_score")
     try:
         await allowlist.check_url(body.url)
     except UrlNotAllowedError as e:
-        raise _BodyError(422, f"url: {e}", "url") from e
+        raise BodyError(422, f"url: {e}", "url") from e
     return body
 
 

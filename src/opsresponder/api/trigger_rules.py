@@ -9,8 +9,7 @@ answer carries its ``validation_result``: warnings and the estimated trigger rat
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, Final, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from litestar import Request, delete, get, post, put
@@ -21,12 +20,12 @@ from litestar.response.base import ASGIResponse
 from opsresponder.api.auth import principal_of, scope_opt
 from opsresponder.api.common import json_response
 from opsresponder.api.context import EventsApiContext, context_of
-from opsresponder.api.errors import encode_error
 from opsresponder.api.filters import MAX_BIGINT, Offset, ResourceId
+from opsresponder.api.json_body import MALFORMED_JSON, BodyError, decode_json_body, refuse
 from opsresponder.api.openapi import NOT_FOUND, RETRY_AFTER, Answer, documented, error
 from opsresponder.core.clock import utcnow
 from opsresponder.core.event import Event
-from opsresponder.ingest.http.generic import WebhookEvent, to_event, validation_error
+from opsresponder.ingest.http.generic import WebhookEvent, to_event
 from opsresponder.pipeline.stages.normalize import normalize
 from opsresponder.rules.conditions import LeafResult
 from opsresponder.rules.triggers import (
@@ -42,8 +41,6 @@ from opsresponder.store.trigger_rules import TriggerRuleRepository
 
 PATH: Final = "/api/v1/rules/triggers"
 MAX_LIMIT: Final = 1000
-_UNKNOWN_FIELD_RE: Final = re.compile(r"unknown field `([^`]+)`")
-B = TypeVar("B")
 
 
 class RuleSaved(msgspec.Struct, kw_only=True):
@@ -93,19 +90,11 @@ class RuleTestResult(msgspec.Struct, kw_only=True):
     notes: list[str]
 
 
-class _BodyError(Exception):
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.field = field
-
-
 _INVALID_RULE: Final = error(
     "The rule is not valid: ``field`` names what is wrong (an unknown operator or field, a regex RE2 "
     "refuses with its message, ``$gt`` on a non-number, ``cooldown_minutes`` < 0, ``threshold`` < 1, "
     "``group_by`` on an unknown path, ``absence.within_minutes`` < 1, an unknown field)."
 )
-_MALFORMED: Final = error("The body is not JSON.")
 _UNAVAILABLE: Final = error("PostgreSQL is unavailable (with Retry-After).", RETRY_AFTER)
 _BODY: Final = (
     "``conditions`` select the events (docs/conditions.md); the rule fires when ``threshold`` (default 1) "
@@ -146,7 +135,7 @@ Limit = Annotated[int, QueryParameter(ge=1, le=MAX_LIMIT, description="Rules per
 
 
 def _doc(answers: dict[int, Answer], body: Any = None, example: Any = None) -> dict[str, Any]:
-    extra = {400: _MALFORMED, 422: _INVALID_RULE} if body is not None else {}
+    extra = {400: MALFORMED_JSON, 422: _INVALID_RULE} if body is not None else {}
     return documented(
         body=body,
         body_description=_BODY if body is not None else "",
@@ -171,8 +160,8 @@ async def create_trigger_rule(request: Request[Any, Any, Any]) -> ASGIResponse:
     repository, checks = _parts(request)
     try:
         rule = await _read_rule(request)
-    except _BodyError as e:
-        return _refuse(e)
+    except BodyError as e:
+        return refuse(e)
     result = await checks.validation_result(rule, None)
     created = await repository.create(rule.body, principal_of(request).name)
     return json_response(RuleSaved(rule_id=created.rule_id, status="created", validation_result=result), 201)
@@ -220,8 +209,8 @@ async def replace_trigger_rule(request: Request[Any, Any, Any], rule_id: Resourc
     repository, checks = _parts(request)
     try:
         rule = await _read_rule(request)
-    except _BodyError as e:
-        return _refuse(e)
+    except BodyError as e:
+        return refuse(e)
     if await repository.get(rule_id) is None:
         raise NotFoundException(f"trigger rule {rule_id} does not exist")
     result = await checks.validation_result(rule, rule_id)
@@ -256,19 +245,17 @@ async def delete_trigger_rule(request: Request[Any, Any, Any], rule_id: Resource
 )
 async def test_trigger_rule(request: Request[Any, Any, Any]) -> ASGIResponse:
     try:
-        body = _decode(await request.body(), RuleTestBody)
+        body = decode_json_body(await request.body(), RuleTestBody)
         if (body.rule_id is None) == (body.rule is None):
-            raise _BodyError(
-                422, "rule: give exactly one of rule_id (a saved rule) and rule (a body)", "rule"
-            )
+            raise BodyError(422, "rule: give exactly one of rule_id (a saved rule) and rule (a body)", "rule")
         if (body.event_id is None) == (body.event is None):
-            raise _BodyError(422, "event: give exactly one of event_id (a stored event) and event", "event")
+            raise BodyError(422, "event: give exactly one of event_id (a stored event) and event", "event")
         rule = compile_rule(body.rule) if body.rule is not None else await _saved_rule(request, body.rule_id)
         event = await _event(request, body)
     except RuleError as e:
-        return _refuse(_BodyError(422, f"rule.{e}", f"rule.{e.field}"))
-    except _BodyError as e:
-        return _refuse(e)
+        return refuse(BodyError(422, f"rule.{e}", f"rule.{e.field}"))
+    except BodyError as e:
+        return refuse(e)
     return json_response(_test(rule, event, body))
 
 
@@ -290,28 +277,13 @@ def _parts(request: Request[Any, Any, Any]) -> tuple[TriggerRuleRepository, Trig
     return ctx.trigger_rules, ctx.trigger_rule_checks
 
 
-def _decode(raw: bytes, kind: type[B]) -> B:
-    """Raises `_BodyError`: 400 for malformed JSON, 422 naming the field for anything else."""
-    try:
-        return msgspec.json.decode(raw, type=kind)
-    except msgspec.ValidationError as e:
-        invalid = validation_error(e)
-        field = invalid.field
-        unknown = _UNKNOWN_FIELD_RE.search(invalid.message)
-        if unknown is not None:
-            field = f"{field}.{unknown.group(1)}" if field else unknown.group(1)
-        raise _BodyError(422, invalid.message, field) from e
-    except msgspec.DecodeError as e:
-        raise _BodyError(400, f"malformed JSON: {e}") from e
-
-
 async def _read_rule(request: Request[Any, Any, Any]) -> CompiledTriggerRule:
-    """The body as a checked, compiled rule. Raises `_BodyError` (400 or 422 naming the field)."""
-    body = _decode(await request.body(), TriggerRuleBody)
+    """The body as a checked, compiled rule. Raises `BodyError` (400 or 422 naming the field)."""
+    body = decode_json_body(await request.body(), TriggerRuleBody)
     try:
         return compile_rule(body)
     except RuleError as e:
-        raise _BodyError(422, str(e), e.field) from e
+        raise BodyError(422, str(e), e.field) from e
 
 
 async def _saved_rule(request: Request[Any, Any, Any], rule_id: int | None) -> CompiledTriggerRule:
@@ -327,7 +299,7 @@ async def _event(request: Request[Any, Any, Any], body: RuleTestBody) -> Event:
         try:
             event = to_event(body.event, utcnow())
         except OverflowError:  # year 1 at +05:00, year 9999 at -05:00
-            raise _BodyError(
+            raise BodyError(
                 422, "event.timestamp: out of range once converted to UTC", "event.timestamp"
             ) from None
         normalize([event])  # as the pipeline would see it: trimmed, with its fingerprint
@@ -370,10 +342,4 @@ def _test(rule: CompiledTriggerRule, event: Event, body: RuleTestBody) -> RuleTe
         rule_id=body.rule_id,
         event_id=body.event_id,
         notes=notes,
-    )
-
-
-def _refuse(e: _BodyError) -> ASGIResponse:
-    return ASGIResponse(
-        body=encode_error(e.status, str(e), e.field), status_code=e.status, media_type="application/json"
     )
