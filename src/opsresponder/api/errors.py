@@ -24,6 +24,7 @@ import structlog
 from litestar import Request, Response
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
+from litestar.response.base import ASGIResponse
 from litestar.types import ASGIApp, ExceptionHandlersMap, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter
 
@@ -94,6 +95,13 @@ def report_unexpected(
 
 def encode_error(status: int, detail: str, field: str | None = None) -> bytes:
     return msgspec.json.encode(ErrorBody(status, detail, field))
+
+
+def error_response(status: int, detail: str, field: str | None = None) -> ASGIResponse:
+    """An error answered by a handler itself (a refused body, a conflict), in the one shape."""
+    return ASGIResponse(
+        body=encode_error(status, detail, field), status_code=status, media_type="application/json"
+    )
 
 
 def exception_handlers(

@@ -19,7 +19,7 @@ from opsresponder.api.auth import scope_opt
 from opsresponder.api.common import json_response
 from opsresponder.api.context import EventsApiContext, context_of
 from opsresponder.api.filters import Offset, ResourceId
-from opsresponder.api.openapi import RETRY_AFTER, Answer, documented, error
+from opsresponder.api.openapi import DATABASE_DOWN, Answer, documented, error
 from opsresponder.store.firings import StoredFiring
 
 MAX_LIMIT: Final = 1000
@@ -58,7 +58,6 @@ def _view(f: StoredFiring) -> FiringView:
     )  # fmt: skip
 
 
-_UNAVAILABLE: Final = error("PostgreSQL is unavailable (with Retry-After).", RETRY_AFTER)
 _NO_SUCH_PATH: Final = error("No such path: the rule id is not an integer. (A rule without firings is 200.)")
 
 
@@ -70,7 +69,7 @@ _NO_SUCH_PATH: Final = error("No such path: the rule id is not an integer. (A ru
             answers={
                 200: Answer("A page of the rule's firings, newest first.", FiringList),
                 404: _NO_SUCH_PATH,
-                503: _UNAVAILABLE,
+                503: DATABASE_DOWN,
             }
         ),
     },

@@ -12,7 +12,7 @@ from typing import Final, TypeVar
 import msgspec
 from litestar.response.base import ASGIResponse
 
-from opsresponder.api.errors import encode_error
+from opsresponder.api.errors import error_response
 from opsresponder.api.openapi import error
 from opsresponder.ingest.http.generic import validation_error
 
@@ -53,6 +53,4 @@ def decode_json_body(raw: bytes, kind: type[B]) -> B:
 
 def refuse(e: BodyError) -> ASGIResponse:
     """The answer to a refused body, in the one error shape."""
-    return ASGIResponse(
-        body=encode_error(e.status, str(e), e.field), status_code=e.status, media_type="application/json"
-    )
+    return error_response(e.status, str(e), e.field)

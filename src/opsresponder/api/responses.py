@@ -21,9 +21,9 @@ from litestar.response.base import ASGIResponse
 from opsresponder.api.auth import principal_of, scope_opt
 from opsresponder.api.bodies import TemplateList
 from opsresponder.api.context import EventsApiContext, context_of
-from opsresponder.api.errors import encode_error
+from opsresponder.api.errors import error_response
 from opsresponder.api.filters import ResourceId
-from opsresponder.api.openapi import NOT_FOUND, RETRY_AFTER, Answer, documented, error
+from opsresponder.api.openapi import DATABASE_DOWN, NOT_FOUND, Answer, documented, error
 from opsresponder.rules.templates import (
     BodyFormat,
     ResponseTemplate,
@@ -53,7 +53,6 @@ _UNSUPPORTED: Final = error("The body is neither JSON nor YAML (Content-Type).")
 _CONFLICT: Final = error(
     "The template's id is another current template's, or the template comes from a file (read-only)."
 )
-_UNAVAILABLE: Final = error("PostgreSQL is unavailable (with Retry-After).", RETRY_AFTER)
 _BODY: Final = (
     "A response template in either spec form, as JSON or YAML. The API form (actions without ids, "
     "``automation_script_id``) and the YAML form (``id``, ``version``, ``triggers``, ``variables``, actions "
@@ -100,7 +99,7 @@ def _doc(answers: dict[int, Answer], body: bool = False) -> dict[str, Any]:
         body_description=_BODY if body else "",
         body_example=_EXAMPLE if body else None,
         body_media_types=(*JSON_TYPES, _YAML_ANSWER),
-        answers={**answers, 503: _UNAVAILABLE, **refusals},
+        answers={**answers, 503: DATABASE_DOWN, **refusals},
     )
 
 
@@ -118,9 +117,9 @@ async def create_template(request: Request[Any, Any, Any]) -> ASGIResponse:
         template = await _read(request)
         created = await repository.create(template, principal_of(request).name)
     except TemplateError as e:
-        return _refuse(_status(e), e.reason, e.field)
+        return error_response(_status(e), e.reason, e.field)
     except TemplateConflictError as e:
-        return _refuse(409, str(e))
+        return error_response(409, str(e))
     return _answer(request, created, 201)
 
 
@@ -162,9 +161,9 @@ async def replace_template(request: Request[Any, Any, Any], template_id: Resourc
         template = await _read(request)
         replaced = await repository.replace(template_id, template)
     except TemplateError as e:
-        return _refuse(_status(e), e.reason, e.field)
+        return error_response(_status(e), e.reason, e.field)
     except (TemplateConflictError, ReadOnlyTemplateError) as e:
-        return _refuse(409, str(e))
+        return error_response(409, str(e))
     if replaced is None:
         raise NotFoundException(f"response template {template_id} does not exist")
     return _answer(request, replaced)
@@ -233,12 +232,6 @@ def _status(e: TemplateError) -> int:
     if isinstance(e, _UnsupportedMediaType):
         return 415
     return 400 if e.malformed else 422
-
-
-def _refuse(status: int, detail: str, field: str | None = None) -> ASGIResponse:
-    return ASGIResponse(
-        body=encode_error(status, detail, field), status_code=status, media_type="application/json"
-    )
 
 
 def _wants_yaml(request: Request[Any, Any, Any]) -> bool:

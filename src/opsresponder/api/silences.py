@@ -22,7 +22,7 @@ from opsresponder.api.common import json_response
 from opsresponder.api.context import EventsApiContext, context_of
 from opsresponder.api.filters import ResourceId
 from opsresponder.api.json_body import MALFORMED_JSON, BodyError, decode_json_body, refuse
-from opsresponder.api.openapi import NOT_FOUND, RETRY_AFTER, Answer, documented, error
+from opsresponder.api.openapi import DATABASE_DOWN, NOT_FOUND, Answer, documented, error
 from opsresponder.core.clock import as_utc, utcnow
 from opsresponder.core.silence import BoundedText, RecurringWindow, Silence, SilenceMatcher, SilenceSpec
 from opsresponder.pipeline.noise.matcher import SilenceSpecError, compile_silence
@@ -47,7 +47,6 @@ _INVALID_BODY: Final = error(
     "The body is not valid: ``field`` names the wrong field (a regex RE2 refuses, an unknown time zone, "
     "``ends_at`` not after ``starts_at``, an unknown field)."
 )
-_UNAVAILABLE: Final = error("PostgreSQL is unavailable (with Retry-After).", RETRY_AFTER)
 _BODY: Final = (
     "Every matcher must hold (``equal``, or ``regex``: an RE2 pattern matched against the whole value); "
     "the silence applies from ``starts_at`` (default now) until ``ends_at`` (absent: no end) and, when "
@@ -72,7 +71,11 @@ def _doc(answers: dict[int, Answer], body: bool = False) -> dict[str, Any]:
         body=SilenceBody if body else None,
         body_description=_BODY if body else "",
         body_example=_EXAMPLE if body else None,
-        answers={**answers, 503: _UNAVAILABLE, **({400: MALFORMED_JSON, 422: _INVALID_BODY} if body else {})},
+        answers={
+            **answers,
+            503: DATABASE_DOWN,
+            **({400: MALFORMED_JSON, 422: _INVALID_BODY} if body else {}),
+        },
     )
 
 

@@ -20,6 +20,7 @@ from opsresponder.api.auth import scope_opt
 from opsresponder.api.bodies import Redelivery, SubscriptionList, SubscriptionView
 from opsresponder.api.common import json_response
 from opsresponder.api.context import EventsApiContext, context_of
+from opsresponder.api.errors import error_response
 from opsresponder.api.filters import NO_NUL_PATTERN, ResourceId
 from opsresponder.api.json_body import MALFORMED_JSON, BodyError, decode_json_body, refuse
 from opsresponder.api.openapi import NOT_FOUND, RETRY_AFTER, Answer, documented, error
@@ -122,7 +123,7 @@ async def create_subscription(request: Request[Any, Any, Any]) -> ASGIResponse:
         secret = None if isinstance(body.secret, msgspec.UnsetType) else body.secret
         created = await repository.create(_spec(body), secret)
     except SubscriptionNameTakenError as e:
-        return _error(409, str(e), "name")
+        return error_response(409, str(e), "name")
     statuses = await repository.statuses([created.id])
     return json_response(_view(created, statuses.get(created.id)), status_code=201)
 
@@ -170,7 +171,7 @@ async def replace_subscription(request: Request[Any, Any, Any], subscription_id:
     try:
         updated = await repository.update(subscription_id, _spec(body), body.secret)
     except SubscriptionNameTakenError as e:
-        return _error(409, str(e), "name")
+        return error_response(409, str(e), "name")
     if updated is None:
         raise NotFoundException(f"subscription {subscription_id} does not exist")
     statuses = await repository.statuses([subscription_id])
@@ -273,10 +274,3 @@ def _view(subscription: Subscription, status: DeliveryStatus | None) -> Subscrip
         updated_at=subscription.updated_at,
         delivery=status or DeliveryStatus(),
     )
-
-
-def _error(status: int, message: str, field: str | None = None) -> ASGIResponse:
-    body: dict[str, Any] = {"status_code": status, "detail": message}
-    if field is not None:
-        body["field"] = field
-    return json_response(body, status_code=status)

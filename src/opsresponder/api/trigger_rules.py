@@ -22,7 +22,7 @@ from opsresponder.api.common import json_response
 from opsresponder.api.context import EventsApiContext, context_of
 from opsresponder.api.filters import MAX_BIGINT, Offset, ResourceId
 from opsresponder.api.json_body import MALFORMED_JSON, BodyError, decode_json_body, refuse
-from opsresponder.api.openapi import NOT_FOUND, RETRY_AFTER, Answer, documented, error
+from opsresponder.api.openapi import DATABASE_DOWN, NOT_FOUND, Answer, documented, error
 from opsresponder.core.clock import utcnow
 from opsresponder.core.event import Event
 from opsresponder.ingest.http.generic import WebhookEvent, to_event
@@ -95,7 +95,6 @@ _INVALID_RULE: Final = error(
     "refuses with its message, ``$gt`` on a non-number, ``cooldown_minutes`` < 0, ``threshold`` < 1, "
     "``group_by`` on an unknown path, ``absence.within_minutes`` < 1, an unknown field)."
 )
-_UNAVAILABLE: Final = error("PostgreSQL is unavailable (with Retry-After).", RETRY_AFTER)
 _BODY: Final = (
     "``conditions`` select the events (docs/conditions.md); the rule fires when ``threshold`` (default 1) "
     "matching events fall within ``time_window_minutes``, per ``group_by`` group, at most "
@@ -140,7 +139,7 @@ def _doc(answers: dict[int, Answer], body: Any = None, example: Any = None) -> d
         body=body,
         body_description=_BODY if body is not None else "",
         body_example=example,
-        answers={**answers, 503: _UNAVAILABLE, **extra},
+        answers={**answers, 503: DATABASE_DOWN, **extra},
     )
 
 
