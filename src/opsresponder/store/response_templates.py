@@ -31,9 +31,6 @@ log = structlog.get_logger(__name__)
 _COLUMNS: Final = (
     "id, template_key, version, source, file_path, body, current, created_by, created_at, updated_at"
 )
-# Written by branch i-rules-api's migration 008. Until that migration is present the check is skipped, so
-# this module works on either side of the merge; once it is, an unknown id is refused.
-TRIGGER_RULES_TABLE: Final = "rules.trigger_rules"
 FILE_LOADER: Final = "config"
 
 
@@ -250,10 +247,8 @@ async def _has_current_file_row(conn: asyncpg.Connection, key: str) -> bool:
 async def _check_trigger_rule(conn: asyncpg.Connection, template: ResponseTemplate) -> None:
     if template.trigger_rule_id is None:
         return
-    if await conn.fetchval("SELECT to_regclass($1) IS NULL", TRIGGER_RULES_TABLE):
-        return
     exists = await conn.fetchval(
-        f"SELECT EXISTS (SELECT 1 FROM {TRIGGER_RULES_TABLE} WHERE id = $1)", template.trigger_rule_id
+        "SELECT EXISTS (SELECT 1 FROM rules.trigger_rules WHERE id = $1)", template.trigger_rule_id
     )
     if not exists:
         raise TemplateError("trigger_rule_id", f"no trigger rule has id {template.trigger_rule_id}")

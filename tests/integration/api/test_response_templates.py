@@ -161,27 +161,18 @@ async def test_file_templates_are_read_only(client: httpx.AsyncClient) -> None:
     assert (await client.get(url)).json() == spec
 
 
-async def test_trigger_rule_id_must_name_a_trigger_rule(
-    client: httpx.AsyncClient, db_pool: asyncpg.Pool
-) -> None:
-    # rules.trigger_rules arrives with migration 008 (branch i-rules-api); stand in for it when absent.
-    if await db_pool.fetchval("SELECT to_regclass('rules.trigger_rules') IS NULL"):
-        await db_pool.execute("CREATE TABLE rules.trigger_rules (id bigint PRIMARY KEY)")
-        await db_pool.execute("INSERT INTO rules.trigger_rules (id) VALUES (456)")
-        created_here = True
-    else:
-        created_here = False
-    try:
-        missing = await client.post(PATH, json={**API_BODY, "trigger_rule_id": 999999})
-        assert missing.status_code == 422, missing.text
-        assert missing.json()["field"] == "trigger_rule_id"
-        assert missing.json()["detail"] == "no trigger rule has id 999999"
-        if created_here:
-            ok = await client.post(PATH, json={**API_BODY, "trigger_rule_id": 456})
-            assert ok.status_code == 201, ok.text
-    finally:
-        if created_here:
-            await db_pool.execute("DROP TABLE rules.trigger_rules")
+async def test_trigger_rule_id_must_name_a_trigger_rule(client: httpx.AsyncClient) -> None:
+    missing = await client.post(PATH, json={**API_BODY, "trigger_rule_id": 999999})
+    assert missing.status_code == 422, missing.text
+    assert missing.json()["field"] == "trigger_rule_id"
+    assert missing.json()["detail"] == "no trigger rule has id 999999"
+    rule = await client.post(
+        "/api/v1/rules/triggers",
+        json={"name": "High CPU", "conditions": {"event_type": "threshold_breach"}},
+    )
+    assert rule.status_code == 201, rule.text
+    ok = await client.post(PATH, json={**API_BODY, "trigger_rule_id": rule.json()["rule_id"]})
+    assert ok.status_code == 201, ok.text
 
 
 async def test_scopes(service: OpsResponder) -> None:
