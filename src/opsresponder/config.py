@@ -488,6 +488,134 @@ class TemplatesConfig(_Section):
     """The automation script catalog templates are checked against; null: no script is known."""
 
 
+class ScriptRunnerConfig(_Section):
+    """How catalog scripts run (docs/response.md): argv only, never a shell."""
+
+    working_directory: str = "var/scripts"
+    """Scripts run here (created at start); relative to the process's working directory."""
+    pass_environment: list[str] = msgspec.field(default_factory=lambda: ["PATH", "LANG", "LC_ALL", "TZ"])
+    """The only variables of OpsResponder's own environment a script inherits; nothing else leaks."""
+    environment: dict[str, str] = msgspec.field(default_factory=dict)
+    """Extra variables every script gets."""
+    max_output_bytes: PositiveInt = 64 * 1024
+    """Stdout and stderr are each kept up to this; the rest is read and dropped (``truncated``)."""
+    kill_grace_seconds: PositiveFloat = 2.0
+    """After SIGTERM to the process group on timeout or cancel, SIGKILL follows this much later."""
+
+
+class HttpRunnerConfig(_Section):
+    """Catalog scripts that call an HTTP endpoint; the URL must pass ``outbound``'s allowlist."""
+
+    retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 3
+    """Further attempts after a 5xx answer or a connection error."""
+    backoff_base_seconds: PositiveFloat = 0.5
+    backoff_max_seconds: PositiveFloat = 10.0
+
+
+class SmtpConfig(_Section):
+    """The e-mail channel; credentials from config or the environment
+    (``OPSRESPONDER_RESPONSE__NOTIFICATIONS__EMAIL__PASSWORD``)."""
+
+    host: str | None = None
+    """null: no e-mail channel (an action naming ``email`` fails with that reason)."""
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 587
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: str | None = None
+    sender: str = "opsresponder@localhost"
+    recipients: list[str] = msgspec.field(default_factory=list)
+    timeout_seconds: PositiveFloat = 10.0
+    ca_file: str | None = None
+    """Trust this CA for the server's certificate (tests, private CAs); null: the system's."""
+
+
+class SlackConfig(_Section):
+    webhook_url: str | None = None
+    """An incoming-webhook URL; it must pass ``outbound``'s allowlist. null: no Slack channel."""
+    timeout_seconds: PositiveFloat = 10.0
+
+
+class NotificationWebhookConfig(_Section):
+    url: str | None = None
+    """Where generic JSON notifications are POSTed (allowlisted); null: no webhook channel."""
+    secret: str | None = None
+    """Signs each body like subscription deliveries (``X-OpsResponder-Signature``); null: unsigned."""
+    timeout_seconds: PositiveFloat = 10.0
+
+
+class NotificationsConfig(_Section):
+    directory: str | None = "config/notifications"
+    """Message templates (``<name>.yaml``: subject and body, Jinja2 sandboxed); null: none."""
+    email: SmtpConfig = msgspec.field(default_factory=SmtpConfig)
+    slack: SlackConfig = msgspec.field(default_factory=SlackConfig)
+    webhook: NotificationWebhookConfig = msgspec.field(default_factory=NotificationWebhookConfig)
+    default_channels: list[str] = msgspec.field(default_factory=list)
+    """Channels of execution notifications (start, completion, failure) when the request names none."""
+
+
+class ExecutorConfig(_Section):
+    """Running executions (docs/response.md)."""
+
+    concurrency: PositiveInt = 200
+    """Executions this process runs at once; more wait as ``queued``."""
+    max_parallel_actions: PositiveInt = 8
+    """Actions of one execution running at once (those whose dependencies are met)."""
+    lock_per_target: bool = True
+    """Two executions with remediations never run on one host at once; the later waits."""
+    lock_ttl_seconds: PositiveFloat = 60.0
+    lease_seconds: PositiveFloat = 30.0
+    """A claimed execution whose owner stops renewing for this long is another process's to recover."""
+    poll_interval_ms: PositiveInt = 200
+    default_max_execution_time_minutes: Annotated[int, msgspec.Meta(ge=1, le=10080)] = 30
+
+
+class RiskConfig(_Section):
+    """The risk matrix (service-spec.md "Risk Assessment Matrix"); the defaults are the spec's values."""
+
+    approval_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.3
+    """Approval is required when the score is over this (0.3 itself is not over)."""
+    system_criticality: dict[str, float] = msgspec.field(
+        default_factory=lambda: {"critical": 0.4, "high": 0.3, "medium": 0.2, "low": 0.1}
+    )
+    action_type: dict[str, float] = msgspec.field(
+        default_factory=lambda: {
+            "system_restart": 0.5,
+            "service_restart": 0.3,
+            "configuration_change": 0.4,
+            "remediation": 0.2,
+            "diagnostic": 0.1,
+            "notification": 0.0,
+        }
+    )
+    """The spec's five, plus ``remediation`` (which it leaves out) between diagnostic and restarts."""
+    business_hours: float = 0.2
+    outside_maintenance: float = 0.1
+
+
+class AnalysisConfig(_Section):
+    """Decisions (POST /api/v1/autonomous/analyze)."""
+
+    prior_success_probability: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.8
+    """What an action with no recorded outcomes is believed to achieve."""
+    prior_weight: PositiveFloat = 4.0
+    """How many outcomes the prior counts as (Beta prior): history outweighs it after a few runs."""
+    history_days: PositiveInt = 90
+    approvers: list[str] = msgspec.field(default_factory=list)
+    """Token names that may approve (the approvals issue); empty: nobody can."""
+
+
+class ResponseConfig(_Section):
+    """The autonomous response side (port 3011; docs/response.md)."""
+
+    enabled: bool = True
+    scripts: ScriptRunnerConfig = msgspec.field(default_factory=ScriptRunnerConfig)
+    http: HttpRunnerConfig = msgspec.field(default_factory=HttpRunnerConfig)
+    notifications: NotificationsConfig = msgspec.field(default_factory=NotificationsConfig)
+    executor: ExecutorConfig = msgspec.field(default_factory=ExecutorConfig)
+    risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
+    analysis: AnalysisConfig = msgspec.field(default_factory=AnalysisConfig)
+
+
 class Settings(_Section):
     """The whole configuration tree; see ``config/opsresponder.yaml`` for every key with its default."""
 
@@ -509,6 +637,7 @@ class Settings(_Section):
     correlation: CorrelationConfig = msgspec.field(default_factory=CorrelationConfig)
     rules: RulesConfig = msgspec.field(default_factory=RulesConfig)
     templates: TemplatesConfig = msgspec.field(default_factory=TemplatesConfig)
+    response: ResponseConfig = msgspec.field(default_factory=ResponseConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
 
 

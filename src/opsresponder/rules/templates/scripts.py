@@ -25,12 +25,47 @@ class ScriptParameter(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     description: str = ""
 
 
+ScriptActionType = Literal[
+    "diagnostic", "remediation", "notification", "service_restart", "system_restart", "configuration_change"
+]
+"""What running a script does, as the risk matrix weighs it (service-spec.md "Risk Assessment Matrix")."""
+
+
+class HttpCall(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A script that calls an endpoint instead of running a command (the HTTP runner).
+
+    ``url``, header values and string leaves of ``body`` may hold ``{{ parameter }}`` placeholders; the
+    URL must pass ``outbound``'s allowlist when the call is made.
+    """
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    url: str
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    body: Any = None
+    """JSON sent (null: no body); its string leaves are templated from the parameters."""
+    expected_status: list[int] = msgspec.field(default_factory=list)
+    """Statuses that count as success; empty: any 2xx."""
+
+
 class Script(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     id: Annotated[int, msgspec.Meta(ge=1)]
     name: Annotated[str, msgspec.Meta(pattern=r"^[a-z_][a-z0-9_]{0,63}$")]
     risk_level: RiskLevel
     description: str = ""
     parameters: list[ScriptParameter] = msgspec.field(default_factory=list)
+    action_type: ScriptActionType = "diagnostic"
+    command: list[str] | None = None
+    """The argv run (never through a shell); a relative first element is resolved against the catalog
+    file's directory (``scripts/check_cpu_usage.py`` -> ``config/scripts/check_cpu_usage.py``)."""
+    http: HttpCall | None = None
+    """Instead of ``command``: the HTTP call made. A script has exactly one of the two."""
+    parameters_as: Literal["arguments", "environment"] = "arguments"
+    """``arguments``: ``--name value`` after the command; ``environment``: ``OPSR_PARAM_NAME=value``."""
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 300.0
+    approval_required: bool = False
+    """Every run needs a person's approval, whatever the risk score."""
+    rollback: Annotated[str, msgspec.Meta(pattern=r"^[a-z_][a-z0-9_]{0,63}$")] | None = None
+    """The catalog script that undoes this one (it gets the same parameters)."""
 
 
 class _CatalogFile(msgspec.Struct, forbid_unknown_fields=True):
