@@ -33,7 +33,7 @@ def test_no_catalog_knows_no_script() -> None:
             "scripts[1].name",
         ),
         ("scripts: [{id: 1, name: Bad Name, risk_level: low}]", "scripts[0].name"),
-        ("scripts: [{id: 1, name: a, risk_level: low, command: x}]", "unknown field `command`"),
+        ("scripts: [{id: 1, name: a, risk_level: low, shell: x}]", "unknown field `shell`"),
         ("scripts: [1", "not valid YAML"),
         ("- a", "the top level"),
     ],
