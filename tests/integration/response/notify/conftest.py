@@ -1,5 +1,6 @@
 """A real SMTP server (aiosmtpd) on the test's own loop, plain, STARTTLS or implicit TLS, with optional
-AUTH; and a trustme CA whose certificate the client is told to trust through ``ca_file``.
+AUTH; a trustme CA whose certificate the client is told to trust through ``ca_file``; and the real HTTP
+receiver of the subscription tests (``receiver``).
 
 aiosmtpd's `Controller` would run the same server in a thread with a loop of its own; serving its `SMTP`
 protocol with ``loop.create_server`` on the test's loop keeps the test single-threaded (no thread, no
@@ -22,6 +23,7 @@ import pytest
 import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from tests.integration.outbound.conftest import receiver  # noqa: F401 - the subscription tests' HTTP receiver
 from tests.waiting import Arrivals
 
 LOGIN = "opsresponder"
