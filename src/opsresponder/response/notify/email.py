@@ -88,8 +88,10 @@ class EmailChannel:
             async with asyncio.timeout(config.timeout_seconds):
                 await client.connect()  # and STARTTLS, and login when a username is set
                 await client.send_message(mail, sender=config.sender, recipients=recipients)
-                with contextlib.suppress(aiosmtplib.SMTPException):
-                    await client.quit()  # the message is accepted: a failed goodbye changes nothing
+            # The message is accepted: a failed or slow goodbye (bounded by aiosmtplib's own timeout)
+            # changes nothing.
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.quit()
         except (TimeoutError, aiosmtplib.SMTPTimeoutError) as e:
             raise ChannelError(
                 f"SMTP {self._host}:{config.port} timed out after {config.timeout_seconds:g} s", TIMEOUT
