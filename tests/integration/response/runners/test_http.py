@@ -28,14 +28,6 @@ FAST = HttpRunnerConfig(retries=2, backoff_base_seconds=0.01, backoff_max_second
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.up()
-    yield r
-    await r.down()
-
-
-@pytest.fixture
 async def runner() -> AsyncIterator[HttpRunner]:
     r = HttpRunner(FAST, LOCAL)
     yield r

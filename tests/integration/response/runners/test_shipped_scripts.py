@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -116,14 +116,6 @@ async def test_service_scripts_report_a_host_without_systemd_as_json(runner: Scr
     assert not restart.success and restart.data is not None and "error" in restart.data
     rotate = await run(runner, "rotate_logs", {"service": "opsr-test-no-such-service"})
     assert rotate.exit_code == 2 and rotate.data is not None and rotate.data["error"]
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    r = Receiver()
-    await r.up()
-    yield r
-    await r.down()
 
 
 async def test_verify_http_endpoint(runner: ScriptRunner, receiver: Receiver) -> None:
