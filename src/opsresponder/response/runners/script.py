@@ -146,7 +146,7 @@ class ScriptRunner:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._config.kill_grace_seconds):
                     await capture.pipes_closed.wait()
-        except asyncio.CancelledError:
+        except BaseException:  # cancellation above all: nothing of the script may outlive this call
             await self._stop_group(group, capture)
             raise
         finally:
