@@ -491,8 +491,8 @@ class TemplatesConfig(_Section):
 class ScriptRunnerConfig(_Section):
     """How catalog scripts run (docs/response.md): argv only, never a shell."""
 
-    working_directory: str = "var/scripts"
-    """Scripts run here (created at start); relative to the process's working directory."""
+    working_directory: str | None = None
+    """Scripts run here (created when first needed); null: ``<data_dir>/scripts``."""
     pass_environment: list[str] = msgspec.field(default_factory=lambda: ["PATH", "LANG", "LC_ALL", "TZ"])
     """The only variables of OpsResponder's own environment a script inherits; nothing else leaks."""
     environment: dict[str, str] = msgspec.field(default_factory=dict)
