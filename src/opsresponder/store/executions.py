@@ -332,7 +332,7 @@ class ExecutionRepository:
             return {}
         async with connection(self._pool) as conn:
             rows = await conn.fetch(
-                """UPDATE autonomous.executions SET lease_until = $3 + $4::interval
+                """UPDATE autonomous.executions SET lease_until = $3::timestamptz + $4::interval
                    WHERE id = ANY($1::bigint[]) AND owner = $2 AND status IN ('running', 'rolling_back')
                    RETURNING id, cancel_requested""",
                 list(execution_ids),
