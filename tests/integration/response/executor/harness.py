@@ -146,7 +146,10 @@ class Notes:
         if self.raise_error:
             raise RuntimeError("notifier exploded")
         channels = notification.channels or ("webhook",)
-        return [ChannelResult(channel=c, success=not self.fail, error="refused" if self.fail else None) for c in channels]
+        return [
+            ChannelResult(channel=c, success=not self.fail, error="refused" if self.fail else None)
+            for c in channels
+        ]
 
     def templates(self) -> list[str]:
         return [n.template for n in self.sent]

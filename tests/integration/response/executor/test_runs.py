@@ -63,7 +63,9 @@ async def test_parallel_limit_of_one_runs_ready_actions_one_after_the_other(
     assert b.started_at >= a.completed_at
 
 
-async def test_failed_optional_action_skips_its_dependants_only(db_pool: asyncpg.Pool, tmp_path: Path) -> None:
+async def test_failed_optional_action_skips_its_dependants_only(
+    db_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
     rig = make_rig(db_pool, tmp_path)
     plan = decision(
         action("x", exit=3),
@@ -134,7 +136,12 @@ async def test_failure_rolls_back_completed_actions_in_reverse_completion_order(
     assert steps["second"].completed_at is not None and steps["first"].started_at is not None
     assert steps["first"].started_at >= steps["second"].completed_at
     states = {k: a.status for k, a in by_key(view).items()}
-    assert states == {"first": "rolled_back", "second": "rolled_back", "look": "completed", "broken": "failed"}
+    assert states == {
+        "first": "rolled_back",
+        "second": "rolled_back",
+        "look": "completed",
+        "broken": "failed",
+    }
     assert {o.action_key for o in rig.outcomes.recorded if o.rolled_back} == {"first", "second"}
 
 
@@ -175,7 +182,9 @@ async def test_template_rollback_actions_run_when_their_condition_holds(
     await rig.templates.create(template, "tester")
     plan = decision(
         action("check", journal=str(journal)),
-        action("repair", script="cleanup", action_type="remediation", exit=1, required=True, depends_on=["check"]),
+        action(
+            "repair", script="cleanup", action_type="remediation", exit=1, required=True, depends_on=["check"]
+        ),
         template=("cpu_fix", "3"),
     )
     submitted = await rig.service.submit(plan, None, ExecutionOptions(), requested_by="alice", approved=True)
@@ -202,7 +211,9 @@ async def test_notifications_on_start_and_failure_and_notification_actions(
     )
     plan.recommended_actions[0].message_template = "high_cpu_alert"
     plan.recommended_actions[0].channels = ["slack"]
-    preferences = NotificationPreferences(notify_on_start=True, notify_on_completion=True, notify_on_failure=True)
+    preferences = NotificationPreferences(
+        notify_on_start=True, notify_on_completion=True, notify_on_failure=True
+    )
     options = ExecutionOptions(notification_preferences=preferences, rollback_on_failure=False)
     submitted = await rig.service.submit(plan, None, options, requested_by="alice", approved=True)
     view = await finished(rig, submitted.execution_id)
@@ -223,7 +234,9 @@ async def test_a_failing_notifier_is_logged_and_never_fails_the_execution(
     rig.notes.raise_error = True
     preferences = NotificationPreferences(notify_on_start=True, notify_on_completion=True)
     options = ExecutionOptions(notification_preferences=preferences)
-    submitted = await rig.service.submit(decision(action("a")), None, options, requested_by="a", approved=True)
+    submitted = await rig.service.submit(
+        decision(action("a")), None, options, requested_by="a", approved=True
+    )
     view = await finished(rig, submitted.execution_id)
     assert view.status == "completed"
     assert sum("notification failed" in log.message for log in view.logs) == 2
