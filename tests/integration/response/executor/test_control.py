@@ -16,15 +16,8 @@ from opsresponder.response.executor.plan import PlanError
 from opsresponder.response.executor.view import ExecutionView
 from opsresponder.store.executions import parse_execution_id
 from tests.integration.response.executor.harness import Rig, action, decision, make_rig
+from tests.integration.response.runners.test_script import alive
 from tests.waiting import eventually
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 async def view_of(rig: Rig, execution_id: str) -> ExecutionView:
