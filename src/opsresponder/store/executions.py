@@ -22,6 +22,7 @@ from typing import Any, Final, Literal
 import asyncpg
 import msgspec
 
+from opsresponder.core.clock import utcnow
 from opsresponder.store.pool import connection
 
 ExecutionStatus = Literal[
@@ -309,7 +310,7 @@ class ExecutionRepository:
             for r in rows
         ], int(total)
 
-    async def claim(
+    async def claim_queued(
         self, owner: str, lease: timedelta, limit: int, now: datetime
     ) -> builtins.list[ExecutionRow]:
         """Take up to `limit` queued executions (now ``running``) and queued rollbacks (their
@@ -524,8 +525,12 @@ class ExecutionRepository:
             )
         return ControlOutcome(found=True, allowed=True, status="rolling_back")
 
-    async def queue_pending(self, execution_id: int, now: datetime, by: str) -> ControlOutcome:
-        """``pending_approval`` -> ``queued`` (the approvals issue calls this once a person approved)."""
+    async def queue_pending(
+        self, execution_id: int, *, now: datetime | None = None, by: str = "an approval"
+    ) -> ControlOutcome:
+        """``pending_approval`` -> ``queued`` (the approvals issue calls this once a person approved);
+        not allowed from any other state. The local worker is not woken: it finds the row at its next poll."""
+        now = now or utcnow()
         async with connection(self._pool) as conn, conn.transaction():
             status = await _lock_status(conn, execution_id)
             if status is None:

@@ -156,6 +156,10 @@ class Worker:
             except StoreError as e:
                 log.warning("Claiming executions failed; retrying.", error=str(e))
                 claimed = 0
+            except Exception:
+                # A bug here must not silently end all execution in this process: say it, keep claiming.
+                log.exception("The claim loop failed; retrying.")
+                claimed = 0
             if claimed and len(self._tasks) < self._config.concurrency:
                 continue
             with contextlib.suppress(TimeoutError):
@@ -171,7 +175,7 @@ class Worker:
         free = self._config.concurrency - len(self._tasks)
         if free <= 0 or self._stopping:
             return 0
-        rows = await self._repository.claim(
+        rows = await self._repository.claim_queued(
             self.owner, timedelta(seconds=self._config.lease_seconds), free, self._clock()
         )
         for row in rows:

@@ -77,9 +77,9 @@ async def test_pending_approval_runs_nothing_until_queued(db_pool: asyncpg.Pool,
     # The approvals issue's seam: pending -> queued in one repository call; then it runs.
     row_id = parse_execution_id(view.execution_id)
     assert row_id is not None
-    queued = await rig.repository.queue_pending(row_id, rig.clock(), "carol")
+    queued = await rig.repository.queue_pending(row_id, now=rig.clock(), by="carol")
     assert queued.allowed and queued.status == "queued"
-    assert not (await rig.repository.queue_pending(row_id, rig.clock(), "carol")).allowed
+    assert not (await rig.repository.queue_pending(row_id, now=rig.clock(), by="carol")).allowed
     await rig.service.run_until_idle()
     assert marker.exists()
     assert (await view_of(rig, view.execution_id)).status == "completed"

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
+import pytest
+import redis.asyncio as aioredis
 
 from opsresponder.response.executor.options import ExecutionOptions
-from opsresponder.state.memory import MemoryStateBackend
+from opsresponder.state import MemoryStateBackend, RedisStateBackend, StateBackend
 from opsresponder.store.executions import parse_execution_id
 from tests.integration.response.executor.harness import Rig, action, decision, journal_lines, make_rig
+from tests.unit.state.test_backends import random_prefix, redis_url
 from tests.waiting import eventually
 
 
@@ -28,12 +32,31 @@ async def intervals(rig: Rig, execution_ids: list[str], key: str) -> list[tuple[
     return sorted(found)
 
 
+@pytest.fixture(params=["memory", "redis"])
+async def states(request: pytest.FixtureRequest) -> AsyncIterator[tuple[StateBackend, StateBackend]]:
+    """Two processes' views of the shared state: one memory backend, or two Redis connections."""
+    if request.param == "memory":
+        memory = MemoryStateBackend()
+        yield memory, memory
+        return
+    prefix = random_prefix()
+    try:
+        async with RedisStateBackend(redis_url(), prefix) as a, RedisStateBackend(redis_url(), prefix) as b:
+            yield a, b
+    finally:
+        cleaner = aioredis.from_url(redis_url())
+        keys = [k async for k in cleaner.scan_iter(match=prefix + "*")]
+        if keys:
+            await cleaner.delete(*keys)
+        await cleaner.aclose()
+
+
 async def test_target_lock_serialises_remediations_on_one_host_not_diagnostics(
-    db_pool: asyncpg.Pool, tmp_path: Path
+    db_pool: asyncpg.Pool, tmp_path: Path, states: tuple[StateBackend, StateBackend]
 ) -> None:
-    state = MemoryStateBackend()
+    state, peer = states
     one = make_rig(db_pool, tmp_path, owner="p1", state=state)
-    two = make_rig(db_pool, tmp_path, owner="p2", state=state)
+    two = make_rig(db_pool, tmp_path, owner="p2", state=peer)
     options = ExecutionOptions()
     fixes = [
         await one.service.submit(
@@ -119,7 +142,7 @@ async def test_recovery_marks_a_dead_process_execution_interrupted_and_rolls_it_
     assert row_id is not None
     # A process claims it, completes "done", starts "mid", and dies (kill -9: nothing more is written).
     now = rig.clock()
-    [claimed] = await rig.repository.claim("dead-process", timedelta(seconds=5), 1, now)
+    [claimed] = await rig.repository.claim_queued("dead-process", timedelta(seconds=5), 1, now)
     assert claimed.id == row_id
     await rig.repository.update_action(row_id, "action", "done", status="running", started_at=now)
     await rig.repository.update_action(
@@ -169,7 +192,7 @@ async def test_recovery_without_rollback_on_failure_only_marks_interrupted(
     )
     row_id = parse_execution_id(view.execution_id)
     assert row_id is not None
-    await rig.repository.claim("dead", timedelta(seconds=1), 1, rig.clock())
+    await rig.repository.claim_queued("dead", timedelta(seconds=1), 1, rig.clock())
     await rig.repository.update_action(row_id, "action", "done", status="running", started_at=rig.clock())
     rig.clock.advance(timedelta(seconds=2))
     recovered = await rig.service._worker.recover()
