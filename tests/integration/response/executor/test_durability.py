@@ -178,6 +178,26 @@ async def test_recovery_marks_a_dead_process_execution_interrupted_and_rolls_it_
     assert "Rollback requested by recovery." in messages
 
 
+async def test_a_live_service_recovers_what_another_process_left_without_a_restart(
+    db_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    rig = make_rig(db_pool, tmp_path)
+    options = ExecutionOptions(rollback_on_failure=False)
+    view = await rig.service.submit(decision(action("a")), None, options, requested_by="b", approved=True)
+    await rig.repository.claim_queued("dead", timedelta(seconds=1), 1, rig.clock())
+    await rig.service.start()
+    try:
+        rig.clock.advance(timedelta(seconds=2))
+
+        async def interrupted() -> bool:
+            current = await rig.service.get(view.execution_id)
+            return current is not None and current.status == "interrupted"
+
+        await eventually(interrupted, what="the live service's periodic recovery")
+    finally:
+        await rig.service.stop()
+
+
 async def test_recovery_without_rollback_on_failure_only_marks_interrupted(
     db_pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
