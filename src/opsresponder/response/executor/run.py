@@ -65,6 +65,8 @@ ERROR_TEXT_LIMIT: Final = 2000
 
 StopKind = Literal["cancelled", "interrupted", "deadline"]
 
+_FINISHED_STEP: Final = frozenset({"completed", "failed", "timed_out", "cancelled", "interrupted"})
+
 # The ACTION_OUTCOME contract (rules/expressions/scope.py) has its own status words.
 _OUTCOME_STATUS: Final[dict[str, str]] = {
     "queued": "pending",
@@ -144,6 +146,8 @@ class ExecutionRun:
         self.states = {a.key: ActionState(a.key, a.action_id) for a in self.plan.actions}
         self.rollback_states: dict[str, ActionState] = {}
         """Template rollback actions run (by their id: criteria and conditions may read them)."""
+        self._undo_states: list[ActionState] = []
+        """The rollback scripts' steps run (keyed like the actions they undo)."""
         self.final_status: ExecutionStatus | None = None
         self.error: str | None = None
         self._failure: str | None = None
@@ -430,6 +434,10 @@ class ExecutionRun:
             ok = await self._rollback()
             if self._interrupted.is_set():
                 status, rollback_status = "interrupted", "interrupted"
+            elif not any(s.status in _FINISHED_STEP for s in self._rollback_steps()):
+                # Only template rollback actions, none of whose conditions held: nothing was undone.
+                await self._log("info", "Nothing was rolled back: no rollback action's condition held.")
+                rollback_status = "completed"
             else:
                 status, rollback_status = ("rolled_back", "completed") if ok else ("failed", "failed")
         await self._finish(status, error, criteria=criteria, rollback_status=rollback_status)
@@ -478,6 +486,7 @@ class ExecutionRun:
             script_name = self.plan.rollback_scripts[state.key]
             script = self.deps.catalog.by_name.get(script_name)
             step = ActionState(state.key, state.action_id)
+            self._undo_states.append(step)
             result = await self._rollback_step(
                 step,
                 f"Undo {action.name}",
@@ -527,6 +536,9 @@ class ExecutionRun:
                 return False
             ok = ok and result.success
         return ok
+
+    def _rollback_steps(self) -> list[ActionState]:
+        return [*self._undo_states, *self.rollback_states.values()]
 
     async def _rollback_step(self, state: ActionState, name: str, run: Any) -> RunResult | None:
         """Run one rollback step; None when the service stopped meanwhile (the step is interrupted)."""
