@@ -79,7 +79,12 @@ class Worker:
         # cancel what is left, then stop renewing (a run cancelled outright is left to lease expiry).
         self._stopping = True
         if self._loop_task is not None:
-            self._loop_task.cancel()
+            # Let the loop end between claims rather than cancel it mid-claim: rows claimed by a statement
+            # whose answer never arrived would be left to recovery, interrupted without having started.
+            self._wake.set()
+            _, late_loop = await asyncio.wait([self._loop_task], timeout=STOP_GRACE_SECONDS)
+            for task in late_loop:
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
             self._loop_task = None

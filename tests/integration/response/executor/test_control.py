@@ -8,11 +8,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
+import msgspec
 import pytest
 
 from opsresponder.response.executor.errors import ExecutionNotFound, ExecutionStateError
 from opsresponder.response.executor.options import ExecutionOptions
-from opsresponder.response.executor.plan import PlanError
+from opsresponder.response.executor.plan import ExecutionPlan, PlanError, plan_hash
 from opsresponder.response.executor.view import ExecutionView
 from opsresponder.store.executions import parse_execution_id
 from tests.integration.response.executor.harness import Rig, action, decision, make_rig
@@ -44,6 +45,12 @@ async def test_dry_run_resolves_everything_and_runs_nothing(db_pool: asyncpg.Poo
     await rig.service.run_until_idle()
     assert not marker.exists()
     assert (await view_of(rig, view.execution_id)).status == "dry_run"
+    # The stored plan hashes to what the execution shows (what an approval token will be bound to).
+    row_id = parse_execution_id(view.execution_id)
+    assert row_id is not None
+    stored = await rig.repository.get(row_id)
+    assert stored is not None
+    assert plan_hash(msgspec.convert(stored.execution.plan, ExecutionPlan)) == view.plan_hash
 
 
 async def test_submit_refuses_a_parameter_the_runner_would_refuse(
