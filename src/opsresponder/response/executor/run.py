@@ -58,6 +58,8 @@ log = structlog.get_logger(__name__)
 KILL_GRACE_SECONDS: Final = 10.0
 """Beyond an action's timeout, how long the executor waits for the runner to report it before it cancels
 the run itself (the runner kills on its own timeout; this only guards against a runner that hangs)."""
+NOTIFY_TIMEOUT_SECONDS: Final = 60.0
+"""A message about the execution (start, end) never holds the execution up longer than this."""
 DEADLINE_CHECK_SECONDS: Final = 1.0
 """The deadline is checked against the clock at least this often (a wall clock may jump)."""
 LOCK_KEY_PREFIX: Final = "exec-target:"
@@ -721,7 +723,14 @@ class ExecutionRun:
             context=self._context(),
         )
         try:
-            results = await self.deps.notifier.send(notification)
+            async with asyncio.timeout(NOTIFY_TIMEOUT_SECONDS):
+                results = await self.deps.notifier.send(notification)
+        except TimeoutError:
+            await self._log(
+                "warning",
+                f"The {template} notification did not finish within {NOTIFY_TIMEOUT_SECONDS:.0f} s.",
+            )
+            return
         except Exception as e:  # noqa: BLE001 - a notifier bug must not change the execution's outcome
             await self._log("warning", f"The {template} notification failed: {e.__class__.__name__}: {e}.")
             return
