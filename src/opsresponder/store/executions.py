@@ -73,18 +73,26 @@ _LOG_COLUMNS: Final = "id, execution_id, at, level, message, action_id, action_k
 # Queued executions become running; queued rollbacks (asked through the API on a finished execution)
 # become the claimer's to run. Oldest first; rows another claimer holds are skipped, not waited for.
 _CLAIM: Final = f"""
-UPDATE autonomous.executions AS e
-SET status = CASE WHEN e.status = 'queued' THEN 'running' ELSE e.status END,
-    rollback_status = CASE WHEN e.status = 'rolling_back' THEN 'running' ELSE e.rollback_status END,
-    started_at = COALESCE(e.started_at, $3),
-    deadline_at = CASE WHEN e.status = 'queued' THEN $3 + make_interval(mins => e.max_minutes)
-                       ELSE e.deadline_at END,
-    owner = $2, lease_until = $3 + $4::interval
-WHERE e.id IN (SELECT id FROM autonomous.executions
-               WHERE status = 'queued' OR (status = 'rolling_back' AND rollback_status = 'queued')
-               ORDER BY id LIMIT $1
-               FOR UPDATE SKIP LOCKED)
-RETURNING {_EXEC_COLUMNS}
+WITH claimed AS (
+    UPDATE autonomous.executions AS e
+    SET status = CASE WHEN e.status = 'queued' THEN 'running' ELSE e.status END,
+        rollback_status = CASE WHEN e.status = 'rolling_back' THEN 'running' ELSE e.rollback_status END,
+        started_at = COALESCE(e.started_at, $3),
+        deadline_at = CASE WHEN e.status = 'queued'
+                           THEN $3::timestamptz + make_interval(mins => e.max_minutes)
+                           ELSE e.deadline_at END,
+        owner = $2, lease_until = $3::timestamptz + $4::interval
+    WHERE e.id IN (SELECT id FROM autonomous.executions
+                   WHERE status = 'queued' OR (status = 'rolling_back' AND rollback_status = 'queued')
+                   ORDER BY id LIMIT $1
+                   FOR UPDATE SKIP LOCKED)
+    RETURNING {_EXEC_COLUMNS}),
+logged AS (
+    INSERT INTO autonomous.execution_logs (execution_id, at, level, message)
+    SELECT id, $3, 'info',
+           CASE WHEN status = 'rolling_back' THEN 'Rollback started by ' ELSE 'Started by ' END || $2 || '.'
+    FROM claimed)
+SELECT * FROM claimed
 """
 
 
@@ -316,7 +324,8 @@ class ExecutionRepository:
         """Take up to `limit` queued executions (now ``running``) and queued rollbacks (their
         ``rollback_status`` now ``running``), oldest first, for `owner` until ``now + lease``.
 
-        Concurrent claims skip each other's rows and never return one row twice.
+        Concurrent claims skip each other's rows and never return one row twice. Each claimed row gets its
+        log line ("Started by <owner>.") in the same statement.
         """
         if limit <= 0:
             return []

@@ -178,7 +178,6 @@ class ExecutionRun:
 
     async def run(self) -> None:
         """Run a claimed ``queued`` execution to its final state."""
-        await self._log("info", f"Started by {self.deps.owner}.")
         await self._notify_execution(
             "execution_started", self.options.notification_preferences.notify_on_start
         )
@@ -210,7 +209,6 @@ class ExecutionRun:
             state.started_at, state.completed_at, state.error = row.started_at, row.completed_at, row.error
             if row.result is not None and "success" in row.result:
                 state.result = msgspec.convert(row.result, RunResult)
-        await self._log("info", f"Rollback started by {self.deps.owner}.")
         ok = False
         try:
             if await self._lock(bounded=False):
