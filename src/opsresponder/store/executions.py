@@ -557,7 +557,7 @@ class ExecutionRepository:
                 return ControlOutcome(found=True, allowed=False, status=status)
             await conn.execute(
                 """UPDATE autonomous.executions SET status = 'rolling_back', rollback_status = 'queued',
-                       rollback_requested = true, owner = NULL, lease_until = NULL
+                       rollback_requested = true, cancel_requested = false, owner = NULL, lease_until = NULL
                    WHERE id = $1""",
                 execution_id,
             )

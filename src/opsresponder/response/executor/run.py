@@ -227,8 +227,9 @@ class ExecutionRun:
                 ok = await self._rollback()
         finally:
             await self._unlock()
-        if self._stop is not None:
-            await self._finish("interrupted", self._stop.reason, rollback_status="interrupted")
+        if self._interrupted.is_set():
+            reason = self._stop.reason if self._stop is not None else "the service stopped"
+            await self._finish("interrupted", reason, rollback_status="interrupted")
         elif ok:
             await self._finish("rolled_back", None, rollback_status="completed")
         else:
