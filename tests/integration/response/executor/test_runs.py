@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import asyncpg
+import msgspec
 
 from opsresponder.response.executor.options import ExecutionOptions, NotificationPreferences
 from opsresponder.response.executor.view import ActionView, ExecutionView
@@ -48,6 +49,8 @@ async def test_dag_runs_dependencies_first_and_independent_actions_in_parallel(
     assert c.started_at >= max(a.completed_at, b.completed_at)
     assert a.result is not None and a.result.success and a.result.metrics["cpu_usage"] == 42.5
     assert view.progress.percentage_complete == 100
+    answer = msgspec.json.decode(msgspec.json.encode(view))
+    assert answer["execution_id"] == view.execution_id and answer["actions"][0]["result"]["success"] is True
     assert any(log.action_id == a.action_id and "Starting" in log.message for log in view.logs)
 
 
