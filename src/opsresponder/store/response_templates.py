@@ -143,6 +143,17 @@ class ResponseTemplateRepository:
             )
         return None if row is None else _from_row(row)
 
+    async def get_version(self, template_id: str, version: str) -> ResponseTemplate | None:
+        """One version of a template, current or not (an execution runs the version it was decided
+        with); None when it is not stored."""
+        async with connection(self.pool) as conn:
+            body = await conn.fetchval(
+                "SELECT body FROM rules.response_templates WHERE template_key = $1 AND version = $2",
+                template_id,
+                version,
+            )
+        return None if body is None else msgspec.convert(body, ResponseTemplate)
+
     async def list_current(self) -> list[StoredTemplate]:
         """The current version of every template, by key."""
         async with connection(self.pool) as conn:
