@@ -22,6 +22,7 @@ from opsresponder.response.analysis import (
     Analyzer,
     AnalyzeRequest,
     EventNotFound,
+    UserPreferences,
     decision_answer,
 )
 from opsresponder.response.risk import RiskMatrix
@@ -485,3 +486,29 @@ def test_the_request_refuses_unknown_fields_and_needs_only_the_event_id() -> Non
         msgspec.json.decode(
             b'{"event_id": 5, "context": {"system_criticality": "huge"}}', type=AnalyzeRequest
         )
+
+
+async def test_a_request_that_does_not_auto_approve_low_risk_asks_for_every_script(world: World) -> None:
+    await world.templates.create(
+        template(
+            "cpu",
+            [DIAGNOSTIC, {"id": "tell", "name": "Tell", "type": "notification", "channels": ["email"]}],
+            triggers=[{"event_type": "threshold_breach"}],
+        ),
+        "ops",
+    )
+    preferences = UserPreferences(auto_approve_low_risk=False, notification_channels=["slack"])
+    decision = await world.analyze(
+        await world.event(),
+        system_criticality="low",
+        business_hours=False,
+        maintenance_window=True,
+        user_preferences=preferences,
+    )
+    diag, tell = decision.recommended_actions
+    assert (diag.risk_score, diag.approval_required) == (0.2, True)  # the score alone would not ask
+    assert tell.approval_required is False
+    assert decision.approval["reason"] == (
+        "Approval required (diag: the request does not auto-approve low-risk actions)."
+    )
+    assert decision.inputs["context"]["given"]["user_preferences"]["notification_channels"] == ["slack"]
