@@ -512,3 +512,31 @@ async def test_a_request_that_does_not_auto_approve_low_risk_asks_for_every_scri
         "Approval required (diag: the request does not auto-approve low-risk actions)."
     )
     assert decision.inputs["context"]["given"]["user_preferences"]["notification_channels"] == ["slack"]
+
+
+async def test_parameters_that_do_not_fit_the_script_keep_a_template_out(world: World) -> None:
+    """A template checked against an older catalog, where the parameter was text: the executor would
+    refuse the plan, so analysis does not recommend it."""
+    older = ScriptCatalog(
+        [
+            Script(
+                id=1,
+                name="check_cpu",
+                risk_level="low",
+                command=["true"],
+                parameters=[ScriptParameter(name="sample_seconds", type="string")],
+            )
+        ]
+    )
+    body = {
+        "id": "stale",
+        "name": "stale",
+        "actions": [{**DIAGNOSTIC, "parameters": {"sample_seconds": "a while"}}],
+        "triggers": [{"event_type": "threshold_breach"}],
+    }
+    await world.templates.create(read_template(msgspec.json.encode(body), "json", older), "ops")
+    decision = await world.analyze(await world.event())
+    assert decision.template_id is None
+    [alternative] = decision.inputs["alternatives"]
+    assert alternative["not_applicable"].startswith("action diag's parameters:")
+    assert "sample_seconds" in alternative["not_applicable"]
