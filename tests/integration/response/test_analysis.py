@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -27,7 +28,8 @@ from opsresponder.response.analysis import (
 )
 from opsresponder.response.risk import RiskMatrix
 from opsresponder.rules.evaluation import FIRINGS, Firing
-from opsresponder.rules.templates import Script, ScriptCatalog, read_template
+from opsresponder.rules.templates import Script, ScriptCatalog, load_script_catalog, read_template
+from opsresponder.rules.templates.files import read_template_files
 from opsresponder.rules.templates.scripts import ScriptParameter
 from opsresponder.rules.triggers import TriggerRuleBody
 from opsresponder.store.correlations import CorrelationRepository
@@ -82,7 +84,7 @@ class World:
         self.now = NOW
         self.analyzer = self.make_analyzer()
 
-    def make_analyzer(self, **config: Any) -> Analyzer:
+    def make_analyzer(self, catalog: ScriptCatalog = CATALOG, **config: Any) -> Analyzer:
         return Analyzer(
             events=self.events,
             templates=self.templates,
@@ -90,7 +92,7 @@ class World:
             correlations=CorrelationRepository(self.pool),
             decisions=self.decisions,
             outcomes=self.outcomes,
-            catalog=CATALOG,
+            catalog=catalog,
             risk=RiskMatrix(RiskConfig()),
             config=AnalysisConfig(**{"approvers": ["alice", "bob"], **config}),
             clock=lambda: self.now,
@@ -540,3 +542,35 @@ async def test_parameters_that_do_not_fit_the_script_keep_a_template_out(world: 
     [alternative] = decision.inputs["alternatives"]
     assert alternative["not_applicable"].startswith("action diag's parameters:")
     assert "sample_seconds" in alternative["not_applicable"]
+
+
+async def test_the_spec_example_with_the_shipped_catalog_and_templates(db_pool: asyncpg.Pool) -> None:
+    """config/templates/high_cpu_investigation.yaml (service-spec.md's template) on a high-CPU event."""
+    config = Path(__file__).resolve().parents[3] / "config"
+    catalog = load_script_catalog(config / "scripts.yaml")
+    world = World(db_pool)
+    await world.templates.sync_files(read_template_files(config / "templates", catalog))
+    world.analyzer = world.make_analyzer(catalog)
+    event = await world.event(severity=Severity.CRITICAL, metadata={"cpu_usage": 97.5})
+    decision = await world.analyze(event, system_criticality="high", business_hours=True)
+    assert (decision.template_id, decision.template_version) == ("high_cpu_investigation", "1.2")
+    actions = {a.key: a for a in decision.recommended_actions}
+    assert list(actions) == [
+        "diagnostic_cpu",
+        "diagnostic_processes",
+        "remediation_kill_processes",
+        "notification_resolved",
+    ]
+    kill = actions["remediation_kill_processes"]
+    assert kill.parameters == {"max_processes": 3} and kill.approval_required
+    assert actions["notification_resolved"].script is None
+    assert actions["notification_resolved"].channels == ["email", "slack"]
+    assert decision.analysis["recommended_action"] == "remediate"
+    assert decision.approval["required"] is True
+    answer = decision_answer(decision)
+    assert [a["action_name"] for a in answer["recommended_actions"]] == [
+        "CPU Diagnostic",
+        "Process Analysis",
+        "Kill High CPU Processes",
+        "Resolution Notification",
+    ]
