@@ -45,6 +45,7 @@ from tests.factories import make_event, prepared
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 WINDOW = timedelta(minutes=5)
 PATTERN = "p-cpu"
+CONFIG = Path(__file__).resolve().parents[3] / "config"
 
 CATALOG = ScriptCatalog(
     [
@@ -546,7 +547,7 @@ async def test_parameters_that_do_not_fit_the_script_keep_a_template_out(world: 
 
 async def test_the_spec_example_with_the_shipped_catalog_and_templates(db_pool: asyncpg.Pool) -> None:
     """config/templates/high_cpu_investigation.yaml (service-spec.md's template) on a high-CPU event."""
-    config = Path(__file__).resolve().parents[3] / "config"
+    config = CONFIG
     catalog = load_script_catalog(config / "scripts.yaml")
     world = World(db_pool)
     await world.templates.sync_files(read_template_files(config / "templates", catalog))
