@@ -604,6 +604,25 @@ class AnalysisConfig(_Section):
     """Token names that may approve (the approvals issue); empty: nobody can."""
 
 
+class GovernorConfig(_Section):
+    """The safety governor: bounds on automatic execution (docs/response.md "Safety governor")."""
+
+    max_runs_per_host_per_hour: PositiveInt = 10
+    """Automatic executions touching one host in any hour; more are refused (a person may still run them)."""
+    max_runs_per_action_per_hour: PositiveInt = 30
+    """Automatic runs of one catalog script (or notification template) in any hour, across hosts."""
+    loop_max_runs: PositiveInt = 3
+    """The same remediation for the same fingerprint more often than this within loop_window_minutes is a
+    loop: automatic runs of it stop, the loop is escalated, and it needs approval from then on."""
+    loop_window_minutes: PositiveInt = 60
+    loop_hold_hours: PositiveInt = 24
+    """How long a detected loop keeps requiring approval (or until released through the API)."""
+    max_targets: PositiveInt = 10
+    """A remediation whose target set holds more hosts than this is refused; an empty set always is."""
+    pause_refresh_seconds: PositiveFloat = 1.0
+    """How stale this process's view of the global pause may be (other replicas' pause/resume)."""
+
+
 class ResponseConfig(_Section):
     """The autonomous response side (port 3011; docs/response.md)."""
 
@@ -614,6 +633,7 @@ class ResponseConfig(_Section):
     executor: ExecutorConfig = msgspec.field(default_factory=ExecutorConfig)
     risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
     analysis: AnalysisConfig = msgspec.field(default_factory=AnalysisConfig)
+    governor: GovernorConfig = msgspec.field(default_factory=GovernorConfig)
 
 
 class Settings(_Section):
