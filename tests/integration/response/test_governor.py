@@ -51,7 +51,7 @@ async def state(request: pytest.FixtureRequest, clock: Clock) -> AsyncIterator[S
 
 
 def governor(state: StateBackend, pool: asyncpg.Pool, clock: Clock, **config: int) -> SafetyGovernor:
-    return SafetyGovernor(state, AutomationControls(pool), GovernorConfig(**config), clock=clock)  # type: ignore[arg-type]
+    return SafetyGovernor(state, AutomationControls(pool), GovernorConfig(**config), clock=clock)
 
 
 def restart(host: str = "web-1", fingerprint: str = "fp-1") -> AutomaticRun:
