@@ -130,7 +130,7 @@ async def empty_tables(conn: asyncpg.Connection | PoolConnectionProxy) -> None:
         "TRUNCATE events.events, events.dedup, events.subscriptions, events.subscription_outbox, "
         "events.silences, events.event_traces, public.opsresponder_jobs, events.patterns, "
         "events.correlations, rules.trigger_rules, rules.rule_firings, rules.response_templates, "
-        "autonomous.automation_pause, autonomous.automation_pause_log"
+        "autonomous.automation_pause, autonomous.automation_pause_log, autonomous.approvals"
     )
 
 

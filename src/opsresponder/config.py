@@ -623,6 +623,19 @@ class GovernorConfig(_Section):
     """How stale this process's view of the global pause may be (other replicas' pause/resume)."""
 
 
+class ApprovalsConfig(_Section):
+    """Approval requests (docs/response.md "Approvals"); who may approve: ``response.analysis.approvers``."""
+
+    timeout_minutes: Annotated[int, msgspec.Meta(ge=1, le=10080)] = 30
+    """A request not decided within this is rejected automatically (and the requester told)."""
+    token_ttl_minutes: Annotated[int, msgspec.Meta(ge=1, le=1440)] = 30
+    """An approval token (issued on approval) is valid this long, once."""
+    expiry_check_seconds: PositiveFloat = 15.0
+    """How often the expiry job runs: a request is rejected at most this late."""
+    link_base_url: str | None = None
+    """Where approvers are sent (``<base>/api/v1/autonomous/executions/<id>``); null: the request's path."""
+
+
 class ResponseConfig(_Section):
     """The autonomous response side (port 3011; docs/response.md)."""
 
@@ -634,6 +647,7 @@ class ResponseConfig(_Section):
     risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
     analysis: AnalysisConfig = msgspec.field(default_factory=AnalysisConfig)
     governor: GovernorConfig = msgspec.field(default_factory=GovernorConfig)
+    approvals: ApprovalsConfig = msgspec.field(default_factory=ApprovalsConfig)
 
 
 class Settings(_Section):
