@@ -4,7 +4,8 @@ The answer joins two sources: the event row (how it came in, its fingerprint and
 it, its suppression, correlation and score, with the score's factors) and its stored trace entries (what
 each pipeline stage said, in stage order: ``events.event_traces``, written by `store.traces.TraceWriter`).
 How the event came in is read from the row itself (``source_type``, ``raw`` and the metadata each
-listener records), so it costs nothing at write time.
+listener records), so it costs nothing at write time; so is the score's sentence, from the row and the
+score stage's compact entry (`pipeline.scoring.explain`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from opsresponder.api.openapi import DATABASE_DOWN, NOT_FOUND, Answer, documente
 from opsresponder.core.event import Event
 from opsresponder.ingest.snmp.convert import SOURCE as SNMP_SOURCE_TYPE
 from opsresponder.ingest.syslog.decode import SOURCE_TYPE as SYSLOG_SOURCE_TYPE
+from opsresponder.pipeline.scoring import Score, stored_sentence
 
 # The source_type each native adapter gives its events, and the adapter's name (docs/integrations.md).
 _ADAPTER_BY_SOURCE_TYPE: Final = {
@@ -126,8 +128,14 @@ def trace_view(event: Event, entries: list[tuple[str, str]] | None) -> EventTrac
         score_factors=_numbers(factors) if isinstance(factors, dict) else None,
         score_missing=[m for m in missing if isinstance(m, str)] if isinstance(missing, list) else [],
         traced=entries is not None,
-        entries=[TraceEntryView(stage, detail) for stage, detail in entries or ()],
+        entries=[TraceEntryView(stage, _readable(event, stage, detail)) for stage, detail in entries or ()],
     )
+
+
+def _readable(event: Event, stage: str, detail: str) -> str:
+    """The entry as a person reads it: the score stage stores only what the row does not say, and its
+    sentence is written here (`pipeline.scoring.explain`)."""
+    return stored_sentence(event, detail) if stage == Score.name else detail
 
 
 def describe_ingest(event: Event) -> str:

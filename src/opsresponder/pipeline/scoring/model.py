@@ -22,15 +22,12 @@ correlated events count most: the tenth repetition of an alert says less than th
 from __future__ import annotations
 
 import math
-from typing import Any, Final
+from typing import Any
 
 from opsresponder.config import ScoringConfig
 from opsresponder.core.event import Event
 from opsresponder.core.severity import Severity
-
-FACTORS: Final = ("severity", "criticality", "environment", "correlation", "repetition", "business_hours")
-"""Every factor, in the order of ``metadata.score_factors`` and of the trace's explanation."""
-MAX_SCORE: Final = 100
+from opsresponder.pipeline.scoring.explain import MAX_SCORE, sentence
 
 
 class Scored:
@@ -68,30 +65,12 @@ class Scored:
 
     @property
     def inputs(self) -> tuple[str, str | None, str | None, int | None, int, bool | None]:
-        """The values read: with the model, they decide the whole result (a key for `explain`'s cache)."""
+        """The values read: with the model, they decide the whole result."""
         return (self.severity, self.criticality, self.environment, self.group_size, self.repeats, self.inside)
 
     def explain(self) -> str:
         """``score 73: severity high +30, criticality critical +25, ...; missing: business_hours``."""
-        f = self.factors
-        parts = [f"severity {self.severity} +{f['severity']:g}"]
-        if self.criticality is not None:
-            parts.append(f"criticality {self.criticality} +{f['criticality']:g}")
-        if self.environment is not None:
-            parts.append(f"environment {self.environment} +{f['environment']:g}")
-        if self.group_size is not None:
-            events = "event" if self.group_size == 1 else "events"
-            parts.append(f"correlation {self.group_size} {events} +{f['correlation']:g}")
-        parts.append(f"repetition {self.repeats} earlier +{f['repetition']:g}")
-        if self.inside is not None:
-            parts.append(f"business_hours {'inside' if self.inside else 'outside'} +{f['business_hours']:g}")
-        head = f"score {self.score}"
-        if self.total > MAX_SCORE:
-            head += f" (sum {self.total:g}, clamped)"
-        text = f"{head}: {', '.join(parts)}"
-        if self.missing:
-            text += f"; missing: {', '.join(self.missing)}"
-        return text
+        return sentence(self.score, self.total, self.factors, self.missing, self.inputs)
 
 
 class ScoreModel:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from opsresponder.config import ScoringConfig, settings_from_tree
 from opsresponder.core.severity import Severity
-from opsresponder.pipeline.scoring import FACTORS, ScoreModel
+from opsresponder.pipeline.scoring import FACTORS, ScoreModel, compact_entry, stored_sentence
 from tests.factories import make_event
 
 MODEL = ScoreModel(ScoringConfig())
@@ -234,3 +235,35 @@ def test_the_score_never_falls_when_severity_or_criticality_rises(
 
     assert score(low_sev, low_crit) <= score(high_sev, low_crit) <= score(high_sev, high_crit)
     assert score(low_sev, low_crit) <= score(low_sev, high_crit)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    config=configs(),
+    severity=st.sampled_from(SEVERITIES),
+    asset_value=assets,
+    correlation=correlations,
+    earlier=st.integers(0, 10**6),
+    duplicates=st.integers(0, 10**6),
+)
+def test_the_sentence_read_from_the_stored_event_is_the_one_the_score_would_say(
+    config: ScoringConfig,
+    severity: Severity,
+    asset_value: Any,
+    correlation: Any,
+    earlier: int,
+    duplicates: int,
+) -> None:
+    event = make_event(
+        severity=severity, metadata=metadata_of(asset_value, correlation), duplicate_count=duplicates
+    )
+    scored = ScoreModel(config).score(event, earlier)
+    event.score = float(scored.score)
+    event.metadata["score_factors"] = scored.factors
+    if scored.missing:
+        event.metadata["score_missing"] = scored.missing
+    # As stored: metadata through JSON (key order and float forms may change), more duplicates folded in.
+    event.metadata = msgspec.json.decode(msgspec.json.encode(event.metadata))
+    event.metadata["score_factors"] = dict(reversed(event.metadata["score_factors"].items()))
+    event.duplicate_count += 7
+    assert stored_sentence(event, compact_entry(scored.repeats)) == scored.explain()
