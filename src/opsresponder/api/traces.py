@@ -5,12 +5,13 @@ it, its suppression, correlation and score, with the score's factors) and its st
 each pipeline stage said, in stage order: ``events.event_traces``, written by `store.traces.TraceWriter`).
 How the event came in is read from the row itself (``source_type``, ``raw`` and the metadata each
 listener records), so it costs nothing at write time; so is the score's sentence, from the row and the
-score stage's compact entry (`pipeline.scoring.explain`).
+score stage's compact entry (`pipeline.scoring.explain`) and the template (``metadata.pattern``).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 
@@ -27,6 +28,8 @@ from opsresponder.api.openapi import DATABASE_DOWN, NOT_FOUND, Answer, documente
 from opsresponder.core.event import Event
 from opsresponder.ingest.snmp.convert import SOURCE as SNMP_SOURCE_TYPE
 from opsresponder.ingest.syslog.decode import SOURCE_TYPE as SYSLOG_SOURCE_TYPE
+from opsresponder.pipeline.patterns import Patterns
+from opsresponder.pipeline.patterns import stored_detail as stored_template
 from opsresponder.pipeline.scoring import Score, stored_sentence
 
 # The source_type each native adapter gives its events, and the adapter's name (docs/integrations.md).
@@ -132,10 +135,17 @@ def trace_view(event: Event, entries: list[tuple[str, str]] | None) -> EventTrac
     )
 
 
+# Stages whose entries hold only what the row does not say: their sentence is written when read.
+_WRITTEN_ON_READ: Final[dict[str, Callable[[Event, str], str]]] = {
+    Score.name: stored_sentence,
+    Patterns.name: stored_template,
+}
+
+
 def _readable(event: Event, stage: str, detail: str) -> str:
-    """The entry as a person reads it: the score stage stores only what the row does not say, and its
-    sentence is written here (`pipeline.scoring.explain`)."""
-    return stored_sentence(event, detail) if stage == Score.name else detail
+    """The entry as a person reads it (see `_WRITTEN_ON_READ`)."""
+    write = _WRITTEN_ON_READ.get(stage)
+    return detail if write is None else write(event, detail)
 
 
 def describe_ingest(event: Event) -> str:
