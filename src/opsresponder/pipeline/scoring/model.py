@@ -29,6 +29,12 @@ from opsresponder.core.event import Event
 from opsresponder.core.severity import Severity
 from opsresponder.pipeline.scoring.explain import MAX_SCORE, sentence
 
+Inputs = tuple[str, str | None, str | None, int | None, int, bool | None]
+"""The values a score was read from: severity, criticality, environment, group size, earlier arrivals,
+inside business hours (None where missing)."""
+Assessment = tuple[int, float, dict[str, float], list[str], Inputs]
+"""(score, total, factors, missing, inputs): `ScoreModel.assess`."""
+
 
 class Scored:
     """One event's score: the clamped score, each factor's contribution, the inputs that were missing, and
@@ -53,7 +59,7 @@ class Scored:
         total: float,
         factors: dict[str, float],
         missing: list[str],
-        inputs: tuple[str, str | None, str | None, int | None, int, bool | None],
+        inputs: Inputs,
     ) -> None:
         self.score = score
         self.total = total
@@ -64,7 +70,7 @@ class Scored:
         self.severity, self.criticality, self.environment, self.group_size, self.repeats, self.inside = inputs
 
     @property
-    def inputs(self) -> tuple[str, str | None, str | None, int | None, int, bool | None]:
+    def inputs(self) -> Inputs:
         """The values read: with the model, they decide the whole result."""
         return (self.severity, self.criticality, self.environment, self.group_size, self.repeats, self.inside)
 
@@ -110,6 +116,12 @@ class ScoreModel:
 
         Never raises: an input of the wrong type (a sender's own ``metadata.asset``) counts as missing.
         """
+        score, total, factors, missing, inputs = self.assess(event, earlier)
+        return Scored(score, total, factors, missing, inputs)
+
+    def assess(self, event: Event, earlier: int) -> Assessment:
+        """What `score` returns, as a plain tuple (the stage's hot path: no object per event);
+        ``inputs[4]`` is the count of earlier arrivals the trace keeps."""
         missing: list[str] = []
         sev = self._severity[event.severity]
         crit = env = corr = bh = 0.0
@@ -168,8 +180,13 @@ class ScoreModel:
         # Rounded again: a sum of one-decimal floats can land a hair below a .5 and round the wrong way.
         total = round(sev + crit + env + corr + rep + bh, 1)
         score = min(MAX_SCORE, math.floor(total + 0.5))
-        inputs = (event.severity.value, criticality, environment, size, repeats, inside)
-        return Scored(score, total, factors, missing, inputs)
+        return (
+            score,
+            total,
+            factors,
+            missing,
+            (event.severity, criticality, environment, size, repeats, inside),
+        )
 
 
 def _contribution(weight: float, level: float) -> float:

@@ -49,16 +49,16 @@ class Score:
     async def run(self, batch: Batch) -> None:
         now = self._monotonic()
         observe = self._repetitions.observe
-        score = self._model.score
+        assess = self._model.assess
         trace = batch.trace if self._trace else None
         for event in batch.events:
-            scored = score(event, observe(event.fingerprint, now))
-            event.score = float(scored.score)
+            score, _, factors, missing, inputs = assess(event, observe(event.fingerprint, now))
+            event.score = float(score)
             metadata = event.metadata
-            metadata[SCORE_FACTORS_KEY] = scored.factors
-            if scored.missing:
-                metadata[SCORE_MISSING_KEY] = scored.missing
+            metadata[SCORE_FACTORS_KEY] = factors
+            if missing:
+                metadata[SCORE_MISSING_KEY] = missing
             else:
                 metadata.pop(SCORE_MISSING_KEY, None)
             if trace is not None:
-                trace.append(TraceEntry(event, self.name, compact_entry(scored.repeats)))
+                trace.append(TraceEntry(event, self.name, compact_entry(inputs[4])))
