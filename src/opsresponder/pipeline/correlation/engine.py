@@ -274,6 +274,7 @@ class Correlator:
         self._lookback = lookback
         # pattern_based and time_based add to a group only this long after its first event.
         self._reach = 2 * window
+        self._related_limit = config.max_related_per_kind
         self._min_rank = Severity(config.min_severity).rank
         # The severities correlated, as a set: one lookup per event instead of the rank property.
         self._correlated = frozenset(s for s in Severity if s.rank >= self._min_rank)
@@ -389,7 +390,8 @@ class Correlator:
             self._open(event, batch, why, event.occurred_at.timestamp())
             return
         received = event.received_at.timestamp()
-        repeat = self._repeat_of(event, received)
+        # Most events' fingerprints are not remembered: no call for them.
+        repeat = self._repeat_of(event, received) if event.fingerprint in self._fingerprints else None
         if repeat is not None:
             event.correlation_id = repeat.id
             event.metadata["correlation"] = {"group_size": repeat.size, "root_cause": False, "types": []}
@@ -464,7 +466,7 @@ class Correlator:
                             caused_by = (seen, reason[1])
                     else:
                         cause_of = True
-        limit = self._config.max_related_per_kind
+        limit = self._related_limit
         reasons = self._reasons
         types: list[str] = []
         details: list[str] = []
