@@ -180,7 +180,7 @@ def metadata_of(asset_value: Any, correlation: Any) -> dict[str, Any]:
     earlier=st.integers(0, 10**6),
     duplicates=st.integers(0, 10**6),
 )
-def test_the_score_is_0_to_100_and_its_factors_sum_to_it_before_the_clamp(
+def test_the_score_is_0_to_100_its_factors_sum_to_it_and_its_stored_sentence_reads_the_same(
     config: ScoringConfig,
     severity: Severity,
     asset_value: Any,
@@ -203,6 +203,16 @@ def test_the_score_is_0_to_100_and_its_factors_sum_to_it_before_the_clamp(
     assert set(scored.missing) <= set(FACTORS) - {"severity", "repetition"}
     for name in scored.missing:
         assert scored.factors[name] == 0.0
+    # The trace's sentence, written from the stored event and the stage's compact entry, says what the
+    # score said: metadata through JSON (JSONB reorders keys), more duplicates folded in since.
+    event.score = float(scored.score)
+    event.metadata["score_factors"] = scored.factors
+    if scored.missing:
+        event.metadata["score_missing"] = scored.missing
+    event.metadata = msgspec.json.decode(msgspec.json.encode(event.metadata))
+    event.metadata["score_factors"] = dict(reversed(event.metadata["score_factors"].items()))
+    event.duplicate_count += 7
+    assert stored_sentence(event, compact_entry(scored.repeats)) == scored.explain()
 
 
 @settings(max_examples=300, deadline=None)
@@ -235,35 +245,3 @@ def test_the_score_never_falls_when_severity_or_criticality_rises(
 
     assert score(low_sev, low_crit) <= score(high_sev, low_crit) <= score(high_sev, high_crit)
     assert score(low_sev, low_crit) <= score(low_sev, high_crit)
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    config=configs(),
-    severity=st.sampled_from(SEVERITIES),
-    asset_value=assets,
-    correlation=correlations,
-    earlier=st.integers(0, 10**6),
-    duplicates=st.integers(0, 10**6),
-)
-def test_the_sentence_read_from_the_stored_event_is_the_one_the_score_would_say(
-    config: ScoringConfig,
-    severity: Severity,
-    asset_value: Any,
-    correlation: Any,
-    earlier: int,
-    duplicates: int,
-) -> None:
-    event = make_event(
-        severity=severity, metadata=metadata_of(asset_value, correlation), duplicate_count=duplicates
-    )
-    scored = ScoreModel(config).score(event, earlier)
-    event.score = float(scored.score)
-    event.metadata["score_factors"] = scored.factors
-    if scored.missing:
-        event.metadata["score_missing"] = scored.missing
-    # As stored: metadata through JSON (key order and float forms may change), more duplicates folded in.
-    event.metadata = msgspec.json.decode(msgspec.json.encode(event.metadata))
-    event.metadata["score_factors"] = dict(reversed(event.metadata["score_factors"].items()))
-    event.duplicate_count += 7
-    assert stored_sentence(event, compact_entry(scored.repeats)) == scored.explain()
