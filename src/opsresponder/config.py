@@ -446,8 +446,9 @@ class CorrelationConfig(_Section):
     max_keys: PositiveInt = 200_000
     """Hosts, services, asset groups, tags, templates and dependencies remembered at most, per kind; the
     least recently seen is forgotten first."""
-    max_groups_per_key: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
-    """Groups remembered per key (a host seen in 4 recent groups); the least recent is forgotten first."""
+    max_groups_per_key: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
+    """Groups remembered per key (a host seen in 2 recent groups); the least recent is forgotten first. 2, not
+    4: the scenario tests group as well, and the stage scores half the entries (docs/correlation.md)."""
     max_templates: PositiveInt = 20_000
     """Distinct templates compared for similarity at most; the oldest is forgotten first."""
     max_fingerprints: PositiveInt = 200_000

@@ -4,12 +4,14 @@ The answer joins two sources: the event row (how it came in, its fingerprint and
 it, its suppression, correlation and score, with the score's factors) and its stored trace entries (what
 each pipeline stage said, in stage order: ``events.event_traces``, written by `store.traces.TraceWriter`).
 How the event came in is read from the row itself (``source_type``, ``raw`` and the metadata each
-listener records), so it costs nothing at write time.
+listener records), so it costs nothing at write time; so is the score's sentence, from the row and the
+score stage's compact entry (`pipeline.scoring.explain`) and the template (``metadata.pattern``).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Final
 
@@ -26,6 +28,9 @@ from opsresponder.api.openapi import DATABASE_DOWN, NOT_FOUND, Answer, documente
 from opsresponder.core.event import Event
 from opsresponder.ingest.snmp.convert import SOURCE as SNMP_SOURCE_TYPE
 from opsresponder.ingest.syslog.decode import SOURCE_TYPE as SYSLOG_SOURCE_TYPE
+from opsresponder.pipeline.patterns import Patterns
+from opsresponder.pipeline.patterns import stored_detail as stored_template
+from opsresponder.pipeline.scoring import Score, stored_sentence
 
 # The source_type each native adapter gives its events, and the adapter's name (docs/integrations.md).
 _ADAPTER_BY_SOURCE_TYPE: Final = {
@@ -126,8 +131,21 @@ def trace_view(event: Event, entries: list[tuple[str, str]] | None) -> EventTrac
         score_factors=_numbers(factors) if isinstance(factors, dict) else None,
         score_missing=[m for m in missing if isinstance(m, str)] if isinstance(missing, list) else [],
         traced=entries is not None,
-        entries=[TraceEntryView(stage, detail) for stage, detail in entries or ()],
+        entries=[TraceEntryView(stage, _readable(event, stage, detail)) for stage, detail in entries or ()],
     )
+
+
+# Stages whose entries hold only what the row does not say: their sentence is written when read.
+_WRITTEN_ON_READ: Final[dict[str, Callable[[Event, str], str]]] = {
+    Score.name: stored_sentence,
+    Patterns.name: stored_template,
+}
+
+
+def _readable(event: Event, stage: str, detail: str) -> str:
+    """The entry as a person reads it (see `_WRITTEN_ON_READ`)."""
+    write = _WRITTEN_ON_READ.get(stage)
+    return detail if write is None else write(event, detail)
 
 
 def describe_ingest(event: Event) -> str:

@@ -2,7 +2,7 @@
 learned lead-lag suggestions.
 
 - `CorrelationWriter` (a `store.writers.BatchWriter`) writes what the ``correlate`` stage found
-  (`core.correlation.CORRELATIONS`) in the batch's transaction, one INSERT per batch, and flags the stored
+  (`core.correlation.CORRELATIONS`) in the batch's transaction, one COPY per batch, and flags the stored
   events it newly named root cause (`core.correlation.NEW_ROOT_CAUSES`).
 - `CorrelationRepository` answers ``GET /api/v1/events/{id}/correlations`` and ``include_correlations``,
   is the stage's `pipeline.correlation.CorrelationHistory` (the events of the last lookback window, read
@@ -28,11 +28,10 @@ from opsresponder.store.event_columns import SELECT_EVENTS_WITHOUT_RAW, row_to_e
 from opsresponder.store.pool import connection
 from opsresponder.store.retention import RetentionRule
 
-_INSERT: Final = """
-INSERT INTO events.correlations
-    (correlation_id, event_id, related_event_id, correlation_type, score, reason)
-SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::real[], $6::text[])
-"""
+# Binary COPY of these columns (id and created_at take their defaults): against an INSERT over unnest()
+# arrays of the same rows, about 0.6 instead of 1.5 us of the service's CPU per row (asyncpg checks every
+# array element's type in Python) and about 1 us less of PostgreSQL's.
+_COLUMNS: Final = ("correlation_id", "event_id", "related_event_id", "correlation_type", "score", "reason")
 
 # SKIP LOCKED: never wait for a row another batch holds (its duplicate count being updated): waiting there
 # could deadlock two batches; a skipped flag stays in the stage's memory and in the causal rows.
@@ -113,33 +112,38 @@ class CorrelationWriter:
     """The batch writer (`store.writers.BatchWriter`) of the correlations the stage found."""
 
     async def write(self, conn: asyncpg.Connection, batch: Batch, stored: Sequence[Event]) -> None:
-        """One INSERT for the correlations of `stored` events; one UPDATE flagging new root causes.
+        """One COPY for the correlations of `stored` events; one UPDATE flagging new root causes.
 
         A correlation with an event that was not stored as a new row (a duplicate) is left out.
         """
         links = batch.get(CORRELATIONS)
         if links and stored:
             mine = {id(e) for e in stored}
-            group_ids: list[uuid.UUID | None] = []
-            event_ids: list[int] = []
-            related_ids: list[int] = []
-            kinds: list[str] = []
-            scores: list[float] = []
-            reasons: list[str] = []
+            rows: list[tuple[uuid.UUID | None, int, int, str, float, str]] = []
+            add = rows.append
             for link in links:
-                if id(link.event) not in mine or link.event.id is None:
+                event = link.event
+                event_id = event.id
+                if event_id is None or id(event) not in mine:
                     continue
-                related = link.related if isinstance(link.related, int) else link.related.id
-                if not related or related == link.event.id:
+                related = link.related
+                related_id = related if isinstance(related, int) else related.id
+                if not related_id or related_id == event_id:
                     continue
-                group_ids.append(link.event.correlation_id)
-                event_ids.append(link.event.id)
-                related_ids.append(related)
-                kinds.append(link.correlation_type)
-                scores.append(link.score)
-                reasons.append(link.reason)
-            if event_ids:
-                await conn.execute(_INSERT, group_ids, event_ids, related_ids, kinds, scores, reasons)
+                add(
+                    (
+                        event.correlation_id,
+                        event_id,
+                        related_id,
+                        link.correlation_type,
+                        link.score,
+                        link.reason,
+                    )
+                )
+            if rows:
+                await conn.copy_records_to_table(
+                    "correlations", schema_name="events", columns=_COLUMNS, records=rows
+                )
         roots = batch.get(NEW_ROOT_CAUSES)
         if roots and stored:
             ids = sorted({r if isinstance(r, int) else (r.id or 0) for r in roots} - {0})

@@ -2,7 +2,7 @@
 reads one back.
 
 The stages append `core.batch.TraceEntry` (event, stage, detail) to ``Batch.trace``; the writer groups
-them by event and writes one row per new event that has entries, in one INSERT for the whole batch, in
+them by event and writes one row per new event that has entries, in one COPY for the whole batch, in
 the batch's transaction (``events.event_traces``). The entries are a msgpack list of ``[stage, detail]``
 pairs: PostgreSQL stores the bytes as they come.
 
@@ -23,10 +23,9 @@ from opsresponder.core.batch import Batch
 from opsresponder.core.event import Event
 from opsresponder.store.pool import connection
 
-_INSERT: Final = """
-INSERT INTO events.event_traces (event_id, entries)
-SELECT * FROM unnest($1::bigint[], $2::bytea[])
-"""
+# Binary COPY rather than an INSERT over unnest() arrays: asyncpg checks every array element's type in
+# Python, COPY encodes the rows in C (see store/events.py, store/correlations.py).
+_COLUMNS: Final = ("event_id", "entries")
 _SELECT: Final = "SELECT entries FROM events.event_traces WHERE event_id = $1"
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -44,7 +43,7 @@ class TraceWriter:
         return _encode(pairs)
 
     async def write(self, conn: asyncpg.Connection, batch: Batch, stored: Sequence[Event]) -> None:
-        """One ``event_traces`` row per event of `stored` that has trace entries, in one INSERT.
+        """One ``event_traces`` row per event of `stored` that has trace entries, in one COPY.
 
         Raises:
             asyncpg.PostgresError: as the caller's other statements would; the transaction is then aborted.
@@ -60,16 +59,16 @@ class TraceWriter:
                 pending[key] = [(entry.stage, entry.detail)]
             else:
                 pairs.append((entry.stage, entry.detail))
-        ids: list[int] = []
-        payloads: list[bytes] = []
+        rows: list[tuple[int, bytes]] = []
         for event in stored:
             pairs = pending.get(id(event))
             if pairs is not None:
                 assert event.id is not None, "the trace writer needs stored events (with ids)"
-                ids.append(event.id)
-                payloads.append(_encode(pairs))
-        if ids:
-            await conn.execute(_INSERT, ids, payloads)
+                rows.append((event.id, _encode(pairs)))
+        if rows:
+            await conn.copy_records_to_table(
+                "event_traces", schema_name="events", columns=_COLUMNS, records=rows
+            )
 
 
 def decode_entries(payload: bytes) -> list[tuple[str, str]]:

@@ -65,8 +65,12 @@ class Spy:
         self.statements.append(len(args[0]))
         return str(await self.conn.execute(sql, *args))
 
+    async def copy_records_to_table(self, table: str, *, records: list[object], **kw: object) -> str:
+        self.statements.append(len(records))
+        return str(await self.conn.copy_records_to_table(table, records=records, **kw))  # type: ignore[arg-type]
 
-async def test_the_whole_batch_is_one_insert_and_nothing_is_sent_without_entries(
+
+async def test_the_whole_batch_is_one_copy_and_nothing_is_sent_without_entries(
     db_pool: asyncpg.Pool,
 ) -> None:
     events = prepared(*(make_event(host=f"h{i}") for i in range(200)))

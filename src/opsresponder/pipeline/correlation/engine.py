@@ -73,7 +73,18 @@ class Group:
         causal_links: how many events the root explains (dependents correlated to it).
     """
 
-    __slots__ = ("_root", "causal_links", "first_at", "id", "root_depends", "root_name", "size")
+    __slots__ = (
+        "_root",
+        "causal_links",
+        "described",
+        "first_at",
+        "head",
+        "id",
+        "root_depends",
+        "root_name",
+        "root_text",
+        "size",
+    )
 
     def __init__(self, group_id: uuid.UUID, size: int = 0, first_at: float = 0.0) -> None:
         self.id = group_id
@@ -83,6 +94,11 @@ class Group:
         self.root_name: str | None = None
         self.root_depends: tuple[str, ...] = ()
         self.causal_links = 0
+        # The trace's text: "joined group <id> (score " (made at the first join), and the root cause's
+        # part with the root it describes (an `Event`, then its id: the text changes once).
+        self.head = ""
+        self.described: Event | int | None = None
+        self.root_text = ""
 
     @property
     def root(self) -> Event | int | None:
@@ -258,10 +274,19 @@ class Correlator:
         self._lookback = lookback
         # pattern_based and time_based add to a group only this long after its first event.
         self._reach = 2 * window
+        self._related_limit = config.max_related_per_kind
         self._min_rank = Severity(config.min_severity).rank
+        # The severities correlated, as a set: one lookup per event instead of the rank property.
+        self._correlated = frozenset(s for s in Severity if s.rank >= self._min_rank)
         self._dedup_window = dedup_window_seconds
         weights = config.weights
         self._weights = (weights.causal, weights.pattern_based, weights.host_based, weights.time_based)
+        # (weight, fade) of the offers of a whole weight: a kind's score is ``weight - fade * dt``.
+        self._host_weight = (weights.host_based, 0.5 * weights.host_based / lookback)
+        self._group_weight = (weights.time_based, 0.5 * weights.time_based / window)
+        self._service_weight = (0.9 * weights.time_based, 0.5 * 0.9 * weights.time_based / window)
+        self._pattern_weight = (weights.pattern_based, 0.5 * weights.pattern_based / window)
+        self._causal_weight = (weights.causal, 0.5 * weights.causal / window)
         keys, per_key = config.max_keys, config.max_groups_per_key
         self.hosts = _Index(max(window, lookback), keys, per_key)
         self.services = _Index(window, keys, per_key)
@@ -356,7 +381,7 @@ class Correlator:
         new_roots: list[Event | int],
         pending: list[_Seen],
     ) -> None:
-        if event.suppressed_reason is not None or event.severity.rank < self._min_rank:
+        if event.suppressed_reason is not None or event.severity not in self._correlated:
             why = (
                 f"not correlated: suppressed ({event.suppressed_reason})"
                 if event.suppressed_reason is not None
@@ -365,7 +390,8 @@ class Correlator:
             self._open(event, batch, why, event.occurred_at.timestamp())
             return
         received = event.received_at.timestamp()
-        repeat = self._repeat_of(event, received)
+        # Most events' fingerprints are not remembered: no call for them.
+        repeat = self._repeat_of(event, received) if event.fingerprint in self._fingerprints else None
         if repeat is not None:
             event.correlation_id = repeat.id
             event.metadata["correlation"] = {"group_size": repeat.size, "root_cause": False, "types": []}
@@ -440,7 +466,7 @@ class Correlator:
                             caused_by = (seen, reason[1])
                     else:
                         cause_of = True
-        limit = self._config.max_related_per_kind
+        limit = self._related_limit
         reasons = self._reasons
         types: list[str] = []
         details: list[str] = []
@@ -486,15 +512,20 @@ class Correlator:
             is_root = True
             group.causal_links += 1
         event.metadata["correlation"] = {"group_size": group.size, "root_cause": is_root, "types": types}
+        # The parts that stay the same for the group's events are written once per group (per root).
+        head = group.head
+        if not head:
+            head = group.head = f"joined group {group.id} (score "
         root_event = group.root
-        root = f"; root cause: {_describe(root_event)}" if root_event is not None else ""
+        if root_event is None:
+            root = ""
+        elif root_event is group.described:
+            root = group.root_text
+        else:
+            root = group.root_text = f"; root cause: {_describe(root_event)}"
+            group.described = root_event
         batch.trace.append(
-            TraceEntry(
-                event,
-                STAGE,
-                f"joined group {group.id} (score {score:.2f}: {', '.join(details)}; "
-                f"{group.size} events{root})",
-            )
+            TraceEntry(event, STAGE, f"{head}{score:.2f}: {', '.join(details)}; {group.size} events{root})")
         )
 
     def _reason_text(self, reason: _Reason) -> str:
@@ -554,29 +585,78 @@ class Correlator:
     def _candidates(self, f: _Features, offers: list[_Offer]) -> dict[Group, list[float]]:
         """Every group found under the event's keys with its best score per kind; the offers that found
         them are added to `offers` (for `_join` to walk again for the chosen group only)."""
-        found: dict[Group, list[float]] = {}
-        window, lookback, weights = self._window, self._lookback, self._weights
+        window, lookback = self._window, self._lookback
         at = f.at
         # pattern_based and time_based do not chain: a template seen every 10 minutes all day is not
         # one incident, so they only add to groups that began within reach.
         chained = at - self._reach
-        found_get = found.get
         add_offer = offers.append
-
-        def offer(
-            kind: int,
-            entries: list[_Seen],
-            span: float,
-            factor: float,
-            reason: _Reason,
-            not_before: float = _NO_LIMIT,
-        ) -> None:
-            # The hot loop of the stage (a few entries per key, about ten keys per event): kept flat.
-            # Keys are only offered with entries; the offer is kept whether or not one was within reach
-            # (in a dense stream they nearly always are, and `_join` checks the span again).
-            weight = weights[kind] * factor
-            fade = 0.5 * weight / span
-            add_offer((kind, entries, span, weight, fade, not_before, reason))
+        # Keys are only offered with entries; an offer is kept whether or not one was within reach (in a
+        # dense stream they nearly always are, and `_join` checks the span again). Offers of a whole
+        # weight use the (weight, fade) pairs made once in __init__.
+        hosts, services = self.hosts.lookup, self.services.lookup
+        if f.host:
+            entries = hosts(f.host)
+            if entries:
+                weight, fade = self._host_weight
+                add_offer((_HOST, entries, lookback, weight, fade, _NO_LIMIT, ("host", f.host, 0.0)))
+        if f.asset_group:
+            entries = self.asset_groups.lookup(f.asset_group)
+            if entries:
+                weight, fade = self._group_weight
+                reason: _Reason = ("asset_group", f.asset_group, 0.0)
+                add_offer((_TIME, entries, window, weight, fade, chained, reason))
+        if f.service:
+            entries = services(f.service)
+            if entries:
+                weight, fade = self._service_weight
+                add_offer((_TIME, entries, window, weight, fade, chained, ("service", f.service, 0.0)))
+        if f.tags:
+            tags = self.tags.lookup
+            for tag in f.tags:
+                # Tags weigh at most 0.6 of the kind, shared among the event's tags and among the groups
+                # that carry the tag now: a "production" tag on everything says nothing and never groups
+                # by itself.
+                entries = tags(tag)
+                if entries:
+                    weight = self._weights[_TIME] * (0.6 / len(f.tags) / len(entries))
+                    fade = 0.5 * weight / window
+                    add_offer((_TIME, entries, window, weight, fade, chained, ("tag", tag, 0.0)))
+        patterns = self.patterns.lookup
+        entries = patterns(f.pattern_key)
+        if entries:
+            weight, fade = self._pattern_weight
+            add_offer((_PATTERN, entries, window, weight, fade, chained, ("template", f.template, 1.0)))
+        similar = self.templates.similar(f.pattern_key, f.template)
+        if similar:
+            for key, sim in similar.items():
+                entries = patterns(key)
+                if entries:
+                    weight = self._weights[_PATTERN] * sim
+                    fade = 0.5 * weight / window
+                    reason = ("similar", f.template, sim)
+                    add_offer((_PATTERN, entries, window, weight, fade, chained, reason))
+        if f.depends_on:
+            weight, fade = self._causal_weight
+            for name in f.depends_on:  # this event's asset needs `name`: an event there may be the cause
+                reason = ("depends", name, 0.0)
+                entries = hosts(name)
+                if entries:
+                    add_offer((_CAUSAL, entries, window, weight, fade, _NO_LIMIT, reason))
+                entries = services(name)
+                if entries:
+                    add_offer((_CAUSAL, entries, window, weight, fade, _NO_LIMIT, reason))
+        dependents = self.dependents.lookup
+        for name in f.names:  # others need this host or service: this event may be their cause
+            entries = dependents(name)
+            if entries:
+                weight, fade = self._causal_weight
+                add_offer((_CAUSAL, entries, window, weight, fade, _NO_LIMIT, ("depended", name, 0.0)))
+        # The hot loop of the stage (a few entries per key, about ten keys per event): kept flat, with
+        # no call per offer.
+        found: dict[Group, list[float]] = {}
+        found_get = found.get
+        for kind, entries, span, weight, fade, not_before, _ in offers:
             for seen in entries:
                 dt = at - seen.at
                 if dt < 0:
@@ -594,53 +674,6 @@ class Correlator:
                     found[group] = scores
                 elif score > scores[kind]:
                     scores[kind] = score
-
-        hosts, services = self.hosts.lookup, self.services.lookup
-        if f.host:
-            entries = hosts(f.host)
-            if entries:
-                offer(_HOST, entries, lookback, 1.0, ("host", f.host, 0.0))
-        if f.asset_group:
-            entries = self.asset_groups.lookup(f.asset_group)
-            if entries:
-                offer(_TIME, entries, window, 1.0, ("asset_group", f.asset_group, 0.0), chained)
-        if f.service:
-            entries = services(f.service)
-            if entries:
-                offer(_TIME, entries, window, 0.9, ("service", f.service, 0.0), chained)
-        if f.tags:
-            tags = self.tags.lookup
-            for tag in f.tags:
-                # Tags weigh at most 0.6 of the kind, shared among the event's tags and among the groups
-                # that carry the tag now: a "production" tag on everything says nothing and never groups
-                # by itself.
-                entries = tags(tag)
-                if entries:
-                    factor = 0.6 / len(f.tags) / len(entries)
-                    offer(_TIME, entries, window, factor, ("tag", tag, 0.0), chained)
-        patterns = self.patterns.lookup
-        entries = patterns(f.pattern_key)
-        if entries:
-            offer(_PATTERN, entries, window, 1.0, ("template", f.template, 1.0), chained)
-        similar = self.templates.similar(f.pattern_key, f.template)
-        if similar:
-            for key, sim in similar.items():
-                entries = patterns(key)
-                if entries:
-                    offer(_PATTERN, entries, window, sim, ("similar", f.template, sim), chained)
-        for name in f.depends_on:  # this event's asset needs `name`: an event there may be the cause
-            reason = ("depends", name, 0.0)
-            entries = hosts(name)
-            if entries:
-                offer(_CAUSAL, entries, window, 1.0, reason)
-            entries = services(name)
-            if entries:
-                offer(_CAUSAL, entries, window, 1.0, reason)
-        dependents = self.dependents.lookup
-        for name in f.names:  # others need this host or service: this event may be their cause
-            entries = dependents(name)
-            if entries:
-                offer(_CAUSAL, entries, window, 1.0, ("depended", name, 0.0))
         return found
 
     def _remember(
@@ -655,18 +688,18 @@ class Correlator:
         """Note the event under each of its keys; `pending` collects the notes holding an `Event` (its id
         is not known yet, `_settle_pending` swaps it in). `received` is its received_at, in seconds."""
         at = f.at
-        notes: list[_Seen] = pending if pending is not None else []
+        note = (pending if pending is not None else []).append
         if f.host:
-            notes.append(self.hosts.note(f.host, group, at, ref))
+            note(self.hosts.note(f.host, group, at, ref))
         if f.service:
-            notes.append(self.services.note(f.service, group, at, ref))
+            note(self.services.note(f.service, group, at, ref))
         if f.asset_group:
-            notes.append(self.asset_groups.note(f.asset_group, group, at, ref))
+            note(self.asset_groups.note(f.asset_group, group, at, ref))
         for tag in f.tags:
-            notes.append(self.tags.note(tag, group, at, ref))
-        notes.append(self.patterns.note(f.pattern_key, group, at, ref))
+            note(self.tags.note(tag, group, at, ref))
+        note(self.patterns.note(f.pattern_key, group, at, ref))
         for name in f.depends_on:
-            notes.append(self.dependents.note(name, group, at, ref))
+            note(self.dependents.note(name, group, at, ref))
         fingerprints = self._fingerprints
         fingerprint = event.fingerprint
         if fingerprint in fingerprints:

@@ -126,7 +126,16 @@ NO_HOST: Final = Resolved(None, "no asset matched (the event has no host or addr
 class Inventory:
     """Matches hosts to entries; immutable but for its caches. Build it with `parse_inventory`."""
 
-    __slots__ = ("_by_address", "_by_name", "_cache_size", "_exact", "_globs", "_networks", "size")
+    __slots__ = (
+        "_by_address",
+        "_by_name",
+        "_cache_size",
+        "_exact",
+        "_glob_match",
+        "_globs",
+        "_networks",
+        "size",
+    )
 
     def __init__(
         self,
@@ -136,10 +145,15 @@ class Inventory:
         cache_size: int = 100_000,
     ) -> None:
         self._exact = exact
-        self._globs: list[tuple[Callable[[str], object], str, AssetEntry]] = [
-            (re.compile(fnmatch.translate(pattern), re.DOTALL).match, pattern, entry)
-            for pattern, entry in globs
-        ]
+        # Every glob in one regex, one capturing group each in file order: alternatives are tried in order
+        # and each is anchored at the end, so the first group that matches is the first glob that does, as
+        # a loop over the globs would find it, in one call into the regex engine instead of one per glob
+        # (a new host walked the whole list). fnmatch's translations hold no capturing group of their own.
+        self._globs = [(pattern, entry) for pattern, entry in globs]
+        self._glob_match: Callable[[str], re.Match[str] | None] | None = None
+        if globs:
+            combined = "|".join(f"({fnmatch.translate(pattern)})" for pattern, _ in globs)
+            self._glob_match = re.compile(combined, re.DOTALL).match
         # Longest prefix first, so the first network that contains an address is the most specific one.
         self._networks = sorted(networks, key=lambda item: item[0].prefixlen, reverse=True)
         self._cache_size = cache_size
@@ -177,8 +191,10 @@ class Inventory:
         entry = self._exact.get(name)
         if entry is not None:
             return Resolved(entry, f"asset {entry.name!r} matched host {host!r} by exact name")
-        for match, pattern, entry in self._globs:
-            if match(name) is not None:
+        if self._glob_match is not None:
+            matched = self._glob_match(name)
+            if matched is not None and matched.lastindex is not None:
+                pattern, entry = self._globs[matched.lastindex - 1]
                 return Resolved(entry, f"asset {entry.name!r} matched host {host!r} by glob {pattern!r}")
         entry, network = self._match_address(host)
         if entry is not None:

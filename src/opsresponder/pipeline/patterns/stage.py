@@ -22,12 +22,30 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from opsresponder.config import PatternsConfig
 from opsresponder.core.batch import Batch, TraceEntry
 from opsresponder.core.errors import OpsResponderError
+from opsresponder.core.event import Event
 from opsresponder.pipeline.patterns.miner import Template, TemplateMiner
 
 log = structlog.get_logger(__name__)
 
 STAGE: Final = "patterns"
+# The stage's trace entry: empty, the template is on the row (``metadata.pattern``); the trace API writes
+# ``template <id>: <text>`` from it when a trace is read (`stored_detail`), so the template is neither
+# formatted per event nor stored twice.
+_ON_THE_ROW: Final = ""
 SEED_RETRY_SECONDS: Final = 30.0
+
+
+def stored_detail(event: Event, entry: str) -> str:
+    """The entry as a person reads it: ``template <id>: <text>`` from the stored `event`'s
+    ``metadata.pattern``; any other entry (one stored whole, before entries became empty) as it is."""
+    if entry != _ON_THE_ROW:
+        return entry
+    pattern = event.metadata.get("pattern")
+    if isinstance(pattern, dict):
+        pattern_id, text = pattern.get("id"), pattern.get("template")
+        if isinstance(pattern_id, str) and isinstance(text, str):
+            return f"template {pattern_id}: {text}"
+    return "template unknown (metadata.pattern is missing)"
 
 
 class PatternSource(Protocol):
@@ -101,7 +119,7 @@ class Patterns:
         for event, template in zip(events, templates, strict=True):
             pattern_id, text = template.id, template.text
             event.metadata["pattern"] = {"id": pattern_id, "template": text}
-            trace.append(TraceEntry(event, STAGE, f"template {pattern_id}: {text}"))
+            trace.append(TraceEntry(event, STAGE, _ON_THE_ROW))
         self._metrics.templates.set(len(miner))
         if miner.evicted != self._evicted:
             self._metrics.evicted.inc(miner.evicted - self._evicted)

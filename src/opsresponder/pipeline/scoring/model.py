@@ -22,15 +22,18 @@ correlated events count most: the tenth repetition of an alert says less than th
 from __future__ import annotations
 
 import math
-from typing import Any, Final
+from typing import Any
 
 from opsresponder.config import ScoringConfig
 from opsresponder.core.event import Event
 from opsresponder.core.severity import Severity
+from opsresponder.pipeline.scoring.explain import MAX_SCORE, sentence
 
-FACTORS: Final = ("severity", "criticality", "environment", "correlation", "repetition", "business_hours")
-"""Every factor, in the order of ``metadata.score_factors`` and of the trace's explanation."""
-MAX_SCORE: Final = 100
+Inputs = tuple[str, str | None, str | None, int | None, int, bool | None]
+"""The values a score was read from: severity, criticality, environment, group size, earlier arrivals,
+inside business hours (None where missing)."""
+Assessment = tuple[int, float, dict[str, float], list[str], Inputs]
+"""(score, total, factors, missing, inputs): `ScoreModel.assess`."""
 
 
 class Scored:
@@ -56,7 +59,7 @@ class Scored:
         total: float,
         factors: dict[str, float],
         missing: list[str],
-        inputs: tuple[str, str | None, str | None, int | None, int, bool | None],
+        inputs: Inputs,
     ) -> None:
         self.score = score
         self.total = total
@@ -67,31 +70,13 @@ class Scored:
         self.severity, self.criticality, self.environment, self.group_size, self.repeats, self.inside = inputs
 
     @property
-    def inputs(self) -> tuple[str, str | None, str | None, int | None, int, bool | None]:
-        """The values read: with the model, they decide the whole result (a key for `explain`'s cache)."""
+    def inputs(self) -> Inputs:
+        """The values read: with the model, they decide the whole result."""
         return (self.severity, self.criticality, self.environment, self.group_size, self.repeats, self.inside)
 
     def explain(self) -> str:
         """``score 73: severity high +30, criticality critical +25, ...; missing: business_hours``."""
-        f = self.factors
-        parts = [f"severity {self.severity} +{f['severity']:g}"]
-        if self.criticality is not None:
-            parts.append(f"criticality {self.criticality} +{f['criticality']:g}")
-        if self.environment is not None:
-            parts.append(f"environment {self.environment} +{f['environment']:g}")
-        if self.group_size is not None:
-            events = "event" if self.group_size == 1 else "events"
-            parts.append(f"correlation {self.group_size} {events} +{f['correlation']:g}")
-        parts.append(f"repetition {self.repeats} earlier +{f['repetition']:g}")
-        if self.inside is not None:
-            parts.append(f"business_hours {'inside' if self.inside else 'outside'} +{f['business_hours']:g}")
-        head = f"score {self.score}"
-        if self.total > MAX_SCORE:
-            head += f" (sum {self.total:g}, clamped)"
-        text = f"{head}: {', '.join(parts)}"
-        if self.missing:
-            text += f"; missing: {', '.join(self.missing)}"
-        return text
+        return sentence(self.score, self.total, self.factors, self.missing, self.inputs)
 
 
 class ScoreModel:
@@ -131,6 +116,12 @@ class ScoreModel:
 
         Never raises: an input of the wrong type (a sender's own ``metadata.asset``) counts as missing.
         """
+        score, total, factors, missing, inputs = self.assess(event, earlier)
+        return Scored(score, total, factors, missing, inputs)
+
+    def assess(self, event: Event, earlier: int) -> Assessment:
+        """What `score` returns, as a plain tuple (the stage's hot path: no object per event);
+        ``inputs[4]`` is the count of earlier arrivals the trace keeps."""
         missing: list[str] = []
         sev = self._severity[event.severity]
         crit = env = corr = bh = 0.0
@@ -189,8 +180,13 @@ class ScoreModel:
         # Rounded again: a sum of one-decimal floats can land a hair below a .5 and round the wrong way.
         total = round(sev + crit + env + corr + rep + bh, 1)
         score = min(MAX_SCORE, math.floor(total + 0.5))
-        inputs = (event.severity.value, criticality, environment, size, repeats, inside)
-        return Scored(score, total, factors, missing, inputs)
+        return (
+            score,
+            total,
+            factors,
+            missing,
+            (event.severity, criticality, environment, size, repeats, inside),
+        )
 
 
 def _contribution(weight: float, level: float) -> float:

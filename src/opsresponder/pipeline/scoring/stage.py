@@ -19,29 +19,29 @@ from typing import Final
 
 from opsresponder.config import ScoringConfig
 from opsresponder.core.batch import Batch, TraceEntry
-from opsresponder.pipeline.scoring.model import Scored, ScoreModel
+from opsresponder.pipeline.scoring.explain import compact_entry
+from opsresponder.pipeline.scoring.model import ScoreModel
 from opsresponder.pipeline.scoring.repetition import RepetitionCounter
 
 SCORE_FACTORS_KEY: Final = "score_factors"
 SCORE_MISSING_KEY: Final = "score_missing"
-# Sentences kept for reuse: most events of a stream share their inputs (same severity, no asset, a low
-# repetition count), and formatting the sentence is half the stage's cost. Cleared when full.
-_EXPLAINED_MAX: Final = 4096
 
 
 class Score:
-    """Scores each event of a batch and explains it in the batch's trace."""
+    """Scores each event of a batch and notes in the batch's trace what the row will not say.
+
+    The trace entry is the count of earlier arrivals alone (`compact_entry`): the rest of the score's
+    sentence is on the stored event, and the trace API writes the sentence when it is read
+    (`pipeline.scoring.explain`)."""
 
     name: Final = "score"
 
     def __init__(
         self, config: ScoringConfig, monotonic: Callable[[], float] = time.monotonic, *, trace: bool = True
     ) -> None:
-        """`trace`: explain each score in the batch's trace (off when ``pipeline.trace`` is: nobody would
-        read the sentence)."""
+        """`trace`: add each score's entry to the batch's trace (off when ``pipeline.trace`` is)."""
         self._model = ScoreModel(config)
         self._trace = trace
-        self._explained: dict[tuple[object, ...], str] = {}
         repetition = config.repetition
         self._repetitions = RepetitionCounter(repetition.window_minutes * 60, repetition.max_fingerprints)
         self._monotonic = monotonic
@@ -49,25 +49,16 @@ class Score:
     async def run(self, batch: Batch) -> None:
         now = self._monotonic()
         observe = self._repetitions.observe
-        score = self._model.score
+        assess = self._model.assess
         trace = batch.trace if self._trace else None
         for event in batch.events:
-            scored = score(event, observe(event.fingerprint, now))
-            event.score = float(scored.score)
+            score, _, factors, missing, inputs = assess(event, observe(event.fingerprint, now))
+            event.score = float(score)
             metadata = event.metadata
-            metadata[SCORE_FACTORS_KEY] = scored.factors
-            if scored.missing:
-                metadata[SCORE_MISSING_KEY] = scored.missing
+            metadata[SCORE_FACTORS_KEY] = factors
+            if missing:
+                metadata[SCORE_MISSING_KEY] = missing
             else:
                 metadata.pop(SCORE_MISSING_KEY, None)
             if trace is not None:
-                trace.append(TraceEntry(event, self.name, self._explain(scored)))
-
-    def _explain(self, scored: Scored) -> str:
-        key = scored.inputs
-        text = self._explained.get(key)
-        if text is None:
-            if len(self._explained) >= _EXPLAINED_MAX:
-                self._explained.clear()
-            text = self._explained[key] = scored.explain()
-        return text
+                trace.append(TraceEntry(event, self.name, compact_entry(inputs[4])))

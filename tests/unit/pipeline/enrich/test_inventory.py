@@ -238,3 +238,25 @@ def test_the_shipped_example_loads_and_matches_what_its_comments_say() -> None:
     assert resolve(inventory, "198.51.100.7") == "198.51.100.0/26"
     assert resolve(inventory, "198.51.100.200") == "198.51.100.0/24"
     assert resolve(inventory, "10.20.5.7") is None  # nothing real matches the example
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    globs=st.lists(
+        st.text(alphabet="ab*?[]!-(|)", min_size=1, max_size=6).filter(lambda g: "*" in g or "?" in g),
+        min_size=1,
+        max_size=8,
+        unique=True,
+    ),
+    host=st.text(alphabet="ab-(|)", min_size=1, max_size=6),
+)
+def test_the_combined_glob_regex_picks_the_first_glob_a_loop_would(globs: list[str], host: str) -> None:
+    """All globs are matched by one regex (a group per glob); the answer is the first glob in file order
+    that fnmatch matches, whatever characters the globs hold."""
+    import fnmatch
+    import re
+
+    entries = {g: {"criticality": "low"} for g in globs}
+    inventory = parse_inventory(yaml.safe_dump({"assets": entries}, sort_keys=False))
+    expected = next((g for g in globs if re.compile(fnmatch.translate(g), re.DOTALL).match(host)), None)
+    assert resolve(inventory, host) == expected

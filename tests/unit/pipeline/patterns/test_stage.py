@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 
 from opsresponder.config import PatternsConfig
 from opsresponder.core.batch import Batch
-from opsresponder.pipeline.patterns import PatternMetrics, Patterns, template_id
+from opsresponder.pipeline.patterns import PatternMetrics, Patterns, stored_detail, template_id
 from opsresponder.store.errors import DatabaseUnavailableError
 from tests.factories import make_event
 
@@ -51,7 +51,9 @@ async def test_every_event_gets_its_template_and_a_trace_entry() -> None:
     expected = {"id": template_id(shape), "template": shape}
     assert [e.metadata["pattern"] for e in batch.events] == [expected, expected]
     assert [(t.event, t.stage) for t in batch.trace] == [(e, "patterns") for e in batch.events]
-    assert batch.trace[0].detail == f"template {expected['id']}: {shape}"
+    assert batch.trace[0].detail == ""  # the template is on the row; the trace API writes it out
+    assert stored_detail(batch.events[0], "") == f"template {expected['id']}: {shape}"
+    assert stored_detail(batch.events[0], "template x: stored whole") == "template x: stored whole"
 
 
 async def test_the_events_of_a_batch_get_their_template_as_it_ends_the_batch() -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from opsresponder.config import ScoringConfig, settings_from_tree
 from opsresponder.core.severity import Severity
-from opsresponder.pipeline.scoring import FACTORS, ScoreModel
+from opsresponder.pipeline.scoring import FACTORS, ScoreModel, compact_entry, stored_sentence
 from tests.factories import make_event
 
 MODEL = ScoreModel(ScoringConfig())
@@ -179,7 +180,7 @@ def metadata_of(asset_value: Any, correlation: Any) -> dict[str, Any]:
     earlier=st.integers(0, 10**6),
     duplicates=st.integers(0, 10**6),
 )
-def test_the_score_is_0_to_100_and_its_factors_sum_to_it_before_the_clamp(
+def test_the_score_is_0_to_100_its_factors_sum_to_it_and_its_stored_sentence_reads_the_same(
     config: ScoringConfig,
     severity: Severity,
     asset_value: Any,
@@ -202,6 +203,16 @@ def test_the_score_is_0_to_100_and_its_factors_sum_to_it_before_the_clamp(
     assert set(scored.missing) <= set(FACTORS) - {"severity", "repetition"}
     for name in scored.missing:
         assert scored.factors[name] == 0.0
+    # The trace's sentence, written from the stored event and the stage's compact entry, says what the
+    # score said: metadata through JSON (JSONB reorders keys), more duplicates folded in since.
+    event.score = float(scored.score)
+    event.metadata["score_factors"] = scored.factors
+    if scored.missing:
+        event.metadata["score_missing"] = scored.missing
+    event.metadata = msgspec.json.decode(msgspec.json.encode(event.metadata))
+    event.metadata["score_factors"] = dict(reversed(event.metadata["score_factors"].items()))
+    event.duplicate_count += 7
+    assert stored_sentence(event, compact_entry(scored.repeats)) == scored.explain()
 
 
 @settings(max_examples=300, deadline=None)

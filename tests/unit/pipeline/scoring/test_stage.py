@@ -5,7 +5,7 @@ from __future__ import annotations
 from opsresponder.config import ScoringConfig, settings_from_tree
 from opsresponder.core.batch import Batch
 from opsresponder.core.severity import Severity
-from opsresponder.pipeline.scoring import RepetitionCounter, Score
+from opsresponder.pipeline.scoring import RepetitionCounter, Score, stored_sentence
 from tests.factories import make_event
 
 
@@ -17,7 +17,7 @@ class Ticks:
         return self.now
 
 
-async def test_each_event_gets_its_score_factors_and_a_trace_entry() -> None:
+async def test_each_event_gets_its_score_factors_and_a_compact_trace_entry_read_as_a_sentence() -> None:
     stage = Score(ScoringConfig())
     event = make_event(
         severity=Severity.HIGH,
@@ -37,8 +37,8 @@ async def test_each_event_gets_its_score_factors_and_a_trace_entry() -> None:
     }
     assert event.metadata["score_missing"] == ["correlation", "business_hours"]
     [entry] = batch.trace
-    assert (entry.event, entry.stage) == (event, "score")
-    assert entry.detail == (
+    assert (entry.event, entry.stage, entry.detail) == (event, "score", "0")  # earlier arrivals only
+    assert stored_sentence(event, entry.detail) == (
         "score 65: severity high +30, criticality critical +25, environment production +10, "
         "repetition 0 earlier +0; missing: correlation, business_hours"
     )
@@ -81,16 +81,21 @@ def test_the_repetition_counter_is_bounded_forgetting_the_least_recently_seen() 
     assert counter.observe("b", 1) == 0  # forgotten
 
 
-async def test_events_with_the_same_inputs_share_one_sentence_and_others_get_their_own() -> None:
+async def test_the_entry_counts_earlier_arrivals_and_the_sentence_says_them() -> None:
     stage = Score(ScoringConfig())
-    batch = Batch(
-        [
-            make_event(fingerprint="a", severity=Severity.LOW),
-            make_event(fingerprint="b", severity=Severity.LOW),
-            make_event(fingerprint="c", severity=Severity.CRITICAL),
-        ]
-    )
+    batch = Batch([make_event(fingerprint="a", severity=Severity.LOW) for _ in range(3)])
+    batch.events.append(make_event(fingerprint="c", severity=Severity.CRITICAL, duplicate_count=12))
     await stage.run(batch)
-    first, second, third = (t.detail for t in batch.trace)
-    assert first is second
-    assert first.startswith("score 10: severity low +10") and third.startswith("score 40: severity critical")
+    assert [t.detail for t in batch.trace] == ["0", "1", "2", "12"]
+    third = stored_sentence(batch.events[2], "2")
+    assert third.startswith("score 15: severity low +10, repetition 2 earlier +4.6")
+    assert stored_sentence(batch.events[3], "12") == (
+        "score 50: severity critical +40, repetition 12 earlier +10; "
+        "missing: criticality, environment, correlation, business_hours"
+    )
+
+
+def test_a_stored_sentence_or_an_event_without_its_factors_is_served_as_stored() -> None:
+    old = "score 65: severity high +30, repetition 0 earlier +0"
+    assert stored_sentence(make_event(), old) == old
+    assert stored_sentence(make_event(score=40.0, metadata={"score_factors": {"severity": 40}}), "3") == "3"
