@@ -41,16 +41,19 @@ BOOTSTRAP_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name, not a secret
 # - ingest, stream, http: stop taking new work: the syslog and SNMP listeners first; then end the live
 #   streams, which never end by themselves and would hold uvicorn's graceful wait; then the HTTP servers,
 #   which finish their in-flight requests (those need the worker, still running);
+# - executions: once no request can submit, cancel or roll back any more, the execution service stops
+#   claiming work and stops what it runs: EXECUTIONS_STOP below says what becomes of running executions;
 # - intake, worker: drain what is queued within the grace period, then stop the worker;
 # - stages: the stages' own background work (the asset inventory watcher, asset service lookups), once no
 #   batch runs any more;
 # - publisher: publish the last commits, since other replicas' stream clients are still listening;
 # - deliveries: after the worker (no more commits), before the pool closes; a delivery cut short rolls
 #   back, so its rows stay pending for the next start or another replica;
+# - notifier: the notification channels' connections, once no execution can notify any more;
 # - sockets: release HTTP sockets of servers that never served (a no-op after uvicorn closed them).
 # The state backend, the pool and the embedded PostgreSQL close after all of these, in `run`.
-STOP_ORDER: Final = ("scheduler", "ingest", "stream", "http", "intake", "worker", "stages", "publisher",
-                     "deliveries", "sockets")  # fmt: skip
+STOP_ORDER: Final = ("scheduler", "ingest", "stream", "http", "executions", "intake", "worker", "stages",
+                     "publisher", "deliveries", "notifier", "sockets")  # fmt: skip
 
 StopStep = Callable[[], Awaitable[None]]
 
@@ -127,8 +130,16 @@ class OpsResponder:
                 server.close_socket()
 
             shutdown.on_stop("sockets", close_socket)
+        if parts.notifier is not None:
+            # Built (with its HTTP client) whether or not anything started: closed in every case.
+            shutdown.on_stop("notifier", parts.notifier.aclose)
         try:
             log.info("Response templates loaded from files.", **await parts.load_templates())
+            if parts.executions is not None:
+                # After the migrations and the templates: its start recovers what a dead process left
+                # running (interrupted, rolled back when asked), before any request can submit.
+                await parts.executions.start()
+                shutdown.on_stop("executions", parts.executions.stop)
             for name, listener in parts.ingest_listeners.items():
                 await listener.start()
                 shutdown.on_stop("ingest", listener.stop)

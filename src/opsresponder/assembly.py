@@ -18,7 +18,7 @@ import asyncpg
 from prometheus_client import CollectorRegistry
 
 from opsresponder.api.autonomous import build_autonomous_app
-from opsresponder.api.context import EventsApiContext, ServiceContext
+from opsresponder.api.context import AutonomousApiContext, EventsApiContext
 from opsresponder.api.errors import ErrorGuard
 from opsresponder.api.events import build_events_app
 from opsresponder.api.ingest_asgi import IngestFront
@@ -92,6 +92,10 @@ class Parts:
     background_stages: list[BackgroundStage] = field(default_factory=list)
     """Stages with work of their own (``enrich``'s file watcher): started before the worker, stopped
     after it, reloaded on SIGHUP."""
+    executions: ExecutionService | None = None
+    """The executor (response.enabled): started once the store is ready, stopped after the HTTP servers."""
+    notifier: NotificationService | None = None
+    """The notification channels (response.enabled); closed once no execution runs."""
 
 
 def build_parts(
@@ -199,12 +203,16 @@ def build_parts(
         response_templates=response_templates,
         script_catalog=script_catalog,
     )
-    autonomous_ctx = ServiceContext(
+    response = _response_side(settings, pool, state, url_allowlist, script_catalog, registry, clock)
+    autonomous_ctx = AutonomousApiContext(
         api=settings.api,
         registry=registry,
         check_database=check_database,
         listeners=listeners,
         refresh_metrics=refresh_metrics,
+        analyzer=response.analyzer if response else None,
+        decisions=response.decisions if response else None,
+        executions=response.executions if response else None,
     )
     grace = settings.pipeline.drain_grace_seconds
     servers: dict[str, HttpServer] = {}
@@ -239,6 +247,8 @@ def build_parts(
         check_database=check_database,
         background_stages=[s for s in stages if isinstance(s, BackgroundStage)],
         load_templates=load_templates,
+        executions=response.executions if response else None,
+        notifier=response.notifier if response else None,
     )
 
 
