@@ -33,7 +33,7 @@ from opsresponder.outbound import metrics as m
 from opsresponder.outbound.allowlist import UrlAllowlist, UrlNotAllowedError, parse_url
 from opsresponder.outbound.metrics import SubscriptionMetrics
 from opsresponder.outbound.signing import SIGNATURE_HEADER, signature_header
-from opsresponder.outbound.transport import GuardedTransport
+from opsresponder.outbound.transport import guarded_client
 from opsresponder.store.deliveries import Claim, DeliveryQueue
 from opsresponder.store.errors import DatabaseUnavailableError
 
@@ -297,12 +297,9 @@ class DeliveryWorker:
 
     def _ensure_client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                transport=self._transport or GuardedTransport(self._allowlist),
-                timeout=self._request_timeout,
-                # A redirect would lead to a URL the allowlist never saw; a 3xx counts as a failure.
-                follow_redirects=False,
-                trust_env=False,
+            # No redirects: a 3xx counts as a failure.
+            self._client = guarded_client(
+                self._allowlist, timeout=self._request_timeout, transport=self._transport
             )
         return self._client
 

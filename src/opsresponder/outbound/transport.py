@@ -72,3 +72,17 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
             keepalive_expiry=5.0,
             network_backend=_GuardedBackend(allowlist),
         )
+
+
+def guarded_client(
+    allowlist: UrlAllowlist, *, timeout: float, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The HTTP client of every outbound request: connections through `GuardedTransport` (or the given
+    `transport`), no redirects (a redirect would lead to a URL the allowlist never saw; a 3xx is then an
+    answer like any other), no proxies or credentials from the environment."""
+    return httpx.AsyncClient(
+        transport=transport or GuardedTransport(allowlist),
+        timeout=timeout,
+        follow_redirects=False,
+        trust_env=False,
+    )
