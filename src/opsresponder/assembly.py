@@ -252,6 +252,60 @@ def build_parts(
     )
 
 
+@dataclass(slots=True)
+class ResponseSide:
+    """The autonomous response side's parts, built when ``response.enabled``."""
+
+    analyzer: Analyzer
+    decisions: DecisionRepository
+    executions: ExecutionService
+    notifier: NotificationService
+
+
+def _response_side(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    state: StateBackend,
+    allowlist: UrlAllowlist,
+    catalog: ScriptCatalog,
+    registry: CollectorRegistry,
+    clock: Clock,
+) -> ResponseSide | None:
+    """Runners over the catalog the templates were checked against, notifications, analysis and the
+    executor; None when ``response.enabled`` is false (the autonomous endpoints then answer 503).
+
+    Raises:
+        ConfigError: a message template of ``response.notifications.directory`` is invalid.
+    """
+    config = settings.response
+    if not config.enabled:
+        return None
+    # Scripts and HTTP calls reach only what the one outbound allowlist permits, like every other request.
+    runner = CatalogRunner(ScriptRunner(config.scripts), HttpRunner(config.http, allowlist))
+    notifier = NotificationService(
+        config.notifications,
+        allowlist,
+        load_message_templates(config.notifications.directory),
+        metrics=NotificationMetrics(registry),
+    )
+    decisions = DecisionRepository(pool)
+    outcomes = OutcomeRepository(pool)
+    analyzer = Analyzer(pool, catalog, RiskMatrix(config.risk), config.analysis, decisions, outcomes, clock)
+    executions = ExecutionService(
+        ExecutionRepository(pool),
+        runner,
+        notifier,
+        outcomes,
+        catalog,
+        state,
+        config.executor,
+        owner=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}",
+        clock=clock,
+        registry=registry,
+    )
+    return ResponseSide(analyzer, decisions, executions, notifier)
+
+
 def rule_source_of(settings: Settings, stored: RuleSource | None = None) -> RuleSource:
     """Where the ``rules`` stage reads its rules: the trigger rules API's (`stored`), then ``rules.file``
     when set (a file rule whose id the API already uses is left out and logged).

@@ -1,0 +1,318 @@
+"""Executor benchmark: concurrent executions of a 3-step diagnostic playbook of short real scripts, the
+executor's overhead per step, and what they do to webhook ingest latency.
+
+    python bench/executions.py [--concurrency 200] [--duration 20] [--rate 200] [--database-url URL]
+
+The service runs as it is deployed (``python -m opsresponder serve``, bench/_server.py) against a fresh
+PostgreSQL database; the load comes from other processes (this script re-run with ``--load-executions``
+and ``--load-ingest``), so the load generators' CPU is never counted as the service's.
+
+1. Ingest alone: single-event webhooks at a fixed rate (``--rate``/s, open loop: latency is measured from
+   when each request was due, so a stall is not hidden by sending less) for ``--duration`` s: p50/p99.
+2. Side by side: the same ingest load, and executions: waves of ``--concurrency`` executions submitted at
+   once (each wave waits for the previous to end) until ``--duration`` has passed.
+3. Every execution is read back (after the load): the count by status, and per execution
+   ``(wall time - sum of its actions' run times) / steps``: the executor's overhead per step, i.e. all that
+   is not the scripts' own run time (claiming, state writes, logs, scheduling the next step). A script's
+   run time is the runner's (spawn to exit, ``duration_seconds``).
+
+Targets (issue 17): every execution completes; overhead <= 5 ms per step (p99 printed too); ingest p99 with
+executions <= 2x without. The playbook's scripts are real binaries reading /proc (cat, head), run as argv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _server import BenchDatabase, BenchServer
+from syslog_parsers import print_machine
+
+TARGET_OVERHEAD_MS = 5.0
+TARGET_INGEST_RATIO = 2.0
+PLAYBOOK_EVENT = "bench_diagnostics"
+LOW_RISK = {"business_hours": False, "maintenance_window": True, "system_criticality": "low"}
+CATALOG = {
+    "scripts": [
+        {"id": 1, "name": "read_load", "risk_level": "low", "action_type": "diagnostic",
+         "command": ["/bin/cat", "/proc/loadavg"], "timeout_seconds": 30},
+        {"id": 2, "name": "read_memory", "risk_level": "low", "action_type": "diagnostic",
+         "command": ["/usr/bin/head", "-n", "3", "/proc/meminfo"], "timeout_seconds": 30},
+        {"id": 3, "name": "read_uptime", "risk_level": "low", "action_type": "diagnostic",
+         "command": ["/bin/cat", "/proc/uptime"], "timeout_seconds": 30},
+    ]
+}  # fmt: skip
+TEMPLATE = {
+    "id": "bench_diagnostics",
+    "name": "Three diagnostics in a row",
+    "version": "1",
+    "triggers": [{"event_type": PLAYBOOK_EVENT}],
+    "actions": [
+        {"id": "load", "name": "Load", "type": "diagnostic", "automation_script": "read_load", "required": True},
+        {"id": "memory", "name": "Memory", "type": "diagnostic", "automation_script": "read_memory",
+         "depends_on": ["load"]},
+        {"id": "uptime", "name": "Uptime", "type": "diagnostic", "automation_script": "read_uptime",
+         "depends_on": ["memory"]},
+    ],
+}  # fmt: skip
+STEPS = len(TEMPLATE["actions"])  # type: ignore[arg-type]
+DONE = {"completed", "failed", "cancelled", "interrupted", "rolled_back"}
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def _time(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+# --- the load processes -------------------------------------------------------------------------------
+
+
+async def load_ingest(url: str, token: str, rate: float, duration: float) -> dict[str, Any]:
+    """Single events at `rate`/s for `duration` s, open loop; latencies from each request's due time."""
+    headers = {"Authorization": f"Bearer {token}"}
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30, limits=limits) as client:
+
+        async def one(n: int, due: float) -> None:
+            nonlocal errors
+            body = {"source": "bench", "event_type": "threshold_breach", "severity": "high",
+                    "host": f"web-{n % 500:04d}", "title": f"CPU high #{n}", "metadata": {"n": n}}  # fmt: skip
+            try:
+                answer = await client.post("/api/v1/events/webhook", json=body)
+                if answer.status_code != 200:
+                    errors += 1
+            except httpx.HTTPError:
+                errors += 1
+            latencies.append(time.monotonic() - due)
+
+        start = time.monotonic()
+        tasks: list[asyncio.Task[None]] = []
+        n = 0
+        while (due := start + n / rate) < start + duration:
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            tasks.append(asyncio.create_task(one(n, due)))
+            n += 1
+        await asyncio.gather(*tasks)
+    return {"requests": n, "errors": errors, "p50_ms": 1000 * _percentile(latencies, 0.5),
+            "p99_ms": 1000 * _percentile(latencies, 0.99), "max_ms": 1000 * max(latencies)}  # fmt: skip
+
+
+async def load_executions(
+    url: str, token: str, decision_id: int, concurrency: int, duration: float
+) -> dict[str, Any]:
+    """Waves of `concurrency` executions submitted at once, each wave awaited, until `duration` passed."""
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    ids: list[str] = []
+    refused = 0
+    waves = 0
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60, limits=limits) as client:
+
+        async def submit() -> str | None:
+            answer = await client.post("/api/v1/autonomous/execute", json={"decision_id": decision_id})
+            return str(answer.json()["execution_id"]) if answer.status_code == 202 else None
+
+        async def busy() -> int:
+            total = 0
+            for status in ("queued", "running"):
+                answer = await client.get("/api/v1/autonomous/executions", params={"status": status, "limit": 1})
+                total += int(answer.json()["total_count"])
+            return total
+
+        start = time.monotonic()
+        while time.monotonic() - start < duration:
+            submitted = await asyncio.gather(*(submit() for _ in range(concurrency)))
+            refused += sum(1 for s in submitted if s is None)
+            ids.extend(s for s in submitted if s is not None)
+            waves += 1
+            while await busy():
+                await asyncio.sleep(0.1)
+        elapsed = time.monotonic() - start
+    return {"ids": ids, "refused": refused, "waves": waves, "seconds": elapsed}
+
+
+# --- the orchestration --------------------------------------------------------------------------------
+
+
+def _spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True)
+
+
+def _result(process: subprocess.Popen[str]) -> dict[str, Any]:
+    out, _ = process.communicate(timeout=900)
+    if process.returncode != 0:
+        raise RuntimeError(f"a load process failed ({process.returncode})")
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def _prepare(root: Path) -> dict[str, str]:
+    templates = root / "templates"
+    templates.mkdir(parents=True)
+    (root / "scripts.yaml").write_text(yaml.safe_dump(CATALOG, sort_keys=False))
+    (templates / "bench_diagnostics.yaml").write_text(yaml.safe_dump(TEMPLATE, sort_keys=False))
+    (root / "work").mkdir()
+    return {
+        "OPSRESPONDER_TEMPLATES__DIRECTORY": str(templates),
+        "OPSRESPONDER_TEMPLATES__SCRIPTS_FILE": str(root / "scripts.yaml"),
+        "OPSRESPONDER_RESPONSE__SCRIPTS__WORKING_DIRECTORY": str(root / "work"),
+        "OPSRESPONDER_RESPONSE__NOTIFICATIONS__DIRECTORY": "null",
+    }
+
+
+def _decision(api: str, events: str, token: str) -> int:
+    headers = {"Authorization": f"Bearer {token}"}
+    event = {"source": "bench", "event_type": PLAYBOOK_EVENT, "severity": "high", "host": "bench-1",
+             "title": "diagnose me"}  # fmt: skip
+    stored = httpx.post(f"http://{events}/api/v1/events/webhook", json=event, headers=headers, timeout=30)
+    stored.raise_for_status()
+    answer = httpx.post(
+        f"http://{api}/api/v1/autonomous/analyze",
+        json={"event_id": stored.json()["event_id"], "context": LOW_RISK},
+        headers=headers,
+        timeout=30,
+    )
+    answer.raise_for_status()
+    decision = answer.json()
+    if decision["approval_requirements"]["required"]:
+        raise RuntimeError(f"the bench playbook needs approval: {decision}")
+    return int(decision["decision_id"])
+
+
+def _read_back(api: str, token: str, ids: list[str]) -> list[dict[str, Any]]:
+    """Every execution of the run, read after the load through the list endpoint."""
+    headers = {"Authorization": f"Bearer {token}"}
+    wanted, found = set(ids), []
+    offset = 0
+    with httpx.Client(base_url=f"http://{api}", headers=headers, timeout=60) as client:
+        while True:
+            page = client.get("/api/v1/autonomous/executions", params={"limit": 1000, "offset": offset}).json()
+            found.extend(e for e in page["executions"] if e["execution_id"] in wanted)
+            if not page["has_more"]:
+                return found
+            offset += 1000
+
+
+def _report(executions: list[dict[str, Any]], submitted: int) -> list[float]:
+    by_status: dict[str, int] = {}
+    overheads: list[float] = []
+    script_ms: list[float] = []
+    for e in executions:
+        by_status[e["status"]] = by_status.get(e["status"], 0) + 1
+        if e["status"] != "completed" or not e.get("started_at") or not e.get("completed_at"):
+            continue
+        wall = _time(e["completed_at"]) - _time(e["started_at"])
+        scripts = sum(float(a.get("duration_seconds") or 0.0) for a in e["actions"])
+        script_ms.append(1000 * scripts / len(e["actions"]))
+        overheads.append(1000 * (wall - scripts) / len(e["actions"]))
+    print(f"executions: {submitted} submitted, by status {dict(sorted(by_status.items()))}")
+    all_done = by_status.get("completed", 0) == submitted
+    print(f"  all completed: {'yes' if all_done else 'NO'}")
+    print(
+        f"  script run time per step (spawn to exit): p50 {_percentile(script_ms, 0.5):.1f} ms, "
+        f"p99 {_percentile(script_ms, 0.99):.1f} ms"
+    )
+    p50, p99 = _percentile(overheads, 0.5), _percentile(overheads, 0.99)
+    verdict = "met" if p50 <= TARGET_OVERHEAD_MS else "NOT met"
+    print(
+        f"  executor overhead per step: p50 {p50:.2f} ms, p99 {p99:.2f} ms, mean "
+        f"{statistics.fmean(overheads) if overheads else float('nan'):.2f} ms "
+        f"(target <= {TARGET_OVERHEAD_MS:.0f} ms at p50: {verdict})"
+    )
+    return overheads
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--duration", type=float, default=20)
+    parser.add_argument("--rate", type=float, default=200, help="webhook events per second")
+    parser.add_argument("--database-url", help="an existing database (default: a fresh one, dropped after)")
+    parser.add_argument("--load-ingest", nargs=2, metavar=("URL", "TOKEN"), help=argparse.SUPPRESS)
+    parser.add_argument("--load-executions", nargs=3, metavar=("URL", "TOKEN", "DECISION"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.load_ingest:
+        print(json.dumps(asyncio.run(load_ingest(*args.load_ingest, args.rate, args.duration))))
+        return
+    if args.load_executions:
+        url, token, decision = args.load_executions
+        result = asyncio.run(load_executions(url, token, int(decision), args.concurrency, args.duration))
+        print(json.dumps(result))
+        return
+
+    print_machine()
+    print(f"cores: {os.cpu_count()}; service, PostgreSQL and the load processes share them")
+    with BenchDatabase(args.database_url) as database_url, tempfile.TemporaryDirectory() as tmp:
+        env = _prepare(Path(tmp))
+        server = BenchServer(
+            database_url=database_url,
+            OPSRESPONDER_RESPONSE__EXECUTOR__CONCURRENCY=str(args.concurrency),
+            **env,
+        )
+        server.start()
+        try:
+            token = server.token()
+            api, events = server.address_of("autonomous_api"), server.events_address
+            decision = _decision(api, events, token)
+            ingest_args = ["--rate", str(args.rate), "--duration", str(args.duration)]
+
+            cpu = server.cpu_seconds()
+            alone = _result(_spawn("--load-ingest", f"http://{events}", token, *ingest_args))
+            cpu_alone = server.cpu_seconds() - cpu
+            print(
+                f"ingest alone: {alone['requests']} events at {args.rate:.0f}/s, errors {alone['errors']}; "
+                f"latency p50 {alone['p50_ms']:.1f} ms, p99 {alone['p99_ms']:.1f} ms, max "
+                f"{alone['max_ms']:.1f} ms; server CPU {cpu_alone / args.duration:.2f} cores"
+            )
+
+            cpu = server.cpu_seconds()
+            ingest = _spawn("--load-ingest", f"http://{events}", token, *ingest_args)
+            load = _spawn(
+                "--load-executions", f"http://{api}", token, str(decision),
+                "--concurrency", str(args.concurrency), "--duration", str(args.duration),
+            )  # fmt: skip
+            beside, executed = _result(ingest), _result(load)
+            cpu_beside = server.cpu_seconds() - cpu
+            print(
+                f"ingest beside executions: {beside['requests']} events, errors {beside['errors']}; latency "
+                f"p50 {beside['p50_ms']:.1f} ms, p99 {beside['p99_ms']:.1f} ms, max {beside['max_ms']:.1f} ms; "
+                f"server CPU {cpu_beside / executed['seconds']:.2f} cores over {executed['seconds']:.1f} s"
+            )
+            ratio = beside["p99_ms"] / alone["p99_ms"]
+            verdict = "met" if ratio <= TARGET_INGEST_RATIO else "NOT met"
+            print(f"  ingest p99 with / without executions: x{ratio:.2f} (target <= x{TARGET_INGEST_RATIO:.0f}: {verdict})")
+            print(
+                f"executions: {executed['waves']} waves of {args.concurrency} concurrent, "
+                f"{len(executed['ids'])} accepted, {executed['refused']} refused, in {executed['seconds']:.1f} s "
+                f"({len(executed['ids']) * STEPS / executed['seconds']:.0f} steps/s)"
+            )
+            _report(_read_back(api, token, executed["ids"]), len(executed["ids"]))
+        finally:
+            print(f"server exit code on SIGTERM: {server.stop()}")
+
+
+if __name__ == "__main__":
+    main()
