@@ -159,6 +159,20 @@ class FiringRepository:
             total = await conn.fetchval("SELECT count(*) FROM rules.rule_firings WHERE rule_id = $1", rule_id)
         return [_from_row(r) for r in rows], int(total)
 
+    async def rules_fired_for(self, event_id: int) -> list[int]:
+        """The ids of the rules that fired with `event_id` among their events, in firing order, once each
+        (the analysis's link from an event to the templates of those rules; a GIN index serves it).
+
+        Raises:
+            DatabaseUnavailableError: PostgreSQL cannot be reached.
+        """
+        async with connection(self._pool) as conn:
+            rows = await conn.fetch(
+                "SELECT rule_id FROM rules.rule_firings WHERE event_ids @> ARRAY[$1::bigint] ORDER BY id",
+                event_id,
+            )
+        return list(dict.fromkeys(int(r["rule_id"]) for r in rows))
+
     async def claim(self, limit: int, owner: str, lease: timedelta, now: datetime) -> list[StoredFiring]:
         """Take up to `limit` open firings (new, or claimed under an expired lease), oldest first.
 

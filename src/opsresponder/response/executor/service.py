@@ -1,0 +1,355 @@
+"""The executor's facade: what the API calls (submit, get, list, cancel, rollback) and the local worker's
+life (start, stop). docs/response.md "Executions" describes the states and rules."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+import structlog
+
+from opsresponder.config import ExecutorConfig
+from opsresponder.core.clock import utcnow
+from opsresponder.response.executor.errors import ExecutionNotFound, ExecutionStateError
+from opsresponder.response.executor.plan import (
+    NOTIFYING_TYPES,
+    ExecutionPlan,
+    PlanError,
+    build_plan,
+    plan_hash,
+)
+from opsresponder.response.executor.ports import OutcomeSink, TemplateVersions
+from opsresponder.response.executor.view import ExecutionView, execution_view
+from opsresponder.response.executor.worker import Worker
+from opsresponder.response.notify.base import Notifier
+from opsresponder.response.runners.base import Runner
+from opsresponder.rules.templates import Script, ScriptCatalog
+from opsresponder.state.base import StateBackend
+from opsresponder.store.decisions import StoredDecision
+from opsresponder.store.executions import (
+    ControlOutcome,
+    ExecutionRepository,
+    ExecutionStatus,
+    LogEntry,
+    NewAction,
+    NewExecution,
+    parse_execution_id,
+)
+
+__all__ = [
+    "ExecutionNotFound",
+    "ExecutionOptions",
+    "ExecutionService",
+    "ExecutionStateError",
+    "ExecutionView",
+    "NotificationPreferences",
+    "OutcomeSink",
+    "PlanError",
+    "TemplateVersions",
+]
+
+log = structlog.get_logger(__name__)
+
+
+class NotificationPreferences(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Messages about the execution itself (templates ``execution_started``, ``execution_completed``,
+    ``execution_failed``); `channels` empty: the notifier's default channels."""
+
+    notify_on_start: bool = False
+    notify_on_completion: bool = False
+    notify_on_failure: bool = False
+    channels: list[str] = msgspec.field(default_factory=list)
+
+
+class ExecutionOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The spec's ``execution_options``."""
+
+    dry_run: bool = False
+    rollback_on_failure: bool = True
+    max_execution_time_minutes: Annotated[int, msgspec.Meta(ge=1, le=1440)] | None = None
+    notification_preferences: NotificationPreferences = msgspec.field(default_factory=NotificationPreferences)
+
+
+class ExecutionService:
+    """Submits executions and runs the queued ones (this process's share of them).
+
+    Every state is in PostgreSQL (`ExecutionRepository`); several services (processes) on one database
+    share the queue, each claiming with ``FOR UPDATE SKIP LOCKED``. A cancel or rollback answered by one
+    process reaches the process running the execution through the row.
+    """
+
+    def __init__(
+        self,
+        *,
+        repository: ExecutionRepository,
+        runner: Runner,
+        notifier: Notifier,
+        catalog: ScriptCatalog,
+        templates: TemplateVersions,
+        outcomes: OutcomeSink,
+        state: StateBackend,
+        config: ExecutorConfig,
+        owner: str,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._repository = repository
+        self._catalog = catalog
+        self._templates = templates
+        self._config = config
+        self._clock = clock
+        self._worker = Worker(
+            repository=repository,
+            runner=runner,
+            notifier=notifier,
+            catalog=catalog,
+            outcomes=outcomes,
+            state=state,
+            config=config,
+            owner=owner,
+            clock=clock,
+        )
+
+    @property
+    def owner(self) -> str:
+        return self._worker.owner
+
+    async def submit(
+        self,
+        decision: StoredDecision,
+        action_ids: Sequence[int] | None,
+        options: ExecutionOptions,
+        *,
+        requested_by: str,
+        approved: bool,
+    ) -> ExecutionView:
+        """Store an execution of `action_ids` of `decision` (None: all of them) and, when it may run,
+        queue it for the worker.
+
+        ``dry_run``: stored as ``dry_run`` with each action ``would_run`` and its resolved parameters and
+        argv; nothing runs. Not `approved` while a chosen action requires approval: ``pending_approval``,
+        nothing runs. Otherwise ``queued``.
+
+        Raises:
+            PlanError: the actions cannot run as asked (422).
+            DatabaseUnavailableError: PostgreSQL cannot be reached.
+        """
+        template = None
+        if decision.template_id is not None and decision.template_version is not None:
+            template = await self._templates.get_version(decision.template_id, decision.template_version)
+            if template is None:
+                log.warning(
+                    "The decision's template version is no longer stored; executing without its rollback "
+                    "actions and criteria.",
+                    decision_id=decision.decision_id,
+                    template=decision.template_id,
+                    version=decision.template_version,
+                )
+        plan = build_plan(decision, action_ids, self._catalog, template)
+        now = self._clock()
+        needs_approval = any(a.approval_required for a in plan.actions)
+        status: ExecutionStatus
+        if options.dry_run:
+            status, message = "dry_run", "Dry run: nothing was run; each action shows what would run."
+        elif needs_approval and not approved:
+            status, message = "pending_approval", "Waiting for approval: nothing runs until it is given."
+        else:
+            status, message = "queued", "Queued."
+        max_minutes = (
+            options.max_execution_time_minutes
+            or plan.max_execution_time_minutes
+            or self._config.default_max_execution_time_minutes
+        )
+        actions = [
+            NewAction(
+                phase="action",
+                action_key=a.key,
+                action_id=a.action_id,
+                position=i,
+                status="would_run" if options.dry_run else "queued",
+                result=None if status == "queued" else {"preview": self._preview(a.script, a.parameters, a)},
+            )
+            for i, a in enumerate(plan.actions)
+        ]
+        stored = await self._repository.create(
+            NewExecution(
+                decision_id=decision.decision_id,
+                event_id=decision.event_id,
+                target=decision.target,
+                template_id=decision.template_id,
+                template_version=decision.template_version,
+                status=status,
+                dry_run=options.dry_run,
+                requested_by=requested_by,
+                options=msgspec.to_builtins(options),
+                plan=_plan_document(plan, decision),
+                plan_hash=plan_hash(plan),
+                max_minutes=max_minutes,
+                created_at=now,
+                completed_at=now if options.dry_run else None,
+            ),
+            actions,
+            [LogEntry(at=now, level="info", message=f"Submitted by {requested_by}. {message}")],
+        )
+        if status == "queued":
+            self._worker.wake()
+        return execution_view(stored, now)
+
+    async def get(self, execution_id: str) -> ExecutionView | None:
+        row_id = parse_execution_id(execution_id)
+        if row_id is None:
+            return None
+        stored = await self._repository.get(row_id)
+        return None if stored is None else execution_view(stored, self._clock())
+
+    async def list(
+        self,
+        *,
+        status: str | None,
+        event_id: int | None,
+        start_time: datetime | None,
+        end_time: datetime | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[builtins.list[ExecutionView], int]:
+        """Executions newest first (without their logs: GET one for them), and how many match."""
+        rows, total = await self._repository.list(
+            status=status,
+            event_id=event_id,
+            start_time=start_time,
+            end_time=end_time,
+            limit=limit,
+            offset=offset,
+        )
+        now = self._clock()
+        return [execution_view(r, now) for r in rows], total
+
+    async def cancel(self, execution_id: str, *, by: str) -> ExecutionView:
+        """Cancel a pending, queued or running execution (running: its actions' processes are killed, no
+        action starts any more; the owner, in whichever process, sees the flag within a heartbeat).
+
+        Raises:
+            ExecutionNotFound: no such execution (404).
+            ExecutionStateError: it is not pending, queued or running (409).
+        """
+        row_id = self._row_id(execution_id)
+        outcome = await self._repository.request_cancel(row_id, self._clock(), by)
+        self._check(outcome, execution_id, "cancelled", "pending_approval, queued or running")
+        if outcome.status == "running":
+            self._worker.cancel_local(row_id, f"cancelled by {by}")
+        return await self._view(row_id, execution_id)
+
+    async def rollback(self, execution_id: str, *, by: str) -> ExecutionView:
+        """Queue the rollback of a finished execution's completed rollback-capable actions (reverse
+        completion order), for whichever process claims it first.
+
+        Raises:
+            ExecutionNotFound: no such execution (404).
+            ExecutionStateError: it is not finished, a rollback was already asked or ran, or no completed
+                action has a rollback script (409).
+        """
+        row_id = self._row_id(execution_id)
+        outcome = await self._repository.request_rollback(row_id, self._clock(), by)
+        self._check(
+            outcome,
+            execution_id,
+            "rolled back",
+            "completed, failed, cancelled or interrupted, with a completed action that has a rollback "
+            "script, and not rolled back before",
+        )
+        self._worker.wake()
+        return await self._view(row_id, execution_id)
+
+    async def start(self) -> None:
+        """Recover the executions a dead process left running, then claim and run queued ones."""
+        await self._worker.start()
+
+    async def stop(self) -> None:
+        """Stop claiming; cancel what runs here (process groups killed) and mark it interrupted, so
+        recovery never takes it for still running. Its rollback runs (when asked) on the next start."""
+        await self._worker.stop()
+
+    async def run_until_idle(self) -> None:
+        """Tests and benches ("burst" mode): claim and run until nothing is queued or running here."""
+        await self._worker.run_until_idle()
+
+    def _row_id(self, execution_id: str) -> int:
+        row_id = parse_execution_id(execution_id)
+        if row_id is None:
+            raise ExecutionNotFound(f"no execution has id {execution_id!r}")
+        return row_id
+
+    @staticmethod
+    def _check(outcome: ControlOutcome, execution_id: str, verb: str, allowed: str) -> None:
+        if not outcome.found:
+            raise ExecutionNotFound(f"no execution has id {execution_id!r}")
+        if not outcome.allowed:
+            raise ExecutionStateError(
+                f"execution {execution_id} is {outcome.status}: it can be {verb} only when {allowed}",
+                outcome.status,
+            )
+
+    async def _view(self, row_id: int, execution_id: str) -> ExecutionView:
+        stored = await self._repository.get(row_id)
+        if stored is None:
+            raise ExecutionNotFound(f"no execution has id {execution_id!r}")
+        return execution_view(stored, self._clock())
+
+    def _preview(self, script_name: str | None, parameters: dict[str, Any], action: Any) -> dict[str, Any]:
+        """What would run: the resolved parameters and the argv (or the HTTP call, or the message)."""
+        if action.action_type in NOTIFYING_TYPES and script_name is None:
+            return {
+                "parameters": parameters,
+                "notification": {"template": action.message_template, "channels": list(action.channels)},
+            }
+        script = self._catalog.by_name.get(script_name or "")
+        preview: dict[str, Any] = {"parameters": parameters}
+        if script is not None:
+            preview.update(argv_preview(script, parameters))
+        return preview
+
+
+def argv_preview(script: Script, parameters: dict[str, Any]) -> dict[str, Any]:
+    """The command line (or HTTP call) a script runner would make, for dry runs."""
+    if script.http is not None:
+        return {"http": {"method": script.http.method, "url": script.http.url}}
+    argv = list(script.command or [])
+    if script.parameters_as == "environment":
+        return {
+            "argv": argv,
+            "environment": {f"OPSR_PARAM_{k.upper()}": _text(v) for k, v in parameters.items()},
+        }
+    for name, value in parameters.items():
+        argv.extend((f"--{name}", _text(value)))
+    return {"argv": argv}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return msgspec.json.encode(value).decode()
+    return str(value)
+
+
+def _plan_document(plan: ExecutionPlan, decision: StoredDecision) -> dict[str, Any]:
+    """The plan as stored, plus what the run reads about the event (not part of the hash)."""
+    document: dict[str, Any] = msgspec.to_builtins(plan)
+    document["event"] = {
+        "id": decision.event_id,
+        "host": decision.target,
+        "fingerprint": decision.fingerprint,
+        "event_type": _event_type(decision),
+    }
+    document["pattern_id"] = decision.pattern_id
+    return document
+
+
+def _event_type(decision: StoredDecision) -> str:
+    event = decision.inputs.get("event")
+    if isinstance(event, dict) and isinstance(event.get("event_type"), str):
+        return str(event["event_type"])
+    value = decision.inputs.get("event_type")
+    return value if isinstance(value, str) else ""
