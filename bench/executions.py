@@ -70,7 +70,7 @@ TEMPLATE = {
          "depends_on": ["memory"]},
     ],
 }  # fmt: skip
-STEPS = len(TEMPLATE["actions"])  # type: ignore[arg-type]
+STEPS = 3
 DONE = {"completed", "failed", "cancelled", "interrupted", "rolled_back"}
 
 
@@ -138,7 +138,9 @@ async def load_executions(
         async def busy() -> int:
             total = 0
             for status in ("queued", "running"):
-                answer = await client.get("/api/v1/autonomous/executions", params={"status": status, "limit": 1})
+                answer = await client.get(
+                    "/api/v1/autonomous/executions", params={"status": status, "limit": 1}
+                )
                 total += int(answer.json()["total_count"])
             return total
 
@@ -205,11 +207,13 @@ def _decision(api: str, events: str, token: str) -> int:
 def _read_back(api: str, token: str, ids: list[str]) -> list[dict[str, Any]]:
     """Every execution of the run, read after the load through the list endpoint."""
     headers = {"Authorization": f"Bearer {token}"}
-    wanted, found = set(ids), []
+    wanted, found = set(ids), list[dict[str, Any]]()
     offset = 0
     with httpx.Client(base_url=f"http://{api}", headers=headers, timeout=60) as client:
         while True:
-            page = client.get("/api/v1/autonomous/executions", params={"limit": 1000, "offset": offset}).json()
+            page = client.get(
+                "/api/v1/autonomous/executions", params={"limit": 1000, "offset": offset}
+            ).json()
             found.extend(e for e in page["executions"] if e["execution_id"] in wanted)
             if not page["has_more"]:
                 return found
@@ -246,16 +250,21 @@ def _report(executions: list[dict[str, Any]], submitted: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--concurrency", type=int, default=200)
     parser.add_argument("--duration", type=float, default=20)
     parser.add_argument("--rate", type=float, default=200, help="webhook events per second")
     parser.add_argument("--database-url", help="an existing database (default: a fresh one, dropped after)")
     parser.add_argument("--load-ingest", nargs=2, metavar=("URL", "TOKEN"), help=argparse.SUPPRESS)
-    parser.add_argument("--load-executions", nargs=3, metavar=("URL", "TOKEN", "DECISION"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--load-executions", nargs=3, metavar=("URL", "TOKEN", "DECISION"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.load_ingest:
-        print(json.dumps(asyncio.run(load_ingest(*args.load_ingest, args.rate, args.duration))))
+        url, token = args.load_ingest
+        print(json.dumps(asyncio.run(load_ingest(url, token, args.rate, args.duration))))
         return
     if args.load_executions:
         url, token, decision = args.load_executions
@@ -267,11 +276,8 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}; service, PostgreSQL and the load processes share them")
     with BenchDatabase(args.database_url) as database_url, tempfile.TemporaryDirectory() as tmp:
         env = _prepare(Path(tmp))
-        server = BenchServer(
-            database_url=database_url,
-            OPSRESPONDER_RESPONSE__EXECUTOR__CONCURRENCY=str(args.concurrency),
-            **env,
-        )
+        env["OPSRESPONDER_RESPONSE__EXECUTOR__CONCURRENCY"] = str(args.concurrency)
+        server = BenchServer(None, database_url, **env)
         server.start()
         try:
             token = server.token()
@@ -303,7 +309,9 @@ def main() -> None:
             )
             ratio = beside["p99_ms"] / alone["p99_ms"]
             verdict = "met" if ratio <= TARGET_INGEST_RATIO else "NOT met"
-            print(f"  ingest p99 with / without executions: x{ratio:.2f} (target <= x{TARGET_INGEST_RATIO:.0f}: {verdict})")
+            print(
+                f"  ingest p99 with / without executions: x{ratio:.2f} (target <= x{TARGET_INGEST_RATIO:.0f}: {verdict})"
+            )
             print(
                 f"executions: {executed['waves']} waves of {args.concurrency} concurrent, "
                 f"{len(executed['ids'])} accepted, {executed['refused']} refused, in {executed['seconds']:.1f} s "

@@ -8,6 +8,9 @@ runs. `app.OpsResponder` starts and stops what this module built.
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -48,15 +51,25 @@ from opsresponder.pipeline.rules import AbsenceChecker, RuleBook, RuleEngine, Ru
 from opsresponder.pipeline.stage import BackgroundStage
 from opsresponder.pipeline.stages import StageDeps, build_stages
 from opsresponder.pipeline.worker import PipelineWorker
+from opsresponder.response.analysis import Analyzer
+from opsresponder.response.executor.service import ExecutionService
+from opsresponder.response.notify.messages import load_message_templates
+from opsresponder.response.notify.metrics import NotificationMetrics
+from opsresponder.response.notify.service import NotificationService
+from opsresponder.response.risk import RiskMatrix
+from opsresponder.response.runners.script import ScriptRunner
 from opsresponder.rules.evaluation import CombinedRules, NoRules, RuleSource
 from opsresponder.rules.evaluation.file_source import FileRuleSource
-from opsresponder.rules.templates import load_script_catalog
+from opsresponder.rules.templates import ScriptCatalog, load_script_catalog
 from opsresponder.rules.templates.files import read_template_files
 from opsresponder.state import MemoryStateBackend, StateBackend
 from opsresponder.store.correlations import CorrelationRepository, CorrelationWriter, correlation_rules
+from opsresponder.store.decisions import DecisionRepository
 from opsresponder.store.deliveries import DeliveryQueue
 from opsresponder.store.events import EventRepository
+from opsresponder.store.executions import ExecutionRepository
 from opsresponder.store.firings import FiringRepository, FiringsWriter
+from opsresponder.store.outcomes import OutcomeRepository
 from opsresponder.store.patterns import PatternRepository, PatternWriter
 from opsresponder.store.pool import connection
 from opsresponder.store.response_templates import ResponseTemplateRepository
@@ -203,7 +216,19 @@ def build_parts(
         response_templates=response_templates,
         script_catalog=script_catalog,
     )
-    response = _response_side(settings, pool, state, url_allowlist, script_catalog, registry, clock)
+    response = _response_side(
+        settings,
+        pool,
+        state,
+        url_allowlist,
+        script_catalog,
+        registry,
+        clock,
+        events=repository,
+        templates=response_templates,
+        correlations=correlations,
+        silences=silences,
+    )
     autonomous_ctx = AutonomousApiContext(
         api=settings.api,
         registry=registry,
@@ -270,6 +295,11 @@ def _response_side(
     catalog: ScriptCatalog,
     registry: CollectorRegistry,
     clock: Clock,
+    *,
+    events: EventRepository,
+    templates: ResponseTemplateRepository,
+    correlations: CorrelationRepository,
+    silences: SilenceRepository,
 ) -> ResponseSide | None:
     """Runners over the catalog the templates were checked against, notifications, analysis and the
     executor; None when ``response.enabled`` is false (the autonomous endpoints then answer 503).
@@ -281,7 +311,7 @@ def _response_side(
     if not config.enabled:
         return None
     # Scripts and HTTP calls reach only what the one outbound allowlist permits, like every other request.
-    runner = CatalogRunner(ScriptRunner(config.scripts), HttpRunner(config.http, allowlist))
+    runner = ScriptRunner(config.scripts)
     notifier = NotificationService(
         config.notifications,
         allowlist,
@@ -290,18 +320,32 @@ def _response_side(
     )
     decisions = DecisionRepository(pool)
     outcomes = OutcomeRepository(pool)
-    analyzer = Analyzer(pool, catalog, RiskMatrix(config.risk), config.analysis, decisions, outcomes, clock)
+    analyzer = Analyzer(
+        events=events,
+        templates=templates,
+        firings=FiringRepository(pool),
+        correlations=correlations,
+        decisions=decisions,
+        outcomes=outcomes,
+        catalog=catalog,
+        risk=RiskMatrix(config.risk),
+        config=config.analysis,
+        clock=clock,
+        silences=silences,
+    )
     executions = ExecutionService(
-        ExecutionRepository(pool),
-        runner,
-        notifier,
-        outcomes,
-        catalog,
-        state,
-        config.executor,
+        repository=ExecutionRepository(pool),
+        runner=runner,
+        notifier=notifier,
+        catalog=catalog,
+        templates=templates,
+        outcomes=outcomes,
+        state=state,
+        config=config.executor,
+        # Unique per process start: a restarted process must not take its predecessor's claims for its own
+        # (recovery tells a dead owner's executions by their expired lease).
         owner=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}",
         clock=clock,
-        registry=registry,
     )
     return ResponseSide(analyzer, decisions, executions, notifier)
 

@@ -103,6 +103,7 @@ async def test_a_killed_execution_is_interrupted_not_rerun_and_rolled_back(
 
 async def _rollback_done(pool: asyncpg.Pool, execution_id: str) -> bool:
     status = await pool.fetchval(
-        "SELECT rollback_status FROM autonomous.executions WHERE id = $1", int(execution_id.removeprefix("exec_"))
+        "SELECT rollback_status FROM autonomous.executions WHERE id = $1",
+        int(execution_id.removeprefix("exec_")),
     )
     return status in ("completed", "failed")

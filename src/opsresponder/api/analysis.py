@@ -19,8 +19,8 @@ from opsresponder.api.auth import principal_of, scope_opt
 from opsresponder.api.common import json_response
 from opsresponder.api.context import AutonomousApiContext, context_of
 from opsresponder.api.json_body import MALFORMED_JSON, BodyError, decode_json_body, refuse
-from opsresponder.api.openapi import DATABASE_DOWN, Answer, documented, error
-from opsresponder.response.analysis import AnalyzeRequest, Analyzer, EventNotFound, decision_answer
+from opsresponder.api.openapi import Answer, documented, error
+from opsresponder.response.analysis import Analyzer, AnalyzeRequest, EventNotFound, decision_answer
 
 DISABLED: Final = "the autonomous response side is disabled in this process (response.enabled: false)"
 UNAVAILABLE: Final = error(
@@ -34,31 +34,35 @@ RiskLevel = Literal["low", "medium", "high", "critical"]
 
 class AnalysisResult(msgspec.Struct, kw_only=True):
     """The spec's ``analysis_result``: what to do, how sure, how risky, and why (``reasoning`` names the
-    factors that decided)."""
+    factors that decided). ``include_risk_assessment: false`` leaves out ``risk_level``,
+    ``include_impact_analysis: false`` ``business_impact`` and ``estimated_resolution_time_minutes``."""
 
     recommended_action: Literal["investigate", "remediate", "escalate", "ignore"]
     confidence_score: float
-    risk_level: RiskLevel
-    business_impact: Literal["none", "low", "medium", "high", "critical"]
+    risk_level: RiskLevel | msgspec.UnsetType = msgspec.UNSET
+    business_impact: Literal["none", "low", "medium", "high", "critical"] | msgspec.UnsetType = msgspec.UNSET
     reasoning: str
-    estimated_resolution_time_minutes: float
+    estimated_resolution_time_minutes: float | msgspec.UnsetType = msgspec.UNSET
 
 
 class RecommendedAction(msgspec.Struct, kw_only=True):
-    """One action of the decision; its ``action_id`` is what ``execute``'s ``action_ids`` names."""
+    """One action of the decision; its ``action_id`` is what ``execute``'s ``action_ids`` names
+    (``risk_level`` left out with ``include_risk_assessment: false``)."""
 
     action_id: int
     action_type: str
     action_name: str
     description: str
-    risk_level: RiskLevel
+    risk_level: RiskLevel | msgspec.UnsetType = msgspec.UNSET
     approval_required: bool
     estimated_duration_minutes: float
     success_probability: float
 
 
 class ApprovalRequirements(msgspec.Struct, kw_only=True):
-    """Whether running the actions needs a person's approval, and why (``approvers``: who may give it)."""
+    """Whether running the actions needs a person's approval, and why (``approvers``: who may give it).
+    Approvals arrive with the next issue: until then an execution that needs one waits as
+    ``pending_approval``."""
 
     required: bool
     reason: str
@@ -66,13 +70,13 @@ class ApprovalRequirements(msgspec.Struct, kw_only=True):
 
 
 class AnalyzeAnswer(msgspec.Struct, kw_only=True):
-    """``POST /api/v1/autonomous/analyze`` (service-spec.md "Request Autonomous Analysis"). A part the
-    request's ``analysis_options`` turned off is left out."""
+    """``POST /api/v1/autonomous/analyze`` (service-spec.md "Request Autonomous Analysis");
+    ``recommended_actions`` is left out with ``include_recommendations: false``."""
 
     decision_id: int
     analysis_result: AnalysisResult
     recommended_actions: list[RecommendedAction] | msgspec.UnsetType = msgspec.UNSET
-    approval_requirements: ApprovalRequirements | msgspec.UnsetType = msgspec.UNSET
+    approval_requirements: ApprovalRequirements
 
 
 _EXAMPLE: Final = {
@@ -137,5 +141,3 @@ def _analyzer(request: Request[Any, Any, Any]) -> Analyzer:
 
 ANALYSIS_HANDLERS: Final = (analyze,)
 """The route handlers to add to the autonomous app (port 3011)."""
-
-__all__ = ["ANALYSIS_HANDLERS", "DATABASE_DOWN", "DISABLED", "UNAVAILABLE", "AnalyzeAnswer"]

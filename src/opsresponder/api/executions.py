@@ -16,7 +16,7 @@ is created ``pending_approval`` and nothing of it runs (docs/response.md "The AP
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal, get_args
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 from litestar import Request, get, post
@@ -29,7 +29,15 @@ from opsresponder.api.auth import principal_of, scope_opt
 from opsresponder.api.common import json_response
 from opsresponder.api.context import AutonomousApiContext, context_of
 from opsresponder.api.errors import error_response
-from opsresponder.api.filters import MAX_BIGINT, BIGINT_MAXIMUM, InvalidParameterError, NO_NUL_PATTERN, Offset, TimeFilter, parse_time
+from opsresponder.api.filters import (
+    BIGINT_MAXIMUM,
+    MAX_BIGINT,
+    NO_NUL_PATTERN,
+    InvalidParameterError,
+    Offset,
+    TimeFilter,
+    parse_time,
+)
 from opsresponder.api.json_body import MALFORMED_JSON, BodyError, decode_json_body, refuse
 from opsresponder.api.openapi import Answer, documented, error
 from opsresponder.response.executor.service import (
@@ -41,14 +49,9 @@ from opsresponder.response.executor.service import (
     PlanError,
 )
 from opsresponder.store.decisions import DecisionRepository
+from opsresponder.store.executions import ExecutionStatus
 
 MAX_LIMIT: Final = 1000
-
-ExecutionStatus = Literal[
-    "pending_approval", "queued", "running", "completed", "failed", "cancelled", "interrupted", "dry_run",
-    "rolling_back", "rolled_back",
-]  # fmt: skip
-EXECUTION_STATUSES: Final = get_args(ExecutionStatus)
 
 ExecutionId = Annotated[
     str,
@@ -151,10 +154,12 @@ async def execute(request: Request[Any, Any, Any]) -> ASGIResponse:
     try:
         view = await executions.submit(
             decision,
-            action_ids=body.action_ids,
-            options=body.execution_options,
+            body.action_ids,
+            body.execution_options,
             requested_by=principal_of(request).name,
-            approval_token=body.approval_token,
+            # No approval token can be valid before the approvals issue: an execution that needs approval
+            # waits as pending_approval, whatever token it brings.
+            approved=False,
         )
     except PlanError as e:
         return error_response(422, f"{e.field}: {e.reason}", e.field)
@@ -177,10 +182,10 @@ async def execute(request: Request[Any, Any, Any]) -> ASGIResponse:
 )
 async def get_execution(request: Request[Any, Any, Any], execution_id: ExecutionId) -> ASGIResponse:
     executions, _ = _services(request)
-    try:
-        return json_response(await executions.get(execution_id))
-    except ExecutionNotFound as e:
-        raise NotFoundException(str(e)) from e
+    view = await executions.get(execution_id)
+    if view is None:
+        raise NotFoundException(f"no execution has id {execution_id!r}")
+    return json_response(view)
 
 
 StatusFilter = Annotated[
@@ -196,7 +201,9 @@ EventFilter = Annotated[
     "/api/v1/autonomous/executions",
     opt={
         **scope_opt("read"),
-        **documented(answers={200: Answer("A page of executions, newest first.", ExecutionList), 503: UNAVAILABLE}),
+        **documented(
+            answers={200: Answer("A page of executions, newest first.", ExecutionList), 503: UNAVAILABLE}
+        ),
     },
     summary="Executions, newest first, filtered",
 )
@@ -216,7 +223,9 @@ async def list_executions(
     page, total = await executions.list(
         status=status, event_id=event_id, start_time=start, end_time=end, limit=limit, offset=offset
     )
-    return json_response(ExecutionList(executions=page, total_count=total, has_more=offset + len(page) < total))
+    return json_response(
+        ExecutionList(executions=page, total_count=total, has_more=offset + len(page) < total)
+    )
 
 
 def _control(action: Literal["cancel", "rollback"], summary: str, done: str) -> Any:
@@ -237,9 +246,9 @@ def _control(action: Literal["cancel", "rollback"], summary: str, done: str) -> 
         by = principal_of(request).name
         try:
             if action == "cancel":
-                view = await executions.cancel(execution_id, requested_by=by)
+                view = await executions.cancel(execution_id, by=by)
             else:
-                view = await executions.rollback(execution_id, requested_by=by)
+                view = await executions.rollback(execution_id, by=by)
         except ExecutionNotFound as e:
             raise NotFoundException(str(e)) from e
         except ExecutionStateError as e:

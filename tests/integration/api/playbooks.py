@@ -76,9 +76,7 @@ class Playbooks:
                 os.kill(run["pid"], signal.SIGKILL)
 
 
-def _script(
-    script_id: int, name: str, directory: Path, markers: Path, **extra: Any
-) -> dict[str, Any]:
+def _script(script_id: int, name: str, directory: Path, markers: Path, **extra: Any) -> dict[str, Any]:
     path = directory / f"{name}.py"
     path.write_text(SCRIPTS[name].replace("NAME", repr(name), 1))
     return {

@@ -181,7 +181,7 @@ async def test_the_list_filters_and_pages(client: httpx.AsyncClient, events: htt
     pending = (await execute(client, guarded["decision_id"])).json()["execution_id"]
     await wait_for(client, ran, DONE)
 
-    async def ids(**params: object) -> list[str]:
+    async def ids(**params: str | int) -> list[str]:
         answer = await client.get("/api/v1/autonomous/executions", params=params)
         assert answer.status_code == 200, answer.text
         return [e["execution_id"] for e in answer.json()["executions"]]
@@ -197,7 +197,7 @@ async def test_the_list_filters_and_pages(client: httpx.AsyncClient, events: htt
     assert await ids(start_time=future) == []
     assert await ids(end_time=future) == [pending, dry["execution_id"], ran]
 
-    for params, field in [
+    cases: list[tuple[dict[str, str | int], str]] = [
         ({"status": "sleeping"}, "status"),
         ({"limit": 0}, "limit"),
         ({"limit": 1001}, "limit"),
@@ -205,7 +205,8 @@ async def test_the_list_filters_and_pages(client: httpx.AsyncClient, events: htt
         ({"event_id": "x"}, "event_id"),
         ({"start_time": "yesterday"}, "start_time"),
         ({"start_time": future, "end_time": "2020-01-01T00:00:00Z"}, "start_time"),
-    ]:
+    ]
+    for params, field in cases:
         answer = await client.get("/api/v1/autonomous/executions", params=params)
         assert answer.status_code == 400, (params, answer.text)
         assert answer.json()["field"] == field, (params, answer.text)

@@ -30,7 +30,9 @@ ENDPOINTS: Final = [
 async def test_each_endpoint_needs_its_scope_and_a_disabled_side_answers_503(
     database_url: str, db_pool: asyncpg.Pool, tmp_path: Path, enabled: bool
 ) -> None:
-    settings = autonomous_settings(database_url, tmp_path / "data", write_playbooks(tmp_path), enabled=enabled)
+    settings = autonomous_settings(
+        database_url, tmp_path / "data", write_playbooks(tmp_path), enabled=enabled
+    )
     async with (
         running(settings) as service,
         httpx.AsyncClient(base_url=base_url(service, "autonomous_api"), timeout=10) as client,
