@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import Any, Final
 
 import httpx
+import msgspec
 
+from opsresponder.api.analysis import AnalyzeAnswer
 from opsresponder.config import Settings, settings_from_tree
+from opsresponder.response.executor.service import ExecutionView
 from tests.integration.api.conftest import TOKENS as BASE_TOKENS
 from tests.integration.api.playbooks import LOW_RISK_CONTEXT, Playbooks, response_tree
 
@@ -64,12 +67,16 @@ async def analyze(client: httpx.AsyncClient, event_id: int) -> dict[str, Any]:
         "/api/v1/autonomous/analyze", json={"event_id": event_id, "context": LOW_RISK_CONTEXT}
     )
     assert answer.status_code == 200, answer.text
+    msgspec.json.decode(answer.content, type=AnalyzeAnswer)  # the shape the OpenAPI schema documents
     decision: dict[str, Any] = answer.json()
     return decision
 
 
 async def execute(client: httpx.AsyncClient, decision_id: int, **body: Any) -> httpx.Response:
-    return await client.post("/api/v1/autonomous/execute", json={"decision_id": decision_id, **body})
+    answer = await client.post("/api/v1/autonomous/execute", json={"decision_id": decision_id, **body})
+    if answer.status_code in (200, 202):
+        msgspec.json.decode(answer.content, type=ExecutionView)  # the shape the OpenAPI schema documents
+    return answer
 
 
 async def wait_for(
@@ -82,6 +89,7 @@ async def wait_for(
             while True:
                 answer = await client.get(f"/api/v1/autonomous/executions/{execution_id}")
                 assert answer.status_code == 200, answer.text
+                msgspec.json.decode(answer.content, type=ExecutionView)
                 seen = answer.json()
                 if seen["status"] in statuses:
                     return seen
