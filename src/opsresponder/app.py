@@ -41,8 +41,12 @@ BOOTSTRAP_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name, not a secret
 # - ingest, stream, http: stop taking new work: the syslog and SNMP listeners first; then end the live
 #   streams, which never end by themselves and would hold uvicorn's graceful wait; then the HTTP servers,
 #   which finish their in-flight requests (those need the worker, still running);
-# - executions: once no request can submit, cancel or roll back any more, the execution service stops
-#   claiming work and stops what it runs: EXECUTIONS_STOP below says what becomes of running executions;
+# - executions: once no request can submit, cancel or roll back any more (after http), and while the pool
+#   is open (its states are written): the execution service stops claiming, cancels the actions running
+#   here (their process groups are killed, as on a cancel) and marks those executions `interrupted`, so
+#   no restart takes them for still running; the rollback they asked for (rollback_on_failure) runs at
+#   the next start of any replica. Queued executions stay queued for the next start or another replica.
+#   A kill -9 skips all this: the next start finds the dead owner's lease expired and does the same;
 # - intake, worker: drain what is queued within the grace period, then stop the worker;
 # - stages: the stages' own background work (the asset inventory watcher, asset service lookups), once no
 #   batch runs any more;
