@@ -100,7 +100,7 @@ FROM (SELECT action_key, success, duration_seconds,
       FROM autonomous.action_outcomes
       WHERE template_id = $1 AND action_key = ANY($2::text[]) AND finished_at >= $5
         AND NOT (status = ANY($6::text[]))
-        AND (pattern_id = $3 OR event_type = $4)) AS similar_outcomes
+        AND (pattern_id = $3 OR event_type = $4)) AS alike
 GROUP BY action_key
 """
 

@@ -20,6 +20,7 @@ from opsresponder.outbound.delivery import DeliveryWorker
 from opsresponder.outbound.metrics import SubscriptionMetrics
 from opsresponder.store.deliveries import DeliveryQueue
 from opsresponder.store.subscriptions import SubscriptionRepository
+from tests.waiting import WAIT_SECONDS
 
 SECRET = "receiver-secret-0123456789"
 
@@ -65,6 +66,7 @@ class Receiver:
     port: int = 0
     _server: asyncio.Server | None = None
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    _handlers: set[asyncio.Task[None]] = field(default_factory=set)
     _released: asyncio.Event = field(default_factory=asyncio.Event)
     request_started: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -85,8 +87,16 @@ class Receiver:
                 writer.close()
             await self._server.wait_closed()
             self._server = None
+        # Server.wait_closed does not wait for the connection handlers (before Python 3.12.1): wait for
+        # each to end on its own, so that none is left to be cancelled with the test's loop.
+        if self._handlers:
+            await asyncio.wait(set(self._handlers), timeout=WAIT_SECONDS)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        if handler is not None:
+            self._handlers.add(handler)
+            handler.add_done_callback(self._handlers.discard)
         self._writers.add(writer)
         try:
             while True:

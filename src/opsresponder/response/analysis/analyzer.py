@@ -76,7 +76,6 @@ class _Planned(msgspec.Struct, kw_only=True):
     resolved: ResolvedAction
     matrix_type: str
     risk: RiskAssessment
-    level: str
     approval_reasons: list[str]
     stats: OutcomeStats
     action: DecisionAction
@@ -314,7 +313,6 @@ class Analyzer:
             resolved=resolved,
             matrix_type=matrix_type,
             risk=risk,
-            level=level,
             approval_reasons=reasons,
             stats=stats,
             action=decided,

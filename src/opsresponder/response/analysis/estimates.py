@@ -59,19 +59,19 @@ def critical_path_minutes(durations: Mapping[str, float], depends_on: Mapping[st
 
 
 def business_impact(criticality: str, group_size: int, quiet: bool) -> BusinessImpact:
-    """From the asset's criticality and the size of the event's correlation group:
+    """From the asset's criticality and the size of the event's correlation group (docs/response.md):
 
-    ======== ===== ====== =====
-    group    1     2-9    >=10
-    ======== ===== ====== =====
-    low      none  low    medium
-    medium   low   medium high
-    high     medium high  critical
-    critical high  critical critical
-    ======== ===== ====== =====
+    ============  =======  ========  ========
+    criticality   alone    2-9       10 or more
+    ============  =======  ========  ========
+    low           none     low       medium
+    medium        low      medium    high
+    high          medium   high      critical
+    critical      high     critical  critical
+    ============  =======  ========  ========
 
-    A lone symptom is one level below its asset's criticality; `quiet` (the event is resolved or
-    suppressed) is ``none``.
+    A lone symptom is one level below its asset's criticality, a large group one above; `quiet` (the
+    event is resolved or suppressed) is ``none``. An unknown criticality counts as medium.
     """
     if quiet:
         return "none"

@@ -16,6 +16,7 @@ from typing import Any, Final
 import msgspec
 
 from opsresponder.core.errors import OpsResponderError
+from opsresponder.response.runners.parameters import ParameterError, check_parameters
 from opsresponder.rules.templates import ResponseTemplate, Script, ScriptCatalog
 from opsresponder.store.decisions import DecisionAction, StoredDecision
 
@@ -88,19 +89,13 @@ def plan_hash(plan: ExecutionPlan) -> str:
     return hashlib.sha256(msgspec.json.encode(plan, order="sorted")).hexdigest()
 
 
-def check_parameters(script: Script, values: Mapping[str, Any]) -> str | None:
-    """Why `values` do not fit `script`'s declared parameters, or None.
-
-    The one place the plan checks parameters; the runners check them again (with coercion) when they
-    run. Kept to the declared names and required ones until the runners' checker is merged in.
-    """
-    declared = {p.name: p for p in script.parameters}
-    for name in values:
-        if name not in declared:
-            return f"script {script.name!r} takes no parameter {name!r}"
-    for parameter in script.parameters:
-        if parameter.required and values.get(parameter.name) is None:
-            return f"script {script.name!r} requires parameter {parameter.name!r}"
+def parameter_problem(script: Script, values: Mapping[str, Any]) -> str | None:
+    """Why `values` do not fit `script`'s declared parameters, or None: the runners' own check
+    (response/runners/parameters.py), so a plan is refused for what a run would refuse."""
+    try:
+        check_parameters(script, values)
+    except ParameterError as e:
+        return str(e)
     return None
 
 
@@ -211,7 +206,7 @@ def _check_action(action: DecisionAction, catalog: ScriptCatalog, at: str) -> No
     script = catalog.by_name.get(action.script)
     if script is None:
         raise PlanError(at, f"script {action.script!r} of action {action.key!r} is not in the catalog")
-    problem = check_parameters(script, action.parameters)
+    problem = parameter_problem(script, action.parameters)
     if problem is not None:
         raise PlanError(at, f"action {action.key!r}: {problem}")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 import structlog
@@ -14,6 +14,7 @@ import structlog
 from opsresponder.config import ExecutorConfig
 from opsresponder.core.clock import utcnow
 from opsresponder.response.executor.errors import ExecutionNotFound, ExecutionStateError
+from opsresponder.response.executor.options import ExecutionOptions, NotificationPreferences
 from opsresponder.response.executor.plan import (
     NOTIFYING_TYPES,
     ExecutionPlan,
@@ -26,6 +27,8 @@ from opsresponder.response.executor.view import ExecutionView, execution_view
 from opsresponder.response.executor.worker import Worker
 from opsresponder.response.notify.base import Notifier
 from opsresponder.response.runners.base import Runner
+from opsresponder.response.runners.parameters import ParameterError, check_parameters
+from opsresponder.response.runners.script import PARAMETER_ENV_PREFIX
 from opsresponder.rules.templates import Script, ScriptCatalog
 from opsresponder.state.base import StateBackend
 from opsresponder.store.decisions import StoredDecision
@@ -52,25 +55,6 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
-
-
-class NotificationPreferences(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """Messages about the execution itself (templates ``execution_started``, ``execution_completed``,
-    ``execution_failed``); `channels` empty: the notifier's default channels."""
-
-    notify_on_start: bool = False
-    notify_on_completion: bool = False
-    notify_on_failure: bool = False
-    channels: list[str] = msgspec.field(default_factory=list)
-
-
-class ExecutionOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """The spec's ``execution_options``."""
-
-    dry_run: bool = False
-    rollback_on_failure: bool = True
-    max_execution_time_minutes: Annotated[int, msgspec.Meta(ge=1, le=1440)] | None = None
-    notification_preferences: NotificationPreferences = msgspec.field(default_factory=NotificationPreferences)
 
 
 class ExecutionService:
@@ -312,26 +296,18 @@ class ExecutionService:
 
 
 def argv_preview(script: Script, parameters: dict[str, Any]) -> dict[str, Any]:
-    """The command line (or HTTP call) a script runner would make, for dry runs."""
+    """The command line (or HTTP call) the runner would make, as the script runner builds it; a value
+    the runner would refuse shows as ``refused`` instead."""
     if script.http is not None:
         return {"http": {"method": script.http.method, "url": script.http.url}}
+    try:
+        values = check_parameters(script, parameters)
+    except ParameterError as e:
+        return {"refused": str(e)}
     argv = list(script.command or [])
     if script.parameters_as == "environment":
-        return {
-            "argv": argv,
-            "environment": {f"OPSR_PARAM_{k.upper()}": _text(v) for k, v in parameters.items()},
-        }
-    for name, value in parameters.items():
-        argv.extend((f"--{name}", _text(value)))
-    return {"argv": argv}
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | dict):
-        return msgspec.json.encode(value).decode()
-    return str(value)
+        return {"argv": argv, "environment": {PARAMETER_ENV_PREFIX + k.upper(): v for k, v in values.items()}}
+    return {"argv": argv + [f"--{name}={text}" for name, text in values.items()]}
 
 
 def _plan_document(plan: ExecutionPlan, decision: StoredDecision) -> dict[str, Any]:

@@ -1,20 +1,52 @@
-"""The local worker: claims queued executions and runs them (filled in next)."""
+"""The local worker: claims queued executions (and queued rollbacks) and runs them, renews their leases,
+and carries cancels asked in other processes to the runs here.
+
+Life (docs/response.md "Durability and recovery"):
+- `start` first recovers what a dead process left running (the store marks it interrupted; a rollback is
+  queued for each that asked for ``rollback_on_failure``), then claims in a loop: woken by a local submit,
+  else every ``poll_interval_ms``, up to ``concurrency`` runs at once.
+- One heartbeat renews every local run's lease in one statement (every lease/3, at most 1 s); the answer
+  says which rows have a cancel asked (from any process) and which are no longer ours.
+- `stop` stops claiming, tells every run to stop (running actions are cancelled, their process groups
+  killed; a rollback stops between steps), waits up to `STOP_GRACE_SECONDS` for them to record it, then
+  cancels what is left. Each run ends ``interrupted``, never left ``running``; those that asked for
+  ``rollback_on_failure`` get their rollback queued for the next process to claim.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Final
+
+import msgspec
+import structlog
 
 from opsresponder.config import ExecutorConfig
+from opsresponder.response.executor.options import ExecutionOptions
 from opsresponder.response.executor.ports import OutcomeSink
+from opsresponder.response.executor.run import Deps, ExecutionRun
 from opsresponder.response.notify.base import Notifier
 from opsresponder.response.runners.base import Runner
 from opsresponder.rules.templates import ScriptCatalog
 from opsresponder.state.base import StateBackend
-from opsresponder.store.executions import ExecutionRepository
+from opsresponder.store.errors import StoreError
+from opsresponder.store.executions import ExecutionRepository, ExecutionRow
+
+log = structlog.get_logger(__name__)
+
+STOP_GRACE_SECONDS: Final = 10.0
+"""How long `stop` waits for the runs to record their interruption before cancelling them outright."""
+MAX_HEARTBEAT_SECONDS: Final = 1.0
+"""Also how long a cancel asked in another process takes at most to reach a run here."""
 
 
 class Worker:
+    """Runs this process's share of the executions; see the module docstring."""
+
     def __init__(
         self,
         *,
@@ -29,18 +61,189 @@ class Worker:
         clock: Callable[[], datetime],
     ) -> None:
         self.owner = owner
+        self._repository = repository
+        self._config = config
+        self._clock = clock
+        self._deps = Deps(
+            repository=repository,
+            runner=runner,
+            notifier=notifier,
+            catalog=catalog,
+            outcomes=outcomes,
+            state=state,
+            config=config,
+            owner=owner,
+            clock=clock,
+        )
+        self._runs: dict[int, ExecutionRun] = {}
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def running(self) -> list[int]:
+        """The row ids running here now."""
+        return list(self._tasks)
 
     def wake(self) -> None:
-        pass
+        self._wake.set()
 
     def cancel_local(self, execution_id: int, reason: str) -> None:
-        pass
+        """Stop a run here at once (a cancel answered by this process); others learn it from the row."""
+        run = self._runs.get(execution_id)
+        if run is not None:
+            run.stop("cancelled", reason)
 
     async def start(self) -> None:
-        pass
+        await self.recover()
+        self._stopping = False
+        self._loop_task = asyncio.create_task(self._claim_loop())
+        self._heartbeat_task = asyncio.create_task(self._heartbeat_loop())
 
     async def stop(self) -> None:
-        pass
+        # Order: stop claiming (no new run), tell the runs to stop, wait a grace for them to record it,
+        # cancel what is left, then stop renewing (a run cancelled outright is left to lease expiry).
+        self._stopping = True
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+        for run in list(self._runs.values()):
+            run.stop("interrupted", "the service stopped")
+        tasks = list(self._tasks.values())
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=STOP_GRACE_SECONDS)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            log.info("The executor stopped.", interrupted=len(tasks), cancelled_outright=len(late))
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+            self._heartbeat_task = None
+
+    async def recover(self) -> list[ExecutionRow]:
+        """Mark interrupted what a dead process (or this one's earlier life) left running; queue the
+        rollback of those that asked for ``rollback_on_failure``."""
+        rows = await self._repository.recover_interrupted(self._clock(), owner=self.owner)
+        for row in rows:
+            log.warning(
+                "An execution left running by a stopped process is marked interrupted.",
+                execution_id=row.execution_id,
+                previous_owner=row.error,
+            )
+            await self._queue_rollback(row.id, row.options, row.rollback_status)
+        return rows
 
     async def run_until_idle(self) -> None:
-        pass
+        """Claim and run until nothing is claimable and nothing runs here ("burst" mode, for tests)."""
+        heartbeat = asyncio.create_task(self._heartbeat_loop())
+        try:
+            while True:
+                self._wake.clear()
+                claimed = await self._claim_once()
+                if not claimed and not self._tasks:
+                    return
+                if not claimed:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self._config.poll_interval_ms / 1000)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+
+    async def heartbeat(self) -> None:
+        """Renew the local runs' leases; stop those with a cancel asked, or no longer ours."""
+        ids = list(self._runs)
+        if not ids:
+            return
+        lease = timedelta(seconds=self._config.lease_seconds)
+        try:
+            flags = await self._repository.renew(ids, self.owner, lease, self._clock())
+        except StoreError as e:
+            log.warning("Renewing the executions' leases failed; retrying.", error=str(e))
+            return
+        for execution_id in ids:
+            run = self._runs.get(execution_id)
+            if run is None:
+                continue
+            if execution_id not in flags:
+                run.stop("interrupted", "this process lost its claim on the execution")
+            elif flags[execution_id]:
+                run.stop("cancelled", "cancelled on request")
+
+    async def _claim_loop(self) -> None:
+        poll = self._config.poll_interval_ms / 1000
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                claimed = await self._claim_once()
+            except StoreError as e:
+                log.warning("Claiming executions failed; retrying.", error=str(e))
+                claimed = 0
+            if claimed and len(self._tasks) < self._config.concurrency:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), poll)
+
+    async def _heartbeat_loop(self) -> None:
+        interval = min(self._config.lease_seconds / 3, MAX_HEARTBEAT_SECONDS)
+        while True:
+            await asyncio.sleep(interval)
+            await self.heartbeat()
+
+    async def _claim_once(self) -> int:
+        free = self._config.concurrency - len(self._tasks)
+        if free <= 0 or self._stopping:
+            return 0
+        rows = await self._repository.claim(
+            self.owner, timedelta(seconds=self._config.lease_seconds), free, self._clock()
+        )
+        for row in rows:
+            run = ExecutionRun(self._deps, row)
+            self._runs[row.id] = run
+            task = asyncio.create_task(self._guarded(run, rollback_only=row.status == "rolling_back"))
+            self._tasks[row.id] = task
+            task.add_done_callback(functools.partial(self._forget, row.id))
+        return len(rows)
+
+    def _forget(self, execution_id: int, _: object = None) -> None:
+        self._runs.pop(execution_id, None)
+        self._tasks.pop(execution_id, None)
+        self._wake.set()
+
+    async def _guarded(self, run: ExecutionRun, *, rollback_only: bool) -> None:
+        try:
+            if rollback_only:
+                await run.run_rollback()
+            else:
+                await run.run()
+        except StoreError as e:
+            # Nothing more can be recorded: stop the actions and leave the row to recovery, which marks
+            # it interrupted once its lease expires.
+            run.stop("interrupted", "the database failed")
+            log.error(
+                "The database failed while an execution ran; it is left for recovery.",
+                execution_id=run.row.execution_id,
+                error=str(e),
+            )
+            return
+        if run.final_status == "interrupted" and not rollback_only:
+            await self._queue_rollback(run.id, run.row.options, None)
+
+    async def _queue_rollback(
+        self, execution_id: int, options: dict[str, object], rollback_status: str | None
+    ) -> None:
+        if rollback_status is not None or not msgspec.convert(options, ExecutionOptions).rollback_on_failure:
+            return
+        try:
+            outcome = await self._repository.request_rollback(execution_id, self._clock(), "recovery")
+        except StoreError as e:
+            log.warning("The rollback of an interrupted execution could not be queued.", error=str(e))
+            return
+        if outcome.allowed:
+            self.wake()

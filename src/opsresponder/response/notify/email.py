@@ -15,6 +15,7 @@ a value cannot smuggle further recipients or headers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import ssl
 from collections.abc import Sequence
@@ -64,21 +65,23 @@ class EmailChannel:
         config = self._config
         recipients = recipients_of(notification.context, config.recipients)
         mail = build_message(message, config.sender, recipients)
+        client = aiosmtplib.SMTP(
+            hostname=self._host,
+            port=config.port,
+            username=config.username,
+            password=config.password,
+            use_tls=config.security == "tls",
+            start_tls=config.security == "starttls",
+            tls_context=self._tls,
+            timeout=config.timeout_seconds,
+        )
         try:
+            # aiosmtplib bounds each step; this bounds the whole exchange (connect, TLS, login, data).
             async with asyncio.timeout(config.timeout_seconds):
-                await aiosmtplib.send(
-                    mail,
-                    sender=config.sender,
-                    recipients=recipients,
-                    hostname=self._host,
-                    port=config.port,
-                    username=config.username,
-                    password=config.password,
-                    use_tls=config.security == "tls",
-                    start_tls=config.security == "starttls",
-                    tls_context=self._tls,
-                    timeout=config.timeout_seconds,
-                )
+                await client.connect()  # and STARTTLS, and login when a username is set
+                await client.send_message(mail, sender=config.sender, recipients=recipients)
+                with contextlib.suppress(aiosmtplib.SMTPException):
+                    await client.quit()  # the message is accepted: a failed goodbye changes nothing
         except (TimeoutError, aiosmtplib.SMTPTimeoutError) as e:
             raise ChannelError(
                 f"SMTP {self._host}:{config.port} timed out after {config.timeout_seconds:g} s", TIMEOUT
@@ -89,11 +92,18 @@ class EmailChannel:
             refused = ", ".join(r.recipient for r in e.recipients)
             raise ChannelError(f"SMTP server refused the recipients {refused}") from e
         except aiosmtplib.SMTPException as e:
-            raise ChannelError(self._safe(f"SMTP {self._host}:{config.port}: {type(e).__name__}: {e}")) from e
+            text = f"SMTP {self._host}:{config.port}: {type(e).__name__}: {e}"
+            if e.__cause__ is not None:  # aiosmtplib wraps connection errors, sometimes with an empty text
+                text += f" ({type(e.__cause__).__name__})"
+            raise ChannelError(self._safe(text)) from e
         except OSError as e:  # refused connections, resolution errors, TLS (ssl.SSLError)
             raise ChannelError(
                 self._safe(f"SMTP {self._host}:{config.port}: {type(e).__name__}: {e.strerror or e}")
             ) from e
+        finally:
+            # Also on a timeout or a cancellation mid-exchange, which aiosmtplib does not clean up after
+            # (it closes its connection only on an Exception): the socket must not outlive the send.
+            client.close()
 
     async def aclose(self) -> None:
         """Nothing is held open between messages."""

@@ -53,7 +53,9 @@ _FALLBACK_CONTEXT_CHARS: Final = 4000
 MessageFormat = Literal["text", "html"]
 
 
-class _TemplateFile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class TemplateSpec(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One file's content: Jinja2 texts, and how the e-mail body is sent."""
+
     subject: str
     body: str
     slack: str | None = None
@@ -128,7 +130,7 @@ _SLACK = _environment(finalize=_slack_finalize)
 class MessageTemplate:
     """One compiled template; `render` never raises (see the module's rules)."""
 
-    def __init__(self, name: str, source: str, spec: _TemplateFile) -> None:
+    def __init__(self, name: str, source: str, spec: TemplateSpec) -> None:
         """Compile the texts of `spec`.
 
         Raises:
@@ -244,7 +246,7 @@ def load_message_templates(directory: str | Path | None) -> MessageTemplates:
         except (yaml.YAMLError, UnicodeDecodeError) as e:
             raise ConfigError(f"{where} is not valid YAML: {e}") from e
         try:
-            spec = msgspec.convert(tree, _TemplateFile)
+            spec = msgspec.convert(tree, TemplateSpec)
         except msgspec.ValidationError as e:
             message = str(e).replace("$.", "")
             if " - at `" not in message:
