@@ -1,5 +1,5 @@
 """An execution outlives a kill -9 of the real service: after the restart it is ``interrupted``, its
-running action is not run again, and the rollback it asked for ran.
+running action is not run again, and the rollback it asked for ran (the status then ends ``rolled_back``).
 
 The service runs as its own process on a test catalog of real scripts (tests/integration/api/playbooks.py).
 The playbook prepares (a quick script whose rollback is ``undo_check``), then hangs; the execution asks
@@ -71,26 +71,35 @@ async def test_a_killed_execution_is_interrupted_not_rerun_and_rolled_back(
             await first.kill()  # SIGKILL while the hanging script runs
 
         assert len(playbooks.runs("quick_check")) == 1 and playbooks.runs("undo_check") == []
+        # Recovery at start takes over executions whose owner's lease expired (2 s here): a restart sooner
+        # than that would find the dead process's claim still valid.
+        row_id = int(execution_id.removeprefix("exec_"))
+
+        async def lease_expired() -> bool:
+            return bool(
+                await db_pool.fetchval(
+                    "SELECT lease_until < now() FROM autonomous.executions WHERE id = $1", row_id
+                )
+            )
+
+        await eventually(lease_expired, within=10, what="the dead process's lease to expire")
         second = service(tmp_path, database_url, playbooks)
         addresses = await second.start()
         try:
             async with httpx.AsyncClient(
                 base_url=f"http://{addresses['autonomous_api']}", headers=headers
             ) as api:
-                final: dict[str, Any] = {}
-
-                async def recovered() -> bool:
-                    nonlocal final
-                    final = await _execution(api, execution_id)
-                    return bool(final["status"] == "interrupted" and playbooks.runs("undo_check"))
-
-                await eventually(recovered, within=30, what="the execution to be interrupted and rolled back")
-                # The rollback finished: its row says so (nothing of it runs any more).
-                await eventually(
-                    lambda: _rollback_done(db_pool, execution_id), within=30, what="the rollback to finish"
-                )
-            actions = {a["name"]: a["status"] for a in final["actions"]}
-            assert actions["Prepare"] == "completed" and actions["Hang"] == "interrupted", final
+                final = await _until(api, db_pool, execution_id, playbooks)
+            # Interrupted, then rolled back as it asked: the status ends rolled_back, the logs tell both.
+            assert final["status"] == "rolled_back", final
+            assert "lease expired" in final["error"]
+            assert any(log["message"].startswith("Interrupted") for log in final["logs"]), final["logs"]
+            actions = {(a["phase"], a["key"]): a["status"] for a in final["actions"]}
+            assert actions == {
+                ("action", "prepare"): "rolled_back",
+                ("action", "hang"): "interrupted",
+                ("rollback", "prepare"): "completed",
+            }, final
             assert len(playbooks.runs("hang_forever")) == 1  # the running action was not run again
             assert len(playbooks.runs("undo_check")) == 1  # the completed step was rolled back, once
             await asyncio.sleep(1)  # a second recovery pass would have run by now: still once each
@@ -107,3 +116,23 @@ async def _rollback_done(pool: asyncpg.Pool, execution_id: str) -> bool:
         int(execution_id.removeprefix("exec_")),
     )
     return status in ("completed", "failed")
+
+
+async def _until(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, execution_id: str, playbooks: Playbooks, within: float = 30
+) -> dict[str, Any]:
+    """The execution once it is interrupted and its rollback has finished (fails after `within` s)."""
+    final: dict[str, Any] = {}
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                final = await _execution(api, execution_id)
+                if final["status"] in ("interrupted", "rolled_back") and await _rollback_done(
+                    pool, execution_id
+                ):
+                    return final
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(
+            f"not interrupted and rolled back within {within} s: {final}; undo runs {playbooks.runs('undo_check')}"
+        ) from None

@@ -266,7 +266,9 @@ def test_every_operation_documents_its_body_and_answers(fuzzed_service: dict[str
     assert {"200", "404", "422"} <= set(events["POST /api/v1/rules/triggers/test"]["responses"])
 
     autonomous = _operations(fuzzed_service["autonomous_api"])
-    assert {"200", "400", "404", "422", "503"} <= set(autonomous["POST /api/v1/autonomous/analyze"]["responses"])
+    assert {"200", "400", "404", "422", "503"} <= set(
+        autonomous["POST /api/v1/autonomous/analyze"]["responses"]
+    )
     execute = autonomous["POST /api/v1/autonomous/execute"]
     assert {"200", "202", "400", "404", "422", "503"} <= set(execute["responses"])
     assert execute["requestBody"]["content"]["application/json"]["example"]["decision_id"]
