@@ -12,6 +12,7 @@ Prints {"path", "moved_count", "moved_bytes", "moved" (the first 100), "manifest
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -60,13 +61,18 @@ def _same_device(path: Path, device: int) -> bool:
     return stat.S_ISDIR(info.st_mode) and info.st_dev == device
 
 
-def main() -> None:
-    arguments = parser(__doc__ or "")
+def parse_arguments(description: str) -> argparse.Namespace:
+    """The parameters of quarantine_temp_files, which its rollback receives too."""
+    arguments = parser(description)
     arguments.add_argument("--path", required=True)
     arguments.add_argument("--older_than_days", type=int, default=7)
     arguments.add_argument("--max_files", type=int, default=10000)
     arguments.add_argument("--dry_run", type=boolean, default=False)
-    args = arguments.parse_args()
+    return arguments.parse_args()
+
+
+def main() -> None:
+    args = parse_arguments(__doc__ or "")
     root = Path(args.path)
     if not root.is_absolute() or root.resolve() == Path("/"):
         fail("path must be an absolute directory other than /", 2, path=args.path)

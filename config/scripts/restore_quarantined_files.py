@@ -17,20 +17,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from _opsr import boolean, emit, execution_key, parser, state_directory
+from _opsr import emit, execution_key, state_directory
+from quarantine_temp_files import STATE_NAME, parse_arguments
 
 LISTED = 100
 
 
 def main() -> None:
-    arguments = parser(__doc__ or "")
-    arguments.add_argument("--path", required=True)
-    arguments.add_argument("--older_than_days", type=int, default=7)
-    arguments.add_argument("--max_files", type=int, default=10000)
-    arguments.add_argument("--dry_run", type=boolean, default=False)
-    args = arguments.parse_args()
+    args = parse_arguments(__doc__ or "")
     root = Path(args.path).resolve()
-    manifest = state_directory("quarantine") / execution_key() / "manifest.jsonl"
+    manifest = state_directory(STATE_NAME) / execution_key() / "manifest.jsonl"
     entries: list[dict[str, Any]] = []
     if manifest.exists():
         entries = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines() if line]

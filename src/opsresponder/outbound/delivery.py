@@ -282,7 +282,7 @@ class DeliveryWorker:
             error = f"timed out after {self._request_timeout:g}s: {e.__class__.__name__}"
             return _Outcome(False, m.RESULT_TIMEOUT, error)
         except httpx.ConnectError as e:
-            if _caused_by(e, UrlNotAllowedError):
+            if caused_by(e, UrlNotAllowedError):
                 return _Outcome(False, m.RESULT_NOT_ALLOWED, f"URL not allowed: {e}")
             return _Outcome(
                 False, m.RESULT_CONNECTION_ERROR, f"connection failed: {e or e.__class__.__name__}"
@@ -321,7 +321,7 @@ class DeliveryWorker:
             log.warning("PostgreSQL is unavailable; subscription deliveries wait.", error=str(error))
 
 
-def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
+def caused_by(error: BaseException, kind: type[BaseException]) -> bool:
     """True when `kind` is in the chain of `error` (httpx and httpcore re-raise, keeping it as context)."""
     seen: BaseException | None = error
     for _ in range(10):

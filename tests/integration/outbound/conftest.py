@@ -53,12 +53,15 @@ class Received:
 class Receiver:
     """A small HTTP/1.1 server (keep-alive, Content-Length bodies) on 127.0.0.1, port chosen by the OS.
 
-    ``status`` is the answer to every request; ``delay`` holds each answer back; `down` closes the
+    ``status`` is the answer to every request (``statuses``, when not empty, gives the next ones first;
+    ``answer``, when set, is every answer's body); ``delay`` holds each answer back; `down` closes the
     listening socket and every open connection so that clients get "connection refused", and `up` listens
     again on the same port.
     """
 
     status: int = 200
+    statuses: list[int] = field(default_factory=list)
+    answer: bytes | None = None
     delay: float = 0.0
     requests: list[Received] = field(default_factory=list)
     in_flight: int = 0
@@ -118,10 +121,12 @@ class Receiver:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(self._released.wait(), self.delay)
                     self.requests.append(Received(request_line.split(" ")[1], headers, body))
-                    status = self.status
+                    status = self.statuses.pop(0) if self.statuses else self.status
                 finally:
                     self.in_flight -= 1
-                answer = b"ok" if status < 300 else b"receiver says no"
+                answer = (
+                    self.answer if self.answer is not None else b"ok" if status < 300 else b"receiver says no"
+                )
                 writer.write(
                     f"HTTP/1.1 {status} X\r\nContent-Length: {len(answer)}\r\n\r\n".encode() + answer
                 )
