@@ -26,6 +26,7 @@ from typing import Any, Final
 import aiosmtplib
 
 from opsresponder.config import SmtpConfig
+from opsresponder.core.errors import ConfigError
 from opsresponder.response.notify.base import Notification
 from opsresponder.response.notify.channel import TIMEOUT, ChannelError, redact
 from opsresponder.response.notify.messages import RenderedMessage
@@ -45,6 +46,7 @@ class EmailChannel:
 
         Raises:
             ValueError: ``host`` is null (the service reports the channel as not configured instead).
+            ConfigError: ``ca_file`` cannot be read or holds no certificate.
         """
         if config.host is None:
             raise ValueError("the e-mail channel needs a host")
@@ -53,7 +55,13 @@ class EmailChannel:
         self._tls: ssl.SSLContext | None = None
         if config.security != "none":
             # Built once: loading a CA bundle costs milliseconds. Only ca_file is trusted when set.
-            self._tls = ssl.create_default_context(cafile=config.ca_file)
+            try:
+                self._tls = ssl.create_default_context(cafile=config.ca_file)
+            except (OSError, ssl.SSLError) as e:
+                raise ConfigError(
+                    f"invalid configuration: response.notifications.email.ca_file: {config.ca_file}: "
+                    f"{e.strerror or e}"
+                ) from e
 
     async def deliver(self, message: RenderedMessage, notification: Notification) -> None:
         """Send `message` to the recipients.
@@ -80,8 +88,10 @@ class EmailChannel:
             async with asyncio.timeout(config.timeout_seconds):
                 await client.connect()  # and STARTTLS, and login when a username is set
                 await client.send_message(mail, sender=config.sender, recipients=recipients)
-                with contextlib.suppress(aiosmtplib.SMTPException):
-                    await client.quit()  # the message is accepted: a failed goodbye changes nothing
+            # The message is accepted: a failed or slow goodbye (bounded by aiosmtplib's own timeout)
+            # changes nothing.
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.quit()
         except (TimeoutError, aiosmtplib.SMTPTimeoutError) as e:
             raise ChannelError(
                 f"SMTP {self._host}:{config.port} timed out after {config.timeout_seconds:g} s", TIMEOUT

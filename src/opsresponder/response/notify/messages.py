@@ -183,8 +183,8 @@ class MessageTemplate:
         return RenderedMessage(
             template=self.name,
             subject=subject,
-            body=body,
-            slack=slack_escape(f"*{subject}*\n{body}"),
+            body=_bounded(body),
+            slack=_bounded(slack_escape(f"*{subject}*\n{body}")),
             format="text",
             render_error=error,
         )

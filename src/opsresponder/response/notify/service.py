@@ -62,6 +62,9 @@ class NotificationService:
         Args:
             metrics: counters on the process registry; None: a private registry (tests).
             transport: instead of `GuardedTransport` over `allowlist` (tests); URLs are still checked.
+
+        Raises:
+            ConfigError: the e-mail channel's ``ca_file`` cannot be read.
         """
         self._config = config
         self._messages = messages

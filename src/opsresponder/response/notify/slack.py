@@ -13,7 +13,7 @@ from opsresponder.config import SlackConfig
 from opsresponder.outbound.allowlist import UrlAllowlist
 from opsresponder.response.notify.base import Notification
 from opsresponder.response.notify.messages import RenderedMessage
-from opsresponder.response.notify.posting import post_json
+from opsresponder.response.notify.posting import JsonEndpoint
 
 _encode = msgspec.json.Encoder().encode
 
@@ -31,25 +31,17 @@ class SlackChannel:
         """
         if config.webhook_url is None:
             raise ValueError("the Slack channel needs a webhook URL")
-        self._url = config.webhook_url
-        self._timeout = config.timeout_seconds
-        self._allowlist = allowlist
-        self._client = client
+        self._endpoint = JsonEndpoint(
+            config.webhook_url, timeout=config.timeout_seconds, allowlist=allowlist, client=client
+        )
 
     async def deliver(self, message: RenderedMessage, notification: Notification) -> None:
         """POST ``{"text": message.slack}``.
 
         Raises:
-            ChannelError: see `post_json`.
+            ChannelError: see `JsonEndpoint.post`.
         """
-        await post_json(
-            self._client,
-            self._allowlist,
-            self._url,
-            _encode({"text": message.slack}),
-            headers={},
-            timeout=self._timeout,
-        )
+        await self._endpoint.post(_encode({"text": message.slack}))
 
     async def aclose(self) -> None:
         """The shared client is its owner's to close."""

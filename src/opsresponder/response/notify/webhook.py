@@ -22,7 +22,7 @@ from opsresponder.outbound.delivery import DELIVERY_HEADER, USER_AGENT
 from opsresponder.outbound.signing import SIGNATURE_HEADER, signature_header
 from opsresponder.response.notify.base import Notification
 from opsresponder.response.notify.messages import RenderedMessage
-from opsresponder.response.notify.posting import post_json
+from opsresponder.response.notify.posting import JsonEndpoint
 
 
 def _encode_default(value: Any) -> Any:
@@ -48,32 +48,27 @@ class WebhookChannel:
         """
         if config.url is None:
             raise ValueError("the webhook channel needs a URL")
-        self._url = config.url
         self._secret = config.secret
-        self._timeout = config.timeout_seconds
-        self._allowlist = allowlist
-        self._client = client
+        self._endpoint = JsonEndpoint(
+            config.url,
+            timeout=config.timeout_seconds,
+            allowlist=allowlist,
+            client=client,
+            secrets=(config.secret,),
+        )
 
     async def deliver(self, message: RenderedMessage, notification: Notification) -> None:
         """POST the JSON body, signed when a secret is configured.
 
         Raises:
-            ChannelError: see `post_json`.
+            ChannelError: see `JsonEndpoint.post`.
         """
         body = encode_body(message, notification)
         headers = {"User-Agent": USER_AGENT, DELIVERY_HEADER: str(uuid.uuid4())}
         if self._secret is not None:
             # Wall-clock time: receivers compare it with their own clock.
             headers[SIGNATURE_HEADER] = signature_header(self._secret, int(time.time()), body)
-        await post_json(
-            self._client,
-            self._allowlist,
-            self._url,
-            body,
-            headers=headers,
-            timeout=self._timeout,
-            secrets=(self._secret,),
-        )
+        await self._endpoint.post(body, headers)
 
     async def aclose(self) -> None:
         """The shared client is its owner's to close."""

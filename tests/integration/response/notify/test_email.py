@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 import pytest
+import structlog.testing
 from prometheus_client import CollectorRegistry
 
 from opsresponder.config import NotificationsConfig
@@ -162,3 +163,12 @@ async def test_a_server_that_never_answers_times_out(security: str) -> None:
     finally:
         listener.close()
         await listener.wait_closed()
+
+
+async def test_the_password_never_reaches_the_logs(start_smtp: StartSmtp) -> None:
+    server = await start_smtp("starttls", auth=True)
+    with structlog.testing.capture_logs() as logs:
+        await send(notifier(server, security="starttls", username=LOGIN, password="hunter2-secret"))
+        await send(notifier(server, security="none", port=1, username=LOGIN, password="hunter2-secret"))
+    assert len(logs) == 2
+    assert "hunter2-secret" not in repr(logs)

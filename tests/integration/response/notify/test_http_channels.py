@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 import pytest
+import structlog.testing
 from prometheus_client import CollectorRegistry
 
 from opsresponder.config import NotificationsConfig
@@ -18,6 +20,7 @@ from opsresponder.response.notify.messages import MessageTemplate, MessageTempla
 from opsresponder.response.notify.metrics import NotificationMetrics
 from opsresponder.response.notify.service import NotificationService, notification_result
 from tests.integration.outbound.conftest import Receiver
+from tests.waiting import WAIT_SECONDS
 
 SECRET = "notification-secret-5e6f"
 LOCAL = UrlAllowlist(networks=["127.0.0.0/8"])
@@ -205,3 +208,29 @@ async def test_a_receiver_that_is_down_or_slow_fails_with_the_reason(
     assert not down.success and down.error is not None
     assert down.error.startswith(f"http://127.0.0.1:{receiver.port}/…: ConnectError")
     assert "tokentokentoken" not in down.error
+
+
+async def test_cancelling_a_send_propagates(receiver: Receiver, services: list[NotificationService]) -> None:
+    services.append(service := make_service({"webhook": {"url": receiver.url, "timeout_seconds": 30}}))
+    receiver.delay = 30.0
+    sending = asyncio.create_task(service.send(Notification(template="disk", channels=("webhook",))))
+    await asyncio.wait_for(receiver.request_started.wait(), WAIT_SECONDS)
+    sending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+
+
+async def test_no_secret_reaches_the_logs(receiver: Receiver, services: list[NotificationService]) -> None:
+    receiver.status = 500
+    config = {
+        "slack": {"webhook_url": slack_url(receiver)},
+        "webhook": {"url": receiver.url, "secret": SECRET},
+    }
+    services.append(service := make_service(config))
+    with structlog.testing.capture_logs() as logs:
+        await service.send(Notification(template="disk", channels=("slack", "webhook"), context=CONTEXT))
+        await receiver.down()
+        await service.send(Notification(template="disk", channels=("slack", "webhook"), context=CONTEXT))
+    assert len(logs) == 4
+    text = repr(logs)
+    assert "tokentokentoken" not in text and SECRET not in text

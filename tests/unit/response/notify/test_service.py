@@ -3,6 +3,7 @@ the executor's RunResult, and the counters."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -10,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from opsresponder.config import NotificationsConfig
+from opsresponder.core.errors import ConfigError
 from opsresponder.outbound.allowlist import UrlAllowlist
 from opsresponder.response.notify.base import ChannelResult, Notification, Notifier
 from opsresponder.response.notify.channel import ChannelError, redact
@@ -157,3 +159,12 @@ def test_secrets_are_redacted_and_urls_shown_without_their_path() -> None:
     )
     assert display_url("https://hooks.slack.com/services/T0/B0/XYZ?x=1") == "https://hooks.slack.com/…"
     assert display_url("http://127.0.0.1:8080/hook") == "http://127.0.0.1:8080/…"
+
+
+@pytest.mark.parametrize("content", [None, "not a certificate\n"])
+def test_an_unreadable_ca_file_is_a_config_error(tmp_path: Path, content: str | None) -> None:
+    ca_file = tmp_path / "ca.pem"
+    if content is not None:
+        ca_file.write_text(content)
+    with pytest.raises(ConfigError, match=r"response\.notifications\.email\.ca_file: .*ca\.pem"):
+        service(email={"host": "smtp.example.com", "ca_file": str(ca_file)})
