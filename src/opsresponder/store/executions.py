@@ -22,6 +22,7 @@ from typing import Any, Final, Literal
 import asyncpg
 import msgspec
 
+from opsresponder.core.clock import utcnow
 from opsresponder.store.pool import connection
 
 ExecutionStatus = Literal[
@@ -309,7 +310,7 @@ class ExecutionRepository:
             for r in rows
         ], int(total)
 
-    async def claim(
+    async def claim_queued(
         self, owner: str, lease: timedelta, limit: int, now: datetime
     ) -> builtins.list[ExecutionRow]:
         """Take up to `limit` queued executions (now ``running``) and queued rollbacks (their
@@ -332,7 +333,7 @@ class ExecutionRepository:
             return {}
         async with connection(self._pool) as conn:
             rows = await conn.fetch(
-                """UPDATE autonomous.executions SET lease_until = $3 + $4::interval
+                """UPDATE autonomous.executions SET lease_until = $3::timestamptz + $4::interval
                    WHERE id = ANY($1::bigint[]) AND owner = $2 AND status IN ('running', 'rolling_back')
                    RETURNING id, cancel_requested""",
                 list(execution_ids),
@@ -355,16 +356,19 @@ class ExecutionRepository:
         error: str | None = None,
         logs: Sequence[LogEntry] = (),
     ) -> None:
-        """Set one action's state (a start counts an attempt) and append `logs`, in one transaction.
-        Times and result given as None keep their stored values."""
-        async with connection(self._pool) as conn, conn.transaction():
+        """Set one action's state (a start counts an attempt) and append `logs`, in one statement (one
+        round trip per step's change: the executor's overhead per step is mostly these). Times and result
+        given as None keep their stored values."""
+        async with connection(self._pool) as conn:
             await conn.execute(
-                """UPDATE autonomous.execution_actions
-                   SET status = $4, started_at = COALESCE($5, started_at),
-                       completed_at = COALESCE($6, completed_at), result = COALESCE($7, result),
-                       error = COALESCE($8, error),
-                       attempt = attempt + CASE WHEN $4 = 'running' THEN 1 ELSE 0 END
-                   WHERE execution_id = $1 AND phase = $2 AND action_key = $3""",
+                f"""WITH changed AS (
+                        UPDATE autonomous.execution_actions
+                        SET status = $4, started_at = COALESCE($5, started_at),
+                            completed_at = COALESCE($6, completed_at), result = COALESCE($7, result),
+                            error = COALESCE($8, error),
+                            attempt = attempt + CASE WHEN $4 = 'running' THEN 1 ELSE 0 END
+                        WHERE execution_id = $1 AND phase = $2 AND action_key = $3)
+                    {_logs_insert("SELECT $1::bigint AS id", 9)}""",
                 execution_id,
                 phase,
                 action_key,
@@ -373,8 +377,8 @@ class ExecutionRepository:
                 completed_at,
                 result,
                 error,
+                *_log_arrays(logs),
             )
-            await _insert_logs(conn, execution_id, logs)
 
     async def add_actions(
         self, execution_id: int, actions: Sequence[NewAction], logs: Sequence[LogEntry] = ()
@@ -402,20 +406,23 @@ class ExecutionRepository:
     ) -> bool:
         """Change a running execution's status (``rolling_back``) while `owner` holds it; False when it
         no longer does."""
-        async with connection(self._pool) as conn, conn.transaction():
-            done = await conn.execute(
-                """UPDATE autonomous.executions
-                   SET status = $3, rollback_status = COALESCE($4, rollback_status),
-                       error = COALESCE($5, error)
-                   WHERE id = $1 AND owner = $2""",
+        async with connection(self._pool) as conn:
+            changed = await conn.fetchval(
+                f"""WITH changed AS (
+                        UPDATE autonomous.executions
+                        SET status = $3, rollback_status = COALESCE($4, rollback_status),
+                            error = COALESCE($5, error)
+                        WHERE id = $1 AND owner = $2 RETURNING id),
+                    logged AS ({_logs_insert("SELECT id FROM changed", 6)})
+                    SELECT count(*) FROM changed""",
                 execution_id,
                 owner,
                 status,
                 rollback_status,
                 error,
+                *_log_arrays(logs),
             )
-            await _insert_logs(conn, execution_id, logs)
-        return _count(done) == 1
+        return int(changed) == 1
 
     async def finish(
         self,
@@ -430,15 +437,21 @@ class ExecutionRepository:
         logs: Sequence[LogEntry] = (),
     ) -> bool:
         """End `owner`'s run of an execution: final status, end time, error, criteria outcomes; the claim
-        is released. Actions still queued or running are marked cancelled (they will never run). False
-        when `owner` no longer holds it (recovered elsewhere: that process's verdict stands)."""
-        async with connection(self._pool) as conn, conn.transaction():
-            done = await conn.execute(
-                """UPDATE autonomous.executions
-                   SET status = $3, completed_at = $4, error = COALESCE($5, error),
-                       criteria = COALESCE($6, criteria), rollback_status = COALESCE($7, rollback_status),
-                       owner = NULL, lease_until = NULL
-                   WHERE id = $1 AND owner = $2""",
+        is released. Actions still queued or running are marked cancelled (they will never run). One
+        statement. False when `owner` no longer holds it (recovered elsewhere: that verdict stands)."""
+        async with connection(self._pool) as conn:
+            changed = await conn.fetchval(
+                f"""WITH finished AS (
+                        UPDATE autonomous.executions
+                        SET status = $3, completed_at = $4, error = COALESCE($5, error),
+                            criteria = COALESCE($6, criteria),
+                            rollback_status = COALESCE($7, rollback_status), owner = NULL, lease_until = NULL
+                        WHERE id = $1 AND owner = $2 RETURNING id),
+                    closed AS (
+                        UPDATE autonomous.execution_actions SET status = 'cancelled', completed_at = $4
+                        WHERE execution_id IN (SELECT id FROM finished) AND status IN ('queued', 'running')),
+                    logged AS ({_logs_insert("SELECT id FROM finished", 8)})
+                    SELECT count(*) FROM finished""",
                 execution_id,
                 owner,
                 status,
@@ -446,17 +459,9 @@ class ExecutionRepository:
                 error,
                 criteria,
                 rollback_status,
+                *_log_arrays(logs),
             )
-            if _count(done) != 1:
-                return False
-            await conn.execute(
-                """UPDATE autonomous.execution_actions SET status = 'cancelled', completed_at = $2
-                   WHERE execution_id = $1 AND status IN ('queued', 'running')""",
-                execution_id,
-                at,
-            )
-            await _insert_logs(conn, execution_id, logs)
-        return True
+        return int(changed) == 1
 
     async def request_cancel(self, execution_id: int, now: datetime, by: str) -> ControlOutcome:
         """Cancel a pending or queued execution at once (nothing ran), or flag a running one for its
@@ -520,8 +525,12 @@ class ExecutionRepository:
             )
         return ControlOutcome(found=True, allowed=True, status="rolling_back")
 
-    async def queue_pending(self, execution_id: int, now: datetime, by: str) -> ControlOutcome:
-        """``pending_approval`` -> ``queued`` (the approvals issue calls this once a person approved)."""
+    async def queue_pending(
+        self, execution_id: int, *, now: datetime | None = None, by: str = "an approval"
+    ) -> ControlOutcome:
+        """``pending_approval`` -> ``queued`` (the approvals issue calls this once a person approved);
+        not allowed from any other state. The local worker is not woken: it finds the row at its next poll."""
+        now = now or utcnow()
         async with connection(self._pool) as conn, conn.transaction():
             status = await _lock_status(conn, execution_id)
             if status is None:
@@ -644,21 +653,30 @@ async def _insert_actions(conn: asyncpg.Connection, execution_id: int, actions: 
     )
 
 
-async def _insert_logs(conn: asyncpg.Connection, execution_id: int, logs: Sequence[LogEntry]) -> None:
-    if not logs:
-        return
-    await conn.execute(
-        """INSERT INTO autonomous.execution_logs (execution_id, at, level, message, action_id, action_key)
-           SELECT $1, l.at, l.level, l.message, l.action_id, l.action_key
-           FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::bigint[], $6::text[])
-                AS l(at, level, message, action_id, action_key)""",
-        execution_id,
+def _logs_insert(execution: str, first: int) -> str:
+    """An INSERT of log lines given as five arrays from parameter `first` on (see `_log_arrays`), for the
+    executions `execution` selects (a query with one column: the id), so it can ride in a CTE."""
+    a, b, c, d, e = range(first, first + 5)
+    return f"""INSERT INTO autonomous.execution_logs (execution_id, at, level, message, action_id, action_key)
+               SELECT x.id, l.at, l.level, l.message, l.action_id, l.action_key
+               FROM ({execution}) AS x(id),
+                    unnest(${a}::timestamptz[], ${b}::text[], ${c}::text[], ${d}::bigint[], ${e}::text[])
+                    AS l(at, level, message, action_id, action_key)"""
+
+
+def _log_arrays(logs: Sequence[LogEntry]) -> tuple[list[Any], ...]:
+    return (
         [entry.at for entry in logs],
         [entry.level for entry in logs],
         [entry.message for entry in logs],
         [entry.action_id for entry in logs],
         [entry.action_key for entry in logs],
     )
+
+
+async def _insert_logs(conn: asyncpg.Connection, execution_id: int, logs: Sequence[LogEntry]) -> None:
+    if logs:
+        await conn.execute(_logs_insert("SELECT $1::bigint", 2), execution_id, *_log_arrays(logs))
 
 
 async def _load(conn: asyncpg.Connection, execution_id: int, execution: ExecutionRow) -> StoredExecution:

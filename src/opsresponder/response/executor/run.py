@@ -308,16 +308,13 @@ class ExecutionRun:
         await self._ended(state, "action", result, action.name)
 
     async def _skip(self, action: DecisionAction, reason: str) -> None:
-        state = self.states[action.key]
-        state.status, state.completed_at, state.error = "skipped", self.deps.clock(), f"skipped: {reason}"
-        await self.deps.repository.update_action(
-            self.id,
+        await self._end(
+            self.states[action.key],
             "action",
-            action.key,
-            status="skipped",
-            completed_at=state.completed_at,
-            error=state.error,
-            logs=[self._entry("warning", f"{action.name} is skipped: {reason}.", state)],
+            "skipped",
+            f"skipped: {reason}",
+            "warning",
+            f"{action.name} is skipped: {reason}.",
         )
 
     # Running one step
@@ -369,35 +366,39 @@ class ExecutionRun:
         status: ActionStatus = (
             "completed" if result.success else "timed_out" if result.timed_out else "failed"
         )
-        state.status, state.completed_at, state.result = status, self.deps.clock(), result
-        state.error = None if result.success else _bounded(result.error or f"{status} without a reason")
-        level: LogLevel = "info" if result.success else "warning"
-        message = (
-            f"{name} completed." if result.success else f"{name} {status.replace('_', ' ')}: {state.error}."
-        )
-        await self.deps.repository.update_action(
-            self.id,
-            phase,
-            state.key,
-            status=status,
-            completed_at=state.completed_at,
-            result=msgspec.to_builtins(result),
-            error=state.error,
-            logs=[self._entry(level, message, state)],
-        )
+        state.result = result
+        error = None if result.success else _bounded(result.error or f"{status} without a reason")
+        message = f"{name} completed." if result.success else f"{name} {status.replace('_', ' ')}: {error}."
+        await self._end(state, phase, status, error, "info" if result.success else "warning", message, result)
 
     async def _stopped_step(self, state: ActionState, phase: Phase) -> None:
         stop = self._stop or _Stop("interrupted", "the executor stopped")
         status: ActionStatus = "interrupted" if stop.kind == "interrupted" else "cancelled"
-        state.status, state.completed_at, state.error = status, self.deps.clock(), f"{status}: {stop.reason}"
+        await self._end(
+            state, phase, status, f"{status}: {stop.reason}", "warning", f"Stopped: {stop.reason}."
+        )
+
+    async def _end(
+        self,
+        state: ActionState,
+        phase: Phase,
+        status: ActionStatus,
+        error: str | None,
+        level: LogLevel,
+        message: str,
+        result: RunResult | None = None,
+    ) -> None:
+        """Record how a step ended (in memory and in the store, with its log line)."""
+        state.status, state.completed_at, state.error = status, self.deps.clock(), error
         await self.deps.repository.update_action(
             self.id,
             phase,
             state.key,
             status=status,
             completed_at=state.completed_at,
-            error=state.error,
-            logs=[self._entry("warning", f"Stopped: {stop.reason}.", state)],
+            result=None if result is None else msgspec.to_builtins(result),
+            error=error,
+            logs=[self._entry(level, message, state)],
         )
 
     # After the actions
@@ -435,19 +436,11 @@ class ExecutionRun:
 
     async def _close_leftover(self, leftover: Sequence[ActionState]) -> None:
         """The actions that never started: cancelled when the run was stopped, else skipped."""
-        now = self.deps.clock()
         status: ActionStatus = "cancelled" if self._stop is not None else "skipped"
         reason = self._stop.reason if self._stop is not None else self._failure or "not started"
         for state in leftover:
-            state.status, state.completed_at, state.error = status, now, f"not started: {reason}"
-            await self.deps.repository.update_action(
-                self.id,
-                "action",
-                state.key,
-                status=status,
-                completed_at=now,
-                error=state.error,
-                logs=[self._entry("info", f"Not started: {reason}.", state)],
+            await self._end(
+                state, "action", status, f"not started: {reason}", "info", f"Not started: {reason}."
             )
 
     def _has_rollback_work(self) -> bool:

@@ -23,6 +23,7 @@ from opsresponder.response.executor.plan import (
     plan_hash,
 )
 from opsresponder.response.executor.ports import OutcomeSink, TemplateVersions
+from opsresponder.response.executor.run import Deps
 from opsresponder.response.executor.view import ExecutionView, execution_view
 from opsresponder.response.executor.worker import Worker
 from opsresponder.response.notify.base import Notifier
@@ -85,15 +86,17 @@ class ExecutionService:
         self._config = config
         self._clock = clock
         self._worker = Worker(
-            repository=repository,
-            runner=runner,
-            notifier=notifier,
-            catalog=catalog,
-            outcomes=outcomes,
-            state=state,
-            config=config,
-            owner=owner,
-            clock=clock,
+            Deps(
+                repository=repository,
+                runner=runner,
+                notifier=notifier,
+                catalog=catalog,
+                outcomes=outcomes,
+                state=state,
+                config=config,
+                owner=owner,
+                clock=clock,
+            )
         )
 
     @property

@@ -18,23 +18,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Final
 
 import msgspec
 import structlog
 
-from opsresponder.config import ExecutorConfig
 from opsresponder.response.executor.options import ExecutionOptions
-from opsresponder.response.executor.ports import OutcomeSink
 from opsresponder.response.executor.run import Deps, ExecutionRun
-from opsresponder.response.notify.base import Notifier
-from opsresponder.response.runners.base import Runner
-from opsresponder.rules.templates import ScriptCatalog
-from opsresponder.state.base import StateBackend
 from opsresponder.store.errors import StoreError
-from opsresponder.store.executions import ExecutionRepository, ExecutionRow
+from opsresponder.store.executions import ExecutionRow
 
 log = structlog.get_logger(__name__)
 
@@ -47,34 +40,12 @@ MAX_HEARTBEAT_SECONDS: Final = 1.0
 class Worker:
     """Runs this process's share of the executions; see the module docstring."""
 
-    def __init__(
-        self,
-        *,
-        repository: ExecutionRepository,
-        runner: Runner,
-        notifier: Notifier,
-        catalog: ScriptCatalog,
-        outcomes: OutcomeSink,
-        state: StateBackend,
-        config: ExecutorConfig,
-        owner: str,
-        clock: Callable[[], datetime],
-    ) -> None:
-        self.owner = owner
-        self._repository = repository
-        self._config = config
-        self._clock = clock
-        self._deps = Deps(
-            repository=repository,
-            runner=runner,
-            notifier=notifier,
-            catalog=catalog,
-            outcomes=outcomes,
-            state=state,
-            config=config,
-            owner=owner,
-            clock=clock,
-        )
+    def __init__(self, deps: Deps) -> None:
+        self.owner = deps.owner
+        self._repository = deps.repository
+        self._config = deps.config
+        self._clock = deps.clock
+        self._deps = deps
         self._runs: dict[int, ExecutionRun] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
@@ -185,6 +156,10 @@ class Worker:
             except StoreError as e:
                 log.warning("Claiming executions failed; retrying.", error=str(e))
                 claimed = 0
+            except Exception:
+                # A bug here must not silently end all execution in this process: say it, keep claiming.
+                log.exception("The claim loop failed; retrying.")
+                claimed = 0
             if claimed and len(self._tasks) < self._config.concurrency:
                 continue
             with contextlib.suppress(TimeoutError):
@@ -200,7 +175,7 @@ class Worker:
         free = self._config.concurrency - len(self._tasks)
         if free <= 0 or self._stopping:
             return 0
-        rows = await self._repository.claim(
+        rows = await self._repository.claim_queued(
             self.owner, timedelta(seconds=self._config.lease_seconds), free, self._clock()
         )
         for row in rows:
