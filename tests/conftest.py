@@ -130,8 +130,8 @@ async def empty_tables(conn: asyncpg.Connection | PoolConnectionProxy) -> None:
         "TRUNCATE events.events, events.dedup, events.subscriptions, events.subscription_outbox, "
         "events.silences, events.event_traces, public.opsresponder_jobs, events.patterns, "
         "events.correlations, rules.trigger_rules, rules.rule_firings, rules.response_templates, "
-        "autonomous.executions, autonomous.execution_actions, autonomous.execution_logs, "
-        "autonomous.decisions, autonomous.decision_actions, autonomous.action_outcomes"
+        "autonomous.decisions, autonomous.decision_actions, autonomous.action_outcomes, "
+        "autonomous.executions, autonomous.execution_actions, autonomous.execution_logs"
     )
 
 

@@ -154,17 +154,6 @@ class ResponseTemplateRepository:
             )
         return None if body is None else msgspec.convert(body, ResponseTemplate)
 
-    async def get_stored_version(self, template_id: str, version: str) -> StoredTemplate | None:
-        """One version of a template by its key and version, current or not (a decision names the version
-        it was made from, which must stay findable after a newer one is published)."""
-        async with connection(self.pool) as conn:
-            row = await conn.fetchrow(
-                f"SELECT {_COLUMNS} FROM rules.response_templates WHERE template_key = $1 AND version = $2",
-                template_id,
-                version,
-            )
-        return None if row is None else _from_row(row)
-
     async def list_current(self) -> list[StoredTemplate]:
         """The current version of every template, by key."""
         async with connection(self.pool) as conn:

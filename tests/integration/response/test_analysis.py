@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -27,7 +28,8 @@ from opsresponder.response.analysis import (
 )
 from opsresponder.response.risk import RiskMatrix
 from opsresponder.rules.evaluation import FIRINGS, Firing
-from opsresponder.rules.templates import Script, ScriptCatalog, read_template
+from opsresponder.rules.templates import Script, ScriptCatalog, load_script_catalog, read_template
+from opsresponder.rules.templates.files import read_template_files
 from opsresponder.rules.templates.scripts import ScriptParameter
 from opsresponder.rules.triggers import TriggerRuleBody
 from opsresponder.store.correlations import CorrelationRepository
@@ -43,6 +45,7 @@ from tests.factories import make_event, prepared
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 WINDOW = timedelta(minutes=5)
 PATTERN = "p-cpu"
+CONFIG = Path(__file__).resolve().parents[3] / "config"
 
 CATALOG = ScriptCatalog(
     [
@@ -82,7 +85,7 @@ class World:
         self.now = NOW
         self.analyzer = self.make_analyzer()
 
-    def make_analyzer(self, **config: Any) -> Analyzer:
+    def make_analyzer(self, catalog: ScriptCatalog = CATALOG, **config: Any) -> Analyzer:
         return Analyzer(
             events=self.events,
             templates=self.templates,
@@ -90,7 +93,7 @@ class World:
             correlations=CorrelationRepository(self.pool),
             decisions=self.decisions,
             outcomes=self.outcomes,
-            catalog=CATALOG,
+            catalog=catalog,
             risk=RiskMatrix(RiskConfig()),
             config=AnalysisConfig(**{"approvers": ["alice", "bob"], **config}),
             clock=lambda: self.now,
@@ -512,3 +515,63 @@ async def test_a_request_that_does_not_auto_approve_low_risk_asks_for_every_scri
         "Approval required (diag: the request does not auto-approve low-risk actions)."
     )
     assert decision.inputs["context"]["given"]["user_preferences"]["notification_channels"] == ["slack"]
+
+
+async def test_parameters_that_do_not_fit_the_script_keep_a_template_out(world: World) -> None:
+    """A template checked against an older catalog, where the parameter was text: the executor would
+    refuse the plan, so analysis does not recommend it."""
+    older = ScriptCatalog(
+        [
+            Script(
+                id=1,
+                name="check_cpu",
+                risk_level="low",
+                command=["true"],
+                parameters=[ScriptParameter(name="sample_seconds", type="string")],
+            )
+        ]
+    )
+    body = {
+        "id": "stale",
+        "name": "stale",
+        "actions": [{**DIAGNOSTIC, "parameters": {"sample_seconds": "a while"}}],
+        "triggers": [{"event_type": "threshold_breach"}],
+    }
+    await world.templates.create(read_template(msgspec.json.encode(body), "json", older), "ops")
+    decision = await world.analyze(await world.event())
+    assert decision.template_id is None
+    [alternative] = decision.inputs["alternatives"]
+    assert alternative["not_applicable"].startswith("action diag's parameters:")
+    assert "sample_seconds" in alternative["not_applicable"]
+
+
+async def test_the_spec_example_with_the_shipped_catalog_and_templates(db_pool: asyncpg.Pool) -> None:
+    """config/templates/high_cpu_investigation.yaml (service-spec.md's template) on a high-CPU event."""
+    config = CONFIG
+    catalog = load_script_catalog(config / "scripts.yaml")
+    world = World(db_pool)
+    await world.templates.sync_files(read_template_files(config / "templates", catalog))
+    world.analyzer = world.make_analyzer(catalog)
+    event = await world.event(severity=Severity.CRITICAL, metadata={"cpu_usage": 97.5})
+    decision = await world.analyze(event, system_criticality="high", business_hours=True)
+    assert (decision.template_id, decision.template_version) == ("high_cpu_investigation", "1.2")
+    actions = {a.key: a for a in decision.recommended_actions}
+    assert list(actions) == [
+        "diagnostic_cpu",
+        "diagnostic_processes",
+        "remediation_kill_processes",
+        "notification_resolved",
+    ]
+    kill = actions["remediation_kill_processes"]
+    assert kill.parameters == {"max_processes": 3} and kill.approval_required
+    assert actions["notification_resolved"].script is None
+    assert actions["notification_resolved"].channels == ["email", "slack"]
+    assert decision.analysis["recommended_action"] == "remediate"
+    assert decision.approval["required"] is True
+    answer = decision_answer(decision)
+    assert [a["action_name"] for a in answer["recommended_actions"]] == [
+        "CPU Diagnostic",
+        "Process Analysis",
+        "Kill High CPU Processes",
+        "Resolution Notification",
+    ]

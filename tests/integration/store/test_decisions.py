@@ -140,5 +140,5 @@ async def test_a_template_version_stays_findable(db_pool: asyncpg.Pool) -> None:
     body = {"id": "t", "name": "t", "version": "1", "actions": [notify]}
     template = read_template(msgspec.json.encode(body), "json", ScriptCatalog())
     created = await templates.create(template, "ops")
-    assert await templates.get_stored_version("t", "1") == created
-    assert await templates.get_stored_version("t", "2") is None
+    assert await templates.get_version("t", "1") == created.template
+    assert await templates.get_version("t", "2") is None

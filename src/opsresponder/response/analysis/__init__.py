@@ -13,7 +13,6 @@ from opsresponder.response.analysis.request import (
     AnalyzeRequest,
     UserPreferences,
 )
-from opsresponder.response.analysis.templates import substitute
 
 __all__ = [
     "AnalysisContext",
@@ -23,5 +22,4 @@ __all__ = [
     "EventNotFound",
     "UserPreferences",
     "decision_answer",
-    "substitute",
 ]

@@ -13,19 +13,17 @@ The others are kept in the decision's inputs as alternatives, each with why it a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import Any
 
 import msgspec
 
 from opsresponder.core.event import Event
+from opsresponder.response.executor.plan import parameter_problem, substitute
 from opsresponder.rules.expressions import EVENT_SCOPE, Expression, ExpressionError, event_activation
 from opsresponder.rules.templates import ResponseTemplate, Script, ScriptCatalog
 from opsresponder.rules.templates.model import SCRIPT_ACTION_TYPES, TemplateAction, TemplateTrigger
 from opsresponder.store.response_templates import StoredTemplate
-
-_PLACEHOLDER_RE: Final = re.compile(r"\{\{(.*?)\}\}")
 
 
 class Candidate(msgspec.Struct, frozen=True, kw_only=True):
@@ -119,7 +117,9 @@ def _matches(
 
 def resolve(candidate: Candidate, catalog: ScriptCatalog) -> ResolvedTemplate | Unresolvable:
     """The template's variables (their defaults) and its actions with scripts and parameters resolved;
-    `Unresolvable` when a variable has no value or an action's script is not in the catalog."""
+    `Unresolvable` when a variable has no value, an action's script is not in the catalog, or its
+    parameters do not fit the script (the executor's `parameter_problem`, so what analysis recommends
+    the executor accepts). Parameters are substituted by the executor's `substitute` too."""
     template = candidate.template
     missing = [v.name for v in template.variables if v.default is None]
     if missing:
@@ -141,7 +141,12 @@ def resolve(candidate: Candidate, catalog: ScriptCatalog) -> ResolvedTemplate | 
                     candidate=candidate,
                     reason=f"action {action.id}'s script {named} is not in the catalog ({catalog.source})",
                 )
-        parameters = {name: substitute(value, variables) for name, value in action.parameters.items()}
+        parameters = substitute(dict(action.parameters), variables)
+        # The executor refuses a plan whose parameters do not fit the script (the runners' own check):
+        # recommending it would promise what cannot run.
+        problem = parameter_problem(script, parameters) if script is not None else None
+        if problem is not None:
+            return Unresolvable(candidate=candidate, reason=f"action {action.id}'s parameters: {problem}")
         actions.append(ResolvedAction(action=action, script=script, parameters=parameters))
     return ResolvedTemplate(candidate=candidate, variables=variables, actions=actions)
 
@@ -152,28 +157,3 @@ def _script(action: TemplateAction, catalog: ScriptCatalog) -> Script | None:
     if action.automation_script_id is not None:
         return catalog.by_id.get(action.automation_script_id)
     return None
-
-
-def substitute(value: Any, variables: Mapping[str, Any]) -> Any:
-    """`value` with ``{{ name }}`` replaced: a string that is one whole placeholder becomes the variable's
-    value with its type (``"{{ max }}"`` -> 5); placeholders inside text become the value's text (JSON
-    for anything but a string); lists and maps are substituted item by item. Templates are checked at
-    load, so every placeholder names a declared variable; an unknown one is left as written."""
-    if isinstance(value, str):
-        whole = _PLACEHOLDER_RE.fullmatch(value.strip())
-        if whole is not None and whole.group(1).strip() in variables:
-            return variables[whole.group(1).strip()]
-        return _PLACEHOLDER_RE.sub(lambda m: _text(m, variables), value)
-    if isinstance(value, list):
-        return [substitute(item, variables) for item in value]
-    if isinstance(value, dict):
-        return {key: substitute(item, variables) for key, item in value.items()}
-    return value
-
-
-def _text(found: re.Match[str], variables: Mapping[str, Any]) -> str:
-    name = found.group(1).strip()
-    if name not in variables:
-        return found.group(0)
-    value = variables[name]
-    return value if isinstance(value, str) else msgspec.json.encode(value).decode()
