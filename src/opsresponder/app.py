@@ -53,11 +53,12 @@ BOOTSTRAP_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name, not a secret
 # - publisher: publish the last commits, since other replicas' stream clients are still listening;
 # - deliveries: after the worker (no more commits), before the pool closes; a delivery cut short rolls
 #   back, so its rows stay pending for the next start or another replica;
-# - notifier: the notification channels' connections, once no execution can notify any more;
+# - response_clients: the HTTP clients of the notification channels and the HTTP runner, once no
+#   execution can use them any more;
 # - sockets: release HTTP sockets of servers that never served (a no-op after uvicorn closed them).
 # The state backend, the pool and the embedded PostgreSQL close after all of these, in `run`.
 STOP_ORDER: Final = ("scheduler", "ingest", "stream", "http", "executions", "intake", "worker", "stages",
-                     "publisher", "deliveries", "notifier", "sockets")  # fmt: skip
+                     "publisher", "deliveries", "response_clients", "sockets")  # fmt: skip
 
 StopStep = Callable[[], Awaitable[None]]
 
@@ -134,9 +135,9 @@ class OpsResponder:
                 server.close_socket()
 
             shutdown.on_stop("sockets", close_socket)
-        if parts.notifier is not None:
-            # Built (with its HTTP client) whether or not anything started: closed in every case.
-            shutdown.on_stop("notifier", parts.notifier.aclose)
+        for close in parts.response_clients:
+            # Built whether or not anything started: closed in every case.
+            shutdown.on_stop("response_clients", close)
         try:
             log.info("Response templates loaded from files.", **await parts.load_templates())
             if parts.executions is not None:

@@ -57,6 +57,8 @@ from opsresponder.response.notify.messages import load_message_templates
 from opsresponder.response.notify.metrics import NotificationMetrics
 from opsresponder.response.notify.service import NotificationService
 from opsresponder.response.risk import RiskMatrix
+from opsresponder.response.runners.dispatch import CatalogRunner
+from opsresponder.response.runners.http import HttpRunner
 from opsresponder.response.runners.script import ScriptRunner
 from opsresponder.rules.evaluation import CombinedRules, NoRules, RuleSource
 from opsresponder.rules.evaluation.file_source import FileRuleSource
@@ -107,8 +109,8 @@ class Parts:
     after it, reloaded on SIGHUP."""
     executions: ExecutionService | None = None
     """The executor (response.enabled): started once the store is ready, stopped after the HTTP servers."""
-    notifier: NotificationService | None = None
-    """The notification channels (response.enabled); closed once no execution runs."""
+    response_clients: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """Close the response side's HTTP clients (notifications, the HTTP runner) once no execution runs."""
 
 
 def build_parts(
@@ -273,7 +275,7 @@ def build_parts(
         background_stages=[s for s in stages if isinstance(s, BackgroundStage)],
         load_templates=load_templates,
         executions=response.executions if response else None,
-        notifier=response.notifier if response else None,
+        response_clients=response.closes if response else [],
     )
 
 
@@ -284,7 +286,8 @@ class ResponseSide:
     analyzer: Analyzer
     decisions: DecisionRepository
     executions: ExecutionService
-    notifier: NotificationService
+    closes: list[Callable[[], Awaitable[None]]]
+    """Close the HTTP clients of the notification channels and the HTTP runner."""
 
 
 def _response_side(
@@ -310,8 +313,9 @@ def _response_side(
     config = settings.response
     if not config.enabled:
         return None
-    # Scripts and HTTP calls reach only what the one outbound allowlist permits, like every other request.
-    runner = ScriptRunner(config.scripts)
+    # HTTP calls reach only what the one outbound allowlist permits, like every other outbound request.
+    http_runner = HttpRunner(config.http, allowlist)
+    runner = CatalogRunner(ScriptRunner(config.scripts), http_runner)
     notifier = NotificationService(
         config.notifications,
         allowlist,
@@ -347,7 +351,7 @@ def _response_side(
         owner=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}",
         clock=clock,
     )
-    return ResponseSide(analyzer, decisions, executions, notifier)
+    return ResponseSide(analyzer, decisions, executions, [notifier.aclose, http_runner.aclose])
 
 
 def rule_source_of(settings: Settings, stored: RuleSource | None = None) -> RuleSource:
