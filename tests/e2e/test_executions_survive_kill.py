@@ -134,5 +134,6 @@ async def _until(
                 await asyncio.sleep(0.1)
     except TimeoutError:
         raise AssertionError(
-            f"not interrupted and rolled back within {within} s: {final}; undo runs {playbooks.runs('undo_check')}"
+            f"not interrupted and rolled back within {within} s: {final}; "
+            f"undo runs {playbooks.runs('undo_check')}"
         ) from None

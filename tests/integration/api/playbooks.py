@@ -97,9 +97,11 @@ TEMPLATES: Final = {
         "version": "1",
         "triggers": [{"event_type": "test_quick"}],
         "actions": [
-            {"id": "diag_one", "name": "First check", "type": "diagnostic", "automation_script": "quick_check",
+            {"id": "diag_one", "name": "First check", "type": "diagnostic",
+             "automation_script": "quick_check",
              "required": True, "rollback_supported": True},
-            {"id": "diag_two", "name": "Second check", "type": "diagnostic", "automation_script": "quick_check",
+            {"id": "diag_two", "name": "Second check", "type": "diagnostic",
+             "automation_script": "quick_check",
              "depends_on": ["diag_one"], "rollback_supported": True},
         ],
     },
