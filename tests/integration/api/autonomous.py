@@ -14,6 +14,7 @@ from opsresponder.api.analysis import AnalyzeAnswer
 from opsresponder.config import Settings, settings_from_tree
 from opsresponder.response.executor.service import ExecutionView
 from tests.integration.api.conftest import TOKENS as BASE_TOKENS
+from tests.integration.api.conftest import api_tree
 from tests.integration.api.playbooks import LOW_RISK_CONTEXT, Playbooks, response_tree
 
 TOKENS: Final = {
@@ -27,26 +28,9 @@ DONE: Final = frozenset({"completed", "failed", "cancelled", "interrupted", "rol
 def autonomous_settings(
     database_url: str, data_dir: Path, playbooks: Playbooks, *, enabled: bool = True
 ) -> Settings:
-    tree = response_tree(playbooks)
+    tree = {**api_tree(database_url, data_dir, TOKENS), **response_tree(playbooks)}
     tree["response"]["enabled"] = enabled
-    return settings_from_tree(
-        {
-            "data_dir": str(data_dir),
-            "database": {"url": database_url},
-            "api": {
-                "events": {"host": "127.0.0.1", "port": 0},
-                "autonomous": {"host": "127.0.0.1", "port": 0},
-                "tokens": [
-                    {"name": name, "token": token, "scopes": [name]} for name, token in TOKENS.items()
-                ],
-                "max_body_bytes": 65536,
-            },
-            "pipeline": {"drain_grace_seconds": 2},
-            "syslog": {"udp": {"enabled": False}, "tcp": {"enabled": False}},
-            "snmp": {"enabled": False},
-            **tree,
-        }
-    )
+    return settings_from_tree(tree)
 
 
 def auth(scope: str = "admin") -> dict[str, str]:
