@@ -75,6 +75,18 @@ STEPS = 3
 DONE = {"completed", "failed", "cancelled", "interrupted", "rolled_back"}
 
 
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far (/proc/stat): every process's, ours or not."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_since(before: tuple[int, int]) -> str:
+    busy, total = machine_busy()
+    return f"machine {100 * (busy - before[0]) / max(total - before[1], 1):.0f}% busy"
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -317,15 +329,17 @@ def main() -> None:
                 )  # fmt: skip
 
             print(f"1. one execution at a time for {args.duration / 2:.0f} s (the uncontended floor):")
-            cpu = server.cpu_seconds()
+            cpu, machine = server.cpu_seconds(), machine_busy()
             single = _result(executions(1, args.duration / 2))
             _executions_line(single, 1, server.cpu_seconds() - cpu)
+            print(f"  {busy_since(machine)}")
             _report("executions", _read_back(api, token, single["ids"]), len(single["ids"]))
 
             print(f"2. webhook ingest alone, {args.rate:.0f} events/s for {args.duration:.0f} s:")
-            cpu = server.cpu_seconds()
+            cpu, machine = server.cpu_seconds(), machine_busy()
             alone = _result(_spawn("--load-ingest", f"http://{events}", token, *ingest_args))
             _ingest_line("ingest", alone, (server.cpu_seconds() - cpu) / args.duration)
+            print(f"  {busy_since(machine)}")
 
             print(f"3. the same ingest beside waves of {args.concurrency} concurrent executions:")
             cpu = server.cpu_seconds()
@@ -335,6 +349,7 @@ def main() -> None:
             )
             beside, executed = _result(ingest), _result(load)
             cpu_beside = server.cpu_seconds() - cpu
+            print(f"  {busy_since(machine)}")
             _ingest_line("ingest", beside, cpu_beside / executed["seconds"])
             _executions_line(executed, args.concurrency, cpu_beside)
             ratio = beside["p99_ms"] / alone["p99_ms"]
@@ -345,9 +360,10 @@ def main() -> None:
             _report("executions", _read_back(api, token, executed["ids"]), len(executed["ids"]))
 
             print(f"4. waves of {args.concurrency} concurrent executions alone for {args.duration:.0f} s:")
-            cpu = server.cpu_seconds()
+            cpu, machine = server.cpu_seconds(), machine_busy()
             only = _result(executions(args.concurrency, args.duration))
             _executions_line(only, args.concurrency, server.cpu_seconds() - cpu)
+            print(f"  {busy_since(machine)}")
             _report("executions", _read_back(api, token, only["ids"]), len(only["ids"]))
             print_machine()
         finally:

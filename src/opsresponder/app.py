@@ -111,7 +111,7 @@ class OpsResponder:
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.settings
-        async with database_session(settings) as pool:
+        async with database_pools(settings, response=settings.response.enabled) as (pool, response_pool):
             self.pool = pool
             async with connection(pool) as conn:
                 await migrate(conn)
@@ -120,7 +120,10 @@ class OpsResponder:
             await state.start()
             self.state = state
             try:
-                await self._serve(build_parts(settings, pool, state, self.listeners, self._clock), stop)
+                parts = build_parts(
+                    settings, pool, state, self.listeners, self._clock, response_pool=response_pool
+                )
+                await self._serve(parts, stop)
             finally:
                 await state.stop()
         log.info("OpsResponder stopped.")
@@ -225,6 +228,17 @@ def _drain(intake: Intake, worker: asyncio.Task[None], grace: float) -> StopStep
 @contextlib.asynccontextmanager
 async def database_session(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     """A pool on the configured database, or on the embedded PostgreSQL (started here, stopped after)."""
+    async with database_pools(settings, response=False) as (pool, _):
+        yield pool
+
+
+@contextlib.asynccontextmanager
+async def database_pools(
+    settings: Settings, *, response: bool
+) -> AsyncIterator[tuple[asyncpg.Pool, asyncpg.Pool | None]]:
+    """The service's pool and, with `response`, the response side's own (``database.response_pool_max_size``
+    connections): 200 running executions each writing its steps would otherwise queue ahead of the
+    pipeline's batches for the shared pool's connections, stalling ingest for seconds."""
     async with contextlib.AsyncExitStack() as stack:
         dsn = settings.database.url
         if not dsn:
@@ -232,15 +246,26 @@ async def database_session(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
             maintenance_dsn = await asyncio.to_thread(embedded.start)
             stack.push_async_callback(asyncio.to_thread, embedded.stop)
             dsn = await ensure_database(maintenance_dsn)
+        config = settings.database
         pool = await create_pool(
             dsn,
-            min_size=settings.database.pool_min_size,
-            max_size=settings.database.pool_max_size,
-            connect_timeout=settings.database.connect_timeout_seconds,
-            command_timeout=settings.database.command_timeout_seconds,
+            min_size=config.pool_min_size,
+            max_size=config.pool_max_size,
+            connect_timeout=config.connect_timeout_seconds,
+            command_timeout=config.command_timeout_seconds,
         )
         stack.push_async_callback(pool.close)
-        yield pool
+        response_pool = None
+        if response:
+            response_pool = await create_pool(
+                dsn,
+                min_size=1,
+                max_size=config.response_pool_max_size,
+                connect_timeout=config.connect_timeout_seconds,
+                command_timeout=config.command_timeout_seconds,
+            )
+            stack.push_async_callback(response_pool.close)
+        yield pool, response_pool
 
 
 @contextlib.asynccontextmanager

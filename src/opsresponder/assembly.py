@@ -114,11 +114,18 @@ class Parts:
 
 
 def build_parts(
-    settings: Settings, pool: asyncpg.Pool, state: StateBackend, listeners: dict[str, str], clock: Clock
+    settings: Settings,
+    pool: asyncpg.Pool,
+    state: StateBackend,
+    listeners: dict[str, str],
+    clock: Clock,
+    *,
+    response_pool: asyncpg.Pool | None = None,
 ) -> Parts:
     """Build and wire every part; bind the HTTP sockets (the only side effect).
 
     `listeners` is filled with the bound addresses by name as parts bind (the health endpoint shows it).
+    `response_pool`: the response side's own connections (decisions, outcomes, executions); None: `pool`.
 
     Raises:
         ConfigError: a parsing rule, trap mapping, v3 user, allowlist entry or the script catalog is invalid.
@@ -220,7 +227,7 @@ def build_parts(
     )
     response = _response_side(
         settings,
-        pool,
+        response_pool or pool,
         state,
         url_allowlist,
         script_catalog,
