@@ -18,6 +18,14 @@ and ``--load-ingest``), so the load generators' CPU is never counted as the serv
 
 Targets (issue 17): every execution completes; overhead <= 5 ms per step (p99 printed too); ingest p99 with
 executions <= 2x without. The playbook's scripts are real binaries reading /proc (cat, head), run as argv.
+
+Reading the figures: with N executions in flight, each step's wall time is about N / (steps per second the
+machine sustains) (Little's law), so beyond the uncontended floor (phase 1) the "overhead" measures the
+queue for CPU and PostgreSQL that N executions make, not what the executor adds to one step; the server's
+CPU per step (printed per phase) is that. The machine-wide CPU use says whether the machine was saturated
+(the service, PostgreSQL, the scripts and the load processes share its cores, and on a shared development
+machine so do other people's processes). Ingest is open loop: when the machine cannot keep up with
+``--rate`` while the executions run, a queue builds and its latency grows with the run's length.
 """
 
 from __future__ import annotations
