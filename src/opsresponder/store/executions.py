@@ -73,18 +73,26 @@ _LOG_COLUMNS: Final = "id, execution_id, at, level, message, action_id, action_k
 # Queued executions become running; queued rollbacks (asked through the API on a finished execution)
 # become the claimer's to run. Oldest first; rows another claimer holds are skipped, not waited for.
 _CLAIM: Final = f"""
-UPDATE autonomous.executions AS e
-SET status = CASE WHEN e.status = 'queued' THEN 'running' ELSE e.status END,
-    rollback_status = CASE WHEN e.status = 'rolling_back' THEN 'running' ELSE e.rollback_status END,
-    started_at = COALESCE(e.started_at, $3),
-    deadline_at = CASE WHEN e.status = 'queued' THEN $3 + make_interval(mins => e.max_minutes)
-                       ELSE e.deadline_at END,
-    owner = $2, lease_until = $3 + $4::interval
-WHERE e.id IN (SELECT id FROM autonomous.executions
-               WHERE status = 'queued' OR (status = 'rolling_back' AND rollback_status = 'queued')
-               ORDER BY id LIMIT $1
-               FOR UPDATE SKIP LOCKED)
-RETURNING {_EXEC_COLUMNS}
+WITH claimed AS (
+    UPDATE autonomous.executions AS e
+    SET status = CASE WHEN e.status = 'queued' THEN 'running' ELSE e.status END,
+        rollback_status = CASE WHEN e.status = 'rolling_back' THEN 'running' ELSE e.rollback_status END,
+        started_at = COALESCE(e.started_at, $3),
+        deadline_at = CASE WHEN e.status = 'queued'
+                           THEN $3::timestamptz + make_interval(mins => e.max_minutes)
+                           ELSE e.deadline_at END,
+        owner = $2, lease_until = $3::timestamptz + $4::interval
+    WHERE e.id IN (SELECT id FROM autonomous.executions
+                   WHERE status = 'queued' OR (status = 'rolling_back' AND rollback_status = 'queued')
+                   ORDER BY id LIMIT $1
+                   FOR UPDATE SKIP LOCKED)
+    RETURNING {_EXEC_COLUMNS}),
+logged AS (
+    INSERT INTO autonomous.execution_logs (execution_id, at, level, message)
+    SELECT id, $3, 'info',
+           CASE WHEN status = 'rolling_back' THEN 'Rollback started by ' ELSE 'Started by ' END || $2 || '.'
+    FROM claimed)
+SELECT * FROM claimed
 """
 
 
@@ -176,6 +184,18 @@ class NewAction(msgspec.Struct, kw_only=True):
     action_id: int | None
     position: int
     status: ActionStatus
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class ActionChange(msgspec.Struct, kw_only=True, frozen=True):
+    """A new state of one action row; None keeps the stored time, result or error."""
+
+    phase: Phase
+    action_key: str
+    status: ActionStatus
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
     result: dict[str, Any] | None = None
     error: str | None = None
 
@@ -316,7 +336,8 @@ class ExecutionRepository:
         """Take up to `limit` queued executions (now ``running``) and queued rollbacks (their
         ``rollback_status`` now ``running``), oldest first, for `owner` until ``now + lease``.
 
-        Concurrent claims skip each other's rows and never return one row twice.
+        Concurrent claims skip each other's rows and never return one row twice. Each claimed row gets its
+        log line ("Started by <owner>.") in the same statement.
         """
         if limit <= 0:
             return []
@@ -356,27 +377,47 @@ class ExecutionRepository:
         error: str | None = None,
         logs: Sequence[LogEntry] = (),
     ) -> None:
-        """Set one action's state (a start counts an attempt) and append `logs`, in one statement (one
-        round trip per step's change: the executor's overhead per step is mostly these). Times and result
-        given as None keep their stored values."""
+        """`record` of one action's change."""
+        change = ActionChange(
+            phase=phase,
+            action_key=action_key,
+            status=status,
+            started_at=started_at,
+            completed_at=completed_at,
+            result=result,
+            error=error,
+        )
+        await self.record(execution_id, [change], logs)
+
+    async def record(
+        self, execution_id: int, changes: Sequence[ActionChange], logs: Sequence[LogEntry] = ()
+    ) -> None:
+        """Apply action changes (a start counts an attempt) and append `logs`, in one statement: one
+        round trip for what happened at one moment (an action's end and its dependant's start), which is
+        most of the executor's cost per step. A time, result or error given as None keeps its stored value."""
+        if not changes and not logs:
+            return
         async with connection(self._pool) as conn:
             await conn.execute(
                 f"""WITH changed AS (
-                        UPDATE autonomous.execution_actions
-                        SET status = $4, started_at = COALESCE($5, started_at),
-                            completed_at = COALESCE($6, completed_at), result = COALESCE($7, result),
-                            error = COALESCE($8, error),
-                            attempt = attempt + CASE WHEN $4 = 'running' THEN 1 ELSE 0 END
-                        WHERE execution_id = $1 AND phase = $2 AND action_key = $3)
+                        UPDATE autonomous.execution_actions AS a
+                        SET status = c.status, started_at = COALESCE(c.started_at, a.started_at),
+                            completed_at = COALESCE(c.completed_at, a.completed_at),
+                            result = COALESCE(c.result::jsonb, a.result), error = COALESCE(c.error, a.error),
+                            attempt = a.attempt + CASE WHEN c.status = 'running' THEN 1 ELSE 0 END
+                        FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
+                                    $7::text[], $8::text[])
+                             AS c(phase, action_key, status, started_at, completed_at, result, error)
+                        WHERE a.execution_id = $1 AND a.phase = c.phase AND a.action_key = c.action_key)
                     {_logs_insert("SELECT $1::bigint AS id", 9)}""",
                 execution_id,
-                phase,
-                action_key,
-                status,
-                started_at,
-                completed_at,
-                result,
-                error,
+                [c.phase for c in changes],
+                [c.action_key for c in changes],
+                [c.status for c in changes],
+                [c.started_at for c in changes],
+                [c.completed_at for c in changes],
+                [None if c.result is None else _json_text(c.result) for c in changes],
+                [c.error for c in changes],
                 *_log_arrays(logs),
             )
 
@@ -516,7 +557,7 @@ class ExecutionRepository:
                 return ControlOutcome(found=True, allowed=False, status=status)
             await conn.execute(
                 """UPDATE autonomous.executions SET status = 'rolling_back', rollback_status = 'queued',
-                       rollback_requested = true, owner = NULL, lease_until = NULL
+                       rollback_requested = true, cancel_requested = false, owner = NULL, lease_until = NULL
                    WHERE id = $1""",
                 execution_id,
             )
@@ -648,9 +689,13 @@ async def _insert_actions(conn: asyncpg.Connection, execution_id: int, actions: 
         [a.action_id for a in actions],
         [a.position for a in actions],
         [a.status for a in actions],
-        [None if a.result is None else msgspec.json.encode(a.result).decode() for a in actions],
+        [None if a.result is None else _json_text(a.result) for a in actions],
         [a.error for a in actions],
     )
+
+
+def _json_text(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
 
 
 def _logs_insert(execution: str, first: int) -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
 
@@ -42,6 +42,7 @@ from opsresponder.state.base import StateBackend
 from opsresponder.state.errors import StateError
 from opsresponder.store.decisions import DecisionAction
 from opsresponder.store.executions import (
+    ActionChange,
     ActionStatus,
     ExecutionRepository,
     ExecutionRow,
@@ -58,12 +59,16 @@ log = structlog.get_logger(__name__)
 KILL_GRACE_SECONDS: Final = 10.0
 """Beyond an action's timeout, how long the executor waits for the runner to report it before it cancels
 the run itself (the runner kills on its own timeout; this only guards against a runner that hangs)."""
+NOTIFY_TIMEOUT_SECONDS: Final = 60.0
+"""A message about the execution (start, end) never holds the execution up longer than this."""
 DEADLINE_CHECK_SECONDS: Final = 1.0
 """The deadline is checked against the clock at least this often (a wall clock may jump)."""
 LOCK_KEY_PREFIX: Final = "exec-target:"
 ERROR_TEXT_LIMIT: Final = 2000
 
 StopKind = Literal["cancelled", "interrupted", "deadline"]
+
+_FINISHED_STEP: Final = frozenset({"completed", "failed", "timed_out", "cancelled", "interrupted"})
 
 # The ACTION_OUTCOME contract (rules/expressions/scope.py) has its own status words.
 _OUTCOME_STATUS: Final[dict[str, str]] = {
@@ -128,6 +133,17 @@ class Deps:
 
 
 @dataclass(slots=True)
+class _Batch:
+    """Changes and log lines of one moment, written in one statement."""
+
+    changes: list[ActionChange] = field(default_factory=list)
+    logs: list[LogEntry] = field(default_factory=list)
+
+    def log(self, entry: LogEntry) -> None:
+        self.logs.append(entry)
+
+
+@dataclass(slots=True)
 class _Stop:
     kind: StopKind
     reason: str
@@ -144,6 +160,8 @@ class ExecutionRun:
         self.states = {a.key: ActionState(a.key, a.action_id) for a in self.plan.actions}
         self.rollback_states: dict[str, ActionState] = {}
         """Template rollback actions run (by their id: criteria and conditions may read them)."""
+        self._undo_states: list[ActionState] = []
+        """The rollback scripts' steps run (keyed like the actions they undo)."""
         self.final_status: ExecutionStatus | None = None
         self.error: str | None = None
         self._failure: str | None = None
@@ -172,7 +190,6 @@ class ExecutionRun:
 
     async def run(self) -> None:
         """Run a claimed ``queued`` execution to its final state."""
-        await self._log("info", f"Started by {self.deps.owner}.")
         await self._notify_execution(
             "execution_started", self.options.notification_preferences.notify_on_start
         )
@@ -204,15 +221,15 @@ class ExecutionRun:
             state.started_at, state.completed_at, state.error = row.started_at, row.completed_at, row.error
             if row.result is not None and "success" in row.result:
                 state.result = msgspec.convert(row.result, RunResult)
-        await self._log("info", f"Rollback started by {self.deps.owner}.")
         ok = False
         try:
             if await self._lock(bounded=False):
                 ok = await self._rollback()
         finally:
             await self._unlock()
-        if self._stop is not None:
-            await self._finish("interrupted", self._stop.reason, rollback_status="interrupted")
+        if self._interrupted.is_set():
+            reason = self._stop.reason if self._stop is not None else "the service stopped"
+            await self._finish("interrupted", reason, rollback_status="interrupted")
         elif ok:
             await self._finish("rolled_back", None, rollback_status="completed")
         else:
@@ -221,13 +238,21 @@ class ExecutionRun:
     # The actions as a DAG
 
     async def _run_dag(self) -> None:
+        """Run the actions. What happens at one moment (actions ended, their dependants skipped or
+        started, the failure) is written in one statement before any newly started action runs, so a
+        start is always on record before its process exists."""
         pending = [a.key for a in self.plan.actions]
-        running: dict[asyncio.Task[None], str] = {}
+        running: dict[asyncio.Task[RunResult], str] = {}
+        batch = _Batch()
         stop_wait = asyncio.create_task(self._stopped.wait())
         try:
             while True:
+                starting: list[DecisionAction] = []
                 if self._failure is None and self._stop is None:
-                    await self._start_ready(pending, running)
+                    starting = self._take_ready(pending, len(running), batch)
+                await self._flush(batch)
+                for action in starting:
+                    running[asyncio.create_task(self._invoke(action))] = action.key
                 if not running:
                     return
                 left = self._seconds_left()
@@ -241,15 +266,22 @@ class ExecutionRun:
                         "deadline", f"the execution reached its time limit ({self.row.max_minutes} min)"
                     )
                 if self._stop is not None:
-                    await self._log(
-                        "warning", f"Stopping: {self._stop.reason}; running actions are cancelled."
+                    batch.log(
+                        self._entry(
+                            "warning", f"Stopping: {self._stop.reason}; running actions are cancelled."
+                        )
                     )
-                    return
+                    for task in running:
+                        task.cancel()
+                    await asyncio.gather(*running, return_exceptions=True)
+                    done = set(running)
                 for finished in done:
                     if finished is not stop_wait:
                         key = running.pop(finished)  # type: ignore[arg-type]  # one of the action tasks
-                        finished.result()  # a store failure propagates: the run is left for recovery
-                        await self._after(key)
+                        self._ended_in(batch, key, finished)  # type: ignore[arg-type]
+                if self._stop is not None:
+                    await self._flush(batch)
+                    return
         finally:
             stop_wait.cancel()
             for task in running:
@@ -257,65 +289,127 @@ class ExecutionRun:
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
 
-    async def _start_ready(self, pending: list[str], running: dict[asyncio.Task[None], str]) -> None:
-        """Start the ready actions in plan order up to the parallel limit; skip those whose dependency
-        did not complete (which may make more ready: loop until nothing changes)."""
+    def _take_ready(self, pending: list[str], running: int, batch: _Batch) -> list[DecisionAction]:
+        """The ready actions to start now, in plan order, up to the parallel limit (each marked running in
+        `batch`); those whose dependency did not complete are skipped (which may make more ready: loop
+        until nothing changes), and a skipped required one fails the execution."""
+        starting: list[DecisionAction] = []
         changed = True
         while changed and self._failure is None:
             changed = False
             for key in list(pending):
-                if len(running) >= self.deps.config.max_parallel_actions:
-                    return
+                if running + len(starting) >= self.deps.config.max_parallel_actions:
+                    return starting
                 action = self.plan.action(key)
                 dependencies = [self.states[d] for d in action.depends_on]
                 if any(d.status in ("queued", "running") for d in dependencies):
                     continue
                 pending.remove(key)
+                state = self.states[key]
                 blocked = next((d for d in dependencies if d.status != "completed"), None)
                 if blocked is None:
-                    running[asyncio.create_task(self._run_action(action))] = key
+                    self._change(batch, state, "action", "running", None, "info", f"Starting {action.name}.")
+                    starting.append(action)
                     continue
-                await self._skip(action, f"its dependency {blocked.key!r} is {blocked.status}")
+                reason = f"its dependency {blocked.key!r} is {blocked.status}"
+                self._change(
+                    batch,
+                    state,
+                    "action",
+                    "skipped",
+                    f"skipped: {reason}",
+                    "warning",
+                    f"{action.name} is skipped: {reason}.",
+                )
                 changed = True
                 if action.required:
-                    await self._fail(
-                        f"required action {key!r} could not run: {blocked.key!r} is {blocked.status}"
+                    self._fail(
+                        batch, f"required action {key!r} could not run: {blocked.key!r} is {blocked.status}"
                     )
-                    return
+                    return starting
+        return starting
 
-    async def _after(self, key: str) -> None:
+    def _ended_in(self, batch: _Batch, key: str, task: asyncio.Task[RunResult]) -> None:
+        """Put how an action's task ended into `batch`: its result, or cancelled by the stop."""
         state = self.states[key]
-        if state.status != "completed" and self.plan.action(key).required and self._failure is None:
-            await self._fail(f"required action {key!r} {state.status}: {state.error or 'no reason given'}")
+        action = self.plan.action(key)
+        if task.cancelled():
+            stop = self._stop or _Stop("interrupted", "the executor stopped")
+            status: ActionStatus = "interrupted" if stop.kind == "interrupted" else "cancelled"
+            self._change(
+                batch,
+                state,
+                "action",
+                status,
+                f"{status}: {stop.reason}",
+                "warning",
+                f"Stopped: {stop.reason}.",
+            )
+        else:
+            self._result_in(batch, state, "action", task.result(), action.name)
+        if state.status != "completed" and action.required and self._failure is None and self._stop is None:
+            self._fail(batch, f"required action {key!r} {state.status}: {state.error or 'no reason given'}")
 
-    async def _fail(self, reason: str) -> None:
+    def _fail(self, batch: _Batch, reason: str) -> None:
         self._failure = reason
-        await self._log("error", f"The execution fails: {reason}. No further action starts.")
+        batch.log(self._entry("error", f"The execution fails: {reason}. No further action starts."))
 
-    async def _run_action(self, action: DecisionAction) -> None:
-        state = self.states[action.key]
-        await self._started(state, "action", f"Starting {action.name}.")
-        try:
-            if action.action_type in NOTIFYING_TYPES and action.script is None:
-                result = await self._guard(self._notify_action(action), action.timeout_seconds)
-            else:
-                result = await self._run_script(
-                    str(action.action_id), action.script or "", action.parameters, action.timeout_seconds
-                )
-        except asyncio.CancelledError:
-            await self._stopped_step(state, "action")
-            raise
-        await self._ended(state, "action", result, action.name)
-
-    async def _skip(self, action: DecisionAction, reason: str) -> None:
-        await self._end(
-            self.states[action.key],
-            "action",
-            "skipped",
-            f"skipped: {reason}",
-            "warning",
-            f"{action.name} is skipped: {reason}.",
+    async def _invoke(self, action: DecisionAction) -> RunResult:
+        if action.action_type in NOTIFYING_TYPES and action.script is None:
+            return await self._guard(self._notify_action(action), action.timeout_seconds)
+        return await self._run_script(
+            str(action.action_id), action.script or "", action.parameters, action.timeout_seconds
         )
+
+    def _change(
+        self,
+        batch: _Batch,
+        state: ActionState,
+        phase: Phase,
+        status: ActionStatus,
+        error: str | None,
+        level: LogLevel,
+        message: str,
+        result: RunResult | None = None,
+    ) -> None:
+        """Change a step's state in memory and put the change and its log line in `batch`."""
+        now = self.deps.clock()
+        state.status = status
+        if status == "running":
+            state.started_at = now
+        else:
+            state.completed_at, state.error = now, error
+        if result is not None:
+            state.result = result
+        batch.changes.append(
+            ActionChange(
+                phase=phase,
+                action_key=state.key,
+                status=status,
+                started_at=now if status == "running" else None,
+                completed_at=None if status == "running" else now,
+                result=None if result is None else msgspec.to_builtins(result),
+                error=error,
+            )
+        )
+        batch.log(self._entry(level, message, state))
+
+    def _result_in(
+        self, batch: _Batch, state: ActionState, phase: Phase, result: RunResult, name: str
+    ) -> None:
+        status: ActionStatus = (
+            "completed" if result.success else "timed_out" if result.timed_out else "failed"
+        )
+        error = None if result.success else _bounded(result.error or f"{status} without a reason")
+        message = f"{name} completed." if result.success else f"{name} {status.replace('_', ' ')}: {error}."
+        self._change(
+            batch, state, phase, status, error, "info" if result.success else "warning", message, result
+        )
+
+    async def _flush(self, batch: _Batch) -> None:
+        if batch.changes or batch.logs:
+            await self.deps.repository.record(self.id, batch.changes, batch.logs)
+            batch.changes, batch.logs = [], []
 
     # Running one step
 
@@ -352,54 +446,23 @@ class ExecutionRun:
             return RunResult(success=False, error=f"the runner failed: {e.__class__.__name__}: {e}")
 
     async def _started(self, state: ActionState, phase: Phase, message: str) -> None:
-        state.status, state.started_at = "running", self.deps.clock()
-        await self.deps.repository.update_action(
-            self.id,
-            phase,
-            state.key,
-            status="running",
-            started_at=state.started_at,
-            logs=[self._entry("info", message, state)],
-        )
+        batch = _Batch()
+        self._change(batch, state, phase, "running", None, "info", message)
+        await self._flush(batch)
 
     async def _ended(self, state: ActionState, phase: Phase, result: RunResult, name: str) -> None:
-        status: ActionStatus = (
-            "completed" if result.success else "timed_out" if result.timed_out else "failed"
-        )
-        state.result = result
-        error = None if result.success else _bounded(result.error or f"{status} without a reason")
-        message = f"{name} completed." if result.success else f"{name} {status.replace('_', ' ')}: {error}."
-        await self._end(state, phase, status, error, "info" if result.success else "warning", message, result)
+        batch = _Batch()
+        self._result_in(batch, state, phase, result, name)
+        await self._flush(batch)
 
     async def _stopped_step(self, state: ActionState, phase: Phase) -> None:
         stop = self._stop or _Stop("interrupted", "the executor stopped")
         status: ActionStatus = "interrupted" if stop.kind == "interrupted" else "cancelled"
-        await self._end(
-            state, phase, status, f"{status}: {stop.reason}", "warning", f"Stopped: {stop.reason}."
+        batch = _Batch()
+        self._change(
+            batch, state, phase, status, f"{status}: {stop.reason}", "warning", f"Stopped: {stop.reason}."
         )
-
-    async def _end(
-        self,
-        state: ActionState,
-        phase: Phase,
-        status: ActionStatus,
-        error: str | None,
-        level: LogLevel,
-        message: str,
-        result: RunResult | None = None,
-    ) -> None:
-        """Record how a step ended (in memory and in the store, with its log line)."""
-        state.status, state.completed_at, state.error = status, self.deps.clock(), error
-        await self.deps.repository.update_action(
-            self.id,
-            phase,
-            state.key,
-            status=status,
-            completed_at=state.completed_at,
-            result=None if result is None else msgspec.to_builtins(result),
-            error=error,
-            logs=[self._entry(level, message, state)],
-        )
+        await self._flush(batch)
 
     # After the actions
 
@@ -430,6 +493,10 @@ class ExecutionRun:
             ok = await self._rollback()
             if self._interrupted.is_set():
                 status, rollback_status = "interrupted", "interrupted"
+            elif not any(s.status in _FINISHED_STEP for s in self._rollback_steps()):
+                # Only template rollback actions, none of whose conditions held: nothing was undone.
+                await self._log("info", "Nothing was rolled back: no rollback action's condition held.")
+                rollback_status = "completed"
             else:
                 status, rollback_status = ("rolled_back", "completed") if ok else ("failed", "failed")
         await self._finish(status, error, criteria=criteria, rollback_status=rollback_status)
@@ -438,10 +505,12 @@ class ExecutionRun:
         """The actions that never started: cancelled when the run was stopped, else skipped."""
         status: ActionStatus = "cancelled" if self._stop is not None else "skipped"
         reason = self._stop.reason if self._stop is not None else self._failure or "not started"
+        batch = _Batch()
         for state in leftover:
-            await self._end(
-                state, "action", status, f"not started: {reason}", "info", f"Not started: {reason}."
+            self._change(
+                batch, state, "action", status, f"not started: {reason}", "info", f"Not started: {reason}."
             )
+        await self._flush(batch)
 
     def _has_rollback_work(self) -> bool:
         return bool(self.plan.rollback_actions) or any(
@@ -478,6 +547,7 @@ class ExecutionRun:
             script_name = self.plan.rollback_scripts[state.key]
             script = self.deps.catalog.by_name.get(script_name)
             step = ActionState(state.key, state.action_id)
+            self._undo_states.append(step)
             result = await self._rollback_step(
                 step,
                 f"Undo {action.name}",
@@ -527,6 +597,9 @@ class ExecutionRun:
                 return False
             ok = ok and result.success
         return ok
+
+    def _rollback_steps(self) -> list[ActionState]:
+        return [*self._undo_states, *self.rollback_states.values()]
 
     async def _rollback_step(self, state: ActionState, name: str, run: Any) -> RunResult | None:
         """Run one rollback step; None when the service stopped meanwhile (the step is interrupted)."""
@@ -709,7 +782,14 @@ class ExecutionRun:
             context=self._context(),
         )
         try:
-            results = await self.deps.notifier.send(notification)
+            async with asyncio.timeout(NOTIFY_TIMEOUT_SECONDS):
+                results = await self.deps.notifier.send(notification)
+        except TimeoutError:
+            await self._log(
+                "warning",
+                f"The {template} notification did not finish within {NOTIFY_TIMEOUT_SECONDS:.0f} s.",
+            )
+            return
         except Exception as e:  # noqa: BLE001 - a notifier bug must not change the execution's outcome
             await self._log("warning", f"The {template} notification failed: {e.__class__.__name__}: {e}.")
             return

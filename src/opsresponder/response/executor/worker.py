@@ -4,7 +4,8 @@ and carries cancels asked in other processes to the runs here.
 Life (docs/response.md "Durability and recovery"):
 - `start` first recovers what a dead process left running (the store marks it interrupted; a rollback is
   queued for each that asked for ``rollback_on_failure``), then claims in a loop: woken by a local submit,
-  else every ``poll_interval_ms``, up to ``concurrency`` runs at once.
+  else every ``poll_interval_ms``, up to ``concurrency`` runs at once. The loop recovers again every
+  ``lease_seconds``, so a replica that died is cleaned up by the live ones without a restart.
 - One heartbeat renews every local run's lease in one statement (every lease/3, at most 1 s); the answer
   says which rows have a cancel asked (from any process) and which are no longer ours.
 - `stop` stops claiming, tells every run to stop (running actions are cancelled, their process groups
@@ -78,7 +79,12 @@ class Worker:
         # cancel what is left, then stop renewing (a run cancelled outright is left to lease expiry).
         self._stopping = True
         if self._loop_task is not None:
-            self._loop_task.cancel()
+            # Let the loop end between claims rather than cancel it mid-claim: rows claimed by a statement
+            # whose answer never arrived would be left to recovery, interrupted without having started.
+            self._wake.set()
+            _, late_loop = await asyncio.wait([self._loop_task], timeout=STOP_GRACE_SECONDS)
+            for task in late_loop:
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loop_task
             self._loop_task = None
@@ -97,10 +103,11 @@ class Worker:
                 await self._heartbeat_task
             self._heartbeat_task = None
 
-    async def recover(self) -> list[ExecutionRow]:
-        """Mark interrupted what a dead process (or this one's earlier life) left running; queue the
-        rollback of those that asked for ``rollback_on_failure``."""
-        rows = await self._repository.recover_interrupted(self._clock(), owner=self.owner)
+    async def recover(self, *, own: bool = True) -> list[ExecutionRow]:
+        """Mark interrupted what a dead process left running (its lease expired; with `own`, also what
+        this owner id held: this process's earlier life); queue the rollback of those that asked for
+        ``rollback_on_failure``. Run at start, then every ``lease_seconds`` by the claim loop."""
+        rows = await self._repository.recover_interrupted(self._clock(), owner=self.owner if own else None)
         for row in rows:
             log.warning(
                 "An execution left running by a stopped process is marked interrupted.",
@@ -149,9 +156,16 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         poll = self._config.poll_interval_ms / 1000
+        loop = asyncio.get_running_loop()
+        next_recovery = loop.time() + self._config.lease_seconds
         while not self._stopping:
             self._wake.clear()
             try:
+                if loop.time() >= next_recovery:
+                    # Another replica may have died while this one lives: its executions must not wait for
+                    # a restart to be marked interrupted (and rolled back).
+                    next_recovery = loop.time() + self._config.lease_seconds
+                    await self.recover(own=False)
                 claimed = await self._claim_once()
             except StoreError as e:
                 log.warning("Claiming executions failed; retrying.", error=str(e))
@@ -205,6 +219,13 @@ class Worker:
                 "The database failed while an execution ran; it is left for recovery.",
                 execution_id=run.row.execution_id,
                 error=str(e),
+            )
+            return
+        except Exception:
+            # A bug: the same as a database failure, the row is left for recovery (no longer renewed).
+            run.stop("interrupted", "the executor failed")
+            log.exception(
+                "An execution's run failed; it is left for recovery.", execution_id=run.row.execution_id
             )
             return
         if run.final_status == "interrupted" and not rollback_only:

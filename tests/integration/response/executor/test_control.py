@@ -8,11 +8,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
+import msgspec
 import pytest
 
 from opsresponder.response.executor.errors import ExecutionNotFound, ExecutionStateError
 from opsresponder.response.executor.options import ExecutionOptions
-from opsresponder.response.executor.plan import PlanError
+from opsresponder.response.executor.plan import ExecutionPlan, PlanError, plan_hash
 from opsresponder.response.executor.view import ExecutionView
 from opsresponder.store.executions import parse_execution_id
 from tests.integration.response.executor.harness import Rig, action, decision, make_rig
@@ -44,6 +45,12 @@ async def test_dry_run_resolves_everything_and_runs_nothing(db_pool: asyncpg.Poo
     await rig.service.run_until_idle()
     assert not marker.exists()
     assert (await view_of(rig, view.execution_id)).status == "dry_run"
+    # The stored plan hashes to what the execution shows (what an approval token will be bound to).
+    row_id = parse_execution_id(view.execution_id)
+    assert row_id is not None
+    stored = await rig.repository.get(row_id)
+    assert stored is not None
+    assert plan_hash(msgspec.convert(stored.execution.plan, ExecutionPlan)) == view.plan_hash
 
 
 async def test_submit_refuses_a_parameter_the_runner_would_refuse(
@@ -248,3 +255,34 @@ async def test_list_filters_and_counts(db_pool: asyncpg.Pool, tmp_path: Path) ->
         status=None, event_id=None, start_time=None, end_time=later, limit=10, offset=1
     )
     assert total == 3
+
+
+async def test_a_cancelled_execution_can_be_rolled_back(db_pool: asyncpg.Pool, tmp_path: Path) -> None:
+    rig = make_rig(db_pool, tmp_path)
+    journal, pid_file = tmp_path / "journal", tmp_path / "pid"
+    plan = decision(
+        # The undo (same parameters) outlasts a heartbeat, which must not read the old cancel as a new one.
+        action("fix", script="fix", action_type="remediation", journal=str(journal), sleep=0.8),
+        action("hang", hang="true", pid_file=str(pid_file), depends_on=["fix"], timeout=60),
+    )
+    view = await rig.service.submit(plan, None, ExecutionOptions(), requested_by="b", approved=True)
+    worker = asyncio.create_task(rig.service.run_until_idle())
+    await eventually(lambda: pid_file.exists() and pid_file.read_text() != "", what="the script's pid")
+    await rig.service.cancel(view.execution_id, by="carol")
+    async with asyncio.timeout(15):
+        await worker
+    cancelled = await view_of(rig, view.execution_id)
+    assert cancelled.status == "cancelled" and cancelled.rollback_status is None  # no rollback by itself
+
+    await rig.service.rollback(view.execution_id, by="carol")
+    await rig.service.run_until_idle()
+    final = await view_of(rig, view.execution_id)
+    assert final.status == "rolled_back", final.logs
+    assert {a.key: a.status for a in final.actions if a.phase == "action"} == {
+        "fix": "rolled_back",
+        "hang": "cancelled",
+    }
+    assert [line for line in journal.read_text().splitlines() if line.startswith("undo")] == [
+        f"undo fix start {view.execution_id}",
+        f"undo fix end {view.execution_id}",
+    ]

@@ -178,6 +178,26 @@ async def test_recovery_marks_a_dead_process_execution_interrupted_and_rolls_it_
     assert "Rollback requested by recovery." in messages
 
 
+async def test_a_live_service_recovers_what_another_process_left_without_a_restart(
+    db_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    rig = make_rig(db_pool, tmp_path)
+    options = ExecutionOptions(rollback_on_failure=False)
+    view = await rig.service.submit(decision(action("a")), None, options, requested_by="b", approved=True)
+    await rig.repository.claim_queued("dead", timedelta(seconds=1), 1, rig.clock())
+    await rig.service.start()
+    try:
+        rig.clock.advance(timedelta(seconds=2))
+
+        async def interrupted() -> bool:
+            current = await rig.service.get(view.execution_id)
+            return current is not None and current.status == "interrupted"
+
+        await eventually(interrupted, what="the live service's periodic recovery")
+    finally:
+        await rig.service.stop()
+
+
 async def test_recovery_without_rollback_on_failure_only_marks_interrupted(
     db_pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
@@ -223,3 +243,33 @@ async def test_stop_interrupts_running_executions_instead_of_leaving_them_runnin
     assert final is not None and final.status == "interrupted"
     assert final.actions[0].status == "interrupted"
     assert final.error == "the service stopped"
+
+
+async def test_an_execution_waiting_for_the_lock_can_be_cancelled(
+    db_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    rig = make_rig(db_pool, tmp_path)
+    await rig.state.acquire_lock("exec-target:web-01", "another-execution", 30)
+    view = await rig.service.submit(
+        decision(action("fix", script="fix", action_type="remediation")),
+        None,
+        ExecutionOptions(),
+        requested_by="b",
+        approved=True,
+    )
+    worker = asyncio.create_task(rig.service.run_until_idle())
+
+    async def waiting() -> bool:
+        current = await rig.service.get(view.execution_id)
+        return current is not None and any(
+            log.message == "Waiting for the lock on web-01." for log in current.logs
+        )
+
+    await eventually(waiting, what="the execution to wait for the lock")
+    await rig.service.cancel(view.execution_id, by="carol")
+    async with asyncio.timeout(10):
+        await worker
+    final = await rig.service.get(view.execution_id)
+    assert final is not None and final.status == "cancelled"
+    assert [a.status for a in final.actions] == ["cancelled"] and final.actions[0].started_at is None
+    assert await rig.state.lock_owner("exec-target:web-01") == "another-execution"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import asyncpg
+import msgspec
 
 from opsresponder.response.executor.options import ExecutionOptions, NotificationPreferences
 from opsresponder.response.executor.view import ActionView, ExecutionView
@@ -48,6 +49,8 @@ async def test_dag_runs_dependencies_first_and_independent_actions_in_parallel(
     assert c.started_at >= max(a.completed_at, b.completed_at)
     assert a.result is not None and a.result.success and a.result.metrics["cpu_usage"] == 42.5
     assert view.progress.percentage_complete == 100
+    answer = msgspec.json.decode(msgspec.json.encode(view))
+    assert answer["execution_id"] == view.execution_id and answer["actions"][0]["result"]["success"] is True
     assert any(log.action_id == a.action_id and "Starting" in log.message for log in view.logs)
 
 
@@ -240,3 +243,27 @@ async def test_a_failing_notifier_is_logged_and_never_fails_the_execution(
     view = await finished(rig, submitted.execution_id)
     assert view.status == "completed"
     assert sum("notification failed" in log.message for log in view.logs) == 2
+
+
+async def test_failure_whose_rollback_conditions_all_fail_stays_failed(
+    db_pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    rig = make_rig(db_pool, tmp_path, lock_per_target=False)
+    template = ResponseTemplate(
+        id="only_conditional",
+        name="Only conditional",
+        version="1",
+        actions=[TemplateAction(id="bad", name="Bad", type="diagnostic", automation_script="step")],
+        rollback_actions=[
+            RollbackAction(
+                id="restore", name="Restore", automation_script="cleanup", condition="bad.succeeded"
+            )
+        ],
+    )
+    await rig.templates.create(template, "tester")
+    plan = decision(action("bad", exit=1, required=True), template=("only_conditional", "1"))
+    submitted = await rig.service.submit(plan, None, ExecutionOptions(), requested_by="alice", approved=True)
+    view = await finished(rig, submitted.execution_id)
+    assert view.status == "failed" and view.rollback_status == "completed"
+    assert not by_key(view, "rollback")
+    assert any(log.message.startswith("Nothing was rolled back") for log in view.logs)
