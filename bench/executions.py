@@ -48,7 +48,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _server import BenchDatabase, BenchServer
+from _server import BenchDatabase, BenchServer, Metrics
 from syslog_parsers import print_machine
 
 TARGET_OVERHEAD_MS = 5.0
@@ -284,6 +284,22 @@ def _ingest_line(label: str, result: dict[str, Any], cpu_cores: float) -> None:
     )
 
 
+def _pipeline_line(before: Metrics, after: Metrics) -> None:
+    """Where ingest time went inside the service: batches, their size, intake-to-commit time."""
+
+    def grew(name: str) -> float:
+        return after.value(name) - before.value(name)
+
+    batches = grew("opsresponder_pipeline_batch_size_count")
+    events = grew("opsresponder_pipeline_latency_seconds_count")
+    latency = grew("opsresponder_pipeline_latency_seconds_sum")
+    size = grew("opsresponder_pipeline_batch_size_sum") / max(batches, 1)
+    print(
+        f"  pipeline: {batches:.0f} batches of {size:.1f} "
+        f"events on average; intake to commit {1000 * latency / max(events, 1):.1f} ms per event on average"
+    )
+
+
 def _executions_line(executed: dict[str, Any], concurrency: int, cpu: float) -> None:
     steps = len(executed["ids"]) * STEPS
     print(
@@ -344,9 +360,10 @@ def main() -> None:
             _report("executions", _read_back(api, token, single["ids"]), len(single["ids"]))
 
             print(f"2. webhook ingest alone, {args.rate:.0f} events/s for {args.duration:.0f} s:")
-            cpu, machine = server.cpu_seconds(), machine_busy()
+            cpu, machine, scrape = server.cpu_seconds(), machine_busy(), server.metrics()
             alone = _result(_spawn("--load-ingest", f"http://{events}", token, *ingest_args))
             _ingest_line("ingest", alone, (server.cpu_seconds() - cpu) / args.duration)
+            _pipeline_line(scrape, server.metrics())
             print(f"  {busy_since(machine)}")
 
             print(f"3. the same ingest beside waves of {args.concurrency} concurrent executions:")
@@ -359,6 +376,7 @@ def main() -> None:
             cpu_beside = server.cpu_seconds() - cpu
             print(f"  {busy_since(machine)}")
             _ingest_line("ingest", beside, cpu_beside / executed["seconds"])
+            _pipeline_line(scrape, server.metrics())
             _executions_line(executed, args.concurrency, cpu_beside)
             ratio = beside["p99_ms"] / alone["p99_ms"]
             print(
