@@ -131,7 +131,8 @@ async def empty_tables(conn: asyncpg.Connection | PoolConnectionProxy) -> None:
         "events.silences, events.event_traces, public.opsresponder_jobs, events.patterns, "
         "events.correlations, rules.trigger_rules, rules.rule_firings, rules.response_templates, "
         "autonomous.decisions, autonomous.decision_actions, autonomous.action_outcomes, "
-        "autonomous.executions, autonomous.execution_actions, autonomous.execution_logs"
+        "autonomous.executions, autonomous.execution_actions, autonomous.execution_logs, "
+        "autonomous.automation_pause, autonomous.automation_pause_log, autonomous.approvals"
     )
 
 

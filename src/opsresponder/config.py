@@ -494,8 +494,8 @@ class TemplatesConfig(_Section):
 class ScriptRunnerConfig(_Section):
     """How catalog scripts run (docs/response.md): argv only, never a shell."""
 
-    working_directory: str = "var/scripts"
-    """Scripts run here (created at start); relative to the process's working directory."""
+    working_directory: str | None = None
+    """Scripts run here (created when first needed); null: ``<data_dir>/scripts``."""
     pass_environment: list[str] = msgspec.field(default_factory=lambda: ["PATH", "LANG", "LC_ALL", "TZ"])
     """The only variables of OpsResponder's own environment a script inherits; nothing else leaks."""
     environment: dict[str, str] = msgspec.field(default_factory=dict)
@@ -607,6 +607,38 @@ class AnalysisConfig(_Section):
     """Token names that may approve (the approvals issue); empty: nobody can."""
 
 
+class GovernorConfig(_Section):
+    """The safety governor: bounds on automatic execution (docs/response.md "Safety governor")."""
+
+    max_runs_per_host_per_hour: PositiveInt = 10
+    """Automatic executions touching one host in any hour; more are refused (a person may still run them)."""
+    max_runs_per_action_per_hour: PositiveInt = 30
+    """Automatic runs of one catalog script (or notification template) in any hour, across hosts."""
+    loop_max_runs: PositiveInt = 3
+    """The same remediation for the same fingerprint more often than this within loop_window_minutes is a
+    loop: automatic runs of it stop, the loop is escalated, and it needs approval from then on."""
+    loop_window_minutes: PositiveInt = 60
+    loop_hold_hours: PositiveInt = 24
+    """How long a detected loop keeps requiring approval (or until released through the API)."""
+    max_targets: PositiveInt = 10
+    """A remediation whose target set holds more hosts than this is refused; an empty set always is."""
+    pause_refresh_seconds: PositiveFloat = 1.0
+    """How stale this process's view of the global pause may be (other replicas' pause/resume)."""
+
+
+class ApprovalsConfig(_Section):
+    """Approval requests (docs/response.md "Approvals"); who may approve: ``response.analysis.approvers``."""
+
+    timeout_minutes: Annotated[int, msgspec.Meta(ge=1, le=10080)] = 30
+    """A request not decided within this is rejected automatically (and the requester told)."""
+    token_ttl_minutes: Annotated[int, msgspec.Meta(ge=1, le=1440)] = 30
+    """An approval token (issued on approval) is valid this long, once."""
+    expiry_check_seconds: PositiveFloat = 15.0
+    """How often the expiry job runs: a request is rejected at most this late."""
+    link_base_url: str | None = None
+    """Where approvers are sent (``<base>/api/v1/autonomous/executions/<id>``); null: the request's path."""
+
+
 class ResponseConfig(_Section):
     """The autonomous response side (port 3011; docs/response.md)."""
 
@@ -617,6 +649,8 @@ class ResponseConfig(_Section):
     executor: ExecutorConfig = msgspec.field(default_factory=ExecutorConfig)
     risk: RiskConfig = msgspec.field(default_factory=RiskConfig)
     analysis: AnalysisConfig = msgspec.field(default_factory=AnalysisConfig)
+    governor: GovernorConfig = msgspec.field(default_factory=GovernorConfig)
+    approvals: ApprovalsConfig = msgspec.field(default_factory=ApprovalsConfig)
 
 
 class Settings(_Section):

@@ -29,7 +29,7 @@ from opsresponder import __version__
 from opsresponder.config import HttpRunnerConfig
 from opsresponder.outbound.allowlist import UrlAllowlist, UrlNotAllowedError
 from opsresponder.outbound.delivery import backoff_delay, caused_by
-from opsresponder.outbound.transport import GuardedTransport
+from opsresponder.outbound.transport import guarded_client
 from opsresponder.response.runners.base import ActionRequest, RunResult
 from opsresponder.response.runners.parameters import ParameterError, check_parameters
 from opsresponder.response.runners.results import structured
@@ -195,12 +195,8 @@ class HttpRunner:
 
     def _ensure_client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                transport=self._transport or GuardedTransport(self._allowlist),
-                # A redirect would lead to a URL the allowlist never saw: a 3xx is the answer.
-                follow_redirects=False,
-                trust_env=False,
-            )
+            # Each request passes the action's own timeout; this one is only the client's default.
+            self._client = guarded_client(self._allowlist, timeout=30.0, transport=self._transport)
         return self._client
 
 

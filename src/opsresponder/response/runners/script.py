@@ -78,9 +78,9 @@ class _Capture(asyncio.SubprocessProtocol):
 class ScriptRunner:
     """Runs catalog scripts that have a ``command`` (`Runner`)."""
 
-    def __init__(self, config: ScriptRunnerConfig) -> None:
+    def __init__(self, config: ScriptRunnerConfig, *, data_dir: str = "./var") -> None:
         self._config = config
-        self._directory = Path(config.working_directory).absolute()
+        self._directory = Path(config.working_directory or Path(data_dir) / "scripts").absolute()
         self._base_environment = {
             name: os.environ[name] for name in config.pass_environment if name in os.environ
         }

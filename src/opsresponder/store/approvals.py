@@ -1,0 +1,181 @@
+"""Approval requests (``autonomous.approvals``): one per execution that needs a person.
+
+Every state change is one conditional UPDATE, so concurrent approvers, the expiry job on several replicas
+and a token presented twice each win at most once: the row that comes back is the one this call changed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Final, Literal
+
+import asyncpg
+import msgspec
+
+from opsresponder.store.pool import connection
+
+ApprovalStatus = Literal["pending", "approved", "rejected", "expired"]
+
+_COLUMNS: Final = (
+    "id, execution_id, plan_hash, status, requested_by, approvers, risk_level, business_impact, reason, "
+    "actions, created_at, expires_at, decided_by, decided_at, comment, token_expires_at, token_used_at"
+)
+
+
+class ApprovalRecord(msgspec.Struct, kw_only=True, frozen=True):
+    """An approval request as stored (never its token, which is kept only as a hash)."""
+
+    id: int
+    execution_id: int
+    plan_hash: str
+    status: ApprovalStatus
+    requested_by: str
+    approvers: list[str]
+    risk_level: str
+    business_impact: str
+    reason: str
+    actions: list[dict[str, Any]]
+    created_at: datetime
+    expires_at: datetime
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    comment: str = ""
+    token_expires_at: datetime | None = None
+    token_used_at: datetime | None = None
+
+
+class NewApproval(msgspec.Struct, kw_only=True, frozen=True):
+    execution_id: int
+    plan_hash: str
+    requested_by: str
+    approvers: list[str]
+    risk_level: str
+    business_impact: str
+    reason: str
+    actions: list[dict[str, Any]]
+    created_at: datetime
+    expires_at: datetime
+
+
+class ApprovalRepository:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def create(self, new: NewApproval) -> ApprovalRecord:
+        async with connection(self.pool) as conn:
+            row = await conn.fetchrow(
+                f"""INSERT INTO autonomous.approvals (execution_id, plan_hash, requested_by, approvers,
+                        risk_level, business_impact, reason, actions, created_at, expires_at)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {_COLUMNS}""",
+                new.execution_id,
+                new.plan_hash,
+                new.requested_by,
+                new.approvers,
+                new.risk_level,
+                new.business_impact,
+                new.reason,
+                new.actions,
+                new.created_at,
+                new.expires_at,
+            )
+        assert row is not None
+        return _record(row)
+
+    async def get(self, execution_id: int) -> ApprovalRecord | None:
+        async with connection(self.pool) as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_COLUMNS} FROM autonomous.approvals WHERE execution_id = $1", execution_id
+            )
+        return None if row is None else _record(row)
+
+    async def decide(
+        self,
+        execution_id: int,
+        *,
+        status: Literal["approved", "rejected"],
+        by: str,
+        at: datetime,
+        comment: str,
+        token_sha256: str | None = None,
+        token_expires_at: datetime | None = None,
+    ) -> ApprovalRecord | None:
+        """Approve or reject a request still pending and not yet expired at `at`; None when it was not."""
+        async with connection(self.pool) as conn:
+            row = await conn.fetchrow(
+                f"""UPDATE autonomous.approvals
+                    SET status = $2, decided_by = $3, decided_at = $4, comment = $5, token_sha256 = $6,
+                        token_expires_at = $7
+                    WHERE execution_id = $1 AND status = 'pending' AND expires_at > $4
+                    RETURNING {_COLUMNS}""",
+                execution_id,
+                status,
+                by,
+                at,
+                comment,
+                token_sha256,
+                token_expires_at,
+            )
+        return None if row is None else _record(row)
+
+    async def expire_due(self, now: datetime, limit: int = 500) -> list[ApprovalRecord]:
+        """Mark pending requests past their deadline expired; each is returned by exactly one call."""
+        async with connection(self.pool) as conn:
+            rows = await conn.fetch(
+                f"""UPDATE autonomous.approvals SET status = 'expired', decided_by = 'expiry', decided_at = $1
+                    WHERE id IN (SELECT id FROM autonomous.approvals
+                                 WHERE status = 'pending' AND expires_at <= $1
+                                 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+                      AND status = 'pending'
+                    RETURNING {_COLUMNS}""",
+                now,
+                limit,
+            )
+        return [_record(r) for r in rows]
+
+    async def redeem(self, token_sha256: str, plan_hash: str, now: datetime) -> ApprovalRecord | None:
+        """Use an approval token once: it must be unused, unexpired and bound to exactly `plan_hash`."""
+        async with connection(self.pool) as conn:
+            row = await conn.fetchrow(
+                f"""UPDATE autonomous.approvals SET token_used_at = $3
+                    WHERE token_sha256 = $1 AND plan_hash = $2 AND status = 'approved'
+                      AND token_used_at IS NULL AND token_expires_at > $3
+                    RETURNING {_COLUMNS}""",
+                token_sha256,
+                plan_hash,
+                now,
+            )
+        return None if row is None else _record(row)
+
+    async def list(
+        self,
+        *,
+        status: ApprovalStatus | None,
+        approver: str | None,
+        requested_by: str | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[ApprovalRecord], int]:
+        conditions: list[str] = []
+        args: list[object] = []
+        for column, value in (("status", status), ("requested_by", requested_by)):
+            if value is not None:
+                args.append(value)
+                conditions.append(f"{column} = ${len(args)}")
+        if approver is not None:
+            args.append(approver)
+            conditions.append(f"${len(args)} = ANY (approvers)")
+        where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+        async with connection(self.pool) as conn:
+            total = await conn.fetchval(f"SELECT count(*) FROM autonomous.approvals {where}", *args)
+            rows = await conn.fetch(
+                f"""SELECT {_COLUMNS} FROM autonomous.approvals {where}
+                    ORDER BY created_at DESC, id DESC LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}""",
+                *args,
+                limit,
+                offset,
+            )
+        return [_record(r) for r in rows], int(total)
+
+
+def _record(row: asyncpg.Record) -> ApprovalRecord:
+    return msgspec.convert(dict(row), ApprovalRecord)
