@@ -45,11 +45,6 @@ _ERROR_STDERR_CHARS: Final = 200
 # After the group is SIGKILLed, how long to wait for the kernel to deliver it (a process in an
 # uninterruptible sleep dies only when the sleep ends); past it the run ends without the exit status.
 _REAP_SECONDS: Final = 5.0
-# Starting a process (fork and exec inside `loop.subprocess_exec`) holds the event loop about 1.4 ms on the
-# 2-core reference machine. 200 executions starting at once made one loop iteration of 200 spawns: every
-# other request (webhooks) waited ~300 ms behind it. With at most this many starting at once, the loop's
-# lag stays under ~15 ms at the same spawn rate (~780/s); measured in docs/response.md "The API".
-SPAWNS_AT_ONCE: Final = 4
 
 
 class _Capture(asyncio.SubprocessProtocol):
@@ -90,7 +85,6 @@ class ScriptRunner:
             name: os.environ[name] for name in config.pass_environment if name in os.environ
         }
         self._base_environment.update(config.environment)
-        self._spawning = asyncio.Semaphore(SPAWNS_AT_ONCE)
 
     @property
     def working_directory(self) -> Path:
@@ -126,17 +120,16 @@ class ScriptRunner:
             reason = e.strerror or e
             return _failed(started, f"cannot create the working directory {self._directory}: {reason}")
         try:
-            async with self._spawning:
-                transport, _ = await loop.subprocess_exec(
-                    lambda: capture,
-                    *argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    cwd=self._directory,
-                    env=environment,
-                    start_new_session=True,
-                )
+            transport, _ = await loop.subprocess_exec(
+                lambda: capture,
+                *argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=self._directory,
+                env=environment,
+                start_new_session=True,
+            )
         except OSError as e:
             return _failed(started, f"cannot start {argv[0]}: {e.strerror or e}")
         group = transport.get_pid()
