@@ -41,16 +41,24 @@ BOOTSTRAP_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name, not a secret
 # - ingest, stream, http: stop taking new work: the syslog and SNMP listeners first; then end the live
 #   streams, which never end by themselves and would hold uvicorn's graceful wait; then the HTTP servers,
 #   which finish their in-flight requests (those need the worker, still running);
+# - executions: once no request can submit, cancel or roll back any more (after http), and while the pool
+#   is open (its states are written): the execution service stops claiming, cancels the actions running
+#   here (their process groups are killed, as on a cancel) and marks those executions `interrupted`, so
+#   no restart takes them for still running; the rollback they asked for (rollback_on_failure) runs at
+#   the next start of any replica. Queued executions stay queued for the next start or another replica.
+#   A kill -9 skips all this: the next start finds the dead owner's lease expired and does the same;
 # - intake, worker: drain what is queued within the grace period, then stop the worker;
 # - stages: the stages' own background work (the asset inventory watcher, asset service lookups), once no
 #   batch runs any more;
 # - publisher: publish the last commits, since other replicas' stream clients are still listening;
 # - deliveries: after the worker (no more commits), before the pool closes; a delivery cut short rolls
 #   back, so its rows stay pending for the next start or another replica;
+# - response_clients: the HTTP clients of the notification channels and the HTTP runner, once no
+#   execution can use them any more;
 # - sockets: release HTTP sockets of servers that never served (a no-op after uvicorn closed them).
 # The state backend, the pool and the embedded PostgreSQL close after all of these, in `run`.
-STOP_ORDER: Final = ("scheduler", "ingest", "stream", "http", "intake", "worker", "stages", "publisher",
-                     "deliveries", "sockets")  # fmt: skip
+STOP_ORDER: Final = ("scheduler", "ingest", "stream", "http", "executions", "intake", "worker", "stages",
+                     "publisher", "deliveries", "response_clients", "sockets")  # fmt: skip
 
 StopStep = Callable[[], Awaitable[None]]
 
@@ -103,7 +111,7 @@ class OpsResponder:
 
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.settings
-        async with database_session(settings) as pool:
+        async with database_pools(settings, response=settings.response.enabled) as (pool, response_pool):
             self.pool = pool
             async with connection(pool) as conn:
                 await migrate(conn)
@@ -112,7 +120,10 @@ class OpsResponder:
             await state.start()
             self.state = state
             try:
-                await self._serve(build_parts(settings, pool, state, self.listeners, self._clock), stop)
+                parts = build_parts(
+                    settings, pool, state, self.listeners, self._clock, response_pool=response_pool
+                )
+                await self._serve(parts, stop)
             finally:
                 await state.stop()
         log.info("OpsResponder stopped.")
@@ -127,8 +138,16 @@ class OpsResponder:
                 server.close_socket()
 
             shutdown.on_stop("sockets", close_socket)
+        for close in parts.response_clients:
+            # Built whether or not anything started: closed in every case.
+            shutdown.on_stop("response_clients", close)
         try:
             log.info("Response templates loaded from files.", **await parts.load_templates())
+            if parts.executions is not None:
+                # After the migrations and the templates: its start recovers what a dead process left
+                # running (interrupted, rolled back when asked), before any request can submit.
+                await parts.executions.start()
+                shutdown.on_stop("executions", parts.executions.stop)
             for name, listener in parts.ingest_listeners.items():
                 await listener.start()
                 shutdown.on_stop("ingest", listener.stop)
@@ -209,6 +228,17 @@ def _drain(intake: Intake, worker: asyncio.Task[None], grace: float) -> StopStep
 @contextlib.asynccontextmanager
 async def database_session(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     """A pool on the configured database, or on the embedded PostgreSQL (started here, stopped after)."""
+    async with database_pools(settings, response=False) as (pool, _):
+        yield pool
+
+
+@contextlib.asynccontextmanager
+async def database_pools(
+    settings: Settings, *, response: bool
+) -> AsyncIterator[tuple[asyncpg.Pool, asyncpg.Pool | None]]:
+    """The service's pool and, with `response`, the response side's own (``database.response_pool_max_size``
+    connections): 200 running executions each writing its steps would otherwise queue ahead of the
+    pipeline's batches for the shared pool's connections, stalling ingest for seconds."""
     async with contextlib.AsyncExitStack() as stack:
         dsn = settings.database.url
         if not dsn:
@@ -216,15 +246,26 @@ async def database_session(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
             maintenance_dsn = await asyncio.to_thread(embedded.start)
             stack.push_async_callback(asyncio.to_thread, embedded.stop)
             dsn = await ensure_database(maintenance_dsn)
+        config = settings.database
         pool = await create_pool(
             dsn,
-            min_size=settings.database.pool_min_size,
-            max_size=settings.database.pool_max_size,
-            connect_timeout=settings.database.connect_timeout_seconds,
-            command_timeout=settings.database.command_timeout_seconds,
+            min_size=config.pool_min_size,
+            max_size=config.pool_max_size,
+            connect_timeout=config.connect_timeout_seconds,
+            command_timeout=config.command_timeout_seconds,
         )
         stack.push_async_callback(pool.close)
-        yield pool
+        response_pool = None
+        if response:
+            response_pool = await create_pool(
+                dsn,
+                min_size=1,
+                max_size=config.response_pool_max_size,
+                connect_timeout=config.connect_timeout_seconds,
+                command_timeout=config.command_timeout_seconds,
+            )
+            stack.push_async_callback(response_pool.close)
+        yield pool, response_pool
 
 
 @contextlib.asynccontextmanager

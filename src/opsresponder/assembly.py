@@ -8,6 +8,9 @@ runs. `app.OpsResponder` starts and stops what this module built.
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -18,7 +21,7 @@ import asyncpg
 from prometheus_client import CollectorRegistry
 
 from opsresponder.api.autonomous import build_autonomous_app
-from opsresponder.api.context import EventsApiContext, ServiceContext
+from opsresponder.api.context import AutonomousApiContext, EventsApiContext
 from opsresponder.api.errors import ErrorGuard
 from opsresponder.api.events import build_events_app
 from opsresponder.api.ingest_asgi import IngestFront
@@ -48,15 +51,27 @@ from opsresponder.pipeline.rules import AbsenceChecker, RuleBook, RuleEngine, Ru
 from opsresponder.pipeline.stage import BackgroundStage
 from opsresponder.pipeline.stages import StageDeps, build_stages
 from opsresponder.pipeline.worker import PipelineWorker
+from opsresponder.response.analysis import Analyzer
+from opsresponder.response.executor.service import ExecutionService
+from opsresponder.response.notify.messages import load_message_templates
+from opsresponder.response.notify.metrics import NotificationMetrics
+from opsresponder.response.notify.service import NotificationService
+from opsresponder.response.risk import RiskMatrix
+from opsresponder.response.runners.dispatch import CatalogRunner
+from opsresponder.response.runners.http import HttpRunner
+from opsresponder.response.runners.script import ScriptRunner
 from opsresponder.rules.evaluation import CombinedRules, NoRules, RuleSource
 from opsresponder.rules.evaluation.file_source import FileRuleSource
-from opsresponder.rules.templates import load_script_catalog
+from opsresponder.rules.templates import ScriptCatalog, load_script_catalog
 from opsresponder.rules.templates.files import read_template_files
 from opsresponder.state import MemoryStateBackend, StateBackend
 from opsresponder.store.correlations import CorrelationRepository, CorrelationWriter, correlation_rules
+from opsresponder.store.decisions import DecisionRepository
 from opsresponder.store.deliveries import DeliveryQueue
 from opsresponder.store.events import EventRepository
+from opsresponder.store.executions import ExecutionRepository
 from opsresponder.store.firings import FiringRepository, FiringsWriter
+from opsresponder.store.outcomes import OutcomeRepository
 from opsresponder.store.patterns import PatternRepository, PatternWriter
 from opsresponder.store.pool import connection
 from opsresponder.store.response_templates import ResponseTemplateRepository
@@ -92,14 +107,25 @@ class Parts:
     background_stages: list[BackgroundStage] = field(default_factory=list)
     """Stages with work of their own (``enrich``'s file watcher): started before the worker, stopped
     after it, reloaded on SIGHUP."""
+    executions: ExecutionService | None = None
+    """The executor (response.enabled): started once the store is ready, stopped after the HTTP servers."""
+    response_clients: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    """Close the response side's HTTP clients (notifications, the HTTP runner) once no execution runs."""
 
 
 def build_parts(
-    settings: Settings, pool: asyncpg.Pool, state: StateBackend, listeners: dict[str, str], clock: Clock
+    settings: Settings,
+    pool: asyncpg.Pool,
+    state: StateBackend,
+    listeners: dict[str, str],
+    clock: Clock,
+    *,
+    response_pool: asyncpg.Pool | None = None,
 ) -> Parts:
     """Build and wire every part; bind the HTTP sockets (the only side effect).
 
     `listeners` is filled with the bound addresses by name as parts bind (the health endpoint shows it).
+    `response_pool`: the response side's own connections (decisions, outcomes, executions); None: `pool`.
 
     Raises:
         ConfigError: a parsing rule, trap mapping, v3 user, allowlist entry or the script catalog is invalid.
@@ -199,12 +225,28 @@ def build_parts(
         response_templates=response_templates,
         script_catalog=script_catalog,
     )
-    autonomous_ctx = ServiceContext(
+    response = _response_side(
+        settings,
+        response_pool or pool,
+        state,
+        url_allowlist,
+        script_catalog,
+        registry,
+        clock,
+        events=repository,
+        templates=response_templates,
+        correlations=correlations,
+        silences=silences,
+    )
+    autonomous_ctx = AutonomousApiContext(
         api=settings.api,
         registry=registry,
         check_database=check_database,
         listeners=listeners,
         refresh_metrics=refresh_metrics,
+        analyzer=response.analyzer if response else None,
+        decisions=response.decisions if response else None,
+        executions=response.executions if response else None,
     )
     grace = settings.pipeline.drain_grace_seconds
     servers: dict[str, HttpServer] = {}
@@ -239,7 +281,84 @@ def build_parts(
         check_database=check_database,
         background_stages=[s for s in stages if isinstance(s, BackgroundStage)],
         load_templates=load_templates,
+        executions=response.executions if response else None,
+        response_clients=response.closes if response else [],
     )
+
+
+@dataclass(slots=True)
+class ResponseSide:
+    """The autonomous response side's parts, built when ``response.enabled``."""
+
+    analyzer: Analyzer
+    decisions: DecisionRepository
+    executions: ExecutionService
+    closes: list[Callable[[], Awaitable[None]]]
+    """Close the HTTP clients of the notification channels and the HTTP runner."""
+
+
+def _response_side(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    state: StateBackend,
+    allowlist: UrlAllowlist,
+    catalog: ScriptCatalog,
+    registry: CollectorRegistry,
+    clock: Clock,
+    *,
+    events: EventRepository,
+    templates: ResponseTemplateRepository,
+    correlations: CorrelationRepository,
+    silences: SilenceRepository,
+) -> ResponseSide | None:
+    """Runners over the catalog the templates were checked against, notifications, analysis and the
+    executor; None when ``response.enabled`` is false (the autonomous endpoints then answer 503).
+
+    Raises:
+        ConfigError: a message template of ``response.notifications.directory`` is invalid.
+    """
+    config = settings.response
+    if not config.enabled:
+        return None
+    # HTTP calls reach only what the one outbound allowlist permits, like every other outbound request.
+    http_runner = HttpRunner(config.http, allowlist)
+    runner = CatalogRunner(ScriptRunner(config.scripts), http_runner)
+    notifier = NotificationService(
+        config.notifications,
+        allowlist,
+        load_message_templates(config.notifications.directory),
+        metrics=NotificationMetrics(registry),
+    )
+    decisions = DecisionRepository(pool)
+    outcomes = OutcomeRepository(pool)
+    analyzer = Analyzer(
+        events=events,
+        templates=templates,
+        firings=FiringRepository(pool),
+        correlations=correlations,
+        decisions=decisions,
+        outcomes=outcomes,
+        catalog=catalog,
+        risk=RiskMatrix(config.risk),
+        config=config.analysis,
+        clock=clock,
+        silences=silences,
+    )
+    executions = ExecutionService(
+        repository=ExecutionRepository(pool),
+        runner=runner,
+        notifier=notifier,
+        catalog=catalog,
+        templates=templates,
+        outcomes=outcomes,
+        state=state,
+        config=config.executor,
+        # Unique per process start: a restarted process must not take its predecessor's claims for its own
+        # (recovery tells a dead owner's executions by their expired lease).
+        owner=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}",
+        clock=clock,
+    )
+    return ResponseSide(analyzer, decisions, executions, [notifier.aclose, http_runner.aclose])
 
 
 def rule_source_of(settings: Settings, stored: RuleSource | None = None) -> RuleSource:

@@ -39,6 +39,9 @@ class DatabaseConfig(_Section):
     """PostgreSQL DSN; null starts the embedded PostgreSQL under ``data_dir``."""
     pool_min_size: PositiveInt = 2
     pool_max_size: PositiveInt = 10
+    response_pool_max_size: PositiveInt = 5
+    """The response side's own connections (executions, decisions, outcomes), apart from the pool above, so
+    that running executions never hold up the pipeline's batches (used when ``response.enabled``)."""
     connect_timeout_seconds: PositiveFloat = 5.0
     command_timeout_seconds: PositiveFloat = 30.0
 

@@ -47,3 +47,12 @@ def test_an_unknown_part_is_refused() -> None:
 
 async def worker_stop() -> None:
     return None
+
+
+def test_executions_stop_after_the_http_servers_and_before_their_clients_close() -> None:
+    order = list(STOP_ORDER)
+    # No request can submit, cancel or roll back once http has stopped; the executor still records its
+    # interrupted runs (the pool closes after every part), and its notifications and HTTP calls still have
+    # their clients.
+    assert order.index("http") < order.index("executions") < order.index("response_clients")
+    assert order.index("executions") < order.index("deliveries")

@@ -1,19 +1,24 @@
-"""The Autonomous Response API (port 3011). Its endpoints arrive with the response features; the shared
-health, readiness, metrics and schema endpoints are served from the start so operators can probe it."""
+"""The Autonomous Response API (port 3011): analysis (api/analysis.py), execution and its control
+(api/executions.py), besides the shared health, readiness, metrics and schema endpoints.
+
+Every endpoint of the response side answers 503 where ``response.enabled`` is false.
+"""
 
 from __future__ import annotations
 
 from litestar import Litestar
 
+from opsresponder.api.analysis import ANALYSIS_HANDLERS
 from opsresponder.api.common import build_app
-from opsresponder.api.context import ServiceContext
+from opsresponder.api.context import AutonomousApiContext
+from opsresponder.api.executions import EXECUTION_HANDLERS
 
 
-def build_autonomous_app(ctx: ServiceContext) -> Litestar:
+def build_autonomous_app(ctx: AutonomousApiContext) -> Litestar:
     return build_app(
         ctx,
         title="OpsResponder Autonomous Response API",
-        description="Analysis, execution, approvals and feedback (port 3011).",
-        handlers=[],
+        description="Analysis, execution, execution control (port 3011); approvals and feedback come next.",
+        handlers=[*ANALYSIS_HANDLERS, *EXECUTION_HANDLERS],
         api="autonomous",
     )

@@ -2,7 +2,7 @@
 
 Each app gets its own small context: `ServiceContext` holds what every port serves (health, readiness,
 metrics, token auth and request limits); `EventsApiContext` adds what the Event Processing API needs;
-the Autonomous Response API will add its own the same way. No handler sees `Settings` as a whole.
+`AutonomousApiContext` what the Autonomous Response API needs. No handler sees `Settings` as a whole.
 """
 
 from __future__ import annotations
@@ -21,8 +21,11 @@ from opsresponder.outbound.allowlist import UrlAllowlist
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.worker import PipelineWorker
+from opsresponder.response.analysis import Analyzer
+from opsresponder.response.executor.service import ExecutionService
 from opsresponder.rules.templates import ScriptCatalog
 from opsresponder.store.correlations import CorrelationRepository
+from opsresponder.store.decisions import DecisionRepository
 from opsresponder.store.events import EventRepository
 from opsresponder.store.firings import FiringRepository
 from opsresponder.store.patterns import PatternRepository
@@ -93,6 +96,22 @@ class EventsApiContext(ServiceContext):
     firings: FiringRepository | None = None
     response_templates: ResponseTemplateRepository | None = None
     script_catalog: ScriptCatalog = field(default_factory=ScriptCatalog)
+
+
+@dataclass(slots=True, kw_only=True)
+class AutonomousApiContext(ServiceContext):
+    """The Autonomous Response API (port 3011): analysis, execution, execution control.
+
+    Attributes:
+        analyzer: decides about an event and stores the decision.
+        decisions: the stored decisions (what ``execute`` runs).
+        executions: the execution service (submit, watch, cancel, roll back).
+    Each is None where ``response.enabled`` is false: the endpoints then answer 503.
+    """
+
+    analyzer: Analyzer | None = None
+    decisions: DecisionRepository | None = None
+    executions: ExecutionService | None = None
 
 
 C = TypeVar("C", bound=ServiceContext)

@@ -150,9 +150,6 @@ class EventRepository:
                     outcomes[i] = WriteOutcome(ids[i], row["correlation_id"], duplicate=False)
                 else:
                     outcomes[i] = WriteOutcome(row["event_id"], row["correlation_id"], duplicate=True)
-        # From here on this transaction only writes rows that later batches reach through the dedup rows
-        # it holds locked (or new rows), so it never waits for them.
-        turn.end_lock_phase()
 
         # In-batch repeats follow their run's head; every duplicate then counts towards the event it repeats.
         repeats: dict[int, tuple[int, datetime]] = {}
@@ -192,6 +189,11 @@ class EventRepository:
             await conn.execute(
                 _ADD_DUPLICATES, targets, [repeats[t][0] for t in targets], [repeats[t][1] for t in targets]
             )
+        # Only now: the writers lock rows that later batches share without any dedup row in common (two
+        # events of one message template upsert one events.patterns row). Were a later batch let in before,
+        # it could take such a row first, then wait here for this batch's commit while this batch waits in
+        # PostgreSQL for its row: a deadlock PostgreSQL cannot see. Overlap keeps the commit (its WAL flush).
+        turn.end_lock_phase()
         return [o for o in outcomes if o is not None]
 
     async def get(self, event_id: int) -> Event | None:

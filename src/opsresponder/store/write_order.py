@@ -3,9 +3,10 @@
 The pipeline keeps more than one batch transaction open at a time, so that a batch's round trips to
 PostgreSQL overlap with the next batch's. Three things must still happen in batch order:
 
-1. Taking ids and dedup row locks (the *lock* phase). Ids then grow with batch order, and a batch never
-   waits in PostgreSQL for a row lock held by a later batch, which is waiting (here, where PostgreSQL's
-   deadlock detector cannot see it) for the earlier batch to commit.
+1. Taking ids and every row lock: the dedup rows, and the rows the batch writers upsert (the lock phase
+   ends once the batch has written everything, commit excepted). Ids then grow with batch order, and a
+   batch never waits in PostgreSQL for a row lock held by a later batch, which is waiting (here, where
+   PostgreSQL's deadlock detector cannot see it) for the earlier batch to commit.
 2. Committing. Ids then grow in commit order within a process, which is what makes the live stream's
    resume cursor exact (docs/stream.md).
 3. Publishing: answering the callers and telling the commit listeners, so the stream sends events in id

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -20,23 +21,24 @@ TOKENS = {
 
 
 def api_settings(database_url: str, data_dir: Path, **pipeline: object) -> Settings:
-    return settings_from_tree(
-        {
-            "data_dir": str(data_dir),
-            "database": {"url": database_url},
-            "api": {
-                "events": {"host": "127.0.0.1", "port": 0},
-                "autonomous": {"host": "127.0.0.1", "port": 0},
-                "tokens": [
-                    {"name": name, "token": token, "scopes": [name]} for name, token in TOKENS.items()
-                ],
-                "max_body_bytes": 65536,
-            },
-            "pipeline": {"drain_grace_seconds": 2, **pipeline},
-            "syslog": {"udp": {"enabled": False}, "tcp": {"enabled": False}},
-            "snmp": {"enabled": False},
-        }
-    )
+    return settings_from_tree(api_tree(database_url, data_dir, TOKENS, **pipeline))
+
+
+def api_tree(database_url: str, data_dir: Path, tokens: dict[str, str], **pipeline: object) -> dict[str, Any]:
+    """The settings tree of `api_settings`: one token per scope, named after it."""
+    return {
+        "data_dir": str(data_dir),
+        "database": {"url": database_url},
+        "api": {
+            "events": {"host": "127.0.0.1", "port": 0},
+            "autonomous": {"host": "127.0.0.1", "port": 0},
+            "tokens": [{"name": name, "token": token, "scopes": [name]} for name, token in tokens.items()],
+            "max_body_bytes": 65536,
+        },
+        "pipeline": {"drain_grace_seconds": 2, **pipeline},
+        "syslog": {"udp": {"enabled": False}, "tcp": {"enabled": False}},
+        "snmp": {"enabled": False},
+    }
 
 
 @pytest.fixture

@@ -242,7 +242,8 @@ def test_every_operation_documents_its_body_and_answers(fuzzed_service: dict[str
             assert {"401", "403"} <= set(answers), label
         if operation.get("parameters"):
             assert "400" in answers, label
-        if label.startswith(("POST", "PUT")) and "redeliver" not in label:
+        # Actions on a resource (redeliver, cancel, rollback) take no body.
+        if label.startswith(("POST", "PUT")) and not label.endswith(("/redeliver", "/cancel", "/rollback")):
             assert operation["requestBody"]["content"]["application/json"]["schema"], label
             assert "413" in answers, label
 
@@ -263,3 +264,15 @@ def test_every_operation_documents_its_body_and_answers(fuzzed_service: dict[str
     assert {"201", "400", "422", "503"} <= set(triggers["responses"])
     assert triggers["requestBody"]["content"]["application/json"]["example"]["conditions"]
     assert {"200", "404", "422"} <= set(events["POST /api/v1/rules/triggers/test"]["responses"])
+
+    autonomous = _operations(fuzzed_service["autonomous_api"])
+    assert {"200", "400", "404", "422", "503"} <= set(
+        autonomous["POST /api/v1/autonomous/analyze"]["responses"]
+    )
+    execute = autonomous["POST /api/v1/autonomous/execute"]
+    assert {"200", "202", "400", "404", "422", "503"} <= set(execute["responses"])
+    assert execute["requestBody"]["content"]["application/json"]["example"]["decision_id"]
+    for control in ("cancel", "rollback"):
+        answers = autonomous[f"POST /api/v1/autonomous/executions/{{execution_id}}/{control}"]["responses"]
+        assert {"200", "404", "409"} <= set(answers), control
+    assert "400" in autonomous["GET /api/v1/autonomous/executions"]["responses"]

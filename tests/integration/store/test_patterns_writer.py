@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -17,6 +18,7 @@ from opsresponder.pipeline.patterns import NoPatterns, PatternMetrics, Patterns,
 from opsresponder.store.errors import StoreError
 from opsresponder.store.events import EventRepository
 from opsresponder.store.patterns import PatternQuery, PatternRepository, PatternWriter
+from opsresponder.store.write_order import WriteOrder
 from tests.factories import make_event, prepared
 
 WINDOW = timedelta(minutes=5)
@@ -129,3 +131,35 @@ async def test_the_repository_lists_sorts_filters_and_gives_the_stage_recent_tem
     assert list(await patterns.recent_templates(2)) == [DISK, "Fan <NUM> failed"]
     got = await patterns.get(template_id(CPU))
     assert got is not None and got.count == 1
+
+
+class Gate:
+    """Holds the first transaction it sees after its events went in, until released."""
+
+    def __init__(self) -> None:
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def write(self, conn: asyncpg.Connection, batch: Batch, stored: Sequence[Event]) -> None:
+        if not self.held.is_set():
+            self.held.set()
+            await self.release.wait()
+
+
+async def test_overlapping_batches_of_one_template_never_deadlock(db_pool: asyncpg.Pool) -> None:
+    # Two batches in flight at once (pipeline.concurrent_batches), no event in common, one template: the
+    # later one must not take the template's row before the earlier one, which it waits for to commit.
+    gate = Gate()
+    repository = EventRepository(db_pool, dedup_window=WINDOW, writers=[gate, PatternWriter()])
+    order = WriteOrder()
+    first = await templated(make_event(title="CPU at 97%", host="a"))
+    second = await templated(make_event(title="CPU at 98%", host="b"))
+    one = asyncio.create_task(repository.store_batch(first.events, order.next_turn(), batch=first))
+    await gate.held.wait()
+    two = asyncio.create_task(repository.store_batch(second.events, order.next_turn(), batch=second))
+    # Time for the second batch to reach the patterns row, had it been let in before the first was done.
+    await asyncio.sleep(0.3)
+    gate.release.set()
+    async with asyncio.timeout(10):
+        await asyncio.gather(one, two)
+    assert await counts(db_pool) == {CPU: 2}

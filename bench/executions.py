@@ -1,0 +1,382 @@
+"""Executor benchmark: concurrent executions of a 3-step diagnostic playbook of short real scripts, the
+executor's overhead per step, and what they do to webhook ingest latency.
+
+    python bench/executions.py [--concurrency 200] [--duration 20] [--rate 200] [--database-url URL]
+
+The service runs as it is deployed (``python -m opsresponder serve``, bench/_server.py) against a fresh
+PostgreSQL database; the load comes from other processes (this script re-run with ``--load-executions``
+and ``--load-ingest``), so the load generators' CPU is never counted as the service's.
+
+1. Ingest alone: single-event webhooks at a fixed rate (``--rate``/s, open loop: latency is measured from
+   when each request was due, so a stall is not hidden by sending less) for ``--duration`` s: p50/p99.
+2. Side by side: the same ingest load, and executions: waves of ``--concurrency`` executions submitted at
+   once (each wave waits for the previous to end) until ``--duration`` has passed.
+3. Every execution is read back (after the load): the count by status, and per execution
+   ``(wall time - sum of its actions' run times) / steps``: the executor's overhead per step, i.e. all that
+   is not the scripts' own run time (claiming, state writes, logs, scheduling the next step). A script's
+   run time is the runner's (spawn to exit, ``duration_seconds``).
+
+Targets (issue 17): every execution completes; overhead <= 5 ms per step (p99 printed too); ingest p99 with
+executions <= 2x without. The playbook's scripts are real binaries reading /proc (cat, head), run as argv.
+
+Reading the figures: with N executions in flight, each step's wall time is about N / (steps per second the
+machine sustains) (Little's law), so beyond the uncontended floor (phase 1) the "overhead" measures the
+queue for CPU and PostgreSQL that N executions make, not what the executor adds to one step; the server's
+CPU per step (printed per phase) is that. The machine-wide CPU use says whether the machine was saturated
+(the service, PostgreSQL, the scripts and the load processes share its cores, and on a shared development
+machine so do other people's processes). Ingest is open loop: when the machine cannot keep up with
+``--rate`` while the executions run, a queue builds and its latency grows with the run's length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _server import BenchDatabase, BenchServer
+from syslog_parsers import print_machine
+
+TARGET_OVERHEAD_MS = 5.0
+TARGET_INGEST_RATIO = 2.0
+PLAYBOOK_EVENT = "bench_diagnostics"
+LOW_RISK = {"business_hours": False, "maintenance_window": True, "system_criticality": "low"}
+CATALOG = {
+    "scripts": [
+        {"id": 1, "name": "read_load", "risk_level": "low", "action_type": "diagnostic",
+         "command": ["/bin/cat", "/proc/loadavg"], "timeout_seconds": 30},
+        {"id": 2, "name": "read_memory", "risk_level": "low", "action_type": "diagnostic",
+         "command": ["/usr/bin/head", "-n", "3", "/proc/meminfo"], "timeout_seconds": 30},
+        {"id": 3, "name": "read_uptime", "risk_level": "low", "action_type": "diagnostic",
+         "command": ["/bin/cat", "/proc/uptime"], "timeout_seconds": 30},
+    ]
+}  # fmt: skip
+TEMPLATE = {
+    "id": "bench_diagnostics",
+    "name": "Three diagnostics in a row",
+    "version": "1",
+    "triggers": [{"event_type": PLAYBOOK_EVENT}],
+    "actions": [
+        {"id": "load", "name": "Load", "type": "diagnostic", "automation_script": "read_load",
+         "required": True},
+        {"id": "memory", "name": "Memory", "type": "diagnostic", "automation_script": "read_memory",
+         "depends_on": ["load"]},
+        {"id": "uptime", "name": "Uptime", "type": "diagnostic", "automation_script": "read_uptime",
+         "depends_on": ["memory"]},
+    ],
+}  # fmt: skip
+STEPS = 3
+DONE = {"completed", "failed", "cancelled", "interrupted", "rolled_back"}
+
+
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far (/proc/stat): every process's, ours or not."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle and iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_since(before: tuple[int, int]) -> str:
+    busy, total = machine_busy()
+    return f"machine {100 * (busy - before[0]) / max(total - before[1], 1):.0f}% busy"
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def _time(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+# --- the load processes -------------------------------------------------------------------------------
+
+
+async def load_ingest(url: str, token: str, rate: float, duration: float) -> dict[str, Any]:
+    """Single events at `rate`/s for `duration` s, open loop; latencies from each request's due time."""
+    headers = {"Authorization": f"Bearer {token}"}
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30, limits=limits) as client:
+
+        async def one(n: int, due: float) -> None:
+            body = {"source": "bench", "event_type": "threshold_breach", "severity": "high",
+                    "host": f"web-{n % 500:04d}", "title": f"CPU high #{n}",
+                    "metadata": {"n": n}}  # fmt: skip
+            try:
+                answer = await client.post("/api/v1/events/webhook", json=body)
+                if answer.status_code != 200:
+                    errors[str(answer.status_code)] = errors.get(str(answer.status_code), 0) + 1
+            except httpx.HTTPError as e:
+                errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+            latencies.append(time.monotonic() - due)
+
+        start = time.monotonic()
+        tasks: list[asyncio.Task[None]] = []
+        n = 0
+        while (due := start + n / rate) < start + duration:
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            tasks.append(asyncio.create_task(one(n, due)))
+            n += 1
+        await asyncio.gather(*tasks)
+    return {"requests": n, "errors": errors, "p50_ms": 1000 * _percentile(latencies, 0.5),
+            "p99_ms": 1000 * _percentile(latencies, 0.99), "max_ms": 1000 * max(latencies)}  # fmt: skip
+
+
+async def load_executions(
+    url: str, token: str, decision_id: int, concurrency: int, duration: float
+) -> dict[str, Any]:
+    """Waves of `concurrency` executions submitted at once, each wave awaited, until `duration` passed."""
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    ids: list[str] = []
+    refused = 0
+    waves = 0
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60, limits=limits) as client:
+
+        async def submit() -> str | None:
+            answer = await client.post("/api/v1/autonomous/execute", json={"decision_id": decision_id})
+            return str(answer.json()["execution_id"]) if answer.status_code == 202 else None
+
+        async def busy() -> int:
+            total = 0
+            for status in ("queued", "running"):
+                answer = await client.get(
+                    "/api/v1/autonomous/executions", params={"status": status, "limit": 1}
+                )
+                total += int(answer.json()["total_count"])
+            return total
+
+        start = time.monotonic()
+        while time.monotonic() - start < duration:
+            submitted = await asyncio.gather(*(submit() for _ in range(concurrency)))
+            refused += sum(1 for s in submitted if s is None)
+            ids.extend(s for s in submitted if s is not None)
+            waves += 1
+            while await busy():  # noqa: ASYNC110 - the service's state, polled over HTTP
+                await asyncio.sleep(0.1)
+        elapsed = time.monotonic() - start
+    return {"ids": ids, "refused": refused, "waves": waves, "seconds": elapsed}
+
+
+# --- the orchestration --------------------------------------------------------------------------------
+
+
+def _spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True)
+
+
+def _result(process: subprocess.Popen[str]) -> dict[str, Any]:
+    out, _ = process.communicate(timeout=900)
+    if process.returncode != 0:
+        raise RuntimeError(f"a load process failed ({process.returncode})")
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def _prepare(root: Path) -> dict[str, str]:
+    templates = root / "templates"
+    templates.mkdir(parents=True)
+    (root / "scripts.yaml").write_text(yaml.safe_dump(CATALOG, sort_keys=False))
+    (templates / "bench_diagnostics.yaml").write_text(yaml.safe_dump(TEMPLATE, sort_keys=False))
+    (root / "work").mkdir()
+    return {
+        "OPSRESPONDER_TEMPLATES__DIRECTORY": str(templates),
+        "OPSRESPONDER_TEMPLATES__SCRIPTS_FILE": str(root / "scripts.yaml"),
+        "OPSRESPONDER_RESPONSE__SCRIPTS__WORKING_DIRECTORY": str(root / "work"),
+        "OPSRESPONDER_RESPONSE__NOTIFICATIONS__DIRECTORY": "null",
+    }
+
+
+def _decision(api: str, events: str, token: str) -> int:
+    headers = {"Authorization": f"Bearer {token}"}
+    event = {"source": "bench", "event_type": PLAYBOOK_EVENT, "severity": "high", "host": "bench-1",
+             "title": "diagnose me"}  # fmt: skip
+    stored = httpx.post(f"http://{events}/api/v1/events/webhook", json=event, headers=headers, timeout=30)
+    stored.raise_for_status()
+    answer = httpx.post(
+        f"http://{api}/api/v1/autonomous/analyze",
+        json={"event_id": stored.json()["event_id"], "context": LOW_RISK},
+        headers=headers,
+        timeout=30,
+    )
+    answer.raise_for_status()
+    decision = answer.json()
+    if decision["approval_requirements"]["required"]:
+        raise RuntimeError(f"the bench playbook needs approval: {decision}")
+    return int(decision["decision_id"])
+
+
+def _read_back(api: str, token: str, ids: list[str]) -> list[dict[str, Any]]:
+    """Every execution of the run, read after the load through the list endpoint."""
+    headers = {"Authorization": f"Bearer {token}"}
+    wanted, found = set(ids), list[dict[str, Any]]()
+    offset = 0
+    with httpx.Client(base_url=f"http://{api}", headers=headers, timeout=60) as client:
+        while True:
+            page = client.get(
+                "/api/v1/autonomous/executions", params={"limit": 1000, "offset": offset}
+            ).json()
+            found.extend(e for e in page["executions"] if e["execution_id"] in wanted)
+            if not page["has_more"]:
+                return found
+            offset += 1000
+
+
+def _report(label: str, executions: list[dict[str, Any]], submitted: int) -> None:
+    """Print the count by status, the scripts' run time and the executor's overhead per step."""
+    by_status: dict[str, int] = {}
+    overheads: list[float] = []
+    script_ms: list[float] = []
+    for e in executions:
+        by_status[e["status"]] = by_status.get(e["status"], 0) + 1
+        if e["status"] != "completed" or not e.get("started_at") or not e.get("completed_at"):
+            continue
+        wall = _time(e["completed_at"]) - _time(e["started_at"])
+        scripts = sum(float(a.get("duration_seconds") or 0.0) for a in e["actions"])
+        script_ms.append(1000 * scripts / len(e["actions"]))
+        overheads.append(1000 * (wall - scripts) / len(e["actions"]))
+    all_done = by_status.get("completed", 0) == submitted
+    print(
+        f"  {label}: {submitted} submitted, by status {dict(sorted(by_status.items()))}; "
+        f"all completed: {'yes' if all_done else 'NO'}"
+    )
+    print(
+        f"    script run time per step (the runner's, spawn to exit): p50 "
+        f"{_percentile(script_ms, 0.5):.1f} ms, p99 {_percentile(script_ms, 0.99):.1f} ms"
+    )
+    p50, p99 = _percentile(overheads, 0.5), _percentile(overheads, 0.99)
+    mean = statistics.fmean(overheads) if overheads else float("nan")
+    print(
+        f"    executor overhead per step (wall - scripts) / steps: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
+        f"mean {mean:.2f} ms (target <= {TARGET_OVERHEAD_MS:.0f} ms: p50 {_met(p50 <= TARGET_OVERHEAD_MS)}, "
+        f"p99 {_met(p99 <= TARGET_OVERHEAD_MS)})"
+    )
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def _ingest_line(label: str, result: dict[str, Any], cpu_cores: float) -> None:
+    print(
+        f"  {label}: {result['requests']} events, errors {result['errors'] or 'none'}; latency p50 "
+        f"{result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, max {result['max_ms']:.1f} ms; "
+        f"server CPU {cpu_cores:.2f} cores"
+    )
+
+
+def _executions_line(executed: dict[str, Any], concurrency: int, cpu: float) -> None:
+    steps = len(executed["ids"]) * STEPS
+    print(
+        f"  executions: {executed['waves']} waves of {concurrency} at once, {len(executed['ids'])} accepted, "
+        f"{executed['refused']} refused, in {executed['seconds']:.1f} s ({steps / executed['seconds']:.0f} "
+        f"steps/s); server CPU {cpu / executed['seconds']:.2f} cores, "
+        f"{1000 * cpu / max(steps, 1):.2f} ms per step (submit, polling and read-back requests included)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--duration", type=float, default=20)
+    parser.add_argument("--rate", type=float, default=200, help="webhook events per second")
+    parser.add_argument("--database-url", help="an existing database (default: a fresh one, dropped after)")
+    parser.add_argument("--load-ingest", nargs=2, metavar=("URL", "TOKEN"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--load-executions", nargs=3, metavar=("URL", "TOKEN", "DECISION"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.load_ingest:
+        url, token = args.load_ingest
+        print(json.dumps(asyncio.run(load_ingest(url, token, args.rate, args.duration))))
+        return
+    if args.load_executions:
+        url, token, decision = args.load_executions
+        result = asyncio.run(load_executions(url, token, int(decision), args.concurrency, args.duration))
+        print(json.dumps(result))
+        return
+
+    print_machine()
+    print(f"cores: {os.cpu_count()}; the service, PostgreSQL and the load processes share them")
+    with BenchDatabase(args.database_url) as database_url, tempfile.TemporaryDirectory() as tmp:
+        env = _prepare(Path(tmp))
+        env["OPSRESPONDER_RESPONSE__EXECUTOR__CONCURRENCY"] = str(args.concurrency)
+        server = BenchServer(None, database_url, **env)
+        server.start()
+        try:
+            token = server.token()
+            api, events = server.address_of("autonomous_api"), server.events_address
+            decision = _decision(api, events, token)
+            ingest_args = ["--rate", str(args.rate), "--duration", str(args.duration)]
+
+            def executions(concurrency: int, duration: float) -> subprocess.Popen[str]:
+                return _spawn(
+                    "--load-executions", f"http://{api}", token, str(decision),
+                    "--concurrency", str(concurrency), "--duration", str(duration),
+                )  # fmt: skip
+
+            print(f"1. one execution at a time for {args.duration / 2:.0f} s (the uncontended floor):")
+            cpu, machine = server.cpu_seconds(), machine_busy()
+            single = _result(executions(1, args.duration / 2))
+            _executions_line(single, 1, server.cpu_seconds() - cpu)
+            print(f"  {busy_since(machine)}")
+            _report("executions", _read_back(api, token, single["ids"]), len(single["ids"]))
+
+            print(f"2. webhook ingest alone, {args.rate:.0f} events/s for {args.duration:.0f} s:")
+            cpu, machine = server.cpu_seconds(), machine_busy()
+            alone = _result(_spawn("--load-ingest", f"http://{events}", token, *ingest_args))
+            _ingest_line("ingest", alone, (server.cpu_seconds() - cpu) / args.duration)
+            print(f"  {busy_since(machine)}")
+
+            print(f"3. the same ingest beside waves of {args.concurrency} concurrent executions:")
+            cpu = server.cpu_seconds()
+            ingest, load = (
+                _spawn("--load-ingest", f"http://{events}", token, *ingest_args),
+                executions(args.concurrency, args.duration),
+            )
+            beside, executed = _result(ingest), _result(load)
+            cpu_beside = server.cpu_seconds() - cpu
+            print(f"  {busy_since(machine)}")
+            _ingest_line("ingest", beside, cpu_beside / executed["seconds"])
+            _executions_line(executed, args.concurrency, cpu_beside)
+            ratio = beside["p99_ms"] / alone["p99_ms"]
+            print(
+                f"  ingest p99 with / without executions: x{ratio:.2f} "
+                f"(target <= x{TARGET_INGEST_RATIO:.0f}: {_met(ratio <= TARGET_INGEST_RATIO)})"
+            )
+            _report("executions", _read_back(api, token, executed["ids"]), len(executed["ids"]))
+
+            print(f"4. waves of {args.concurrency} concurrent executions alone for {args.duration:.0f} s:")
+            cpu, machine = server.cpu_seconds(), machine_busy()
+            only = _result(executions(args.concurrency, args.duration))
+            _executions_line(only, args.concurrency, server.cpu_seconds() - cpu)
+            print(f"  {busy_since(machine)}")
+            _report("executions", _read_back(api, token, only["ids"]), len(only["ids"]))
+            print_machine()
+        finally:
+            print(f"server exit code on SIGTERM: {server.stop()}")
+
+
+if __name__ == "__main__":
+    main()
