@@ -46,8 +46,8 @@ class FeedbackRepository:
         f = feedback
         async with connection(self.pool) as conn:
             feedback_id: int = await conn.fetchval(
-                "INSERT INTO autonomous.feedback (execution_id, decision_id, feedback_type, rating, feedback, "
-                "comments, suggestions, would_approve_again, given_by, effect, weight, created_at) "
+                "INSERT INTO autonomous.feedback (execution_id, decision_id, feedback_type, rating, "
+                "feedback, comments, suggestions, would_approve_again, given_by, effect, weight, created_at) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
                 f.execution_id,
                 f.decision_id,

@@ -148,7 +148,8 @@ class VerificationRepository:
         """One line in the execution's log (what verification did about it)."""
         async with connection(self.pool) as conn:
             await conn.execute(
-                "INSERT INTO autonomous.execution_logs (execution_id, at, level, message) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO autonomous.execution_logs (execution_id, at, level, message) "
+                "VALUES ($1, $2, $3, $4)",
                 execution_id,
                 at,
                 level,

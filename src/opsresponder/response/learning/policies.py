@@ -52,7 +52,10 @@ class PolicyBook:
                 continue
             runs = window.weighted_runs
             if not demoted and rate < config.demote_below:
-                reason = f"success rate {rate:.2f} over its last {_runs(runs)} runs is below {config.demote_below:g}"
+                reason = (
+                    f"success rate {rate:.2f} over its last {_runs(runs)} runs is below "
+                    f"{config.demote_below:g}"
+                )
             elif demoted and rate >= config.promote_at_or_above:
                 reason = (
                     f"success rate {rate:.2f} over {_runs(runs)} runs since its demotion reached "
