@@ -155,7 +155,7 @@ RETURNING id
 
 _ACTION_STATS: Final = """
 WITH counted AS (
-    SELECT template_id, action_key, count(*) AS runs, count(*) FILTER (WHERE success) AS successes,
+    SELECT o.template_id, o.action_key, count(*) AS runs, count(*) FILTER (WHERE o.success) AS successes,
            avg(s.success_score) AS mean_success_score, avg(s.efficiency_score) AS mean_efficiency,
            coalesce(sum(fb.n), 0) AS feedback_count, coalesce(sum(fb.positive), 0) AS feedback_positive,
            coalesce(sum(fb.negative), 0) AS feedback_negative
