@@ -32,7 +32,7 @@ from tests.integration.response.test_analysis import (
     template,
 )
 
-LOW = {"system_criticality": "low", "business_hours": False, "maintenance_window": True}
+LOW = AnalysisContext(system_criticality="low", business_hours=False, maintenance_window=True)
 
 
 class Learner:
@@ -74,9 +74,7 @@ async def learner(db_pool: asyncpg.Pool) -> Learner:
 
 async def analysis(learner: Learner, event: Event) -> Any:
     assert event.id is not None
-    return await learner.analyzer.analyze(
-        AnalyzeRequest(event_id=event.id, context=AnalysisContext(**LOW)), requested_by="ops"
-    )
+    return await learner.analyzer.analyze(AnalyzeRequest(event_id=event.id, context=LOW), requested_by="ops")
 
 
 async def test_bad_outcomes_demote_and_good_ones_after_it_promote(learner: Learner) -> None:

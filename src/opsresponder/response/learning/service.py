@@ -17,6 +17,8 @@ from opsresponder.response.learning.policies import PolicyBook
 from opsresponder.response.learning.scores import score, success_score
 from opsresponder.response.verification import new_verification
 from opsresponder.store.decisions import DecisionAction
+from opsresponder.store.errors import StoreError
+from opsresponder.store.executions import parse_execution_id
 from opsresponder.store.learning import LearningRepository
 from opsresponder.store.outcomes import ActionOutcome, OutcomeRepository
 from opsresponder.store.verifications import VerificationRepository
@@ -43,14 +45,18 @@ class Learning:
         self._clock = clock
 
     async def record(self, outcomes: Sequence[ActionOutcome]) -> None:
-        """Store the outcomes, then re-evaluate the policies of the actions they are about."""
+        """Store the outcomes, then re-evaluate the policies of the actions they are about (a failure
+        there is logged: the outcomes stand, and the next recording evaluates again)."""
         await self._outcomes.record(outcomes)
         by_template: dict[str, list[str]] = defaultdict(list)
         for outcome in outcomes:
             if outcome.template_id is not None:
                 by_template[outcome.template_id].append(outcome.action_key)
         for template_id, keys in by_template.items():
-            await self.policies.evaluate(template_id, keys, self._clock())
+            try:
+                await self.policies.evaluate(template_id, keys, self._clock())
+            except StoreError as e:
+                log.warning("The action policies could not be evaluated.", template=template_id, error=str(e))
 
     async def execution_ended(self, ended: EndedExecution) -> None:
         """Score the execution; open its verification when it completed after changing its target."""
@@ -86,7 +92,8 @@ class Learning:
         """A verdict: a failure records the remediating actions' outcomes again as failures (which
         re-evaluates their policies); either way the execution is rescored."""
         if not passed:
-            stored = await self._verifications.get(int(execution_id.removeprefix("exec_")))
+            row_id = parse_execution_id(execution_id)
+            stored = None if row_id is None else await self._verifications.get(row_id)
             keys = set(stored.action_keys) if stored is not None else set()
             again = [
                 msgspec.structs.replace(o, success=False, rolled_back=o.rolled_back or rolled_back)
