@@ -68,14 +68,9 @@ class NewVerification(msgspec.Struct, kw_only=True, frozen=True):
     quiet_until: datetime
 
 
-class Verification(msgspec.Struct, kw_only=True, frozen=True):
-    execution_id: int
-    fingerprint: str | None
-    action_keys: list[str]
-    criteria: dict[str, Any] | None
-    since: datetime
-    due_at: datetime
-    quiet_until: datetime
+class Verification(NewVerification, kw_only=True, frozen=True):
+    """A stored verification: what was asked, and how far it got."""
+
     status: VerificationStatus
     reason: str
     checks: int

@@ -4,59 +4,25 @@ says why), insights list the statistics and the demotions; every refusal of the 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import msgspec
-import pytest
 
 from opsresponder.api.insights import Insights
-from opsresponder.app import OpsResponder, running
 from opsresponder.response.learning import FeedbackAnswer
+from tests.integration.api import test_autonomous_executions as started
 from tests.integration.api.autonomous import (
     DONE,
     analyze,
     auth,
-    autonomous_settings,
     execute,
     store_event,
     wait_for,
 )
-from tests.integration.api.conftest import base_url
-from tests.integration.api.playbooks import Playbooks, write_playbooks
 
-
-@pytest.fixture
-def playbooks(tmp_path: Path) -> Playbooks:
-    return write_playbooks(tmp_path / "playbooks")
-
-
-@pytest.fixture
-async def service(
-    database_url: str, db_pool: asyncpg.Pool, tmp_path: Path, playbooks: Playbooks
-) -> AsyncIterator[OpsResponder]:
-    try:
-        async with running(autonomous_settings(database_url, tmp_path / "data", playbooks)) as svc:
-            yield svc
-    finally:
-        playbooks.kill_leftovers()
-
-
-@pytest.fixture
-async def events(service: OpsResponder) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=base_url(service), timeout=10) as c:
-        yield c
-
-
-@pytest.fixture
-async def client(service: OpsResponder) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        base_url=base_url(service, "autonomous_api"), headers=auth(), timeout=10
-    ) as c:
-        yield c
+# The service on the test playbooks and its two clients, started as the execution tests start them.
+playbooks, service, events, client = started.playbooks, started.service, started.events, started.client
 
 
 async def executed(client: httpx.AsyncClient, decision_id: int) -> str:
