@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import httpx
 import msgspec
 
 from opsresponder.api.insights import Insights
+from opsresponder.app import OpsResponder
 from opsresponder.response.learning import FeedbackAnswer
 from tests.integration.api import test_autonomous_executions as started
 from tests.integration.api.autonomous import (
@@ -20,6 +22,7 @@ from tests.integration.api.autonomous import (
     store_event,
     wait_for,
 )
+from tests.waiting import eventually
 
 # The service on the test playbooks and its two clients, started as the execution tests start them.
 playbooks, service, events, client = started.playbooks, started.service, started.events, started.client
@@ -176,3 +179,13 @@ async def test_feedback_refusals(client: httpx.AsyncClient, events: httpx.AsyncC
     assert (await feedback(client, **valid)).status_code == 201  # the valid body itself is accepted
     denied = await client.get("/api/v1/autonomous/insights", headers=auth("ingest"))
     assert denied.status_code == 403
+
+
+async def test_the_service_schedules_the_verification_job(
+    service: OpsResponder, db_pool: asyncpg.Pool
+) -> None:
+    async def registered() -> bool:
+        names = await db_pool.fetch("SELECT name FROM public.opsresponder_jobs")
+        return "verification" in {r["name"] for r in names}
+
+    await eventually(registered, what="the verification job to be registered with the scheduler")
