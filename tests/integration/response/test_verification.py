@@ -225,3 +225,20 @@ def test_criteria_failure_names_what_did_not_hold() -> None:
         }
     )
     assert why == "success criteria not met: a.succeeded, failure criteria met: any_action_failed == true"
+
+
+async def test_a_failing_end_sink_is_logged_and_changes_nothing(loop: Loop) -> None:
+    class Broken:
+        async def execution_ended(self, ended: object) -> None:
+            raise RuntimeError("learning exploded")
+
+    loop.service._worker._deps.ended = Broken()
+    submitted = await loop.service.submit(
+        decision(action("look")), None, ExecutionOptions(), requested_by="a", approved=True
+    )
+    view = await loop.finished(submitted.execution_id)
+    assert view.status == "completed"
+    assert any(
+        entry.message == "Learning from this execution failed: RuntimeError: learning exploded."
+        for entry in view.logs
+    )
