@@ -132,7 +132,9 @@ async def empty_tables(conn: asyncpg.Connection | PoolConnectionProxy) -> None:
         "events.correlations, rules.trigger_rules, rules.rule_firings, rules.response_templates, "
         "autonomous.decisions, autonomous.decision_actions, autonomous.action_outcomes, "
         "autonomous.executions, autonomous.execution_actions, autonomous.execution_logs, "
-        "autonomous.automation_pause, autonomous.automation_pause_log, autonomous.approvals"
+        "autonomous.automation_pause, autonomous.automation_pause_log, autonomous.approvals, "
+        "autonomous.verifications, autonomous.feedback, autonomous.execution_scores, "
+        "autonomous.action_policies, autonomous.action_policy_changes"
     )
 
 

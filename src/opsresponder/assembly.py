@@ -53,6 +53,7 @@ from opsresponder.pipeline.stages import StageDeps, build_stages
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.response.analysis import Analyzer
 from opsresponder.response.executor.service import ExecutionService
+from opsresponder.response.learning import FeedbackService, Learning, PolicyBook
 from opsresponder.response.notify.messages import load_message_templates
 from opsresponder.response.notify.metrics import NotificationMetrics
 from opsresponder.response.notify.service import NotificationService
@@ -60,17 +61,21 @@ from opsresponder.response.risk import RiskMatrix
 from opsresponder.response.runners.dispatch import CatalogRunner
 from opsresponder.response.runners.http import HttpRunner
 from opsresponder.response.runners.script import ScriptRunner
+from opsresponder.response.verification import Verifier
 from opsresponder.rules.evaluation import CombinedRules, NoRules, RuleSource
 from opsresponder.rules.evaluation.file_source import FileRuleSource
 from opsresponder.rules.templates import ScriptCatalog, load_script_catalog
 from opsresponder.rules.templates.files import read_template_files
 from opsresponder.state import MemoryStateBackend, StateBackend
+from opsresponder.store.clearance import ClearanceRepository
 from opsresponder.store.correlations import CorrelationRepository, CorrelationWriter, correlation_rules
 from opsresponder.store.decisions import DecisionRepository
 from opsresponder.store.deliveries import DeliveryQueue
 from opsresponder.store.events import EventRepository
 from opsresponder.store.executions import ExecutionRepository
+from opsresponder.store.feedback import FeedbackRepository
 from opsresponder.store.firings import FiringRepository, FiringsWriter
+from opsresponder.store.learning import LearningRepository
 from opsresponder.store.outcomes import OutcomeRepository
 from opsresponder.store.patterns import PatternRepository, PatternWriter
 from opsresponder.store.pool import connection
@@ -84,6 +89,7 @@ from opsresponder.store.stream_cursor import StreamBacklog
 from opsresponder.store.subscriptions import SubscriptionRepository
 from opsresponder.store.traces import TraceRepository, TraceWriter
 from opsresponder.store.trigger_rules import StoredRules, TriggerRuleRepository
+from opsresponder.store.verifications import VerificationRepository
 from opsresponder.store.writers import BatchWriter
 
 
@@ -247,6 +253,8 @@ def build_parts(
         analyzer=response.analyzer if response else None,
         decisions=response.decisions if response else None,
         executions=response.executions if response else None,
+        feedback=response.feedback if response else None,
+        learning=response.learning if response else None,
     )
     grace = settings.pipeline.drain_grace_seconds
     servers: dict[str, HttpServer] = {}
@@ -274,7 +282,11 @@ def build_parts(
         publisher=publisher,
         hub=hub,
         delivery=delivery if settings.subscriptions.enabled else None,
-        scheduler=Scheduler(pool, _scheduled_jobs(settings, pool, registry, clock), clock=clock),
+        scheduler=Scheduler(
+            pool,
+            _scheduled_jobs(settings, pool, registry, clock) + (response.jobs if response else []),
+            clock=clock,
+        ),
         servers=servers,
         ingest_listeners=ingest_listeners,
         absence=_absence_checker(settings, pool, state, rule_source, registry, clock),
@@ -295,6 +307,10 @@ class ResponseSide:
     executions: ExecutionService
     closes: list[Callable[[], Awaitable[None]]]
     """Close the HTTP clients of the notification channels and the HTTP runner."""
+    feedback: FeedbackService | None = None
+    learning: LearningRepository | None = None
+    jobs: list[ScheduledJob] = field(default_factory=list)
+    """The response side's periodic jobs (closed-loop verification)."""
 
 
 def _response_side(
@@ -331,6 +347,17 @@ def _response_side(
     )
     decisions = DecisionRepository(pool)
     outcomes = OutcomeRepository(pool)
+    learned = LearningRepository(pool)
+    policies = PolicyBook(learned, config.learning)
+    verifications = VerificationRepository(pool)
+    learning = Learning(
+        outcomes=outcomes,
+        repository=learned,
+        verifications=verifications,
+        policies=policies,
+        verification=config.verification,
+        clock=clock,
+    )
     analyzer = Analyzer(
         events=events,
         templates=templates,
@@ -343,6 +370,7 @@ def _response_side(
         config=config.analysis,
         clock=clock,
         silences=silences,
+        policies=policies,
     )
     executions = ExecutionService(
         repository=ExecutionRepository(pool),
@@ -350,15 +378,42 @@ def _response_side(
         notifier=notifier,
         catalog=catalog,
         templates=templates,
-        outcomes=outcomes,
+        outcomes=learning,
         state=state,
         config=config.executor,
         # Unique per process start: a restarted process must not take its predecessor's claims for its own
         # (recovery tells a dead owner's executions by their expired lease).
         owner=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}",
         clock=clock,
+        ended=learning,
     )
-    return ResponseSide(analyzer, decisions, executions, [notifier.aclose, http_runner.aclose])
+    feedback = FeedbackService(
+        feedback=FeedbackRepository(pool),
+        executions=ExecutionRepository(pool),
+        decisions=decisions,
+        outcomes=outcomes,
+        policies=policies,
+        analysis=config.analysis,
+        config=config.learning,
+        clock=clock,
+    )
+    verifier = Verifier(
+        repository=verifications,
+        sightings=ClearanceRepository(pool),
+        rollbacks=executions,
+        verdicts=learning,
+        config=config.verification,
+        clock=clock,
+    )
+    interval = timedelta(seconds=config.verification.check_interval_seconds)
+    jobs = (
+        [ScheduledJob("verification", interval=interval, run=verifier.run)]
+        if config.verification.enabled
+        else []
+    )
+    return ResponseSide(
+        analyzer, decisions, executions, [notifier.aclose, http_runner.aclose], feedback, learned, jobs
+    )
 
 
 def rule_source_of(settings: Settings, stored: RuleSource | None = None) -> RuleSource:

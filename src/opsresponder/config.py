@@ -640,6 +640,31 @@ class ApprovalsConfig(_Section):
     """Where approvers are sent (``<base>/api/v1/autonomous/executions/<id>``); null: the request's path."""
 
 
+class VerificationConfig(_Section):
+    """Closed-loop verification after a remediation (docs/response.md "Verification")."""
+
+    enabled: bool = True
+    quiet_seconds: PositiveFloat = 300.0
+    """No new sighting of the event's fingerprint this long after the remediation: the condition cleared."""
+    check_interval_seconds: PositiveFloat = 15.0
+    """How often pending verifications are checked (the scheduler's ``verification`` job)."""
+
+
+class LearningConfig(_Section):
+    """Demotion and promotion of actions by their outcomes (docs/response.md "Feedback and learning")."""
+
+    window_runs: PositiveInt = 10
+    """An action's success rate is taken over its last this many runs since its policy last changed."""
+    min_runs: PositiveInt = 3
+    """Fewer runs than this (since the last change) never demote nor promote."""
+    demote_below: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
+    """A success rate below this demotes the action to "approval required"."""
+    promote_at_or_above: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.8
+    """A demoted action whose success rate since its demotion reaches this is promoted back."""
+    feedback_weight: PositiveFloat = 0.5
+    """How many runs one feedback counts as (a pseudo-outcome); ``dangerous`` counts twice this."""
+
+
 class ResponseConfig(_Section):
     """The autonomous response side (port 3011; docs/response.md)."""
 
@@ -652,6 +677,8 @@ class ResponseConfig(_Section):
     analysis: AnalysisConfig = msgspec.field(default_factory=AnalysisConfig)
     governor: GovernorConfig = msgspec.field(default_factory=GovernorConfig)
     approvals: ApprovalsConfig = msgspec.field(default_factory=ApprovalsConfig)
+    verification: VerificationConfig = msgspec.field(default_factory=VerificationConfig)
+    learning: LearningConfig = msgspec.field(default_factory=LearningConfig)
 
 
 class Settings(_Section):

@@ -12,6 +12,8 @@ from opsresponder.api.analysis import ANALYSIS_HANDLERS
 from opsresponder.api.common import build_app
 from opsresponder.api.context import AutonomousApiContext
 from opsresponder.api.executions import EXECUTION_HANDLERS
+from opsresponder.api.feedback import FEEDBACK_HANDLERS
+from opsresponder.api.insights import INSIGHTS_HANDLERS
 
 
 def build_autonomous_app(ctx: AutonomousApiContext) -> Litestar:
@@ -19,6 +21,11 @@ def build_autonomous_app(ctx: AutonomousApiContext) -> Litestar:
         ctx,
         title="OpsResponder Autonomous Response API",
         description="Analysis, execution, execution control (port 3011); approvals and feedback come next.",
-        handlers=[*ANALYSIS_HANDLERS, *EXECUTION_HANDLERS],
+        handlers=[
+            *ANALYSIS_HANDLERS,
+            *EXECUTION_HANDLERS,
+            *FEEDBACK_HANDLERS,
+            *INSIGHTS_HANDLERS,
+        ],
         api="autonomous",
     )

@@ -23,11 +23,13 @@ from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.response.analysis import Analyzer
 from opsresponder.response.executor.service import ExecutionService
+from opsresponder.response.learning import FeedbackService
 from opsresponder.rules.templates import ScriptCatalog
 from opsresponder.store.correlations import CorrelationRepository
 from opsresponder.store.decisions import DecisionRepository
 from opsresponder.store.events import EventRepository
 from opsresponder.store.firings import FiringRepository
+from opsresponder.store.learning import LearningRepository
 from opsresponder.store.patterns import PatternRepository
 from opsresponder.store.response_templates import ResponseTemplateRepository
 from opsresponder.store.rule_checks import TriggerRuleChecks
@@ -106,12 +108,15 @@ class AutonomousApiContext(ServiceContext):
         analyzer: decides about an event and stores the decision.
         decisions: the stored decisions (what ``execute`` runs).
         executions: the execution service (submit, watch, cancel, roll back).
+        feedback: feedback on executions (learning); learning: its statistics and policies (insights).
     Each is None where ``response.enabled`` is false: the endpoints then answer 503.
     """
 
     analyzer: Analyzer | None = None
     decisions: DecisionRepository | None = None
     executions: ExecutionService | None = None
+    feedback: FeedbackService | None = None
+    learning: LearningRepository | None = None
 
 
 C = TypeVar("C", bound=ServiceContext)

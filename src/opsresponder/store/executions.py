@@ -159,6 +159,8 @@ class StoredExecution(msgspec.Struct, kw_only=True):
     execution: ExecutionRow
     actions: list[ActionRow]
     logs: list[LogRow]
+    verification: dict[str, Any] | None = None
+    """Its closed-loop verification (``autonomous.verifications``: status, reason, checked_at), if any."""
 
 
 class NewExecution(msgspec.Struct, kw_only=True):
@@ -734,10 +736,15 @@ async def _load(conn: asyncpg.Connection, execution_id: int, execution: Executio
         f"SELECT {_LOG_COLUMNS} FROM autonomous.execution_logs WHERE execution_id = $1 ORDER BY id",
         execution_id,
     )
+    verification = await conn.fetchrow(
+        "SELECT status, reason, checked_at, due_at FROM autonomous.verifications WHERE execution_id = $1",
+        execution_id,
+    )
     return StoredExecution(
         execution=execution,
         actions=[_action_from(a) for a in actions],
         logs=[msgspec.convert(dict(r), LogRow) for r in logs],
+        verification=None if verification is None else dict(verification.items()),
     )
 
 

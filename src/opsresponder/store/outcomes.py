@@ -59,6 +59,9 @@ class OutcomeStats(msgspec.Struct, kw_only=True, frozen=True):
             ``event_type`` (same event type), else ``none`` (no history: all counts 0).
         runs, successes: outcomes counted (skipped and cancelled ones are not runs) and how many succeeded.
         mean_seconds, p50_seconds, p90_seconds: durations of the successful runs; None without one.
+        feedback_runs, feedback_successes: feedback on those runs' executions as pseudo-outcomes
+            (``autonomous.feedback``: each counts ``weight`` runs, a success when its ``effect`` is true;
+            docs/response.md "Feedback and learning"), on the same basis.
     """
 
     basis: HistoryBasis = "none"
@@ -67,6 +70,8 @@ class OutcomeStats(msgspec.Struct, kw_only=True, frozen=True):
     mean_seconds: float | None = None
     p50_seconds: float | None = None
     p90_seconds: float | None = None
+    feedback_runs: float = 0.0
+    feedback_successes: float = 0.0
 
 
 _UPSERT: Final = """
@@ -102,6 +107,22 @@ FROM (SELECT action_key, success, duration_seconds,
         AND NOT (status = ANY($6::text[]))
         AND (pattern_id = $3 OR event_type = $4)) AS alike
 GROUP BY action_key
+"""
+
+# Feedback on the executions of those outcomes, as weighted pseudo-outcomes, on both bases (the caller
+# keeps the basis the outcomes chose). A neutral feedback (effect null) moves nothing.
+_FEEDBACK_STATS: Final = """
+SELECT o.action_key,
+       coalesce(sum(f.weight) FILTER (WHERE o.pattern_id = $3), 0) AS p_runs,
+       coalesce(sum(f.weight) FILTER (WHERE o.pattern_id = $3 AND f.effect), 0) AS p_successes,
+       coalesce(sum(f.weight) FILTER (WHERE o.event_type = $4), 0) AS t_runs,
+       coalesce(sum(f.weight) FILTER (WHERE o.event_type = $4 AND f.effect), 0) AS t_successes
+FROM autonomous.feedback AS f
+JOIN autonomous.action_outcomes AS o ON o.execution_id = f.execution_id
+WHERE o.template_id = $1 AND o.action_key = ANY($2::text[]) AND o.finished_at >= $5
+  AND NOT (o.status = ANY($6::text[])) AND f.effect IS NOT NULL
+  AND (o.pattern_id = $3 OR o.event_type = $4)
+GROUP BY o.action_key
 """
 
 
@@ -157,15 +178,16 @@ class OutcomeRepository:
         found: dict[str, OutcomeStats] = {key: OutcomeStats() for key in action_keys}
         if not action_keys:
             return found
+        arguments = (template_id, list(action_keys), pattern_id, event_type, since, list(NOT_RUNS))
         async with connection(self.pool) as conn:
-            rows = await conn.fetch(
-                _STATS, template_id, list(action_keys), pattern_id, event_type, since, list(NOT_RUNS)
-            )
+            rows = await conn.fetch(_STATS, *arguments)
+            feedback = {r["action_key"]: r for r in await conn.fetch(_FEEDBACK_STATS, *arguments)}
         for row in rows:
             basis: HistoryBasis = "pattern" if row["p_runs"] else "event_type"
             prefix = "p_" if basis == "pattern" else "t_"
             if not row[prefix + "runs"]:
                 continue
+            pseudo = feedback.get(row["action_key"])
             found[row["action_key"]] = OutcomeStats(
                 basis=basis,
                 runs=row[prefix + "runs"],
@@ -173,6 +195,8 @@ class OutcomeRepository:
                 mean_seconds=row[prefix + "mean"],
                 p50_seconds=row[prefix + "p50"],
                 p90_seconds=row[prefix + "p90"],
+                feedback_runs=float(pseudo[prefix + "runs"]) if pseudo is not None else 0.0,
+                feedback_successes=float(pseudo[prefix + "successes"]) if pseudo is not None else 0.0,
             )
         return found
 

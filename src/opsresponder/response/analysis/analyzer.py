@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 import msgspec
 
@@ -62,6 +62,13 @@ QUIET_CONFIDENCE: Final = 0.9
 _LOOKING: Final = frozenset({"diagnostic", "notification"})
 
 
+class ActionPolicies(Protocol):
+    """Learning's demotions (response/learning/policies.py `PolicyBook`): the template actions among
+    `action_keys` demoted to "approval required", each with the reason."""
+
+    async def demotions(self, template_id: str, action_keys: Sequence[str]) -> dict[str, str]: ...
+
+
 class EventNotFound(OpsResponderError):
     """No event has the requested id (404)."""
 
@@ -87,6 +94,7 @@ class Analyzer:
     Args:
         silences: the maintenance windows; None: not consulted (the request's ``maintenance_window`` or
             the default then decides).
+        policies: learning's demotions; a demoted action requires approval. None: not consulted.
     """
 
     def __init__(
@@ -103,6 +111,7 @@ class Analyzer:
         config: AnalysisConfig,
         clock: Clock = utcnow,
         silences: SilenceRepository | None = None,
+        policies: ActionPolicies | None = None,
     ) -> None:
         self._events = events
         self._templates = templates
@@ -115,6 +124,7 @@ class Analyzer:
         self._config = config
         self._clock = clock
         self._silences = silences
+        self._policies = policies
 
     async def analyze(self, request: AnalyzeRequest, *, requested_by: str) -> StoredDecision:
         """Analyze the event `request` names and store the decision.
@@ -147,16 +157,19 @@ class Analyzer:
 
         since = now - timedelta(days=self._config.history_days)
         stats: dict[str, OutcomeStats] = {}
+        demoted: dict[str, str] = {}
         if chosen is not None:
+            keys = [a.action.id for a in chosen.actions]
             stats = await self._outcomes.stats_for_template(
-                chosen.candidate.template.id,
-                [a.action.id for a in chosen.actions],
-                event.pattern_id,
-                event.event_type,
-                since,
+                chosen.candidate.template.id, keys, event.pattern_id, event.event_type, since
             )
+            if self._policies is not None:
+                demoted = await self._policies.demotions(chosen.candidate.template.id, keys)
         planned = (
-            [self._plan(a, chosen, context, request, stats[a.action.id]) for a in chosen.actions]
+            [
+                self._plan(a, chosen, context, request, stats[a.action.id], demoted.get(a.action.id))
+                for a in chosen.actions
+            ]
             if chosen is not None
             else []
         )
@@ -256,6 +269,7 @@ class Analyzer:
         context: ResolvedContext,
         request: AnalyzeRequest,
         stats: OutcomeStats,
+        demotion: str | None = None,
     ) -> _Planned:
         action, script = resolved.action, resolved.script
         # Notification and escalation actions run no script: the matrix weighs them as notifications.
@@ -282,6 +296,8 @@ class Analyzer:
             reasons.append("the template requires approval")
         if script is not None and request.context.user_preferences.auto_approve_low_risk is False:
             reasons.append("the request does not auto-approve low-risk actions")
+        if demotion is not None:
+            reasons.append(f"learning demoted it to approval required ({demotion})")
         timeouts = [float(action.timeout_minutes * 60)] if action.timeout_minutes else []
         if script is not None:
             timeouts.append(script.timeout_seconds)

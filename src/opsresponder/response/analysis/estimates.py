@@ -20,13 +20,18 @@ GROUP_LARGE: Final = 10
 
 def success_probability(stats: OutcomeStats, prior: float, weight: float) -> float:
     """The Beta-smoothed success ratio ``(successes + prior * weight) / (runs + weight)``: the prior with
-    no history, the observed ratio once runs far outnumber `weight`. Rounded to 4 decimals."""
-    return round((stats.successes + prior * weight) / (stats.runs + weight), 4)
+    no history, the observed ratio once runs far outnumber `weight`. Feedback counts as its weighted
+    pseudo-outcomes (``feedback_runs``, ``feedback_successes``) added to both. Rounded to 4 decimals."""
+    successes = stats.successes + stats.feedback_successes
+    runs = stats.runs + stats.feedback_runs
+    return round((successes + prior * weight) / (runs + weight), 4)
 
 
 def backing(stats: OutcomeStats, weight: float) -> float:
-    """How much of an estimate rests on history rather than on the prior: ``runs / (runs + weight)``."""
-    return stats.runs / (stats.runs + weight)
+    """How much of an estimate rests on history rather than on the prior: ``runs / (runs + weight)``,
+    feedback's pseudo-runs included."""
+    runs = stats.runs + stats.feedback_runs
+    return runs / (runs + weight)
 
 
 def confidence(probabilities: Sequence[float], backings: Sequence[float]) -> float:

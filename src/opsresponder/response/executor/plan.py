@@ -179,17 +179,20 @@ def build_plan(
 def needs_target_lock(plan: ExecutionPlan, catalog: ScriptCatalog) -> bool:
     """The plan changes something on its target: a remediation action, or a script whose catalog type is
     not read-only. Diagnostics and notifications run on a host alongside anything."""
-    for action in plan.actions:
-        if action.action_type in NOTIFYING_TYPES or action.script is None:
-            continue
-        script = catalog.by_name.get(action.script)
-        if (
-            action.action_type == "remediation"
-            or script is None
-            or script.action_type not in READ_ONLY_SCRIPT_TYPES
-        ):
-            return True
-    return False
+    return any(changes_target(action, catalog) for action in plan.actions)
+
+
+def changes_target(action: DecisionAction, catalog: ScriptCatalog) -> bool:
+    """A remediation action, or a script whose catalog type is not read-only (an unknown script counts:
+    what it does cannot be known)."""
+    if action.action_type in NOTIFYING_TYPES or action.script is None:
+        return False
+    script = catalog.by_name.get(action.script)
+    return (
+        action.action_type == "remediation"
+        or script is None
+        or script.action_type not in READ_ONLY_SCRIPT_TYPES
+    )
 
 
 def _where(requested: Sequence[int] | None, chosen_ids: list[int], action_id: int) -> str:

@@ -32,8 +32,13 @@ import structlog
 
 from opsresponder.config import ExecutorConfig
 from opsresponder.response.executor.options import ExecutionOptions
-from opsresponder.response.executor.plan import NOTIFYING_TYPES, ExecutionPlan, needs_target_lock
-from opsresponder.response.executor.ports import OutcomeSink
+from opsresponder.response.executor.plan import (
+    NOTIFYING_TYPES,
+    ExecutionPlan,
+    changes_target,
+    needs_target_lock,
+)
+from opsresponder.response.executor.ports import EndedExecution, ExecutionEndSink, OutcomeSink
 from opsresponder.response.notify.base import Notification, Notifier
 from opsresponder.response.runners.base import ActionRequest, Runner, RunResult
 from opsresponder.rules.expressions import Expression, ExpressionError, execution_scope
@@ -130,6 +135,8 @@ class Deps:
     config: ExecutorConfig
     owner: str
     clock: Callable[[], datetime]
+    ended: ExecutionEndSink | None = None
+    """Told of each execution that ran to its own end (learning, verification); None: nobody."""
 
 
 @dataclass(slots=True)
@@ -171,6 +178,7 @@ class ExecutionRun:
         self._lock_key: str | None = None
         self._lock_renewal: asyncio.Task[None] | None = None
         self._lock_token = f"{deps.owner}/{row.execution_id}"
+        self._criteria_seen: dict[str, Any] | None = row.criteria
 
     @property
     def id(self) -> int:
@@ -200,7 +208,7 @@ class ExecutionRun:
         finally:
             await self._unlock()
         if self.final_status in ("completed", "failed", "rolled_back"):
-            await self._record_outcomes()
+            await self._report_end(await self._record_outcomes())
         if self.final_status == "completed":
             await self._notify_execution(
                 "execution_completed", self.options.notification_preferences.notify_on_completion
@@ -682,6 +690,8 @@ class ExecutionRun:
         rollback_status: str | None = None,
     ) -> None:
         self.final_status, self.error = status, error
+        if criteria is not None:
+            self._criteria_seen = criteria
         level: LogLevel = "info" if status in ("completed", "rolled_back") else "warning"
         message = f"Execution {status.replace('_', ' ')}" + (f": {error}." if error else ".")
         kept = await self.deps.repository.finish(
@@ -700,7 +710,7 @@ class ExecutionRun:
                 execution_id=self.row.execution_id,
             )
 
-    async def _record_outcomes(self) -> None:
+    async def _record_outcomes(self) -> list[ActionOutcome]:
         event = self.row.plan.get("event") or {}
         now = self.deps.clock()
         outcomes = []
@@ -731,6 +741,31 @@ class ExecutionRun:
         except Exception as e:  # noqa: BLE001 - learning data lost is logged; the execution stands
             log.warning("The execution's outcomes could not be recorded.", execution_id=self.row.execution_id)
             await self._log("warning", f"The outcomes could not be recorded: {e.__class__.__name__}: {e}.")
+        return outcomes
+
+    async def _report_end(self, outcomes: list[ActionOutcome]) -> None:
+        """Tell the end sink (learning, verification); its failure is logged and changes nothing."""
+        if self.deps.ended is None or self.final_status is None:
+            return
+        remediated = [
+            a.key
+            for a in self.plan.actions
+            if self.states[a.key].status == "completed" and changes_target(a, self.deps.catalog)
+        ]
+        ended = EndedExecution(
+            execution=self.row,
+            status=self.final_status,
+            error=self.error,
+            criteria=self._criteria_seen,
+            completed_at=self.deps.clock(),
+            outcomes=outcomes,
+            remediated=remediated,
+        )
+        try:
+            await self.deps.ended.execution_ended(ended)
+        except Exception as e:  # noqa: BLE001 - learning lost is logged; the execution stands
+            log.warning("The execution's end could not be reported.", execution_id=self.row.execution_id)
+            await self._log("warning", f"Learning from this execution failed: {e.__class__.__name__}: {e}.")
 
     # Notifications
 

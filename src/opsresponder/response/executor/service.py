@@ -22,7 +22,7 @@ from opsresponder.response.executor.plan import (
     build_plan,
     plan_hash,
 )
-from opsresponder.response.executor.ports import OutcomeSink, TemplateVersions
+from opsresponder.response.executor.ports import ExecutionEndSink, OutcomeSink, TemplateVersions
 from opsresponder.response.executor.run import Deps
 from opsresponder.response.executor.view import ExecutionView, execution_view
 from opsresponder.response.executor.worker import Worker
@@ -79,6 +79,7 @@ class ExecutionService:
         config: ExecutorConfig,
         owner: str,
         clock: Callable[[], datetime] = utcnow,
+        ended: ExecutionEndSink | None = None,
     ) -> None:
         self._repository = repository
         self._catalog = catalog
@@ -96,6 +97,7 @@ class ExecutionService:
                 config=config,
                 owner=owner,
                 clock=clock,
+                ended=ended,
             )
         )
 

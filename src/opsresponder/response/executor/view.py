@@ -78,6 +78,16 @@ class LogView(msgspec.Struct, kw_only=True):
     action_key: str | None = None
 
 
+class VerificationView(msgspec.Struct, kw_only=True):
+    """Closed-loop verification (docs/response.md "Verification"): ``pending`` until decided, then
+    ``passed`` or ``failed`` with the reason; ``next_check_at`` while pending."""
+
+    status: str
+    reason: str
+    checked_at: datetime | None = None
+    next_check_at: datetime | None = None
+
+
 class ExecutionView(msgspec.Struct, kw_only=True):
     """An execution as the API shows it.
 
@@ -110,6 +120,7 @@ class ExecutionView(msgspec.Struct, kw_only=True):
     cancel_requested: bool
     rollback_status: str | None
     criteria: dict[str, Any] | None
+    verification: VerificationView | None = None
 
 
 def execution_view(stored: StoredExecution, now: datetime) -> ExecutionView:
@@ -158,6 +169,19 @@ def execution_view(stored: StoredExecution, now: datetime) -> ExecutionView:
         cancel_requested=e.cancel_requested,
         rollback_status=e.rollback_status,
         criteria=e.criteria,
+        verification=_verification(stored.verification),
+    )
+
+
+def _verification(stored: dict[str, Any] | None) -> VerificationView | None:
+    if stored is None:
+        return None
+    pending = stored["status"] == "pending"
+    return VerificationView(
+        status=stored["status"],
+        reason=stored["reason"],
+        checked_at=stored["checked_at"],
+        next_check_at=stored["due_at"] if pending else None,
     )
 
 
