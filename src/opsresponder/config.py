@@ -639,6 +639,28 @@ class ApprovalsConfig(_Section):
     """Where approvers are sent (``<base>/api/v1/autonomous/executions/<id>``); null: the request's path."""
 
 
+class LoopConfig(_Section):
+    """The rule-to-response loop: fired trigger rules analyzed and acted on (docs/response.md
+    "The rule-to-response loop")."""
+
+    enabled: bool = True
+    poll_interval_ms: PositiveInt = 100
+    """How often the firings outbox is polled when no local commit wakes the loop earlier."""
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
+    lease_seconds: PositiveFloat = 60.0
+    """A claimed firing not settled within this is claimed again (its claimer is taken for dead)."""
+    max_attempts: PositiveInt = 5
+    """A firing that failed this often is given up (status failed, with the error)."""
+    auto_approve_low_risk: bool | None = None
+    """The analysis's ``user_preferences.auto_approve_low_risk``: false asks a person for every script."""
+    business_hours: bool | None = None
+    """The analysis context (null: resolved from the event's asset, then the careful default)."""
+    maintenance_window: bool | None = None
+    system_criticality: Literal["critical", "high", "medium", "low"] | None = None
+    rollback_on_failure: bool = True
+    """The automatic executions' ``rollback_on_failure``."""
+
+
 class ResponseConfig(_Section):
     """The autonomous response side (port 3011; docs/response.md)."""
 
@@ -651,6 +673,7 @@ class ResponseConfig(_Section):
     analysis: AnalysisConfig = msgspec.field(default_factory=AnalysisConfig)
     governor: GovernorConfig = msgspec.field(default_factory=GovernorConfig)
     approvals: ApprovalsConfig = msgspec.field(default_factory=ApprovalsConfig)
+    loop: LoopConfig = msgspec.field(default_factory=LoopConfig)
 
 
 class Settings(_Section):

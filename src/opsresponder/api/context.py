@@ -22,7 +22,11 @@ from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.response.analysis import Analyzer
+from opsresponder.response.approvals import ApprovalWorkflow
 from opsresponder.response.executor.service import ExecutionService
+from opsresponder.response.governor import SafetyGovernor
+from opsresponder.store.approvals import ApprovalRepository
+from opsresponder.store.controls import PauseState
 from opsresponder.rules.templates import ScriptCatalog
 from opsresponder.store.correlations import CorrelationRepository
 from opsresponder.store.decisions import DecisionRepository
@@ -56,6 +60,8 @@ class ServiceContext:
     check_database: Callable[[], Awaitable[None]]
     listeners: dict[str, str] = field(default_factory=dict)
     refresh_metrics: Callable[[], None] = lambda: None
+    automation: Callable[[], Awaitable[PauseState | None]] | None = None
+    """The global pause of automatic execution, shown by ``/ready`` (None: no response side)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -106,12 +112,17 @@ class AutonomousApiContext(ServiceContext):
         analyzer: decides about an event and stores the decision.
         decisions: the stored decisions (what ``execute`` runs).
         executions: the execution service (submit, watch, cancel, roll back).
+        approvals, approval_records: the approval workflow and its stored requests.
+        governor: the safety governor (pause and resume).
     Each is None where ``response.enabled`` is false: the endpoints then answer 503.
     """
 
     analyzer: Analyzer | None = None
     decisions: DecisionRepository | None = None
     executions: ExecutionService | None = None
+    approvals: ApprovalWorkflow | None = None
+    approval_records: ApprovalRepository | None = None
+    governor: SafetyGovernor | None = None
 
 
 C = TypeVar("C", bound=ServiceContext)
