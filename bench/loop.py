@@ -144,7 +144,9 @@ def _line(label: str, values: list[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=300)
     parser.add_argument("--probe-rate", type=float, default=10.0, help="bench_loop events per second")
     parser.add_argument("--rate", type=float, default=1000.0, help="background webhook events per second")
@@ -175,10 +177,13 @@ def main() -> None:
                 f"p50 {background['p50_ms']:.1f} ms, p99 {background['p99_ms']:.1f} ms, "
                 f"errors {background['errors'] or 'none'}"
             )
-            print(f"  server CPU {server.cpu_seconds() - cpu:.1f} s over {duration:.0f} s; {busy_since(machine)}")
+            used = server.cpu_seconds() - cpu
+            print(f"  server CPU {used:.1f} s over {duration:.0f} s; {busy_since(machine)}")
             missing = [r for r in results if r.get("missing")]
             measured = [r for r in results if not r.get("missing")]
-            print(f"loop: {len(measured)} of {len(results)} events started their execution ({len(missing)} not)")
+            print(
+                f"loop: {len(measured)} of {len(results)} events started their execution ({len(missing)} not)"
+            )
             if measured:
                 started = [r["started_ms"] for r in measured]
                 print("  " + _line("event sent -> execution started", started))

@@ -171,14 +171,19 @@ reject_execution = _decide(
     opt={
         **scope_opt("read"),
         **documented(
-            answers={200: Answer("A page of approval requests, newest first.", ApprovalList), 503: UNAVAILABLE}
+            answers={
+                200: Answer("A page of approval requests, newest first.", ApprovalList),
+                503: UNAVAILABLE,
+            }
         ),
     },
     summary="Approval requests, newest first, filtered",
 )
 async def list_approvals(
     request: Request[Any, Any, Any],
-    status: Annotated[ApprovalStatus | None, QueryParameter(description="Only requests in this status.")] = None,
+    status: Annotated[
+        ApprovalStatus | None, QueryParameter(description="Only requests in this status.")
+    ] = None,
     approver: Annotated[
         str | None, QueryParameter(max_length=200, description="Only requests this token name may decide.")
     ] = None,

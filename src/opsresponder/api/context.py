@@ -25,9 +25,9 @@ from opsresponder.response.analysis import Analyzer
 from opsresponder.response.approvals import ApprovalWorkflow
 from opsresponder.response.executor.service import ExecutionService
 from opsresponder.response.governor import SafetyGovernor
+from opsresponder.rules.templates import ScriptCatalog
 from opsresponder.store.approvals import ApprovalRepository
 from opsresponder.store.controls import PauseState
-from opsresponder.rules.templates import ScriptCatalog
 from opsresponder.store.correlations import CorrelationRepository
 from opsresponder.store.decisions import DecisionRepository
 from opsresponder.store.events import EventRepository

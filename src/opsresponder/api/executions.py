@@ -42,6 +42,7 @@ from opsresponder.api.filters import (
 )
 from opsresponder.api.json_body import MALFORMED_JSON, BodyError, decode_json_body, refuse
 from opsresponder.api.openapi import Answer, documented, error
+from opsresponder.response.approvals import ApprovalRefused
 from opsresponder.response.executor.service import (
     ExecutionNotFound,
     ExecutionOptions,
@@ -50,7 +51,6 @@ from opsresponder.response.executor.service import (
     ExecutionView,
     PlanError,
 )
-from opsresponder.response.approvals import ApprovalRefused
 from opsresponder.store.decisions import DecisionRepository, StoredDecision
 from opsresponder.store.executions import ExecutionStatus
 

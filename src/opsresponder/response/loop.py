@@ -33,8 +33,10 @@ from opsresponder.core.clock import utcnow
 from opsresponder.core.errors import OpsResponderError
 from opsresponder.core.event import Event
 from opsresponder.response.analysis import Analyzer
+from opsresponder.response.analysis.analyzer import EventNotFound
 from opsresponder.response.analysis.request import AnalysisContext, AnalyzeRequest, UserPreferences
 from opsresponder.response.executor.options import ExecutionOptions
+from opsresponder.response.executor.plan import PlanError
 from opsresponder.response.executor.service import ExecutionService
 from opsresponder.response.governor import AutomaticRun, SafetyGovernor, Verdict
 from opsresponder.response.notify.base import Notification, Notifier
@@ -140,10 +142,19 @@ class ResponseLoop:
     async def _settle(self, firing: StoredFiring, handled: set[int]) -> None:
         try:
             done = await self._handle(firing, handled)
-        except (StoreError, OpsResponderError) as e:
+        except (EventNotFound, PlanError) as e:
+            # Nothing another try could change (the event was deleted; the decision cannot run).
+            log.warning("A rule firing cannot be acted on.", firing=firing.id, error=str(e))
+            await self._firings.fail([firing.id], self._owner, f"{e.__class__.__name__}: {e}")
+            return
+        except Exception as e:
+            if not isinstance(e, StoreError | OpsResponderError):
+                log.exception("Acting on a rule firing failed.", firing=firing.id)
             error = f"{e.__class__.__name__}: {e}"
             if firing.attempts >= self._config.max_attempts:
-                log.error("A rule firing is given up.", firing=firing.id, attempts=firing.attempts, error=error)
+                log.error(
+                    "A rule firing is given up.", firing=firing.id, attempts=firing.attempts, error=error
+                )
                 await self._firings.fail([firing.id], self._owner, error)
             else:
                 log.warning("A rule firing failed; it is retried.", firing=firing.id, error=error)
@@ -193,8 +204,13 @@ class ResponseLoop:
                 return False
             if not verdict.allowed:
                 await self._decisions.add_input(
-                    decision.decision_id, "governor", {"allowed": False, "reasons": list(verdict.reasons),
-                                                       "approval_required": verdict.approval_required}
+                    decision.decision_id,
+                    "governor",
+                    {
+                        "allowed": False,
+                        "reasons": list(verdict.reasons),
+                        "approval_required": verdict.approval_required,
+                    },
                 )
                 if not verdict.approval_required:
                     log.warning(
@@ -258,7 +274,9 @@ class ResponseLoop:
             "decision": {"id": decision.decision_id, "template": decision.template_id},
             "reasons": list(verdict.reasons),
         }
-        results = await self._notifier.send(Notification(template="automation_loop_detected", context=context))
+        results = await self._notifier.send(
+            Notification(template="automation_loop_detected", context=context)
+        )
         failed = [f"{r.channel}: {r.error}" for r in results if not r.success]
         log.warning(
             "A remediation loop was detected: automatic runs stop, approval is required from now on.",

@@ -81,9 +81,9 @@ async def test_expiry_after_a_restart_exactly_once_with_two_processes(
     async with running(settings("first"), clock=clock) as first:  # type: ignore[arg-type]
         execution_id = await ask_for_approval(base_url(first), base_url(first, "autonomous_api"))
     row_id = int(execution_id.removeprefix("exec_"))
-    assert await db_pool.fetchval("SELECT status FROM autonomous.approvals WHERE execution_id = $1", row_id) == (
-        "pending"
-    )
+    assert await db_pool.fetchval(
+        "SELECT status FROM autonomous.approvals WHERE execution_id = $1", row_id
+    ) == ("pending")
 
     clock.offset = timedelta(minutes=31)  # past the 30-minute deadline, while no process runs
     async with (
@@ -92,17 +92,13 @@ async def test_expiry_after_a_restart_exactly_once_with_two_processes(
     ):
 
         async def expired() -> bool:
-            status = await db_pool.fetchval(
-                "SELECT status FROM autonomous.executions WHERE id = $1", row_id
-            )
+            status = await db_pool.fetchval("SELECT status FROM autonomous.executions WHERE id = $1", row_id)
             return bool(status == "cancelled")
 
         await eventually(expired, within=10, what="the request expired and the execution cancelled")
         await eventually(lambda: "approval_expired" in inbox.templates(), within=5)
         # Several more job periods on both processes: nothing happens twice.
-        await eventually(
-            lambda: _job_runs(db_pool, 4), within=10, what="the expiry job ran more periods"
-        )
+        await eventually(lambda: _job_runs(db_pool, 4), within=10, what="the expiry job ran more periods")
         async with httpx.AsyncClient(
             base_url=base_url(second, "autonomous_api"), headers=as_person("bob"), timeout=10
         ) as client:
@@ -117,7 +113,7 @@ async def test_expiry_after_a_restart_exactly_once_with_two_processes(
     record = await db_pool.fetchrow(
         "SELECT status, decided_by FROM autonomous.approvals WHERE execution_id = $1", row_id
     )
-    assert tuple(record) == ("expired", "expiry")
+    assert record is not None and tuple(record) == ("expired", "expiry")
     assert playbooks.runs("guarded_change") == []
 
 

@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 import pytest
 
-from opsresponder.app import OpsResponder, running
+from opsresponder.app import running
 from tests.integration.api.autonomous import DONE, auth, wait_for
 from tests.integration.api.conftest import base_url
 from tests.integration.api.loop_service import Inbox, executions_of, loop_settings
@@ -85,7 +85,9 @@ async def test_budget_pause_and_resume(
         ]
         assert [len(a) for a in automatic] == [1, 1, 0]  # the third automatic run is over the budget
         (refusal,) = await governor_inputs(db_pool, ids[2])
-        assert refusal["allowed"] is False and "host web-1 had 2 automatic executions" in refusal["reasons"][0]
+        assert (
+            refusal["allowed"] is False and "host web-1 had 2 automatic executions" in refusal["reasons"][0]
+        )
         trace = await events.get(f"/api/v1/events/{ids[2]}/trace", headers=auth("read"))
         assert any("safety governor" in e["detail"] for e in trace.json()["entries"])
         # The part needing approval still asks for it: the budget bounds automatic runs only.
@@ -103,9 +105,7 @@ async def test_budget_pause_and_resume(
             assert automation["paused"] is True and automation["by"] == "admin"
             assert automation["reason"] == "maintenance" and automation["since"]
         waiting = await post_event(events, "while paused", host="web-2")
-        await eventually(
-            lambda: _firing_attempted(db_pool, waiting), within=5, what="the firing stays open"
-        )
+        await eventually(lambda: _firing_attempted(db_pool, waiting), within=5, what="the firing stays open")
         await asyncio.sleep(0.5)
         assert await executions_of(client, waiting) == []  # nothing ran, nothing was even planned
         status = await db_pool.fetchval(

@@ -41,6 +41,7 @@ from opsresponder.rules.templates import ScriptCatalog
 from opsresponder.state.base import StateBackend
 from opsresponder.state.errors import StateError
 from opsresponder.store.decisions import DecisionAction
+from opsresponder.store.errors import StoreError
 from opsresponder.store.executions import (
     ActionChange,
     ActionStatus,
@@ -52,7 +53,6 @@ from opsresponder.store.executions import (
     NewAction,
     Phase,
 )
-from opsresponder.store.errors import StoreError
 from opsresponder.store.outcomes import ActionOutcome
 
 log = structlog.get_logger(__name__)

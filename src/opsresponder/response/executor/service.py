@@ -12,8 +12,8 @@ import msgspec
 import structlog
 
 from opsresponder.config import ExecutorConfig
-from opsresponder.response.approvals import ApprovalRequest, ApprovalWorkflow
 from opsresponder.core.clock import utcnow
+from opsresponder.response.approvals import ApprovalRequest, ApprovalWorkflow
 from opsresponder.response.executor.errors import ExecutionNotFound, ExecutionStateError
 from opsresponder.response.executor.options import ExecutionOptions, NotificationPreferences
 from opsresponder.response.executor.plan import (
@@ -234,8 +234,9 @@ class ExecutionService:
         if status == "queued":
             self._worker.wake()
         elif status == "pending_approval" and self._approvals is not None:
-            await self._approvals.request(_approval_request(stored.execution.id, plan, decision,
-                                                            requested_by, approval_reason))
+            await self._approvals.request(
+                _approval_request(stored.execution.id, plan, decision, requested_by, approval_reason)
+            )
             stored = await self._repository.get(stored.execution.id) or stored
         return execution_view(stored, now)
 
@@ -378,8 +379,11 @@ def _approval_request(
     """What approvers are asked: the exact actions with their resolved parameters, the highest risk of
     those actions, the decision's business impact, and why (the analysis's reasons, the governor's)."""
     levels = ["low", "medium", "high", "critical"]
-    risk = max((a.risk_level for a in plan.actions), key=lambda r: levels.index(r) if r in levels else 0,
-               default="low")
+    risk = max(
+        (a.risk_level for a in plan.actions),
+        key=lambda r: levels.index(r) if r in levels else 0,
+        default="low",
+    )
     reasons = [r for r in (str(decision.approval.get("reason") or ""), governor_reason or "") if r]
     event = decision.inputs.get("event") if isinstance(decision.inputs.get("event"), dict) else {}
     return ApprovalRequest(
@@ -414,7 +418,9 @@ def _approval_request(
     )
 
 
-def _plan_document(plan: ExecutionPlan, decision: StoredDecision, *, automatic: bool = False) -> dict[str, Any]:
+def _plan_document(
+    plan: ExecutionPlan, decision: StoredDecision, *, automatic: bool = False
+) -> dict[str, Any]:
     """The plan as stored, plus what the run reads about the event and whether the automatic loop started
     it without a person (neither is part of the hash)."""
     document: dict[str, Any] = msgspec.to_builtins(plan)
