@@ -109,6 +109,7 @@ def _decide(verb: Literal["approve", "reject"], summary: str, done: str) -> Any:
             **documented(
                 body=DecisionBody,
                 body_description="Optional: a comment recorded with the decision.",
+                body_required=False,
                 answers={
                     200: Answer(done, DecisionAnswer),
                     400: MALFORMED_JSON,
@@ -218,6 +219,7 @@ def _switch(verb: Literal["pause", "resume"], summary: str, done: str) -> Any:
             **documented(
                 body=ReasonBody,
                 body_description="Optional: why (recorded in the pause log with the token's name).",
+                body_required=False,
                 answers={
                     200: Answer(done, AutomationState),
                     400: MALFORMED_JSON,
