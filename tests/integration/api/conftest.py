@@ -12,6 +12,8 @@ import pytest
 
 from opsresponder.app import OpsResponder, running
 from opsresponder.config import Settings, settings_from_tree
+from tests.integration.api.inbox import Inbox
+from tests.integration.api.playbooks import Playbooks, write_playbooks
 
 TOKENS = {
     "admin": "admin-token-0123456789",
@@ -59,3 +61,18 @@ async def client(service: OpsResponder) -> AsyncIterator[httpx.AsyncClient]:
         base_url=base_url(service), headers={"Authorization": f"Bearer {TOKENS['admin']}"}, timeout=10
     ) as c:
         yield c
+
+
+@pytest.fixture
+def playbooks(tmp_path: Path) -> Playbooks:
+    """The response tests' catalog, templates and scripts (tests/integration/api/playbooks.py)."""
+    return write_playbooks(tmp_path / "playbooks")
+
+
+@pytest.fixture
+async def inbox() -> AsyncIterator[Inbox]:
+    """A local HTTP server receiving the webhook channel's notifications."""
+    box = Inbox()
+    await box.start()
+    yield box
+    await box.stop()

@@ -5,19 +5,18 @@ approver list over HTTP: nobody can approve."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import httpx
-import pytest
 
 from opsresponder.app import running
 from tests.integration.api.autonomous import auth
 from tests.integration.api.conftest import base_url
-from tests.integration.api.loop_service import Inbox, as_person, loop_settings
-from tests.integration.api.playbooks import Playbooks, write_playbooks
+from tests.integration.api.inbox import Inbox
+from tests.integration.api.loop_service import as_person, loop_settings
+from tests.integration.api.playbooks import Playbooks
 from tests.waiting import eventually
 
 
@@ -29,19 +28,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return datetime.now(UTC) + self.offset
-
-
-@pytest.fixture
-def playbooks(tmp_path: Path) -> Playbooks:
-    return write_playbooks(tmp_path / "playbooks")
-
-
-@pytest.fixture
-async def inbox() -> AsyncIterator[Inbox]:
-    box = Inbox()
-    await box.start()
-    yield box
-    await box.stop()
 
 
 async def ask_for_approval(svc_url: str, autonomous_url: str) -> str:

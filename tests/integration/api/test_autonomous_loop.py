@@ -19,22 +19,10 @@ from opsresponder.api.approvals import ApprovalList, DecisionAnswer
 from opsresponder.app import OpsResponder, running
 from tests.integration.api.autonomous import DONE, auth, wait_for
 from tests.integration.api.conftest import base_url
-from tests.integration.api.loop_service import Inbox, as_person, executions_of, loop_settings
-from tests.integration.api.playbooks import Playbooks, write_playbooks
+from tests.integration.api.inbox import Inbox
+from tests.integration.api.loop_service import as_person, executions_of, loop_settings
+from tests.integration.api.playbooks import Playbooks
 from tests.waiting import eventually
-
-
-@pytest.fixture
-def playbooks(tmp_path: Path) -> Playbooks:
-    return write_playbooks(tmp_path / "playbooks")
-
-
-@pytest.fixture
-async def inbox() -> AsyncIterator[Inbox]:
-    box = Inbox()
-    await box.start()
-    yield box
-    await box.stop()
 
 
 @pytest.fixture

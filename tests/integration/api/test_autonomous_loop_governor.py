@@ -7,33 +7,19 @@ about no host is refused."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 
 from opsresponder.app import running
 from tests.integration.api.autonomous import DONE, auth, wait_for
 from tests.integration.api.conftest import base_url
-from tests.integration.api.loop_service import Inbox, executions_of, loop_settings
-from tests.integration.api.playbooks import Playbooks, write_playbooks
+from tests.integration.api.inbox import Inbox
+from tests.integration.api.loop_service import executions_of, loop_settings
+from tests.integration.api.playbooks import Playbooks
 from tests.waiting import eventually
-
-
-@pytest.fixture
-def playbooks(tmp_path: Path) -> Playbooks:
-    return write_playbooks(tmp_path / "playbooks")
-
-
-@pytest.fixture
-async def inbox() -> AsyncIterator[Inbox]:
-    box = Inbox()
-    await box.start()
-    yield box
-    await box.stop()
 
 
 async def post_event(
