@@ -109,7 +109,7 @@ def _time(text: str) -> float:
 # --- the load processes -------------------------------------------------------------------------------
 
 
-INGEST_CONNECTIONS = 16
+INGEST_CONNECTIONS = 64
 
 
 async def load_ingest(url: str, token: str, rate: float, duration: float) -> dict[str, Any]:

@@ -349,7 +349,7 @@ def _response_side(
         return None
     # HTTP calls reach only what the one outbound allowlist permits, like every other outbound request.
     http_runner = HttpRunner(config.http, allowlist)
-    runner = CatalogRunner(ScriptRunner(config.scripts), http_runner)
+    runner = CatalogRunner(ScriptRunner(config.scripts, data_dir=settings.data_dir), http_runner)
     notifier = NotificationService(
         config.notifications,
         allowlist,
