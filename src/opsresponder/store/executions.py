@@ -613,10 +613,13 @@ class ExecutionRepository:
             )
         return ControlOutcome(found=True, allowed=True, status="cancelled")
 
-    async def plan_hash_of(self, execution_id: int) -> str | None:
+    async def pending_plan_hash(self, execution_id: int) -> str | None:
+        """The plan hash of an execution still ``pending_approval``; None when there is none (also when
+        it was cancelled while it waited: approving it then must not succeed)."""
         async with connection(self._pool) as conn:
             value = await conn.fetchval(
-                "SELECT plan_hash FROM autonomous.executions WHERE id = $1", execution_id
+                "SELECT plan_hash FROM autonomous.executions WHERE id = $1 AND status = 'pending_approval'",
+                execution_id,
             )
         return None if value is None else str(value)
 

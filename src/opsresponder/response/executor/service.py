@@ -111,7 +111,9 @@ class ExecutionService:
     # PendingExecutions (response/approvals.py): what the approval workflow does to executions.
 
     async def current_plan_hash(self, execution_id: int) -> str | None:
-        return await self._repository.plan_hash_of(execution_id)
+        """None also when the execution no longer waits for approval (cancelled meanwhile): approving is
+        then refused (409) instead of approving something that will never run."""
+        return await self._repository.pending_plan_hash(execution_id)
 
     async def start_approved(self, execution_id: int, *, by: str) -> None:
         outcome = await self._repository.queue_pending(execution_id, now=self._clock(), by=by)
