@@ -604,7 +604,7 @@ class AnalysisConfig(_Section):
     """How many outcomes the prior counts as (Beta prior): history outweighs it after a few runs."""
     history_days: PositiveInt = 90
     approvers: list[str] = msgspec.field(default_factory=list)
-    """Token names that may approve (the approvals issue); empty: nobody can."""
+    """Token names that may approve (docs/response.md "Approvals"); empty: nobody can."""
 
 
 class GovernorConfig(_Section):

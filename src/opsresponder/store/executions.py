@@ -569,7 +569,7 @@ class ExecutionRepository:
     async def queue_pending(
         self, execution_id: int, *, now: datetime | None = None, by: str = "an approval"
     ) -> ControlOutcome:
-        """``pending_approval`` -> ``queued`` (the approvals issue calls this once a person approved);
+        """``pending_approval`` -> ``queued`` (the approval workflow, once a person approved);
         not allowed from any other state. The local worker is not woken: it finds the row at its next poll."""
         now = now or utcnow()
         async with connection(self._pool) as conn, conn.transaction():
