@@ -46,6 +46,8 @@ BOOTSTRAP_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name, not a secret
 #   here (their process groups are killed, as on a cancel) and marks those executions `interrupted`, so
 #   no restart takes them for still running; the rollback they asked for (rollback_on_failure) runs at
 #   the next start of any replica. Queued executions stay queued for the next start or another replica.
+#   The rule-to-response loop stops first (it submits executions); a firing it had claimed but not settled
+#   is claimed again once its lease expires.
 #   A kill -9 skips all this: the next start finds the dead owner's lease expired and does the same;
 # - intake, worker: drain what is queued within the grace period, then stop the worker;
 # - stages: the stages' own background work (the asset inventory watcher, asset service lookups), once no
@@ -147,6 +149,10 @@ class OpsResponder:
                 # After the migrations and the templates: its start recovers what a dead process left
                 # running (interrupted, rolled back when asked), before any request can submit.
                 await parts.executions.start()
+                if parts.loop is not None:
+                    # Stopped before the executor: it submits executions.
+                    await parts.loop.start()
+                    shutdown.on_stop("executions", parts.loop.stop)
                 shutdown.on_stop("executions", parts.executions.stop)
             for name, listener in parts.ingest_listeners.items():
                 await listener.start()

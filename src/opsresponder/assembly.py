@@ -13,7 +13,7 @@ import secrets
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -52,8 +52,11 @@ from opsresponder.pipeline.stage import BackgroundStage
 from opsresponder.pipeline.stages import StageDeps, build_stages
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.response.analysis import Analyzer
+from opsresponder.response.approvals import ApprovalWorkflow
 from opsresponder.response.executor.service import ExecutionService
+from opsresponder.response.governor import SafetyGovernor
 from opsresponder.response.learning import FeedbackService, Learning, PolicyBook
+from opsresponder.response.loop import ResponseLoop
 from opsresponder.response.notify.messages import load_message_templates
 from opsresponder.response.notify.metrics import NotificationMetrics
 from opsresponder.response.notify.service import NotificationService
@@ -67,7 +70,9 @@ from opsresponder.rules.evaluation.file_source import FileRuleSource
 from opsresponder.rules.templates import ScriptCatalog, load_script_catalog
 from opsresponder.rules.templates.files import read_template_files
 from opsresponder.state import MemoryStateBackend, StateBackend
+from opsresponder.store.approvals import ApprovalRepository
 from opsresponder.store.clearance import ClearanceRepository
+from opsresponder.store.controls import AutomationControls
 from opsresponder.store.correlations import CorrelationRepository, CorrelationWriter, correlation_rules
 from opsresponder.store.decisions import DecisionRepository
 from opsresponder.store.deliveries import DeliveryQueue
@@ -117,6 +122,9 @@ class Parts:
     """The executor (response.enabled): started once the store is ready, stopped after the HTTP servers."""
     response_clients: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     """Close the response side's HTTP clients (notifications, the HTTP runner) once no execution runs."""
+    loop: ResponseLoop | None = None
+    """The rule-to-response loop (response.enabled and response.loop.enabled): started after the executor,
+    stopped before it."""
 
 
 def build_parts(
@@ -244,6 +252,10 @@ def build_parts(
         correlations=correlations,
         silences=silences,
     )
+    if response is not None and response.loop is not None:
+        worker.add_commit_listener(response.loop.on_commit)
+    automation = response.governor.paused if response is not None else None
+    ctx.automation = automation
     autonomous_ctx = AutonomousApiContext(
         api=settings.api,
         registry=registry,
@@ -255,6 +267,10 @@ def build_parts(
         executions=response.executions if response else None,
         feedback=response.feedback if response else None,
         learning=response.learning if response else None,
+        approvals=response.approvals if response else None,
+        approval_records=response.approval_records if response else None,
+        governor=response.governor if response else None,
+        automation=automation,
     )
     grace = settings.pipeline.drain_grace_seconds
     servers: dict[str, HttpServer] = {}
@@ -295,6 +311,7 @@ def build_parts(
         load_templates=load_templates,
         executions=response.executions if response else None,
         response_clients=response.closes if response else [],
+        loop=response.loop if response else None,
     )
 
 
@@ -307,10 +324,14 @@ class ResponseSide:
     executions: ExecutionService
     closes: list[Callable[[], Awaitable[None]]]
     """Close the HTTP clients of the notification channels and the HTTP runner."""
-    feedback: FeedbackService | None = None
-    learning: LearningRepository | None = None
-    jobs: list[ScheduledJob] = field(default_factory=list)
-    """The response side's periodic jobs (closed-loop verification)."""
+    governor: SafetyGovernor
+    approvals: ApprovalWorkflow
+    approval_records: ApprovalRepository
+    loop: ResponseLoop | None
+    feedback: FeedbackService
+    learning: LearningRepository
+    jobs: list[ScheduledJob]
+    """The response side's periodic jobs: closed-loop verification, approval expiry."""
 
 
 def _response_side(
@@ -372,6 +393,12 @@ def _response_side(
         silences=silences,
         policies=policies,
     )
+    governor = SafetyGovernor(state, AutomationControls(pool), config.governor)
+
+    async def automation_paused() -> bool:
+        return await governor.paused() is not None
+
+    owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
     executions = ExecutionService(
         repository=ExecutionRepository(pool),
         runner=runner,
@@ -383,9 +410,10 @@ def _response_side(
         config=config.executor,
         # Unique per process start: a restarted process must not take its predecessor's claims for its own
         # (recovery tells a dead owner's executions by their expired lease).
-        owner=f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}",
+        owner=owner,
         clock=clock,
         ended=learning,
+        automation_paused=automation_paused,
     )
     feedback = FeedbackService(
         feedback=FeedbackRepository(pool),
@@ -405,14 +433,52 @@ def _response_side(
         config=config.verification,
         clock=clock,
     )
-    interval = timedelta(seconds=config.verification.check_interval_seconds)
-    jobs = (
-        [ScheduledJob("verification", interval=interval, run=verifier.run)]
-        if config.verification.enabled
-        else []
+    approval_records = ApprovalRepository(pool)
+    approvals = ApprovalWorkflow(
+        approval_records, executions, notifier, config.approvals, config.analysis.approvers, clock=clock
     )
+    executions.attach_approvals(approvals)
+    loop = None
+    if config.loop.enabled:
+        loop = ResponseLoop(
+            firings=FiringRepository(pool),
+            analyzer=analyzer,
+            decisions=decisions,
+            executions=executions,
+            governor=governor,
+            notifier=notifier,
+            catalog=catalog,
+            config=config.loop,
+            owner=owner,
+            clock=clock,
+        )
+
+    async def expire_approvals(now: datetime) -> None:
+        await approvals.expire_due(now)
+
+    jobs = [
+        ScheduledJob(
+            "approval_expiry",
+            interval=timedelta(seconds=config.approvals.expiry_check_seconds),
+            run=expire_approvals,
+            timeout=timedelta(minutes=5),
+        )
+    ]
+    if config.verification.enabled:
+        interval = timedelta(seconds=config.verification.check_interval_seconds)
+        jobs.append(ScheduledJob("verification", interval=interval, run=verifier.run))
     return ResponseSide(
-        analyzer, decisions, executions, [notifier.aclose, http_runner.aclose], feedback, learned, jobs
+        analyzer,
+        decisions,
+        executions,
+        [notifier.aclose, http_runner.aclose],
+        governor=governor,
+        approvals=approvals,
+        approval_records=approval_records,
+        loop=loop,
+        feedback=feedback,
+        learning=learned,
+        jobs=jobs,
     )
 
 

@@ -605,7 +605,7 @@ class AnalysisConfig(_Section):
     """How many outcomes the prior counts as (Beta prior): history outweighs it after a few runs."""
     history_days: PositiveInt = 90
     approvers: list[str] = msgspec.field(default_factory=list)
-    """Token names that may approve (the approvals issue); empty: nobody can."""
+    """Token names that may approve (docs/response.md "Approvals"); empty: nobody can."""
 
 
 class GovernorConfig(_Section):
@@ -665,6 +665,28 @@ class LearningConfig(_Section):
     """How many runs one feedback counts as (a pseudo-outcome); ``dangerous`` counts twice this."""
 
 
+class LoopConfig(_Section):
+    """The rule-to-response loop: fired trigger rules analyzed and acted on (docs/response.md
+    "The rule-to-response loop")."""
+
+    enabled: bool = True
+    poll_interval_ms: PositiveInt = 100
+    """How often the firings outbox is polled when no local commit wakes the loop earlier."""
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
+    lease_seconds: PositiveFloat = 60.0
+    """A claimed firing not settled within this is claimed again (its claimer is taken for dead)."""
+    max_attempts: PositiveInt = 5
+    """A firing that failed this often is given up (status failed, with the error)."""
+    auto_approve_low_risk: bool | None = None
+    """The analysis's ``user_preferences.auto_approve_low_risk``: false asks a person for every script."""
+    business_hours: bool | None = None
+    """The analysis context (null: resolved from the event's asset, then the careful default)."""
+    maintenance_window: bool | None = None
+    system_criticality: Literal["critical", "high", "medium", "low"] | None = None
+    rollback_on_failure: bool = True
+    """The automatic executions' ``rollback_on_failure``."""
+
+
 class ResponseConfig(_Section):
     """The autonomous response side (port 3011; docs/response.md)."""
 
@@ -679,6 +701,7 @@ class ResponseConfig(_Section):
     approvals: ApprovalsConfig = msgspec.field(default_factory=ApprovalsConfig)
     verification: VerificationConfig = msgspec.field(default_factory=VerificationConfig)
     learning: LearningConfig = msgspec.field(default_factory=LearningConfig)
+    loop: LoopConfig = msgspec.field(default_factory=LoopConfig)
 
 
 class Settings(_Section):

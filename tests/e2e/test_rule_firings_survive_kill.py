@@ -33,7 +33,12 @@ rules:
 def service(tmp_path: Path, database_url: str, rules_file: Path) -> ServiceProcess:
     return ServiceProcess(
         tmp_path / "data",
-        {"OPSRESPONDER_DATABASE__URL": database_url, "OPSRESPONDER_RULES__FILE": str(rules_file)},
+        {
+            "OPSRESPONDER_DATABASE__URL": database_url,
+            "OPSRESPONDER_RULES__FILE": str(rules_file),
+            # This test is the consumer: the service's own rule-to-response loop must not claim first.
+            "OPSRESPONDER_RESPONSE__LOOP__ENABLED": "false",
+        },
     )
 
 

@@ -61,8 +61,8 @@ class RecommendedAction(msgspec.Struct, kw_only=True):
 
 class ApprovalRequirements(msgspec.Struct, kw_only=True):
     """Whether running the actions needs a person's approval, and why (``approvers``: who may give it).
-    Approvals arrive with the next issue: until then an execution that needs one waits as
-    ``pending_approval``."""
+    An execution that needs one waits as ``pending_approval`` until a listed approver approves it
+    (``POST /api/v1/autonomous/executions/{id}/approve``)."""
 
     required: bool
     reason: str

@@ -9,6 +9,7 @@ from __future__ import annotations
 from litestar import Litestar
 
 from opsresponder.api.analysis import ANALYSIS_HANDLERS
+from opsresponder.api.approvals import APPROVAL_HANDLERS
 from opsresponder.api.common import build_app
 from opsresponder.api.context import AutonomousApiContext
 from opsresponder.api.executions import EXECUTION_HANDLERS
@@ -20,10 +21,12 @@ def build_autonomous_app(ctx: AutonomousApiContext) -> Litestar:
     return build_app(
         ctx,
         title="OpsResponder Autonomous Response API",
-        description="Analysis, execution, execution control (port 3011); approvals and feedback come next.",
+        description="Analysis, execution and its control, approvals, the automation pause, feedback and "
+        "insights (port 3011).",
         handlers=[
             *ANALYSIS_HANDLERS,
             *EXECUTION_HANDLERS,
+            *APPROVAL_HANDLERS,
             *FEEDBACK_HANDLERS,
             *INSIGHTS_HANDLERS,
         ],

@@ -35,6 +35,17 @@ class Readiness(msgspec.Struct):
     status: Literal["ready", "not_ready"]
     checks: dict[str, str]
     listeners: dict[str, str]
+    automation: AutomationState | None = None
+    """Where the response side runs: whether automatic execution is paused (paused is still ready)."""
+
+
+class AutomationState(msgspec.Struct):
+    """The global pause of automatic execution (``POST /api/v1/autonomous/pause`` and ``/resume``)."""
+
+    paused: bool
+    by: str | None = None
+    reason: str | None = None
+    since: datetime | None = None
 
 
 class WebhookAccepted(msgspec.Struct):

@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from opsresponder import __version__
 from opsresponder.api.auth import PUBLIC, AuthMiddleware, TokenAuthenticator, scope_opt
-from opsresponder.api.bodies import Health, Readiness
+from opsresponder.api.bodies import AutomationState, Health, Readiness
 from opsresponder.api.context import CONTEXT_KEY, ServiceContext, context_of
 from opsresponder.api.errors import exception_handlers
 from opsresponder.api.openapi import Answer, CompletedJsonRenderPlugin, documented
@@ -82,10 +82,24 @@ async def ready(request: Request[Any, Any, Any]) -> ASGIResponse:
         checks["database"] = "unavailable: PostgreSQL does not answer"
     checks["listeners"] = "ok" if ctx.listeners else "none bound"
     is_ready = all(v == "ok" for v in checks.values())
-    return json_response(
-        {"status": "ready" if is_ready else "not_ready", "checks": checks, "listeners": ctx.listeners},
-        status_code=200 if is_ready else 503,
-    )
+    answer: dict[str, Any] = {
+        "status": "ready" if is_ready else "not_ready",
+        "checks": checks,
+        "listeners": ctx.listeners,
+    }
+    if ctx.automation is not None and checks["database"] == "ok":
+        # Paused is not unready: the service takes events and answers; only automatic execution waits.
+        try:
+            pause = await asyncio.wait_for(ctx.automation(), _READY_DB_TIMEOUT)
+        except (DatabaseUnavailableError, TimeoutError):
+            pause = None
+        answer["automation"] = AutomationState(
+            paused=pause is not None,
+            by=pause.paused_by if pause else None,
+            reason=pause.reason if pause else None,
+            since=pause.paused_at if pause else None,
+        )
+    return json_response(answer, status_code=200 if is_ready else 503)
 
 
 # Litestar appends "; charset=utf-8" to every text/ media type: leave it out here so it appears once.

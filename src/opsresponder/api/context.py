@@ -22,9 +22,13 @@ from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.response.analysis import Analyzer
+from opsresponder.response.approvals import ApprovalWorkflow
 from opsresponder.response.executor.service import ExecutionService
+from opsresponder.response.governor import SafetyGovernor
 from opsresponder.response.learning import FeedbackService
 from opsresponder.rules.templates import ScriptCatalog
+from opsresponder.store.approvals import ApprovalRepository
+from opsresponder.store.controls import PauseState
 from opsresponder.store.correlations import CorrelationRepository
 from opsresponder.store.decisions import DecisionRepository
 from opsresponder.store.events import EventRepository
@@ -58,6 +62,8 @@ class ServiceContext:
     check_database: Callable[[], Awaitable[None]]
     listeners: dict[str, str] = field(default_factory=dict)
     refresh_metrics: Callable[[], None] = lambda: None
+    automation: Callable[[], Awaitable[PauseState | None]] | None = None
+    """The global pause of automatic execution, shown by ``/ready`` (None: no response side)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -109,6 +115,8 @@ class AutonomousApiContext(ServiceContext):
         decisions: the stored decisions (what ``execute`` runs).
         executions: the execution service (submit, watch, cancel, roll back).
         feedback: feedback on executions (learning); learning: its statistics and policies (insights).
+        approvals, approval_records: the approval workflow and its stored requests.
+        governor: the safety governor (pause and resume).
     Each is None where ``response.enabled`` is false: the endpoints then answer 503.
     """
 
@@ -117,6 +125,9 @@ class AutonomousApiContext(ServiceContext):
     executions: ExecutionService | None = None
     feedback: FeedbackService | None = None
     learning: LearningRepository | None = None
+    approvals: ApprovalWorkflow | None = None
+    approval_records: ApprovalRepository | None = None
+    governor: SafetyGovernor | None = None
 
 
 C = TypeVar("C", bound=ServiceContext)

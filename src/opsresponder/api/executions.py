@@ -10,8 +10,10 @@
 - ``POST .../{execution_id}/cancel`` and ``.../rollback`` (scope ``write``): 404 unknown, 409 when the
   execution's state does not allow it.
 
-Approvals are the next issue's: no ``approval_token`` can be valid yet, so an execution that needs approval
-is created ``pending_approval`` and nothing of it runs (docs/response.md "The API").
+An execution that needs approval is created ``pending_approval`` with an approval request
+(api/approvals.py). ``approval_token`` (issued by approve) is redeemed once for exactly the plan this
+request would create: the approved execution bound to it is answered, no second one is created; any other
+token is 403 and nothing runs (docs/response.md "Approvals").
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from opsresponder.api.filters import (
 )
 from opsresponder.api.json_body import MALFORMED_JSON, BodyError, decode_json_body, refuse
 from opsresponder.api.openapi import Answer, documented, error
+from opsresponder.response.approvals import ApprovalRefused
 from opsresponder.response.executor.service import (
     ExecutionNotFound,
     ExecutionOptions,
@@ -48,7 +51,7 @@ from opsresponder.response.executor.service import (
     ExecutionView,
     PlanError,
 )
-from opsresponder.store.decisions import DecisionRepository
+from opsresponder.store.decisions import DecisionRepository, StoredDecision
 from opsresponder.store.executions import ExecutionStatus
 
 MAX_LIMIT: Final = 1000
@@ -74,8 +77,9 @@ class ExecuteBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         action_ids: the decision's actions to run (its ``recommended_actions[].action_id``); absent or
             null: all of them. The actions they depend on must be chosen too.
         execution_options: dry run, rollback on failure, time limit, notifications.
-        approval_token: for an execution that needs approval. Approvals arrive with the next issue: no
-            token is valid yet, so such an execution waits as ``pending_approval``.
+        approval_token: the token an approval answered: redeemed once for exactly these actions (their
+            plan hash); the answer is the approved execution (no second one is created). Any other token
+            is 403 and nothing runs.
     """
 
     decision_id: _DecisionId
@@ -120,7 +124,8 @@ _CONFLICT: Final = error("The execution's status does not allow this (``detail``
             body=ExecuteBody,
             body_description=(
                 "The decision to run and which of its actions. An execution that needs approval is created "
-                "``pending_approval`` and runs nothing: approval tokens arrive with the approvals issue."
+                "``pending_approval`` with an approval request and runs nothing until approved; with an "
+                "``approval_token`` the approved execution of exactly these actions is answered."
             ),
             body_example=_EXAMPLE,
             answers={
@@ -130,6 +135,7 @@ _CONFLICT: Final = error("The execution's status does not allow this (``detail``
                     ExecutionView,
                 ),
                 400: MALFORMED_JSON,
+                403: error("The approval token is unknown, used, expired or bound to other actions."),
                 404: error("No decision has this ``decision_id``."),
                 422: error(
                     "The body is not valid, or the plan cannot hold (an action id that is not the "
@@ -152,18 +158,40 @@ async def execute(request: Request[Any, Any, Any]) -> ASGIResponse:
     if decision is None:
         raise NotFoundException(f"decision {body.decision_id} does not exist")
     try:
+        if body.approval_token is not None:
+            return await _redeem(request, executions, decision, body.action_ids, body.approval_token)
         view = await executions.submit(
             decision,
             body.action_ids,
             body.execution_options,
             requested_by=principal_of(request).name,
-            # No approval token can be valid before the approvals issue: an execution that needs approval
-            # waits as pending_approval, whatever token it brings.
             approved=False,
         )
     except PlanError as e:
         return error_response(422, f"{e.field}: {e.reason}", e.field)
     return json_response(view, status_code=200 if view.status == "dry_run" else 202)
+
+
+async def _redeem(
+    request: Request[Any, Any, Any],
+    executions: ExecutionService,
+    decision: StoredDecision,
+    action_ids: list[int] | None,
+    token: str,
+) -> ASGIResponse:
+    """An approval token is used once, for the plan this request would create (its hash): the approved
+    execution it is bound to is the answer, so approving and then executing never runs anything twice."""
+    ctx = context_of(request, AutonomousApiContext)
+    if ctx.approvals is None:
+        raise ServiceUnavailableException(DISABLED)
+    try:
+        record = await ctx.approvals.redeem(token, await executions.plan_hash_for(decision, action_ids))
+    except ApprovalRefused as e:
+        return error_response(403, e.reason, "approval_token")
+    view = await executions.get(f"exec_{record.execution_id}")
+    if view is None or view.decision_id != decision.decision_id:
+        return error_response(403, "the approval token is not valid for these actions", "approval_token")
+    return json_response(view, status_code=202)
 
 
 @get(

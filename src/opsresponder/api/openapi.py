@@ -69,6 +69,7 @@ class OperationDoc:
     body_example: Any = None
     answers: Mapping[int, Answer] = field(default_factory=dict)
     body_media_types: tuple[str, ...] = ("application/json",)
+    body_required: bool = True
 
 
 def documented(
@@ -78,10 +79,16 @@ def documented(
     body_description: str = "",
     body_example: Any = None,
     body_media_types: tuple[str, ...] = ("application/json",),
+    body_required: bool = True,
 ) -> dict[str, Any]:
     """The ``opt`` entry that documents a handler's request body (with an example that it accepts, in
-    each of `body_media_types`) and answers (merge it into ``opt``)."""
-    return {OPENAPI_OPT: OperationDoc(body, body_description, body_example, answers, body_media_types)}
+    each of `body_media_types`; `body_required` false: it may be left out) and answers (merge it into
+    ``opt``)."""
+    return {
+        OPENAPI_OPT: OperationDoc(
+            body, body_description, body_example, answers, body_media_types, body_required
+        )
+    }
 
 
 def error(description: str, headers: Mapping[str, str] | None = None) -> Answer:
@@ -172,7 +179,7 @@ def _complete_operation(operation: dict[str, Any], opt: Mapping[str, Any], compo
             if doc.body_example is not None:
                 media["example"] = doc.body_example
             operation["requestBody"] = {
-                "required": True,
+                "required": doc.body_required,
                 "description": doc.body_description,
                 "content": {media_type: media for media_type in doc.body_media_types},
             }

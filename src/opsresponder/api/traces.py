@@ -100,7 +100,11 @@ async def get_event_trace(request: Request[Any, Any, Any], event_id: ResourceId)
     if event is None:
         raise NotFoundException(f"event {event_id} does not exist")
     entries = None if ctx.traces is None else await ctx.traces.entries(event_id)
-    return json_response(trace_view(event, entries))
+    view = trace_view(event, entries)
+    if ctx.traces is not None:
+        # Rule fired -> decision -> execution or approval request, read from the autonomous tables.
+        view.entries.extend(TraceEntryView(s, d) for s, d in await ctx.traces.response_entries(event_id))
+    return json_response(view)
 
 
 TRACE_HANDLERS: Final = (get_event_trace,)

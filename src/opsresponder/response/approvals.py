@@ -130,7 +130,9 @@ class ApprovalWorkflow:
         current = await self._executions.current_plan_hash(execution_id)
         if current != record.plan_hash:
             raise ApprovalRefused(
-                409, "the execution's actions or parameters changed since approval was requested"
+                409,
+                "the execution's actions or parameters changed since approval was requested, or it no "
+                "longer waits for approval",
             )
         token = secrets.token_urlsafe(32)
         decided = await self._repository.decide(

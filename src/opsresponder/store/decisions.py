@@ -189,6 +189,18 @@ class DecisionRepository:
             )
         return _decision(row, [_action(a) for a in actions])
 
+    async def add_input(self, decision_id: int, key: str, value: Any) -> None:
+        """Record one more input of a decision after it was made (the automatic loop's governor verdict),
+        under ``inputs[key]``."""
+        async with connection(self.pool) as conn:
+            await conn.execute(
+                "UPDATE autonomous.decisions SET inputs = inputs || jsonb_build_object($2::text, $3::jsonb) "
+                "WHERE id = $1",
+                decision_id,
+                key,
+                value,
+            )
+
     async def list_for_event(self, event_id: int, *, limit: int = 20) -> list[StoredDecision]:
         """The latest decisions about one event, newest first, without their actions (``get`` one for
         them).

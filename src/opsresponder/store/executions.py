@@ -571,7 +571,7 @@ class ExecutionRepository:
     async def queue_pending(
         self, execution_id: int, *, now: datetime | None = None, by: str = "an approval"
     ) -> ControlOutcome:
-        """``pending_approval`` -> ``queued`` (the approvals issue calls this once a person approved);
+        """``pending_approval`` -> ``queued`` (the approval workflow, once a person approved);
         not allowed from any other state. The local worker is not woken: it finds the row at its next poll."""
         now = now or utcnow()
         async with connection(self._pool) as conn, conn.transaction():
@@ -587,6 +587,43 @@ class ExecutionRepository:
                 conn, execution_id, [LogEntry(at=now, level="info", message=f"Approved by {by}; queued.")]
             )
         return ControlOutcome(found=True, allowed=True, status="queued")
+
+    async def cancel_pending(self, execution_id: int, *, now: datetime, reason: str) -> ControlOutcome:
+        """``pending_approval`` -> ``cancelled`` with `reason` as its error and log line (a rejected or
+        expired approval); not allowed from any other state."""
+        async with connection(self._pool) as conn, conn.transaction():
+            status = await _lock_status(conn, execution_id)
+            if status is None:
+                return ControlOutcome(found=False)
+            if status != "pending_approval":
+                return ControlOutcome(found=True, allowed=False, status=status)
+            await conn.execute(
+                """UPDATE autonomous.executions SET status = 'cancelled', completed_at = $2, error = $3
+                   WHERE id = $1""",
+                execution_id,
+                now,
+                reason,
+            )
+            await conn.execute(
+                """UPDATE autonomous.execution_actions SET status = 'cancelled', completed_at = $2
+                   WHERE execution_id = $1 AND status IN ('queued', 'would_run')""",
+                execution_id,
+                now,
+            )
+            await _insert_logs(
+                conn, execution_id, [LogEntry(at=now, level="warning", message=f"Not run: {reason}.")]
+            )
+        return ControlOutcome(found=True, allowed=True, status="cancelled")
+
+    async def pending_plan_hash(self, execution_id: int) -> str | None:
+        """The plan hash of an execution still ``pending_approval``; None when there is none (also when
+        it was cancelled while it waited: approving it then must not succeed)."""
+        async with connection(self._pool) as conn:
+            value = await conn.fetchval(
+                "SELECT plan_hash FROM autonomous.executions WHERE id = $1 AND status = 'pending_approval'",
+                execution_id,
+            )
+        return None if value is None else str(value)
 
     async def recover_interrupted(
         self, now: datetime, owner: str | None = None

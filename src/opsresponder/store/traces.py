@@ -82,6 +82,10 @@ class TraceRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
+    async def response_entries(self, event_id: int) -> list[tuple[str, str]]:
+        """The response side's chain for the event (`response_chain`)."""
+        return await response_chain(self._pool, event_id)
+
     async def entries(self, event_id: int) -> list[tuple[str, str]] | None:
         """The trace entries of `event_id`, or None when it has no stored trace.
 
@@ -91,3 +95,49 @@ class TraceRepository:
         async with connection(self._pool) as conn:
             payload = await conn.fetchval(_SELECT, event_id)
         return None if payload is None else decode_entries(payload)
+
+
+_RESPONSE_CHAIN: Final = """
+SELECT * FROM (
+    SELECT f.fired_at AS at, 0 AS rank, f.id AS id, 'response.rule_fired' AS stage,
+           'rule ' || f.rule_id || ' fired (' || f.kind || ', firing ' || f.id || ', ' || f.status || ')'
+               AS detail
+    FROM rules.rule_firings AS f WHERE f.event_ids @> ARRAY[$1::bigint]
+  UNION ALL
+    SELECT d.created_at, 1, d.id, 'response.decision',
+           'decision ' || d.id || ' by ' || d.requested_by || ': '
+               || coalesce(d.analysis ->> 'recommended_action', '?')
+               || ', template ' || coalesce(d.template_id, 'none')
+               || ', risk ' || coalesce(d.analysis ->> 'risk_level', '?')
+               || CASE WHEN (d.approval ->> 'required')::boolean THEN ', approval required' ELSE '' END
+               || CASE WHEN d.inputs ? 'governor'
+                       THEN '; safety governor: ' || (d.inputs -> 'governor' ->> 'reasons') ELSE '' END
+    FROM autonomous.decisions AS d WHERE d.event_id = $1
+  UNION ALL
+    SELECT x.created_at, 2, x.id, 'response.execution',
+           'execution exec_' || x.id || ' of decision ' || x.decision_id || ' by ' || x.requested_by || ': '
+               || x.status || coalesce(' (' || x.error || ')', '')
+    FROM autonomous.executions AS x WHERE x.event_id = $1
+  UNION ALL
+    SELECT a.created_at, 3, a.id, 'response.approval',
+           'approval request for exec_' || a.execution_id || ': ' || a.status
+               || coalesce(' by ' || a.decided_by, '')
+               || ', risk ' || a.risk_level || ', approvers '
+               || coalesce(nullif(array_to_string(a.approvers, ', '), ''), 'nobody')
+    FROM autonomous.approvals AS a JOIN autonomous.executions AS x ON x.id = a.execution_id
+    WHERE x.event_id = $1
+) AS chain ORDER BY at, rank, id
+"""
+
+
+async def response_chain(pool: asyncpg.Pool, event_id: int) -> list[tuple[str, str]]:
+    """What the response side did about an event, read from its own tables at read time (nothing is
+    written to ``events.event_traces``): the rules that fired, the decisions, the executions and the
+    approval requests, in time order, as ``(stage, detail)`` pairs.
+
+    Raises:
+        DatabaseUnavailableError: PostgreSQL cannot be reached.
+    """
+    async with connection(pool) as conn:
+        rows = await conn.fetch(_RESPONSE_CHAIN, event_id)
+    return [(str(r["stage"]), str(r["detail"])) for r in rows]

@@ -12,6 +12,8 @@ import pytest
 
 from opsresponder.app import OpsResponder, running
 from opsresponder.config import Settings, settings_from_tree
+from tests.integration.api.inbox import Inbox
+from tests.integration.api.playbooks import Playbooks, write_playbooks
 
 TOKENS = {
     "admin": "admin-token-0123456789",
@@ -38,6 +40,8 @@ def api_tree(database_url: str, data_dir: Path, tokens: dict[str, str], **pipeli
         "pipeline": {"drain_grace_seconds": 2, **pipeline},
         "syslog": {"udp": {"enabled": False}, "tcp": {"enabled": False}},
         "snmp": {"enabled": False},
+        # The rule-to-response loop would consume the firings these tests inspect; its tests enable it.
+        "response": {"loop": {"enabled": False}},
     }
 
 
@@ -57,3 +61,18 @@ async def client(service: OpsResponder) -> AsyncIterator[httpx.AsyncClient]:
         base_url=base_url(service), headers={"Authorization": f"Bearer {TOKENS['admin']}"}, timeout=10
     ) as c:
         yield c
+
+
+@pytest.fixture
+def playbooks(tmp_path: Path) -> Playbooks:
+    """The response tests' catalog, templates and scripts (tests/integration/api/playbooks.py)."""
+    return write_playbooks(tmp_path / "playbooks")
+
+
+@pytest.fixture
+async def inbox() -> AsyncIterator[Inbox]:
+    """A local HTTP server receiving the webhook channel's notifications."""
+    box = Inbox()
+    await box.start()
+    yield box
+    await box.stop()

@@ -9,11 +9,13 @@ the execution id and its arguments) so a test can see what ran, and how often.
 - ``undo_check`` (3): the rollback; writes its marker.
 - ``guarded_change`` (4): a configuration change whose script always needs approval.
 - ``fail_check`` (5): exits 3.
+- ``fix_thing`` (6): a remediation (risk medium by the matrix in `LOOP_CONTEXT`); writes its marker.
 
 Templates, each applying to its own event type:
 - ``quick_playbook`` (``test_quick``): ``diag_one`` then ``diag_two`` (quick_check twice).
 - ``hang_playbook`` (``test_hang``): ``prepare`` (quick_check) then ``hang`` (hang_forever, required).
 - ``guarded_playbook`` (``test_guarded``): one ``guarded_change``.
+- ``loop_playbook`` (``test_loop``): ``look`` (quick_check) then ``fix`` (fix_thing, depends on look).
 
 The analyze context of `LOW_RISK_CONTEXT` keeps every diagnostic under the approval threshold (criticality
 low 0.1 + diagnostic 0.1 + after hours 0 + inside maintenance 0 = 0.2, not over 0.3).
@@ -52,6 +54,7 @@ SCRIPTS: Final = {
     "undo_check": _RECORD + 'print(json.dumps({"undone": True}))\n',
     "guarded_change": _RECORD + 'print("changed")\n',
     "fail_check": _RECORD + 'print("broken", file=sys.stderr)\nsys.exit(3)\n',
+    "fix_thing": _RECORD + 'print(json.dumps({"fixed": True}))\n',
 }
 
 
@@ -127,7 +130,27 @@ TEMPLATES: Final = {
              "approval_required": True},
         ],
     },
+    "loop_playbook": {
+        "id": "loop_playbook",
+        "name": "Look, then fix",
+        "version": "1",
+        "triggers": [{"event_type": "test_loop"}],
+        "actions": [
+            {"id": "look", "name": "Look", "type": "diagnostic", "automation_script": "quick_check",
+             "required": True},
+            {"id": "fix", "name": "Fix", "type": "remediation", "automation_script": "fix_thing",
+             "required": True, "depends_on": ["look"]},
+        ],
+    },
 }  # fmt: skip
+
+LOOP_CONTEXT: Final = {
+    "business_hours": False,
+    "maintenance_window": True,
+    "system_criticality": "medium",
+}
+"""The rule-to-response loop's context in its tests: a diagnostic scores 0.2 + 0.1 = 0.3 (low, no
+approval), the remediation 0.2 + 0.2 = 0.4 (medium: approval)."""
 
 
 def write_playbooks(root: Path) -> Playbooks:
@@ -142,6 +165,7 @@ def write_playbooks(root: Path) -> Playbooks:
         _script(4, "guarded_change", scripts, markers, action_type="configuration_change",
                 risk_level="high", approval_required=True),
         _script(5, "fail_check", scripts, markers, timeout_seconds=30),
+        _script(6, "fix_thing", scripts, markers, action_type="remediation", timeout_seconds=30),
     ]  # fmt: skip
     scripts_file = root / "scripts.yaml"
     scripts_file.write_text(yaml.safe_dump({"scripts": catalog}, sort_keys=False))

@@ -140,7 +140,12 @@ async def test_an_execution_that_needs_approval_waits_and_runs_nothing(
 ) -> None:
     decision = await analyze(client, await store_event(events, "test_guarded"))
     assert decision["approval_requirements"]["required"] is True
-    answer = await execute(client, decision["decision_id"], approval_token="human_approved_xyz")
+    # A token no approval issued is refused, and nothing is created (tests/.../test_autonomous_loop.py
+    # covers the real ones).
+    forged = await execute(client, decision["decision_id"], approval_token="human_approved_xyz")
+    assert (forged.status_code, forged.json()["field"]) == (403, "approval_token"), forged.text
+    assert (await client.get("/api/v1/autonomous/executions")).json()["total_count"] == 0
+    answer = await execute(client, decision["decision_id"])
     assert answer.status_code == 202, answer.text
     assert answer.json()["status"] == "pending_approval"
     shown = await client.get(f"/api/v1/autonomous/executions/{answer.json()['execution_id']}")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
@@ -46,6 +46,7 @@ from opsresponder.rules.templates import ScriptCatalog
 from opsresponder.state.base import StateBackend
 from opsresponder.state.errors import StateError
 from opsresponder.store.decisions import DecisionAction
+from opsresponder.store.errors import StoreError
 from opsresponder.store.executions import (
     ActionChange,
     ActionStatus,
@@ -67,6 +68,8 @@ the run itself (the runner kills on its own timeout; this only guards against a 
 NOTIFY_TIMEOUT_SECONDS: Final = 60.0
 """A message about the execution (start, end) never holds the execution up longer than this."""
 DEADLINE_CHECK_SECONDS: Final = 1.0
+PAUSE_CHECK_SECONDS: Final = 0.5
+"""How often a paused automatic execution looks whether it may go on (the governor caches the pause)."""
 """The deadline is checked against the clock at least this often (a wall clock may jump)."""
 LOCK_KEY_PREFIX: Final = "exec-target:"
 ERROR_TEXT_LIMIT: Final = 2000
@@ -137,6 +140,9 @@ class Deps:
     clock: Callable[[], datetime]
     ended: ExecutionEndSink | None = None
     """Told of each execution that ran to its own end (learning, verification); None: nobody."""
+    automation_paused: Callable[[], Awaitable[bool]] | None = None
+    """The safety governor's global pause: while it answers True, an automatic execution (one the loop
+    started without a person) starts no new action; its running actions finish."""
 
 
 @dataclass(slots=True)
@@ -253,20 +259,35 @@ class ExecutionRun:
         running: dict[asyncio.Task[RunResult], str] = {}
         batch = _Batch()
         stop_wait = asyncio.create_task(self._stopped.wait())
+        held = False
         try:
             while True:
                 starting: list[DecisionAction] = []
-                if self._failure is None and self._stop is None:
+                paused = bool(pending) and self._stop is None and await self._automation_paused()
+                if paused != held:
+                    held = paused
+                    batch.log(
+                        self._entry(
+                            "warning" if paused else "info",
+                            "Automatic execution is paused: no further action starts until it is resumed."
+                            if paused
+                            else "Automatic execution resumed.",
+                        )
+                    )
+                if self._failure is None and self._stop is None and not paused:
                     starting = self._take_ready(pending, len(running), batch)
                 await self._flush(batch)
                 for action in starting:
                     running[asyncio.create_task(self._invoke(action))] = action.key
-                if not running:
+                if not running and not paused:
                     return
                 left = self._seconds_left()
+                timeout = None if left is None else min(left, DEADLINE_CHECK_SECONDS)
+                if paused:
+                    timeout = min(timeout or PAUSE_CHECK_SECONDS, PAUSE_CHECK_SECONDS)
                 done, _ = await asyncio.wait(
                     [*running, stop_wait],
-                    timeout=None if left is None else min(left, DEADLINE_CHECK_SECONDS),
+                    timeout=timeout,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
                 if not done and self._seconds_left() == 0:
@@ -296,6 +317,16 @@ class ExecutionRun:
                 task.cancel()
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
+
+    async def _automation_paused(self) -> bool:
+        check = self.deps.automation_paused
+        if check is None or not self.row.plan.get("automatic"):
+            return False
+        try:
+            return await check()
+        except StoreError:
+            # The pause cannot be read: the careful side is not to start anything new until it can.
+            return True
 
     def _take_ready(self, pending: list[str], running: int, batch: _Batch) -> list[DecisionAction]:
         """The ready actions to start now, in plan order, up to the parallel limit (each marked running in

@@ -4,7 +4,7 @@ life (start, stop). docs/response.md "Executions" describes the states and rules
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +13,7 @@ import structlog
 
 from opsresponder.config import ExecutorConfig
 from opsresponder.core.clock import utcnow
+from opsresponder.response.approvals import ApprovalRequest, ApprovalWorkflow
 from opsresponder.response.executor.errors import ExecutionNotFound, ExecutionStateError
 from opsresponder.response.executor.options import ExecutionOptions, NotificationPreferences
 from opsresponder.response.executor.plan import (
@@ -80,8 +81,10 @@ class ExecutionService:
         owner: str,
         clock: Callable[[], datetime] = utcnow,
         ended: ExecutionEndSink | None = None,
+        automation_paused: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._repository = repository
+        self._approvals: ApprovalWorkflow | None = None
         self._catalog = catalog
         self._templates = templates
         self._config = config
@@ -98,8 +101,65 @@ class ExecutionService:
                 owner=owner,
                 clock=clock,
                 ended=ended,
+                automation_paused=automation_paused,
             )
         )
+
+    def attach_approvals(self, workflow: ApprovalWorkflow) -> None:
+        """Ask `workflow` for approval of every ``pending_approval`` execution submitted from now on (the
+        workflow, in turn, calls this service back as its `PendingExecutions`)."""
+        self._approvals = workflow
+
+    # PendingExecutions (response/approvals.py): what the approval workflow does to executions.
+
+    async def current_plan_hash(self, execution_id: int) -> str | None:
+        """None also when the execution no longer waits for approval (cancelled meanwhile): approving is
+        then refused (409) instead of approving something that will never run."""
+        return await self._repository.pending_plan_hash(execution_id)
+
+    async def start_approved(self, execution_id: int, *, by: str) -> None:
+        outcome = await self._repository.queue_pending(execution_id, now=self._clock(), by=by)
+        if outcome.allowed:
+            self._worker.wake()
+        else:
+            log.warning(
+                "An approved execution is no longer pending; nothing was started.",
+                execution_id=f"exec_{execution_id}",
+                status=outcome.status,
+            )
+
+    async def reject_pending(self, execution_id: int, *, by: str, reason: str) -> None:
+        outcome = await self._repository.cancel_pending(execution_id, now=self._clock(), reason=reason)
+        log.info(
+            "A pending execution was rejected.",
+            execution_id=f"exec_{execution_id}",
+            by=by,
+            reason=reason,
+            cancelled=outcome.allowed,
+        )
+
+    async def plan_hash_for(self, decision: StoredDecision, action_ids: Sequence[int] | None) -> str:
+        """The plan hash an execution of `action_ids` of `decision` would have (what an approval token
+        must be bound to).
+
+        Raises:
+            PlanError: the actions cannot run as asked (422).
+        """
+        return plan_hash(await self._plan(decision, action_ids))
+
+    async def _plan(self, decision: StoredDecision, action_ids: Sequence[int] | None) -> ExecutionPlan:
+        template = None
+        if decision.template_id is not None and decision.template_version is not None:
+            template = await self._templates.get_version(decision.template_id, decision.template_version)
+            if template is None:
+                log.warning(
+                    "The decision's template version is no longer stored; executing without its rollback "
+                    "actions and criteria.",
+                    decision_id=decision.decision_id,
+                    template=decision.template_id,
+                    version=decision.template_version,
+                )
+        return build_plan(decision, action_ids, self._catalog, template)
 
     @property
     def owner(self) -> str:
@@ -113,32 +173,25 @@ class ExecutionService:
         *,
         requested_by: str,
         approved: bool,
+        automatic: bool = False,
+        approval_reason: str | None = None,
     ) -> ExecutionView:
         """Store an execution of `action_ids` of `decision` (None: all of them) and, when it may run,
         queue it for the worker.
 
         ``dry_run``: stored as ``dry_run`` with each action ``would_run`` and its resolved parameters and
-        argv; nothing runs. Not `approved` while a chosen action requires approval: ``pending_approval``,
-        nothing runs. Otherwise ``queued``.
+        argv; nothing runs. Not `approved` while a chosen action requires approval, or `approval_reason`
+        given (the governor asks a person): ``pending_approval``, nothing runs, and an approval request is
+        made (when a workflow is attached). Otherwise ``queued``. `automatic`: the rule-to-response loop's
+        run, which the global pause holds between actions.
 
         Raises:
             PlanError: the actions cannot run as asked (422).
             DatabaseUnavailableError: PostgreSQL cannot be reached.
         """
-        template = None
-        if decision.template_id is not None and decision.template_version is not None:
-            template = await self._templates.get_version(decision.template_id, decision.template_version)
-            if template is None:
-                log.warning(
-                    "The decision's template version is no longer stored; executing without its rollback "
-                    "actions and criteria.",
-                    decision_id=decision.decision_id,
-                    template=decision.template_id,
-                    version=decision.template_version,
-                )
-        plan = build_plan(decision, action_ids, self._catalog, template)
+        plan = await self._plan(decision, action_ids)
         now = self._clock()
-        needs_approval = any(a.approval_required for a in plan.actions)
+        needs_approval = any(a.approval_required for a in plan.actions) or approval_reason is not None
         status: ExecutionStatus
         if options.dry_run:
             status, message = "dry_run", "Dry run: nothing was run; each action shows what would run."
@@ -173,7 +226,7 @@ class ExecutionService:
                 dry_run=options.dry_run,
                 requested_by=requested_by,
                 options=msgspec.to_builtins(options),
-                plan=_plan_document(plan, decision),
+                plan=_plan_document(plan, decision, automatic=automatic and status == "queued"),
                 plan_hash=plan_hash(plan),
                 max_minutes=max_minutes,
                 created_at=now,
@@ -184,6 +237,11 @@ class ExecutionService:
         )
         if status == "queued":
             self._worker.wake()
+        elif status == "pending_approval" and self._approvals is not None:
+            await self._approvals.request(
+                _approval_request(stored.execution.id, plan, decision, requested_by, approval_reason)
+            )
+            stored = await self._repository.get(stored.execution.id) or stored
         return execution_view(stored, now)
 
     async def get(self, execution_id: str) -> ExecutionView | None:
@@ -315,9 +373,62 @@ def argv_preview(script: Script, parameters: dict[str, Any]) -> dict[str, Any]:
     return {"argv": argv + [f"--{name}={text}" for name, text in values.items()]}
 
 
-def _plan_document(plan: ExecutionPlan, decision: StoredDecision) -> dict[str, Any]:
-    """The plan as stored, plus what the run reads about the event (not part of the hash)."""
+def _approval_request(
+    execution_id: int,
+    plan: ExecutionPlan,
+    decision: StoredDecision,
+    requested_by: str,
+    governor_reason: str | None,
+) -> ApprovalRequest:
+    """What approvers are asked: the exact actions with their resolved parameters, the highest risk of
+    those actions, the decision's business impact, and why (the analysis's reasons, the governor's)."""
+    levels = ["low", "medium", "high", "critical"]
+    risk = max(
+        (a.risk_level for a in plan.actions),
+        key=lambda r: levels.index(r) if r in levels else 0,
+        default="low",
+    )
+    reasons = [r for r in (str(decision.approval.get("reason") or ""), governor_reason or "") if r]
+    event = decision.inputs.get("event") if isinstance(decision.inputs.get("event"), dict) else {}
+    return ApprovalRequest(
+        execution_id=execution_id,
+        plan_hash=plan_hash(plan),
+        requested_by=requested_by,
+        risk_level=risk,
+        business_impact=str(decision.analysis.get("business_impact") or "unknown"),
+        reason=" ".join(reasons) or "approval required",
+        actions=[
+            {
+                "action_id": a.action_id,
+                "key": a.key,
+                "name": a.name,
+                "action_type": a.action_type,
+                "script": a.script,
+                "parameters": a.parameters,
+                "depends_on": list(a.depends_on),
+                "risk_level": a.risk_level,
+                "approval_required": a.approval_required,
+            }
+            for a in plan.actions
+        ],
+        context={
+            "event": {**(event or {}), "id": decision.event_id, "host": decision.target},
+            "decision": {
+                "id": decision.decision_id,
+                "recommended_action": decision.analysis.get("recommended_action"),
+                "template": decision.template_id,
+            },
+        },
+    )
+
+
+def _plan_document(
+    plan: ExecutionPlan, decision: StoredDecision, *, automatic: bool = False
+) -> dict[str, Any]:
+    """The plan as stored, plus what the run reads about the event and whether the automatic loop started
+    it without a person (neither is part of the hash)."""
     document: dict[str, Any] = msgspec.to_builtins(plan)
+    document["automatic"] = automatic
     document["event"] = {
         "id": decision.event_id,
         "host": decision.target,

@@ -4,7 +4,7 @@ directly, a service on the test database, and the small sinks the executor repor
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -196,6 +196,7 @@ def make_rig(
     owner: str = "worker-1",
     state: StateBackend | None = None,
     clock: Clock | None = None,
+    automation_paused: Callable[[], Awaitable[bool]] | None = None,
     **config: Any,
 ) -> Rig:
     settings: dict[str, Any] = {"lease_seconds": 1.5, "poll_interval_ms": 20, "lock_ttl_seconds": 3.0}
@@ -216,6 +217,7 @@ def make_rig(
         config=ExecutorConfig(**settings),
         owner=owner,
         clock=clock,
+        automation_paused=automation_paused,
     )
     return Rig(service, repository, notes, outcomes, state, clock, templates)
 

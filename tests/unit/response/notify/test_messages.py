@@ -76,6 +76,8 @@ def test_the_spec_and_executor_templates_are_shipped() -> None:
         "execution_completed",
         "execution_failed",
         "approval_requested",
+        "approval_expired",
+        "automation_loop_detected",
     } <= shipped
     # The shipped response templates name these; a missing one would fail their notification actions.
     assert {"disk_cleanup_report", "service_restart_failed"} <= shipped

@@ -1,0 +1,324 @@
+"""The rule-to-response loop: fired trigger rules become decisions, and decisions become executions.
+
+For each firing claimed from the outbox (``rules.rule_firings``, `FiringRepository.claim`) the event that
+completed it is analyzed as the user ``rules`` would (the context from ``response.loop``). Without a
+template there is nothing to do. Otherwise the decision's actions are split:
+
+- the **automatic** part: actions needing no approval whose dependencies need none either. The safety
+  governor weighs it (`SafetyGovernor.admit`); admitted, it is one ``queued`` execution, run at once;
+- the **approval** part: every other action, with the actions it depends on, as one
+  ``pending_approval`` execution and its approval request (the approvers are notified).
+
+The governor's answers: paused -> the firing goes back to the outbox and is taken again after the
+resume (nothing is lost, nothing runs); refused (a budget, the target set) -> no execution, the reason
+is logged and recorded in the decision's ``inputs.governor``; a loop (new or held) -> the automatic part
+joins the approval part, and a new loop is escalated (``automation_loop_detected``).
+
+A firing is completed once handled, released for another try when the database failed, and failed
+(kept with its error) after ``max_attempts``. Docs: docs/response.md "The rule-to-response loop".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from opsresponder.config import LoopConfig
+from opsresponder.core.clock import utcnow
+from opsresponder.core.errors import OpsResponderError
+from opsresponder.core.event import Event
+from opsresponder.response.analysis import Analyzer
+from opsresponder.response.analysis.analyzer import EventNotFound
+from opsresponder.response.analysis.request import AnalysisContext, AnalyzeRequest, UserPreferences
+from opsresponder.response.executor.options import ExecutionOptions
+from opsresponder.response.executor.plan import PlanError
+from opsresponder.response.executor.service import ExecutionService
+from opsresponder.response.governor import AutomaticRun, SafetyGovernor, Verdict
+from opsresponder.response.notify.base import Notification, Notifier
+from opsresponder.rules.templates import ScriptCatalog
+from opsresponder.store.decisions import DecisionAction, DecisionRepository, StoredDecision
+from opsresponder.store.errors import StoreError
+from opsresponder.store.firings import FiringRepository, StoredFiring
+
+log = structlog.get_logger(__name__)
+
+REQUESTER = "rules"
+"""The identity of the loop's decisions and executions (a token of that name cannot approve them)."""
+
+_NOT_CHANGING = frozenset({"diagnostic", "notification"})
+
+
+class ResponseLoop:
+    def __init__(
+        self,
+        *,
+        firings: FiringRepository,
+        analyzer: Analyzer,
+        decisions: DecisionRepository,
+        executions: ExecutionService,
+        governor: SafetyGovernor,
+        notifier: Notifier,
+        catalog: ScriptCatalog,
+        config: LoopConfig,
+        owner: str,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._firings = firings
+        self._analyzer = analyzer
+        self._decisions = decisions
+        self._executions = executions
+        self._governor = governor
+        self._notifier = notifier
+        self._catalog = catalog
+        self._config = config
+        self._owner = owner
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def on_commit(self, events: list[Event]) -> None:
+        """A commit listener of the pipeline worker: a local commit may have written firings, so look now
+        instead of at the next poll (cheap: only an event set)."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), 10)
+            except TimeoutError:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+            self._task = None
+
+    async def run_once(self) -> int:
+        """Claim one batch and handle it; how many firings were claimed (0 while paused)."""
+        if await self._governor.paused() is not None:
+            return 0
+        now = self._clock()
+        claimed = await self._firings.claim(
+            self._config.batch_size, self._owner, timedelta(seconds=self._config.lease_seconds), now
+        )
+        if not claimed:
+            return 0
+        # Several rules firing on one event: one analysis (it names every rule that fired) and one run.
+        handled: set[int] = set()
+        for firing in claimed:
+            await self._settle(firing, handled)
+        return len(claimed)
+
+    async def _run(self) -> None:
+        poll = self._config.poll_interval_ms / 1000
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                claimed = await self.run_once()
+            except StoreError as e:
+                log.warning("Claiming rule firings failed; retrying.", error=str(e))
+                claimed = 0
+            except Exception:
+                log.exception("The rule-to-response loop failed; retrying.")
+                claimed = 0
+            if claimed >= self._config.batch_size:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), poll)
+
+    async def _settle(self, firing: StoredFiring, handled: set[int]) -> None:
+        try:
+            done = await self._handle(firing, handled)
+        except (EventNotFound, PlanError) as e:
+            # Nothing another try could change (the event was deleted; the decision cannot run).
+            log.warning("A rule firing cannot be acted on.", firing=firing.id, error=str(e))
+            await self._firings.fail([firing.id], self._owner, f"{e.__class__.__name__}: {e}")
+            return
+        except Exception as e:
+            if not isinstance(e, StoreError | OpsResponderError):
+                log.exception("Acting on a rule firing failed.", firing=firing.id)
+            error = f"{e.__class__.__name__}: {e}"
+            if firing.attempts >= self._config.max_attempts:
+                log.error(
+                    "A rule firing is given up.", firing=firing.id, attempts=firing.attempts, error=error
+                )
+                await self._firings.fail([firing.id], self._owner, error)
+            else:
+                log.warning("A rule firing failed; it is retried.", firing=firing.id, error=error)
+                await self._firings.release([firing.id], self._owner, error)
+            return
+        if done:
+            await self._firings.complete([firing.id], self._owner)
+        else:
+            await self._firings.release([firing.id], self._owner, "automatic execution is paused")
+
+    async def _handle(self, firing: StoredFiring, handled: set[int]) -> bool:
+        """Act on one firing; False to give it back (paused)."""
+        if not firing.event_ids:
+            log.info("A firing without an event: nothing to analyze.", firing=firing.id, rule=firing.rule_id)
+            return True
+        event_id = firing.event_ids[-1]
+        if event_id in handled:
+            return True
+        config = self._config
+        decision = await self._analyzer.analyze(
+            AnalyzeRequest(
+                event_id=event_id,
+                context=AnalysisContext(
+                    business_hours=config.business_hours,
+                    maintenance_window=config.maintenance_window,
+                    system_criticality=config.system_criticality,
+                    user_preferences=UserPreferences(auto_approve_low_risk=config.auto_approve_low_risk),
+                ),
+            ),
+            requested_by=REQUESTER,
+        )
+        if decision.template_id is None or not decision.recommended_actions:
+            log.info(
+                "A rule fired but no response template applies: nothing to do.",
+                firing=firing.id,
+                rule=firing.rule_id,
+                event_id=event_id,
+                decision_id=decision.decision_id,
+            )
+            handled.add(event_id)
+            return True
+        automatic, approval = split(decision.recommended_actions)
+        governor_reason: str | None = None
+        if automatic:
+            verdict = await self._governor.admit(self._run_of(decision, automatic))
+            if verdict.paused:
+                return False
+            if not verdict.allowed:
+                await self._decisions.add_input(
+                    decision.decision_id,
+                    "governor",
+                    {
+                        "allowed": False,
+                        "reasons": list(verdict.reasons),
+                        "approval_required": verdict.approval_required,
+                    },
+                )
+                if not verdict.approval_required:
+                    log.warning(
+                        "The safety governor refused an automatic execution; none was created.",
+                        decision_id=decision.decision_id,
+                        event_id=event_id,
+                        reasons=list(verdict.reasons),
+                    )
+                    automatic = []
+                else:
+                    if verdict.escalate:
+                        await self._escalate(decision, verdict)
+                    governor_reason = "Safety governor: " + " ".join(verdict.reasons)
+                    approval = _with_dependencies(decision.recommended_actions, automatic + approval)
+                    automatic = []
+        options = ExecutionOptions(rollback_on_failure=config.rollback_on_failure)
+        if automatic:
+            view = await self._executions.submit(
+                decision,
+                [a.action_id for a in automatic],
+                options,
+                requested_by=REQUESTER,
+                approved=False,
+                automatic=True,
+            )
+            log.info("Automatic execution queued.", decision_id=decision.decision_id,
+                     execution_id=view.execution_id, status=view.status)  # fmt: skip
+        if approval:
+            view = await self._executions.submit(
+                decision,
+                [a.action_id for a in approval],
+                options,
+                requested_by=REQUESTER,
+                approved=False,
+                approval_reason=governor_reason or "",
+            )
+            log.info("Execution waits for approval.", decision_id=decision.decision_id,
+                     execution_id=view.execution_id, status=view.status)  # fmt: skip
+        handled.add(event_id)
+        return True
+
+    def _run_of(self, decision: StoredDecision, actions: Sequence[DecisionAction]) -> AutomaticRun:
+        names: list[str] = []
+        changing: list[str] = []
+        for action in actions:
+            name = action.script or action.message_template or action.key
+            names.append(name)
+            script = self._catalog.by_name.get(action.script or "")
+            if script is not None and script.action_type not in _NOT_CHANGING:
+                changing.append(name)
+        return AutomaticRun(
+            actions=tuple(names),
+            remediations=tuple(changing),
+            targets=(decision.target,) if decision.target else (),
+            fingerprint=decision.fingerprint,
+        )
+
+    async def _escalate(self, decision: StoredDecision, verdict: Verdict) -> None:
+        context: dict[str, Any] = {
+            "event": {"id": decision.event_id, "host": decision.target, "fingerprint": decision.fingerprint},
+            "decision": {"id": decision.decision_id, "template": decision.template_id},
+            "reasons": list(verdict.reasons),
+        }
+        results = await self._notifier.send(
+            Notification(template="automation_loop_detected", context=context)
+        )
+        failed = [f"{r.channel}: {r.error}" for r in results if not r.success]
+        log.warning(
+            "A remediation loop was detected: automatic runs stop, approval is required from now on.",
+            decision_id=decision.decision_id,
+            fingerprint=decision.fingerprint,
+            reasons=list(verdict.reasons),
+            notification_failures=failed,
+        )
+
+
+def split(actions: Sequence[DecisionAction]) -> tuple[list[DecisionAction], list[DecisionAction]]:
+    """(the actions that run without a person: approval-free with approval-free dependencies, the rest
+    with every action they depend on), each in the decision's order."""
+    by_key = {a.key: a for a in actions}
+    free: dict[str, bool] = {}
+
+    def is_free(key: str, seen: frozenset[str] = frozenset()) -> bool:
+        if key not in free:
+            action = by_key.get(key)
+            free[key] = (
+                action is not None
+                and not action.approval_required
+                and key not in seen
+                and all(is_free(d, seen | {key}) for d in action.depends_on)
+            )
+        return free[key]
+
+    automatic = [a for a in actions if is_free(a.key)]
+    rest = [a for a in actions if not is_free(a.key)]
+    return automatic, _with_dependencies(actions, rest)
+
+
+def _with_dependencies(
+    actions: Sequence[DecisionAction], chosen: Sequence[DecisionAction]
+) -> list[DecisionAction]:
+    by_key = {a.key: a for a in actions}
+    wanted: set[str] = set()
+    todo = [a.key for a in chosen]
+    while todo:
+        key = todo.pop()
+        if key in wanted or key not in by_key:
+            continue
+        wanted.add(key)
+        todo.extend(by_key[key].depends_on)
+    return [a for a in actions if a.key in wanted]

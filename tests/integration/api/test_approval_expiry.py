@@ -1,0 +1,126 @@
+"""Approval expiry as the service runs it (the ``approval_expiry`` scheduled job), with an injected clock:
+a request made before a restart expires after it, exactly once although two processes run the job on one
+database; the execution is cancelled with the reason and the requester is told once. And an empty
+approver list over HTTP: nobody can approve."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from opsresponder.app import running
+from tests.integration.api.autonomous import auth
+from tests.integration.api.conftest import base_url
+from tests.integration.api.inbox import Inbox
+from tests.integration.api.loop_service import as_person, loop_settings
+from tests.integration.api.playbooks import Playbooks
+from tests.waiting import eventually
+
+
+class Clock:
+    """The wall clock plus an offset the test advances."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+
+async def ask_for_approval(svc_url: str, autonomous_url: str) -> str:
+    async with httpx.AsyncClient(timeout=10) as http:
+        stored = await http.post(
+            f"{svc_url}/api/v1/events/webhook",
+            json={"source": "tests", "event_type": "test_guarded", "severity": "high", "host": "web-1",
+                  "title": "guarded"},
+            headers=auth("ingest"),
+        )  # fmt: skip
+        assert stored.status_code == 200, stored.text
+        analyzed = await http.post(
+            f"{autonomous_url}/api/v1/autonomous/analyze",
+            json={"event_id": stored.json()["event_id"]},
+            headers=as_person("alice"),
+        )
+        executed = await http.post(
+            f"{autonomous_url}/api/v1/autonomous/execute",
+            json={"decision_id": analyzed.json()["decision_id"]},
+            headers=as_person("alice"),
+        )
+        assert executed.json()["status"] == "pending_approval", executed.text
+        execution_id: str = executed.json()["execution_id"]
+        return execution_id
+
+
+async def test_expiry_after_a_restart_exactly_once_with_two_processes(
+    database_url: str, db_pool: asyncpg.Pool, tmp_path: Path, playbooks: Playbooks, inbox: Inbox
+) -> None:
+    clock = Clock()
+
+    def settings(name: str) -> object:
+        return loop_settings(
+            database_url, tmp_path / name, playbooks, inbox, approvals={"expiry_check_seconds": 0.2}
+        )
+
+    async with running(settings("first"), clock=clock) as first:  # type: ignore[arg-type]
+        execution_id = await ask_for_approval(base_url(first), base_url(first, "autonomous_api"))
+    row_id = int(execution_id.removeprefix("exec_"))
+    assert await db_pool.fetchval(
+        "SELECT status FROM autonomous.approvals WHERE execution_id = $1", row_id
+    ) == ("pending")
+
+    clock.offset = timedelta(minutes=31)  # past the 30-minute deadline, while no process runs
+    async with (
+        running(settings("second"), clock=clock) as second,  # type: ignore[arg-type]
+        running(settings("third"), clock=clock),  # type: ignore[arg-type]
+    ):
+
+        async def expired() -> bool:
+            status = await db_pool.fetchval("SELECT status FROM autonomous.executions WHERE id = $1", row_id)
+            return bool(status == "cancelled")
+
+        await eventually(expired, within=10, what="the request expired and the execution cancelled")
+        await eventually(lambda: "approval_expired" in inbox.templates(), within=5)
+        # Several more job periods on both processes: nothing happens twice.
+        await eventually(lambda: _job_runs(db_pool, 4), within=10, what="the expiry job ran more periods")
+        async with httpx.AsyncClient(
+            base_url=base_url(second, "autonomous_api"), headers=as_person("bob"), timeout=10
+        ) as client:
+            view = (await client.get(f"/api/v1/autonomous/executions/{execution_id}")).json()
+            late = await client.post(f"/api/v1/autonomous/executions/{execution_id}/approve")
+    assert late.status_code == 409 and "already expired" in late.json()["detail"]
+    assert view["status"] == "cancelled" and "no decision within 30 minutes" in view["error"]
+    assert [line["message"] for line in view["logs"]].count(f"Not run: {view['error']}.") == 1
+    assert inbox.templates().count("approval_expired") == 1
+    notice = next(m for m in inbox.received if m["template"] == "approval_expired")
+    assert "requested by alice" in notice["body"]
+    record = await db_pool.fetchrow(
+        "SELECT status, decided_by FROM autonomous.approvals WHERE execution_id = $1", row_id
+    )
+    assert record is not None and tuple(record) == ("expired", "expiry")
+    assert playbooks.runs("guarded_change") == []
+
+
+async def _job_runs(db_pool: asyncpg.Pool, at_least: int) -> bool:
+    runs = await db_pool.fetchval("SELECT runs FROM public.opsresponder_jobs WHERE name = 'approval_expiry'")
+    return int(runs or 0) >= at_least
+
+
+async def test_nobody_can_approve_when_the_approver_list_is_empty(
+    database_url: str, db_pool: asyncpg.Pool, tmp_path: Path, playbooks: Playbooks, inbox: Inbox
+) -> None:
+    settings = loop_settings(database_url, tmp_path / "data", playbooks, inbox, approvers=[])
+    async with running(settings) as svc:
+        execution_id = await ask_for_approval(base_url(svc), base_url(svc, "autonomous_api"))
+        async with httpx.AsyncClient(base_url=base_url(svc, "autonomous_api"), timeout=10) as client:
+            for who in ("bob", "carol", "rules"):
+                answer = await client.post(
+                    f"/api/v1/autonomous/executions/{execution_id}/approve", headers=as_person(who)
+                )
+                assert answer.status_code == 403, answer.text
+                assert "nobody" in answer.json()["detail"]
+            admin = await client.post(f"/api/v1/autonomous/executions/{execution_id}/approve", headers=auth())
+            assert admin.status_code == 403  # admin holds every scope, but is not an approver either
+    assert playbooks.runs("guarded_change") == []
