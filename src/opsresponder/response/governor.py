@@ -88,22 +88,29 @@ class SafetyGovernor:
         self._clock = clock
         self._pause: PauseState | None = None
         self._pause_read_at: float | None = None
+        # Moves on every pause and resume made here, so a read that started before one (and answers the
+        # old state) cannot overwrite what the change cached.
+        self._changes = 0
 
     async def paused(self) -> PauseState | None:
         """The pause in force, reread at most every ``pause_refresh_seconds``."""
         now = self._clock()
         if self._pause_read_at is None or now - self._pause_read_at >= self._config.pause_refresh_seconds:
-            self._pause = await self._controls.pause_state()
-            self._pause_read_at = now
+            changes = self._changes
+            state = await self._controls.pause_state()
+            if changes == self._changes:
+                self._pause, self._pause_read_at = state, now
         return self._pause
 
     async def pause(self, by: str, reason: str) -> tuple[PauseState, bool]:
         state, changed = await self._controls.pause(by, reason)
+        self._changes += 1
         self._pause, self._pause_read_at = state, self._clock()
         return state, changed
 
     async def resume(self, by: str, reason: str = "") -> bool:
         changed = await self._controls.resume(by, reason)
+        self._changes += 1
         self._pause, self._pause_read_at = None, self._clock()
         return changed
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -12,7 +13,7 @@ import redis.asyncio as aioredis
 from opsresponder.config import GovernorConfig
 from opsresponder.response.governor import AutomaticRun, SafetyGovernor
 from opsresponder.state import MemoryStateBackend, RedisStateBackend, StateBackend
-from opsresponder.store.controls import AutomationControls
+from opsresponder.store.controls import AutomationControls, PauseState
 from tests.conftest import service_url
 
 T0 = 1_800_000_000.0
@@ -166,3 +167,33 @@ async def test_a_loop_stops_is_escalated_once_and_needs_approval_until_released(
     assert await gov.release_loop("restart_service", "fp-1")
     assert (await gov.admit(restart())).allowed
     assert not await gov.release_loop("restart_service", "fp-1")
+
+
+async def test_a_read_in_flight_during_a_resume_does_not_bring_the_pause_back(
+    db_pool: asyncpg.Pool, state: StateBackend, clock: Clock
+) -> None:
+    controls = AutomationControls(db_pool)
+    release = asyncio.Event()
+
+    class SlowControls:
+        """Answers reads with the state as it was when the read began, after the test lets it go."""
+
+        async def pause_state(self) -> PauseState | None:
+            before = await controls.pause_state()
+            await release.wait()
+            return before
+
+        async def pause(self, by: str, reason: str) -> tuple[PauseState, bool]:
+            return await controls.pause(by, reason)
+
+        async def resume(self, by: str, reason: str = "") -> bool:
+            return await controls.resume(by, reason)
+
+    gov = SafetyGovernor(state, SlowControls(), GovernorConfig(), clock=clock)
+    await controls.pause("oncall", "")
+    reading = asyncio.create_task(gov.paused())
+    await asyncio.sleep(0.05)
+    assert await gov.resume("oncall")
+    release.set()
+    await reading  # it began while paused and answers after the resume...
+    assert await gov.paused() is None  # ...without putting the pause back into the cache
