@@ -139,8 +139,17 @@ async def empty_tables(conn: asyncpg.Connection | PoolConnectionProxy) -> None:
 
 
 def _with_database(url: str, name: str) -> str:
+    """`url` on database `name`; without an sslmode of its own, ``sslmode=disable``: asyncpg's default
+    (prefer) negotiates TLS on every connect, and a connect cancelled mid-negotiation (a pool closing at
+    a service's stop while it grows) leaves a future whose exception nobody reads, which the strict loop
+    reports. The services under test are the same either way."""
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+    query = (
+        parts.query
+        if "sslmode=" in parts.query
+        else "&".join(q for q in (parts.query, "sslmode=disable") if q)
+    )
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", query, parts.fragment))
 
 
 @contextlib.contextmanager
