@@ -61,6 +61,10 @@ class TokenConfig(_Section):
     name: Annotated[str, msgspec.Meta(min_length=1)]
     token: Annotated[str, msgspec.Meta(min_length=16)]
     scopes: list[Scope]
+    roles: list[Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_.-]{1,64}$")]] = msgspec.field(
+        default_factory=list
+    )
+    """Roles the token's holder has (``dba``, ``oncall``): an approver list may name ``role:<name>``."""
 
 
 class ApiConfig(_Section):
@@ -605,7 +609,8 @@ class AnalysisConfig(_Section):
     """How many outcomes the prior counts as (Beta prior): history outweighs it after a few runs."""
     history_days: PositiveInt = 90
     approvers: list[str] = msgspec.field(default_factory=list)
-    """Token names that may approve (docs/response.md "Approvals"); empty: nobody can."""
+    """Who may approve (docs/response.md "Approvals"): token names, or ``role:<name>`` for every token
+    whose ``roles`` hold it; empty: nobody can."""
 
 
 class GovernorConfig(_Section):

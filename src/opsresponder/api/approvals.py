@@ -135,14 +135,15 @@ def _decide(verb: Literal["approve", "reject"], summary: str, done: str) -> Any:
         row_id = parse_execution_id(execution_id)
         if row_id is None:
             return error_response(404, f"no execution has id {execution_id!r}", "execution_id")
-        by = principal_of(request).name
+        principal = principal_of(request)
+        by, roles = principal.name, principal.roles
         token: str | None = None
         try:
             if verb == "approve":
-                approved = await workflow.approve(row_id, approver=by, comment=body.comment)
+                approved = await workflow.approve(row_id, approver=by, roles=roles, comment=body.comment)
                 record, token = approved.record, approved.token
             else:
-                record = await workflow.reject(row_id, approver=by, comment=body.comment)
+                record = await workflow.reject(row_id, approver=by, roles=roles, comment=body.comment)
         except ApprovalRefused as e:
             return error_response(e.status, e.reason, "execution_id" if e.status == 404 else None)
         view = await executions.get(execution_id)

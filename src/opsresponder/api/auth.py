@@ -34,6 +34,7 @@ class Principal(msgspec.Struct, frozen=True):
 
     name: str
     scopes: frozenset[str]
+    roles: frozenset[str] = frozenset()
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or "admin" in self.scopes
@@ -44,7 +45,10 @@ class TokenAuthenticator:
 
     def __init__(self, tokens: Sequence[TokenConfig]) -> None:
         self._entries = [
-            (hashlib.sha256(t.token.encode()).digest(), Principal(t.name, frozenset(t.scopes)))
+            (
+                hashlib.sha256(t.token.encode()).digest(),
+                Principal(t.name, frozenset(t.scopes), frozenset(t.roles)),
+            )
             for t in tokens
         ]
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 import msgspec
 import structlog
@@ -30,6 +30,9 @@ from opsresponder.response.notify.base import Notification, Notifier
 from opsresponder.store.approvals import ApprovalRecord, ApprovalRepository, NewApproval
 
 log = structlog.get_logger(__name__)
+
+ROLE_PREFIX: Final = "role:"
+"""An approver list entry ``role:dba`` admits every token whose ``roles`` include ``dba``."""
 
 
 class ApprovalRefused(OpsResponderError):
@@ -119,14 +122,16 @@ class ApprovalWorkflow:
         await self._notify("approval_requested", record, request.context)
         return record
 
-    async def approve(self, execution_id: int, *, approver: str, comment: str = "") -> Approved:
+    async def approve(
+        self, execution_id: int, *, approver: str, roles: Collection[str] = (), comment: str = ""
+    ) -> Approved:
         """Approve and start the execution; returns the single-use token bound to its plan.
 
         Raises:
             ApprovalRefused: see the module's guards.
         """
         now = self._clock()
-        record = await self._pending(execution_id, approver, now)
+        record = await self._pending(execution_id, approver, roles, now)
         current = await self._executions.current_plan_hash(execution_id)
         if current != record.plan_hash:
             raise ApprovalRefused(
@@ -150,10 +155,12 @@ class ApprovalWorkflow:
         log.info("execution approved", execution_id=execution_id, approver=approver)
         return Approved(record=decided, token=token)
 
-    async def reject(self, execution_id: int, *, approver: str, comment: str = "") -> ApprovalRecord:
+    async def reject(
+        self, execution_id: int, *, approver: str, roles: Collection[str] = (), comment: str = ""
+    ) -> ApprovalRecord:
         """Reject: the execution will never run. The same guards as approving, but for a changed plan."""
         now = self._clock()
-        await self._pending(execution_id, approver, now)
+        await self._pending(execution_id, approver, roles, now)
         decided = await self._repository.decide(
             execution_id, status="rejected", by=approver, at=now, comment=comment
         )
@@ -191,7 +198,9 @@ class ApprovalWorkflow:
             log.info("approval expired", execution_id=record.execution_id)
         return len(expired)
 
-    async def _pending(self, execution_id: int, approver: str, now: datetime) -> ApprovalRecord:
+    async def _pending(
+        self, execution_id: int, approver: str, roles: Collection[str], now: datetime
+    ) -> ApprovalRecord:
         record = await self._repository.get(execution_id)
         if record is None:
             raise ApprovalRefused(404, f"execution exec_{execution_id} has no approval request")
@@ -201,7 +210,7 @@ class ApprovalWorkflow:
             raise ApprovalRefused(409, f"the approval request expired at {record.expires_at.isoformat()}")
         if approver == record.requested_by:
             raise ApprovalRefused(403, "the requester cannot approve or reject their own request")
-        if approver not in record.approvers:
+        if not may_approve(record.approvers, approver, roles):
             who = ", ".join(record.approvers) or "nobody (response.analysis.approvers is empty)"
             raise ApprovalRefused(403, f"{approver} is not an approver of this request (approvers: {who})")
         return record
@@ -233,6 +242,11 @@ class ApprovalWorkflow:
         failed = [f"{r.channel}: {r.error}" for r in results if not r.success]
         if failed:
             log.warning("approval notification failed", template=template, failures=failed)
+
+
+def may_approve(approvers: Collection[str], name: str, roles: Collection[str]) -> bool:
+    """Whether the token `name` with `roles` is on the list: by its name, or by ``role:<role>``."""
+    return name in approvers or any(f"{ROLE_PREFIX}{role}" in approvers for role in roles)
 
 
 def token_digest(token: str) -> str:

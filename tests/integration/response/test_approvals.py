@@ -192,3 +192,18 @@ async def test_expiry_rejects_once_across_processes_and_tells_the_requester(
     assert all(by == "expiry" for _, by, _ in executions.rejected)
     assert [n.template for n in outbox.sent].count("approval_expired") == 20
     assert await flow.expire_due() == 0
+
+
+async def test_an_approver_list_may_name_a_role(
+    db_pool: asyncpg.Pool, executions: Executions, outbox: Outbox, clock: Clock
+) -> None:
+    flow = workflow(db_pool, executions, outbox, clock, ["role:dba", "carol"])
+    await ask(flow, executions)
+    refusal = await refused(403, flow.approve(7, approver="dave", roles={"oncall"}))
+    assert "dave is not an approver" in refusal and "role:dba" in refusal
+    approved = await flow.approve(7, approver="erin", roles={"oncall", "dba"})
+    assert approved.record.decided_by == "erin"
+
+    await ask(flow, executions, execution_id=8)
+    # A role never lets the requester decide their own request.
+    assert "own request" in await refused(403, flow.reject(8, approver="rules", roles={"dba"}))
