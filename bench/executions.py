@@ -95,6 +95,12 @@ def busy_since(before: tuple[int, int]) -> str:
     return f"machine {100 * (busy - before[0]) / max(total - before[1], 1):.0f}% busy"
 
 
+def _own_cpu() -> float:
+    """This process's CPU seconds so far (a load generator's: it shares the cores with the service)."""
+    times = os.times()
+    return times.user + times.system
+
+
 def _percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -353,12 +359,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.load_ingest:
         url, token = args.load_ingest
-        print(json.dumps(asyncio.run(load_ingest(url, token, args.rate, args.duration))))
+        result = asyncio.run(load_ingest(url, token, args.rate, args.duration))
+        print(json.dumps({**result, "cpu_seconds": _own_cpu()}))
         return
     if args.load_executions:
         url, token, decision = args.load_executions
         result = asyncio.run(load_executions(url, token, int(decision), args.concurrency, args.duration))
-        print(json.dumps(result))
+        print(json.dumps({**result, "cpu_seconds": _own_cpu()}))
         return
 
     print_machine()
