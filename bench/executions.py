@@ -276,10 +276,12 @@ def _read_back(api: str, token: str, ids: list[str]) -> list[dict[str, Any]]:
 
 
 def _report(label: str, executions: list[dict[str, Any]], submitted: int) -> None:
-    """Print the count by status, the scripts' run time and the executor's overhead per step."""
+    """Print the count by status, the scripts' run time, the executor's overhead per step, and where that
+    overhead lies between the recorded moments (see `_parts`)."""
     by_status: dict[str, int] = {}
     overheads: list[float] = []
     script_ms: list[float] = []
+    parts: dict[str, list[float]] = {}
     for e in executions:
         by_status[e["status"]] = by_status.get(e["status"], 0) + 1
         if e["status"] != "completed" or not e.get("started_at") or not e.get("completed_at"):
@@ -288,6 +290,8 @@ def _report(label: str, executions: list[dict[str, Any]], submitted: int) -> Non
         scripts = sum(float(a.get("duration_seconds") or 0.0) for a in e["actions"])
         script_ms.append(1000 * scripts / len(e["actions"]))
         overheads.append(1000 * (wall - scripts) / len(e["actions"]))
+        for name, value in _parts(e).items():
+            parts.setdefault(name, []).append(value)
     all_done = by_status.get("completed", 0) == submitted
     print(
         f"  {label}: {submitted} submitted, by status {dict(sorted(by_status.items()))}; "
@@ -304,6 +308,36 @@ def _report(label: str, executions: list[dict[str, Any]], submitted: int) -> Non
         f"mean {mean:.2f} ms (target <= {TARGET_OVERHEAD_MS:.0f} ms: p50 {_met(p50 <= TARGET_OVERHEAD_MS)}, "
         f"p99 {_met(p99 <= TARGET_OVERHEAD_MS)})"
     )
+    print("    where it lies, per execution (ms; p50 / p99):")
+    for name, values in parts.items():
+        print(f"      {name}: {_percentile(values, 0.5):.1f} / {_percentile(values, 0.99):.1f}")
+
+
+def _parts(e: dict[str, Any]) -> dict[str, float]:
+    """The recorded moments of one completed execution, as intervals in ms: waiting for a claim (created
+    to started), claim to the first action's recorded start, per step the recorded start to the recorded
+    end beyond the script's run time (the start's write, the spawn, noticing the exit and the task's
+    wake-up: a step's own bookkeeping), per step an action's recorded end to its dependant's recorded
+    start (deciding what runs next), and the last end to the execution's end (its final write)."""
+    actions = sorted(
+        (a for a in e["actions"] if a.get("phase", "action") == "action" and a.get("started_at")),
+        key=lambda a: _time(a["started_at"]),
+    )
+    if not actions or not all(a.get("completed_at") for a in actions):
+        return {}
+    starts = [_time(a["started_at"]) for a in actions]
+    ends = [_time(a["completed_at"]) for a in actions]
+    steps = len(actions)
+    inside = sum(end - start - float(a.get("duration_seconds") or 0.0) for a, start, end in
+                 zip(actions, starts, ends, strict=True))  # fmt: skip
+    between = sum(start - end for start, end in zip(starts[1:], ends[:-1], strict=True))
+    return {
+        "waiting for a claim (created to started)": 1000 * (_time(e["started_at"]) - _time(e["created_at"])),
+        "claim to first start": 1000 * (starts[0] - _time(e["started_at"])),
+        "per step, start to end beyond the script": 1000 * inside / steps,
+        "per step, an end to its dependant's start": 1000 * between / max(steps - 1, 1),
+        "last end to the execution's end": 1000 * (_time(e["completed_at"]) - ends[-1]),
+    }
 
 
 def _met(ok: bool) -> str:

@@ -5,7 +5,8 @@ What a script gets, and nothing more:
   a value is one argument whatever it holds (``; rm -rf /`` is text, not a command);
 - an environment built from ``pass_environment``, ``environment`` and ``OPSR_EXECUTION_ID``,
   ``OPSR_ACTION_ID``, ``OPSR_TARGET``: a secret in OpsResponder's own environment does not leak;
-- the configured working directory, stdin from /dev/null, its own session (so its own process group).
+- the configured working directory, stdin from /dev/null, its own session (so its own process group),
+  CPU niceness ``nice`` (10 by default: background work, below ingest and the executor).
 
 Stopping it means stopping everything it started: on timeout or cancellation the whole process group gets
 SIGTERM, then SIGKILL after ``kill_grace_seconds``; when the script exits normally, whatever it left
@@ -118,7 +119,9 @@ class ScriptRunner:
             reason = e.strerror or e
             return _failed(started, f"cannot create the working directory {self._directory}: {reason}")
         try:
-            transport = await spawn.start(capture, argv, cwd=self._directory, env=environment)
+            transport = await spawn.start(
+                capture, argv, cwd=self._directory, env=environment, nice=self._config.nice
+            )
         except OSError as e:
             return _failed(started, f"cannot start {argv[0]}: {e.strerror or e}")
         group = transport.get_pid()

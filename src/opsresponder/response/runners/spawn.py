@@ -49,9 +49,18 @@ PIDFDS: Final = _pidfds_work()
 
 
 async def start(
-    protocol: asyncio.SubprocessProtocol, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]
+    protocol: asyncio.SubprocessProtocol,
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    nice: int = 0,
 ) -> ProcessHandle:
-    """Start `argv` in its own session (stdin /dev/null, stdout and stderr piped to `protocol`).
+    """Start `argv` in its own session (stdin /dev/null, stdout and stderr piped to `protocol`), at CPU
+    niceness `nice` (or the service's own, when higher).
+
+    The niceness is set just after the start (``vfork`` allows no hook in the child): what the script
+    does, and the processes it starts, in its first microseconds keep the service's.
 
     Raises:
         OSError: the program cannot be started (missing, not executable, bad working directory).
@@ -68,6 +77,7 @@ async def start(
             env=env,
             start_new_session=True,
         )
+        _renice(transport.get_pid(), nice)
         return transport
     # Blocking, but only until the child execs: vfork suspends this thread about 0.4 ms (the point).
     process = subprocess.Popen(  # noqa: ASYNC220
@@ -79,7 +89,15 @@ async def start(
         env=dict(env),
         start_new_session=True,
     )
+    _renice(process.pid, nice)
     return _Watched(loop, process, protocol)
+
+
+def _renice(pid: int, nice: int) -> None:
+    # Raising niceness needs no privilege; lowering it below ours would (and is never wanted).
+    wanted = max(nice, os.getpriority(os.PRIO_PROCESS, 0))
+    with contextlib.suppress(OSError):  # ESRCH: it has exited (and been reaped) already
+        os.setpriority(os.PRIO_PROCESS, pid, wanted)
 
 
 class _Watched:
