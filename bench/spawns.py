@@ -3,10 +3,11 @@ against the runner's `spawn.start` (``vfork``), at the resident size of a small 
 
     python bench/spawns.py [--resident-mb 0 250] [--runs 3]
 
-For each loop and resident size: the time the start call blocks (p50, max: the loop runs nothing else
-meanwhile; the child is started and has exec'd when it returns) for one start at a time and for 200 at
-once, and the runs per second of ``/bin/cat /proc/uptime``. The ballast is touched memory, so a fork has
-its page tables to copy, as the service's would be.
+For each way and resident size: how long the start call takes (p50, max), one start at a time and 200 at
+once, and the runs per second of ``/bin/cat /proc/uptime``. ``spawn.start`` never awaits: all its time
+blocks the loop. uvloop's call blocks the loop for the fork and the wait for the child's ``exec``; with
+200 at once its figure also counts waiting for the others' starts. The ballast is touched memory, so a
+fork has its page tables to copy, as the service's would be.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ async def _measure(how: str, resident_mb: int, runs: int) -> None:
         rate = runs * at_once / (time.perf_counter() - started)
         name = "uvloop subprocess_exec (fork)" if how == "fork" else "spawn.start (vfork + pidfd)"
         print(
-            f"  {name}, +{resident_mb} MiB, {at_once} at once: the start call blocks the loop p50 "
+            f"  {name}, +{resident_mb} MiB, {at_once} at once: the start call takes p50 "
             f"{1000 * statistics.median(blocked):.2f} ms, max {1000 * max(blocked):.2f} ms; {rate:.0f} runs/s"
         )
 
