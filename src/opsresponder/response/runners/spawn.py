@@ -2,10 +2,10 @@
 
 Why not ``loop.subprocess_exec``: the service runs on uvloop, whose spawn is libuv's ``fork()``; a fork
 copies the page tables of the whole service process and the loop waits for the child to ``exec``, so
-each spawn blocked the loop for 1.7 ms at 50 MiB and 6.8 ms at 250 MiB resident (15 ms and more
-on a busy machine). Spawns were then the executor's throughput ceiling (about 120 steps/s) and held up
-every webhook answered on the same loop. ``subprocess.Popen`` uses ``vfork()`` (CPython 3.10+): about
-0.4 ms whatever the service's size (bench/spawns.py measures both).
+each spawn blocked the loop for 1.7 ms in a small process and 6.8 ms with 200 MiB more resident on a
+quiet machine (7-14 ms on a busy one). Spawns were then the executor's throughput ceiling (about 120
+steps/s) and held up every webhook answered on the same loop. ``subprocess.Popen`` uses ``vfork()``
+(CPython 3.10+): 0.2-0.5 ms whatever the service's size (bench/spawns.py measures both).
 
 Watching needs no thread: the exit through a pidfd (Linux 5.3+) readable on the loop, then
 ``waitpid`` of that one pid (never ``-1``: uvloop and asyncio's watchers reap their own children), the
