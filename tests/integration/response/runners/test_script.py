@@ -5,6 +5,7 @@ nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -355,3 +356,26 @@ def test_the_runner_on_uvloop_the_service_loop(tmp_path: Path) -> None:
 
     uvloop.run(scenario())
     assert not [pid for pid, state in own_children().items() if state == "Z"]
+
+
+async def test_a_run_cancelled_just_after_its_start_leaves_nothing_running(
+    runner: ScriptRunner, tmp_path: Path
+) -> None:
+    path = write_script(tmp_path, "sleeper.py", "import time\ntime.sleep(60)\n")
+
+    def sleepers() -> list[int]:
+        """Sleepers still running, or exited and not reaped (a zombie's command line is empty)."""
+        found = []
+        for pid, state in own_children().items():
+            with contextlib.suppress(OSError):
+                if state == "Z" or b"sleeper.py" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(pid)
+        return found
+
+    for _ in range(5):
+        task = asyncio.create_task(runner.run(request([str(path)])))
+        await asyncio.sleep(0)  # the run has started its process and waits for it
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await eventually(lambda: not sleepers(), within=10, what="every started sleeper killed and reaped")
