@@ -36,7 +36,7 @@ from opsresponder.response.analysis import Analyzer
 from opsresponder.response.analysis.analyzer import EventNotFound
 from opsresponder.response.analysis.request import AnalysisContext, AnalyzeRequest, UserPreferences
 from opsresponder.response.executor.options import ExecutionOptions
-from opsresponder.response.executor.plan import PlanError
+from opsresponder.response.executor.plan import PlanError, changes_target
 from opsresponder.response.executor.service import ExecutionService
 from opsresponder.response.governor import AutomaticRun, SafetyGovernor, Verdict
 from opsresponder.response.notify.base import Notification, Notifier
@@ -49,9 +49,6 @@ log = structlog.get_logger(__name__)
 
 REQUESTER = "rules"
 """The identity of the loop's decisions and executions (a token of that name cannot approve them)."""
-
-_NOT_CHANGING = frozenset({"diagnostic", "notification"})
-
 
 class ResponseLoop:
     def __init__(
@@ -185,6 +182,7 @@ class ResponseLoop:
                 ),
             ),
             requested_by=REQUESTER,
+            trusted_context=True,  # the operator's configured context (response.loop), taken as given
         )
         if decision.template_id is None or not decision.recommended_actions:
             log.info(
@@ -253,13 +251,15 @@ class ResponseLoop:
         return True
 
     def _run_of(self, decision: StoredDecision, actions: Sequence[DecisionAction]) -> AutomaticRun:
+        """The run the governor weighs. A remediation is what the executor's target lock, verification
+        and outcome analysis count as one (`changes_target`): a template action of ``type: remediation``
+        whatever its script's catalog type, or a script whose catalog type is not read-only."""
         names: list[str] = []
         changing: list[str] = []
         for action in actions:
             name = action.script or action.message_template or action.key
             names.append(name)
-            script = self._catalog.by_name.get(action.script or "")
-            if script is not None and script.action_type not in _NOT_CHANGING:
+            if changes_target(action, self._catalog):
                 changing.append(name)
         return AutomaticRun(
             actions=tuple(names),
