@@ -50,6 +50,7 @@ log = structlog.get_logger(__name__)
 REQUESTER = "rules"
 """The identity of the loop's decisions and executions (a token of that name cannot approve them)."""
 
+
 class ResponseLoop:
     def __init__(
         self,

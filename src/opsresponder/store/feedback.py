@@ -17,7 +17,6 @@ import msgspec
 
 from opsresponder.store.pool import connection
 
-
 MAX_WEIGHT_PER_EXECUTION: Final = 1.0
 """All the feedback on one execution counts as at most this many runs (one: as much as the run itself)."""
 

@@ -604,7 +604,9 @@ async def test_the_request_may_raise_risk_but_never_lower_it(world: World) -> No
     still needs approval); each factor records what was asked, what was known and what was used. A request
     asking for more caution is taken."""
     await world.templates.create(
-        template("cpu", [{**DIAGNOSTIC, "type": "remediation"}], triggers=[{"event_type": "threshold_breach"}]),
+        template(
+            "cpu", [{**DIAGNOSTIC, "type": "remediation"}], triggers=[{"event_type": "threshold_breach"}]
+        ),
         "ops",
     )
     calendar = {"days": ["mon"], "start": "08:00", "end": "10:00", "timezone": "UTC"}
@@ -618,12 +620,15 @@ async def test_the_request_may_raise_risk_but_never_lower_it(world: World) -> No
     # alone would have made it 0.1 + 0.1 + 0 + 0 = 0.2, no approval).
     assert action.risk_score == 0.8 and action.approval_required is True
     context = decision.inputs["context"]
-    assert context["criticality"] == {"value": "critical", "source": "asset", "detail": "db",
-                                      "requested": "low", "known": "critical", "known_source": "asset"}  # fmt: skip
-    assert context["business_hours"] == {"value": True, "source": "asset_calendar", "detail": "db",
-                                         "requested": False, "known": True, "known_source": "asset_calendar"}  # fmt: skip
+    criticality = {"value": "critical", "source": "asset", "detail": "db", "requested": "low",
+                   "known": "critical", "known_source": "asset"}  # fmt: skip
+    assert context["criticality"] == criticality
+    hours = {"value": True, "source": "asset_calendar", "detail": "db", "requested": False, "known": True,
+             "known_source": "asset_calendar"}  # fmt: skip
+    assert context["business_hours"] == hours
     maintenance = context["maintenance_window"]
-    assert maintenance["value"] is False and maintenance["requested"] is True and maintenance["known"] is False
+    assert maintenance["value"] is False and maintenance["requested"] is True
+    assert maintenance["known"] is False
     assert "no active silence" in maintenance["detail"]
 
     # With a real maintenance window the request's maintenance counts; a stricter criticality is taken.

@@ -32,6 +32,9 @@ CREATE UNIQUE INDEX executions_loop_part ON autonomous.executions (decision_id, 
 ALTER TABLE autonomous.verifications DROP CONSTRAINT verifications_status_check;
 ALTER TABLE autonomous.verifications
     ADD CONSTRAINT verifications_status_check CHECK (status IN ('pending', 'acting', 'passed', 'failed'));
-ALTER TABLE autonomous.verifications ADD COLUMN rollback_requested boolean NOT NULL DEFAULT false;
+-- `rollback`: null until the rollback step is done, then whether the rollback was requested or was not
+-- possible (the execution's state allowed none): a retry does not ask twice.
+ALTER TABLE autonomous.verifications
+    ADD COLUMN rollback text CHECK (rollback IN ('requested', 'not_possible'));
 DROP INDEX autonomous.verifications_due;
 CREATE INDEX verifications_due ON autonomous.verifications (due_at) WHERE status IN ('pending', 'acting');
