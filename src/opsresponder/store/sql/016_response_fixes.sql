@@ -24,7 +24,8 @@ CREATE TABLE autonomous.firing_responses (
 -- At most one automatic and one approval execution per loop decision, even when two consumers handle one
 -- firing at once (a lease that expired under a slow handler): the second insert fails, and its retry
 -- finds the first's execution.
-CREATE UNIQUE INDEX executions_loop_part ON autonomous.executions (decision_id, ((plan ->> 'automatic')))
+CREATE UNIQUE INDEX executions_loop_part
+    ON autonomous.executions (decision_id, (coalesce((plan ->> 'automatic')::boolean, false)))
     WHERE requested_by = 'rules' AND NOT dry_run;
 
 -- A failed verdict is written as 'acting' until the rollback is requested and learning has recorded the
