@@ -26,6 +26,7 @@ from tests.waiting import eventually
 
 def the_loop(svc: OpsResponder) -> ResponseLoop:
     """The running service's loop (its commit listener on the pipeline worker is the loop's method)."""
+    assert svc.worker is not None
     for listener in svc.worker._on_committed:
         owner = getattr(listener, "__self__", None)
         if isinstance(owner, ResponseLoop):
@@ -66,7 +67,7 @@ async def test_a_firing_handled_again_creates_each_execution_once(
         await settled(db_pool, 1)
         assert failing.failed  # the first try failed between the two submits, the second completed it
         firing = await db_pool.fetchrow("SELECT attempts, last_error FROM rules.rule_firings")
-        assert firing["attempts"] == 2 and "connection lost" in firing["last_error"]
+        assert firing is not None and firing["attempts"] == 2 and "connection lost" in firing["last_error"]
 
         runs = await executions_of(client, event_id)
         assert [e["status"] for e in runs][1:] == ["pending_approval"] and len(runs) == 2
