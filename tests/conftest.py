@@ -134,7 +134,7 @@ async def empty_tables(conn: asyncpg.Connection | PoolConnectionProxy) -> None:
         "autonomous.executions, autonomous.execution_actions, autonomous.execution_logs, "
         "autonomous.automation_pause, autonomous.automation_pause_log, autonomous.approvals, "
         "autonomous.verifications, autonomous.feedback, autonomous.execution_scores, "
-        "autonomous.action_policies, autonomous.action_policy_changes"
+        "autonomous.action_policies, autonomous.action_policy_changes, autonomous.firing_responses"
     )
 
 

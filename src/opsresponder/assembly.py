@@ -79,6 +79,7 @@ from opsresponder.store.deliveries import DeliveryQueue
 from opsresponder.store.events import EventRepository
 from opsresponder.store.executions import ExecutionRepository
 from opsresponder.store.feedback import FeedbackRepository
+from opsresponder.store.firing_responses import FiringResponseRepository
 from opsresponder.store.firings import FiringRepository, FiringsWriter
 from opsresponder.store.learning import LearningRepository
 from opsresponder.store.outcomes import OutcomeRepository
@@ -442,6 +443,7 @@ def _response_side(
     if config.loop.enabled:
         loop = ResponseLoop(
             firings=FiringRepository(pool),
+            responses=FiringResponseRepository(pool),
             analyzer=analyzer,
             decisions=decisions,
             executions=executions,

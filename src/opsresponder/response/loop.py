@@ -36,13 +36,14 @@ from opsresponder.response.analysis import Analyzer
 from opsresponder.response.analysis.analyzer import EventNotFound
 from opsresponder.response.analysis.request import AnalysisContext, AnalyzeRequest, UserPreferences
 from opsresponder.response.executor.options import ExecutionOptions
-from opsresponder.response.executor.plan import PlanError
+from opsresponder.response.executor.plan import PlanError, changes_target
 from opsresponder.response.executor.service import ExecutionService
 from opsresponder.response.governor import AutomaticRun, SafetyGovernor, Verdict
 from opsresponder.response.notify.base import Notification, Notifier
 from opsresponder.rules.templates import ScriptCatalog
 from opsresponder.store.decisions import DecisionAction, DecisionRepository, StoredDecision
 from opsresponder.store.errors import StoreError
+from opsresponder.store.firing_responses import FiringResponse, FiringResponseRepository
 from opsresponder.store.firings import FiringRepository, StoredFiring
 
 log = structlog.get_logger(__name__)
@@ -50,14 +51,13 @@ log = structlog.get_logger(__name__)
 REQUESTER = "rules"
 """The identity of the loop's decisions and executions (a token of that name cannot approve them)."""
 
-_NOT_CHANGING = frozenset({"diagnostic", "notification"})
-
 
 class ResponseLoop:
     def __init__(
         self,
         *,
         firings: FiringRepository,
+        responses: FiringResponseRepository,
         analyzer: Analyzer,
         decisions: DecisionRepository,
         executions: ExecutionService,
@@ -69,6 +69,7 @@ class ResponseLoop:
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._firings = firings
+        self._responses = responses
         self._analyzer = analyzer
         self._decisions = decisions
         self._executions = executions
@@ -118,7 +119,18 @@ class ResponseLoop:
             return 0
         # Several rules firing on one event: one analysis (it names every rule that fired) and one run.
         handled: set[int] = set()
-        for firing in claimed:
+        lease = timedelta(seconds=self._config.lease_seconds)
+        for i, firing in enumerate(claimed):
+            # Handling one firing may take a while (notifications); the lease of the batch's rest is
+            # renewed before each, so it never runs out under a slow batch. A firing whose lease was lost
+            # anyway (claimed by another consumer meanwhile) is left to that consumer.
+            rest = [f.id for f in claimed[i:]]
+            still_ours = await self._firings.renew(rest, self._owner, lease, self._clock())
+            if firing.id not in still_ours:
+                log.warning(
+                    "A claimed rule firing's lease was lost; another consumer has it.", firing=firing.id
+                )
+                continue
             await self._settle(firing, handled)
         return len(claimed)
 
@@ -166,11 +178,21 @@ class ResponseLoop:
             await self._firings.release([firing.id], self._owner, "automatic execution is paused")
 
     async def _handle(self, firing: StoredFiring, handled: set[int]) -> bool:
-        """Act on one firing; False to give it back (paused)."""
+        """Act on one firing; False to give it back (paused). Idempotent: what a previous try of this
+        firing recorded (`FiringResponseRepository`) is reused, and only the missing executions are made."""
         if not firing.event_ids:
             log.info("A firing without an event: nothing to analyze.", firing=firing.id, rule=firing.rule_id)
             return True
         event_id = firing.event_ids[-1]
+        recorded = await self._responses.get(firing.id)
+        if recorded is not None:
+            decision = await self._decisions.get(recorded.decision_id)
+            if decision is not None:
+                log.info("A rule firing is handled again: only what is missing is created.",
+                         firing=firing.id, decision_id=decision.decision_id)  # fmt: skip
+                await self._submit(decision, recorded)
+            handled.add(event_id)
+            return True
         if event_id in handled:
             return True
         config = self._config
@@ -185,6 +207,7 @@ class ResponseLoop:
                 ),
             ),
             requested_by=REQUESTER,
+            trusted_context=True,  # the operator's configured context (response.loop), taken as given
         )
         if decision.template_id is None or not decision.recommended_actions:
             log.info(
@@ -226,11 +249,35 @@ class ResponseLoop:
                     governor_reason = "Safety governor: " + " ".join(verdict.reasons)
                     approval = _with_dependencies(decision.recommended_actions, automatic + approval)
                     automatic = []
-        options = ExecutionOptions(rollback_on_failure=config.rollback_on_failure)
-        if automatic:
+        # The plan is recorded before anything is submitted: a retry carries it out instead of deciding
+        # again (the governor would count this firing's own automatic run against it).
+        recorded = await self._responses.record(
+            FiringResponse(
+                firing_id=firing.id,
+                decision_id=decision.decision_id,
+                automatic_action_ids=[a.action_id for a in automatic],
+                approval_action_ids=[a.action_id for a in approval],
+                approval_reason=governor_reason,
+                created_at=self._clock(),
+            )
+        )
+        if recorded.decision_id != decision.decision_id:  # another consumer recorded this firing first
+            first = await self._decisions.get(recorded.decision_id)
+            if first is None:
+                return True
+            decision = first
+        await self._submit(decision, recorded)
+        handled.add(event_id)
+        return True
+
+    async def _submit(self, decision: StoredDecision, plan: FiringResponse) -> None:
+        """Submit the parts of `plan` that have no execution yet (each is made once: a retry finds it)."""
+        made = await self._responses.parts_of(decision.decision_id, REQUESTER)
+        options = ExecutionOptions(rollback_on_failure=self._config.rollback_on_failure)
+        if plan.automatic_action_ids and True not in made:
             view = await self._executions.submit(
                 decision,
-                [a.action_id for a in automatic],
+                plan.automatic_action_ids,
                 options,
                 requested_by=REQUESTER,
                 approved=False,
@@ -238,28 +285,28 @@ class ResponseLoop:
             )
             log.info("Automatic execution queued.", decision_id=decision.decision_id,
                      execution_id=view.execution_id, status=view.status)  # fmt: skip
-        if approval:
+        if plan.approval_action_ids and False not in made:
             view = await self._executions.submit(
                 decision,
-                [a.action_id for a in approval],
+                plan.approval_action_ids,
                 options,
                 requested_by=REQUESTER,
                 approved=False,
-                approval_reason=governor_reason or "",
+                approval_reason=plan.approval_reason or "",
             )
             log.info("Execution waits for approval.", decision_id=decision.decision_id,
                      execution_id=view.execution_id, status=view.status)  # fmt: skip
-        handled.add(event_id)
-        return True
 
     def _run_of(self, decision: StoredDecision, actions: Sequence[DecisionAction]) -> AutomaticRun:
+        """The run the governor weighs. A remediation is what the executor's target lock, verification
+        and outcome analysis count as one (`changes_target`): a template action of ``type: remediation``
+        whatever its script's catalog type, or a script whose catalog type is not read-only."""
         names: list[str] = []
         changing: list[str] = []
         for action in actions:
             name = action.script or action.message_template or action.key
             names.append(name)
-            script = self._catalog.by_name.get(action.script or "")
-            if script is not None and script.action_type not in _NOT_CHANGING:
+            if changes_target(action, self._catalog):
                 changing.append(name)
         return AutomaticRun(
             actions=tuple(names),

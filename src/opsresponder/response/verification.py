@@ -9,10 +9,12 @@ Two checks (docs/response.md "Verification"):
 
 A pending verification is a row (store/verifications.py), created when the execution ends and checked
 by the scheduler's ``verification`` job every ``check_interval_seconds``, once across replicas. A verdict is
-written once (conditional UPDATE) and only its writer acts on it. A failed verification asks the
-execution's rollback (``by="verification"``; when nothing can be rolled back that is logged), records the
-remediating actions' outcomes again as failures, and rescores the execution; both verdicts show in the
-execution's log and its ``verification`` field.
+written once (conditional UPDATE) and only its writer acts on it. A failed verification is written as
+``acting``: it asks the execution's rollback (``by="verification"``; when the execution's state allows
+none that is logged), records the remediating actions' outcomes again as failures, rescores the
+execution, and only then becomes ``failed``. Any error on the way (the database) leaves it ``acting``,
+and it is taken again at the next check: the rollback is asked once (the step is recorded), learning's
+writes are upserts. Both verdicts show in the execution's log and its ``verification`` field.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
+import msgspec
 import structlog
 
 from opsresponder.config import VerificationConfig
@@ -102,17 +105,27 @@ class Verifier:
         self._clock = clock
 
     async def run(self, now: datetime) -> int:
-        """Check every verification due at `now`; how many were decided here."""
+        """Check every verification due at `now`; how many were decided (or finished acting) here. One
+        that fails (the database) is left due again after its lease; the others are still checked."""
         decided = 0
         lease = timedelta(seconds=self._config.check_interval_seconds * LEASE_FACTOR)
         while True:
             due = await self._repository.take_due(now, lease, BATCH)
             for verification in due:
-                decided += await self._check(verification, now)
+                try:
+                    decided += await self._check(verification, now)
+                except Exception:
+                    log.exception(
+                        "A verification could not be checked or acted on; it is retried.",
+                        execution_id=f"{EXECUTION_PREFIX}{verification.execution_id}",
+                        status=verification.status,
+                    )
             if len(due) < BATCH:
                 return decided
 
     async def _check(self, v: Verification, now: datetime) -> int:
+        if v.status == "acting":
+            return await self._act(v, now)
         failed = criteria_failure(v.criteria)
         if failed is not None:
             return await self._decide(v, False, failed, now)
@@ -133,23 +146,37 @@ class Verifier:
         message = (
             f"Verification passed: {reason}."
             if passed
-            else f"Verification failed: {reason}; the remediation is counted as a failure and rolled back."
+            else f"Verification failed: {reason}; the remediation counts as a failure; rolling it back."
         )
         if not await self._repository.decide(
-            v.execution_id, "passed" if passed else "failed", reason, now, message
+            v.execution_id, "passed" if passed else "acting", reason, now, message
         ):
             return 0  # another checker decided it first
-        rolled_back = False
-        if not passed:
+        if passed:
+            await self._verdicts.verified(execution_id, passed=True, rolled_back=False)
+            return 1
+        return await self._act(msgspec.structs.replace(v, status="acting"), now)
+
+    async def _act(self, v: Verification, now: datetime) -> int:
+        """A failed verdict's consequences: the rollback (asked once), then learning, then ``failed``."""
+        execution_id = f"{EXECUTION_PREFIX}{v.execution_id}"
+        step = v.rollback
+        if step is None:
             try:
                 await self._rollbacks.rollback(execution_id, by="verification")
-                rolled_back = True
             except (ExecutionStateError, ExecutionNotFound) as e:
                 log.warning(
                     "A failed verification could not roll back.", execution_id=execution_id, error=str(e)
                 )
-                await self._repository.log(
-                    v.execution_id, now, "warning", f"Verification could not roll back: {e}."
+                step = "not_possible"
+                await self._repository.rollback_done(
+                    v.execution_id, step, now, "warning", f"Verification could not roll back: {e}."
                 )
-        await self._verdicts.verified(execution_id, passed=passed, rolled_back=rolled_back)
+            else:
+                step = "requested"
+                await self._repository.rollback_done(
+                    v.execution_id, step, now, "info", "Verification requested the rollback; it is queued."
+                )
+        await self._verdicts.verified(execution_id, passed=False, rolled_back=step == "requested")
+        await self._repository.finish(v.execution_id)
         return 1

@@ -1,17 +1,45 @@
 """Feedback on executions (``autonomous.feedback``): what people said, and what learning made of it.
 
 Analysis reads it through `OutcomeRepository.stats_for_template` (weighted pseudo-outcomes), the action
-policies through `LearningRepository.window`; this module only writes it.
+policies through `LearningRepository.window`; both read it through `CAPPED_FEEDBACK`. A person gives one
+feedback per execution (migration 016: a repeat replaces the earlier one), and however many people give
+feedback on one execution, together it weighs at most `MAX_WEIGHT_PER_EXECUTION` runs, so feedback cannot
+outvote what really happened.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Final
 
 import asyncpg
 import msgspec
 
 from opsresponder.store.pool import connection
+
+MAX_WEIGHT_PER_EXECUTION: Final = 1.0
+"""All the feedback on one execution counts as at most this many runs (one: as much as the run itself)."""
+
+CAPPED_FEEDBACK: Final = f"""
+(SELECT execution_id, least(sum(weight), {MAX_WEIGHT_PER_EXECUTION}) AS weight,
+        coalesce(sum(weight) FILTER (WHERE effect), 0) * least(sum(weight), {MAX_WEIGHT_PER_EXECUTION})
+            / sum(weight) AS success_weight
+ FROM autonomous.feedback WHERE effect IS NOT NULL AND weight > 0 GROUP BY execution_id)
+"""
+"""A subquery: per execution, its feedback's weight (capped) and the part of it that counts as success
+(in the same proportion as before the cap). Neutral feedback (effect null) is left out."""
+
+_UPSERT: Final = """
+INSERT INTO autonomous.feedback AS f (execution_id, decision_id, feedback_type, rating, feedback, comments,
+    suggestions, would_approve_again, given_by, effect, weight, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+ON CONFLICT (execution_id, given_by) DO UPDATE SET decision_id = EXCLUDED.decision_id,
+    feedback_type = EXCLUDED.feedback_type, rating = EXCLUDED.rating, feedback = EXCLUDED.feedback,
+    comments = EXCLUDED.comments, suggestions = EXCLUDED.suggestions,
+    would_approve_again = EXCLUDED.would_approve_again, effect = EXCLUDED.effect, weight = EXCLUDED.weight,
+    created_at = EXCLUDED.created_at
+RETURNING id
+"""
 
 
 class NewFeedback(msgspec.Struct, kw_only=True, frozen=True):
@@ -42,13 +70,12 @@ class FeedbackRepository:
         self.pool = pool
 
     async def add(self, feedback: NewFeedback) -> int:
-        """Store one feedback; its id."""
+        """Store one feedback, replacing the same person's earlier feedback on the execution; its id (a
+        replacement keeps the earlier id)."""
         f = feedback
         async with connection(self.pool) as conn:
             feedback_id: int = await conn.fetchval(
-                "INSERT INTO autonomous.feedback (execution_id, decision_id, feedback_type, rating, "
-                "feedback, comments, suggestions, would_approve_again, given_by, effect, weight, created_at) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+                _UPSERT,
                 f.execution_id,
                 f.decision_id,
                 f.feedback_type,

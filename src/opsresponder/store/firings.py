@@ -183,6 +183,21 @@ class FiringRepository:
             rows = await conn.fetch(_CLAIM, limit, owner, now, lease)
         return sorted((_from_row(r) for r in rows), key=lambda f: f.id)
 
+    async def renew(self, ids: Sequence[int], owner: str, lease: timedelta, now: datetime) -> set[int]:
+        """Extend `owner`'s lease on its claimed firings among `ids` to ``now + lease``; the ids still its
+        own (a firing whose lease expired and was claimed by another consumer is not)."""
+        async with connection(self._pool) as conn:
+            rows = await conn.fetch(
+                """UPDATE rules.rule_firings SET lease_until = $3::timestamptz + $4::interval
+                   WHERE id = ANY($1::bigint[]) AND status = 'claimed' AND claimed_by = $2
+                   RETURNING id""",
+                list(ids),
+                owner,
+                now,
+                lease,
+            )
+        return {int(r["id"]) for r in rows}
+
     async def complete(self, ids: Sequence[int], owner: str) -> int:
         """Mark `owner`'s claimed firings done; returns how many (a lost lease is not completed)."""
         return await self._settle(ids, owner, "done", None)

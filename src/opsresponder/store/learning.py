@@ -15,6 +15,7 @@ from typing import Final
 import asyncpg
 import msgspec
 
+from opsresponder.store.feedback import CAPPED_FEEDBACK
 from opsresponder.store.outcomes import NOT_RUNS, ActionOutcome
 from opsresponder.store.pool import connection
 
@@ -84,6 +85,11 @@ class Window(msgspec.Struct, kw_only=True, frozen=True):
         runs = self.weighted_runs
         return None if runs == 0 else (self.successes + self.feedback_successes) / runs
 
+    @property
+    def real_success_rate(self) -> float | None:
+        """The success rate of the real runs alone (feedback left out)."""
+        return None if self.runs == 0 else self.successes / self.runs
+
 
 class ActionStats(msgspec.Struct, kw_only=True):
     template_id: str
@@ -126,7 +132,7 @@ ON CONFLICT (execution_id) DO UPDATE SET status = EXCLUDED.status, criteria_met 
     scored_at = EXCLUDED.scored_at
 """
 
-_WINDOW: Final = """
+_WINDOW: Final = f"""
 WITH recent AS (
     SELECT execution_id, success FROM autonomous.action_outcomes
     WHERE template_id = $1 AND action_key = $2 AND NOT (status = ANY($3::text[]))
@@ -135,9 +141,9 @@ WITH recent AS (
 SELECT (SELECT count(*) FROM recent) AS runs,
        (SELECT count(*) FROM recent WHERE success) AS successes,
        coalesce(sum(f.weight), 0) AS feedback_runs,
-       coalesce(sum(f.weight) FILTER (WHERE f.effect), 0) AS feedback_successes
-FROM autonomous.feedback AS f
-WHERE f.execution_id IN (SELECT execution_id FROM recent) AND f.effect IS NOT NULL
+       coalesce(sum(f.success_weight), 0) AS feedback_successes
+FROM {CAPPED_FEEDBACK} AS f
+WHERE f.execution_id IN (SELECT execution_id FROM recent)
 """
 
 _CHANGE: Final = """

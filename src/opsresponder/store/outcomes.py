@@ -10,6 +10,7 @@ from typing import Final, Literal
 import asyncpg
 import msgspec
 
+from opsresponder.store.feedback import CAPPED_FEEDBACK
 from opsresponder.store.pool import connection
 
 
@@ -111,16 +112,16 @@ GROUP BY action_key
 
 # Feedback on the executions of those outcomes, as weighted pseudo-outcomes, on both bases (the caller
 # keeps the basis the outcomes chose). A neutral feedback (effect null) moves nothing.
-_FEEDBACK_STATS: Final = """
+_FEEDBACK_STATS: Final = f"""
 SELECT o.action_key,
        coalesce(sum(f.weight) FILTER (WHERE o.pattern_id = $3), 0) AS p_runs,
-       coalesce(sum(f.weight) FILTER (WHERE o.pattern_id = $3 AND f.effect), 0) AS p_successes,
+       coalesce(sum(f.success_weight) FILTER (WHERE o.pattern_id = $3), 0) AS p_successes,
        coalesce(sum(f.weight) FILTER (WHERE o.event_type = $4), 0) AS t_runs,
-       coalesce(sum(f.weight) FILTER (WHERE o.event_type = $4 AND f.effect), 0) AS t_successes
-FROM autonomous.feedback AS f
+       coalesce(sum(f.success_weight) FILTER (WHERE o.event_type = $4), 0) AS t_successes
+FROM {CAPPED_FEEDBACK} AS f
 JOIN autonomous.action_outcomes AS o ON o.execution_id = f.execution_id
 WHERE o.template_id = $1 AND o.action_key = ANY($2::text[]) AND o.finished_at >= $5
-  AND NOT (o.status = ANY($6::text[])) AND f.effect IS NOT NULL
+  AND NOT (o.status = ANY($6::text[]))
   AND (o.pattern_id = $3 OR o.event_type = $4)
 GROUP BY o.action_key
 """

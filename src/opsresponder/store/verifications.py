@@ -4,7 +4,10 @@ A checker takes the due ones with ``FOR UPDATE SKIP LOCKED`` and moves their ``d
 the same statement, so two checkers (two replicas) never look at one row at once and a checker that dies
 leaves it due again after the lease. A verdict is written only ``WHERE status = 'pending'`` and answers
 whether this call wrote it: whoever wrote it, and only they, acts on it (rollback, failed outcomes). The
-verdict's line in the execution's log is written by the same statement.
+verdict's line in the execution's log is written by the same statement. A failed verdict is written as
+``acting`` until its rollback is requested (``rollback``) and learning has recorded it (`finish`); an
+acting row is taken again when due, so a failure in between (the database) delays the rollback instead
+of losing it.
 """
 
 from __future__ import annotations
@@ -18,18 +21,19 @@ import msgspec
 
 from opsresponder.store.pool import connection
 
-VerificationStatus = Literal["pending", "passed", "failed"]
+VerificationStatus = Literal["pending", "acting", "passed", "failed"]
+RollbackStep = Literal["requested", "not_possible"]
 
 _COLUMNS: Final = (
     "execution_id, fingerprint, action_keys, criteria, since, due_at, quiet_until, status, reason, checks, "
-    "checked_at, created_at"
+    "checked_at, created_at, rollback"
 )
 
 _TAKE: Final = f"""
 UPDATE autonomous.verifications AS v
 SET due_at = $2::timestamptz + $3::interval, checks = v.checks + 1
 WHERE v.execution_id IN (SELECT execution_id FROM autonomous.verifications
-                         WHERE status = 'pending' AND due_at <= $2
+                         WHERE status IN ('pending', 'acting') AND due_at <= $2
                          ORDER BY due_at LIMIT $1
                          FOR UPDATE SKIP LOCKED)
 RETURNING {_COLUMNS}
@@ -76,6 +80,7 @@ class Verification(NewVerification, kw_only=True, frozen=True):
     checks: int
     checked_at: datetime | None
     created_at: datetime
+    rollback: RollbackStep | None = None
 
 
 class VerificationRepository:
@@ -133,11 +138,42 @@ class VerificationRepository:
         self, execution_id: int, status: VerificationStatus, reason: str, now: datetime, log_message: str
     ) -> bool:
         """Write the verdict (and its log line) if the verification is still pending; True when this call
-        wrote it, and so must act on it."""
+        wrote it, and so must act on it. A failure is written as ``acting`` (`rollback_done`, `finish`)."""
         level = "info" if status == "passed" else "warning"
         async with connection(self.pool) as conn:
             written = await conn.fetchval(_DECIDE, execution_id, status, reason, now, level, log_message)
         return bool(written)
+
+    async def rollback_done(
+        self, execution_id: int, step: RollbackStep, now: datetime, level: str, log_message: str
+    ) -> None:
+        """Record that an acting verification's rollback step is done (`step`), with its log line."""
+        async with connection(self.pool) as conn, conn.transaction():
+            updated = await conn.fetchval(
+                "UPDATE autonomous.verifications SET rollback = $2 "
+                "WHERE execution_id = $1 AND status = 'acting' AND rollback IS NULL RETURNING true",
+                execution_id,
+                step,
+            )
+            if updated:
+                await conn.execute(
+                    "INSERT INTO autonomous.execution_logs (execution_id, at, level, message) "
+                    "VALUES ($1, $2, $3, $4)",
+                    execution_id,
+                    now,
+                    level,
+                    log_message,
+                )
+
+    async def finish(self, execution_id: int) -> bool:
+        """An acting verification whose rollback and learning steps are done becomes ``failed``."""
+        async with connection(self.pool) as conn:
+            done = await conn.fetchval(
+                "UPDATE autonomous.verifications SET status = 'failed' "
+                "WHERE execution_id = $1 AND status = 'acting' RETURNING true",
+                execution_id,
+            )
+        return bool(done)
 
     async def log(self, execution_id: int, at: datetime, level: str, message: str) -> None:
         """One line in the execution's log (what verification did about it)."""

@@ -18,7 +18,9 @@ Templates, each applying to its own event type:
 - ``loop_playbook`` (``test_loop``): ``look`` (quick_check) then ``fix`` (fix_thing, depends on look).
 
 The analyze context of `LOW_RISK_CONTEXT` keeps every diagnostic under the approval threshold (criticality
-low 0.1 + diagnostic 0.1 + after hours 0 + inside maintenance 0 = 0.2, not over 0.3).
+low 0.1 + diagnostic 0.1 + after hours 0 + outside maintenance 0.1 = 0.3, not over 0.3: the request's
+``maintenance_window`` counts only with a matching silence, and there is none; the hosts are not in the
+inventory, so the request's criticality and hours are taken).
 """
 
 from __future__ import annotations

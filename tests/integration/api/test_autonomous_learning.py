@@ -84,9 +84,10 @@ async def test_feedback_moves_the_next_analysis_and_dangerous_demotes(
     first = after["recommended_actions"][0]
     assert first["success_probability"] > before["recommended_actions"][0]["success_probability"]
 
+    # Another person's neutral feedback (the admin token's): stored, no effect.
     neutral = await feedback(
-        client, execution_id=execution_id, decision_id=decision["decision_id"], feedback_type="timeliness",
-        rating=3,
+        client, "admin", execution_id=execution_id, decision_id=decision["decision_id"],
+        feedback_type="timeliness", rating=3,
     )  # fmt: skip
     assert neutral.status_code == 201
     assert neutral.json()["learning_impact"] == {
@@ -110,6 +111,8 @@ async def test_feedback_moves_the_next_analysis_and_dangerous_demotes(
     )  # fmt: skip
     assert bad.status_code == 201, bad.text
     assert bad.json()["learning_impact"]["confidence_adjustment"] < 0
+    # One feedback per person and execution: the same token's "dangerous" replaced its "helpful".
+    assert bad.json()["feedback_id"] == answer["feedback_id"]
 
     demoted = await analyze(client, event_id)
     requirements = demoted["approval_requirements"]

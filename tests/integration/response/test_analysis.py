@@ -109,6 +109,16 @@ class World:
         assert event.id is not None
         return event
 
+    async def maintenance(self, host: str = "web-01") -> None:
+        """An active silence on `host`: a real maintenance window (a request's ``maintenance_window``
+        counts only with one)."""
+        await self.silences.create(
+            SilenceSpec(
+                matchers=[SilenceMatcher(field="host", value=host)], starts_at=NOW - timedelta(hours=1)
+            ),
+            "ops",
+        )
+
     async def analyze(self, event: Event, **context: Any) -> StoredDecision:
         assert event.id is not None
         request = AnalyzeRequest(event_id=event.id, context=AnalysisContext(**context))
@@ -174,7 +184,15 @@ async def test_a_diagnostic_at_exactly_the_threshold_needs_no_approval(world: Wo
 
     context = decision.inputs["context"]
     assert context["criticality"] == {"value": "low", "source": "asset", "detail": "web"}
-    assert context["business_hours"] == {"value": False, "source": "request", "detail": None}
+    # Nothing but the request knows the hours (no calendar, no flag): its value is taken.
+    assert context["business_hours"] == {
+        "value": False,
+        "source": "request",
+        "detail": None,
+        "requested": False,
+        "known": None,
+        "known_source": "default",
+    }
     assert context["maintenance_window"]["value"] is False
     assert context["maintenance_window"]["source"] == "silence"
     assert context["given"]["business_hours"] is False
@@ -237,6 +255,7 @@ async def test_a_medium_risk_remediation_needs_approval(world: World) -> None:
         "ops",
     )  # fmt: skip
     event = await world.event()
+    await world.maintenance()
     # medium (default) 0.2, after hours, in maintenance: diagnostic 0.3, remediation 0.4, notification 0.2.
     decision = await world.analyze(event, business_hours=False, maintenance_window=True)
     by_key = {a.key: a for a in decision.recommended_actions}
@@ -286,6 +305,7 @@ async def test_approval_demanded_by_the_action_or_its_script(
         "ops",
     )
     event = await world.event()
+    await world.maintenance()
     decision = await world.analyze(
         event, system_criticality="low", business_hours=False, maintenance_window=True
     )
@@ -501,6 +521,7 @@ async def test_a_request_that_does_not_auto_approve_low_risk_asks_for_every_scri
         "ops",
     )
     preferences = UserPreferences(auto_approve_low_risk=False, notification_channels=["slack"])
+    await world.maintenance()
     decision = await world.analyze(
         await world.event(),
         system_criticality="low",
@@ -575,3 +596,49 @@ async def test_the_spec_example_with_the_shipped_catalog_and_templates(db_pool: 
         "Kill High CPU Processes",
         "Resolution Notification",
     ]
+
+
+async def test_the_request_may_raise_risk_but_never_lower_it(world: World) -> None:
+    """A critical host in the inventory, inside business hours by its calendar, with no maintenance
+    silence: a request claiming low criticality, after hours and maintenance changes nothing (the remediation
+    still needs approval); each factor records what was asked, what was known and what was used. A request
+    asking for more caution is taken."""
+    await world.templates.create(
+        template(
+            "cpu", [{**DIAGNOSTIC, "type": "remediation"}], triggers=[{"event_type": "threshold_breach"}]
+        ),
+        "ops",
+    )
+    calendar = {"days": ["mon"], "start": "08:00", "end": "10:00", "timezone": "UTC"}
+    asset = {"name": "db", "criticality": "critical", "business_hours": calendar}
+    event = await world.event(metadata={"asset": asset})
+    decision = await world.analyze(
+        event, system_criticality="low", business_hours=False, maintenance_window=True
+    )
+    [action] = decision.recommended_actions
+    # critical 0.4 + diagnostic script 0.1 + business hours 0.2 + outside maintenance 0.1 = 0.8 (the request
+    # alone would have made it 0.1 + 0.1 + 0 + 0 = 0.2, no approval).
+    assert action.risk_score == 0.8 and action.approval_required is True
+    context = decision.inputs["context"]
+    criticality = {"value": "critical", "source": "asset", "detail": "db", "requested": "low",
+                   "known": "critical", "known_source": "asset"}  # fmt: skip
+    assert context["criticality"] == criticality
+    hours = {"value": True, "source": "asset_calendar", "detail": "db", "requested": False, "known": True,
+             "known_source": "asset_calendar"}  # fmt: skip
+    assert context["business_hours"] == hours
+    maintenance = context["maintenance_window"]
+    assert maintenance["value"] is False and maintenance["requested"] is True
+    assert maintenance["known"] is False
+    assert "no active silence" in maintenance["detail"]
+
+    # With a real maintenance window the request's maintenance counts; a stricter criticality is taken.
+    await world.maintenance("web-02")
+    stricter = await world.analyze(
+        await world.event(host="web-02", metadata={"asset": {**asset, "criticality": "low"}}),
+        system_criticality="high",
+        maintenance_window=True,
+    )
+    context = stricter.inputs["context"]
+    assert context["criticality"]["value"] == "high" and context["criticality"]["source"] == "request"
+    assert context["maintenance_window"]["value"] is True
+    assert context["maintenance_window"]["source"] == "silence"

@@ -32,8 +32,21 @@ async def test_a_resolve_clears_a_repeat_does_not_and_silence_clears_after_the_q
     again = await check_cleared(source, problem.fingerprint, since, since + timedelta(seconds=300), 300)
     assert again.cleared is False and "seen again" in again.reason
 
+    # Came back, then resolved again before the next check: the remediation did not hold.
     await events.store_batch(prepared(make_event(host="web-1", title="CPU high", state=EventState.RESOLVED)))
-    resolved = await check_cleared(source, problem.fingerprint, since, since, 300)
+    flapped = await check_cleared(source, problem.fingerprint, since, since, 300)
+    assert (
+        flapped.cleared is False and "seen again" in flapped.reason and "before the resolve" in flapped.reason
+    )
+
+    # A remediation that ended after the recurrence: the resolve clears it.
+    later = utcnow()
+    await events.store_batch(prepared(make_event(host="web-1", title="CPU high")))
+    await events.store_batch(prepared(make_event(host="web-1", title="CPU high", state=EventState.RESOLVED)))
+    assert (await check_cleared(source, problem.fingerprint, later, later, 300)).cleared is False
+    after_it = utcnow()
+    await events.store_batch(prepared(make_event(host="web-1", title="CPU high", state=EventState.RESOLVED)))
+    resolved = await check_cleared(source, problem.fingerprint, after_it, after_it, 300)
     assert resolved.cleared is True and "a resolve arrived" in resolved.reason
 
     unknown = await check_cleared(source, "no-such-fingerprint", since, since + timedelta(hours=1), 300)

@@ -155,3 +155,52 @@ def test_feedback_effects_and_scores() -> None:
     assert efficiency_score(30, 60) == 1.0
     assert efficiency_score(120, 60) == 0.5
     assert efficiency_score(None, 60) is None and efficiency_score(10, 0) is None
+
+
+def _praise(execution: str, by: str) -> NewFeedback:
+    return NewFeedback(execution_id=execution, decision_id=1, feedback_type="effectiveness", rating=5,
+                       feedback="helpful", comments="", suggestions="", would_approve_again=True,
+                       given_by=by, effect=True, weight=0.5, created_at=NOW)  # fmt: skip
+
+
+async def test_feedback_cannot_undo_a_demotion(learner: Learner, db_pool: asyncpg.Pool) -> None:
+    """Praise piled on failed runs never promotes: one feedback per person and execution (a repeat replaces
+    it), the feedback on one execution weighs at most one run, and a promotion needs the real runs' own
+    success rate at the threshold."""
+    world = learner.world
+    event = await world.event(event_type="threshold_breach")
+    for i in range(3):
+        await learner.learning.record([outcome(event, "diag", i, success=False, finished_at=NOW)])
+    assert (await learner.policies.demotions("cpu", ["diag"])).keys() == {"diag"}
+
+    # Three failed runs after the demotion, then 30 "rating 5, helpful" posts by one person on one of them
+    # (before the fix: 15 pseudo-successes, (0 + 15) / (3 + 15) = 0.83, promoted).
+    later = NOW + timedelta(minutes=5)
+    world.now = later
+    for i in range(3, 6):
+        await learner.learning.record([outcome(event, "diag", i, success=False, finished_at=later)])
+    feedback = FeedbackRepository(world.pool)
+    ids = {await feedback.add(_praise("x3", "mallory")) for _ in range(30)}
+    assert len(ids) == 1  # the repeat replaced the earlier one
+    assert await db_pool.fetchval("SELECT count(*) FROM autonomous.feedback") == 1
+    # ...and many people: the execution's feedback is capped at one run.
+    for n in range(30):
+        await feedback.add(_praise("x4", f"person{n}"))
+    assert await learner.policies.evaluate("cpu", ["diag"], later) == []
+    window = await learner.repository.window("cpu", "diag", NOW, 10)
+    assert window.runs == 3 and window.feedback_runs == 1.5  # 0.5 (x3) + 1.0 (x4, capped)
+
+    # Feedback alone never promotes: 3 of 4 real runs succeeded (0.75), praise would lift it to 0.8.
+    await db_pool.execute("TRUNCATE autonomous.feedback, autonomous.action_outcomes")
+    for i, ok in enumerate([False, True, True, True]):
+        await learner.learning.record([outcome(event, "diag", 10 + i, success=ok, finished_at=later)])
+    for n in range(2):
+        await feedback.add(_praise("x10", f"person{n}"))
+    window = await learner.repository.window("cpu", "diag", NOW, 10)
+    assert window.success_rate == 0.8 and window.real_success_rate == 0.75
+    assert await learner.policies.evaluate("cpu", ["diag"], later) == []
+    assert (await learner.policies.demotions("cpu", ["diag"])).keys() == {"diag"}
+
+    # One more good real run: 4 of 5 (0.8) promotes.
+    await learner.learning.record([outcome(event, "diag", 20, finished_at=later)])
+    assert (await learner.policies.demotions("cpu", ["diag"])) == {}

@@ -22,6 +22,7 @@ from opsresponder.response.runners.script import ScriptRunner
 from opsresponder.response.verification import Verifier, criteria_failure
 from opsresponder.state.memory import MemoryStateBackend
 from opsresponder.store.clearance import ClearanceRepository
+from opsresponder.store.errors import DatabaseUnavailableError
 from opsresponder.store.events import EventRepository
 from opsresponder.store.executions import ExecutionRepository
 from opsresponder.store.learning import LearningRepository
@@ -242,3 +243,63 @@ async def test_a_failing_end_sink_is_logged_and_changes_nothing(loop: Loop) -> N
         entry.message == "Learning from this execution failed: RuntimeError: learning exploded."
         for entry in view.logs
     )
+
+
+class FailingOnce:
+    """Forwards to the real object; the first call of `method` fails as a lost database would."""
+
+    def __init__(self, real: object, method: str) -> None:
+        self.real, self.method, self.failed = real, method, False
+
+    def __getattr__(self, name: str) -> object:
+        forward = getattr(self.real, name)
+        if name != self.method or self.failed:
+            return forward
+
+        async def fail(*args: object, **kwargs: object) -> None:
+            self.failed = True
+            raise DatabaseUnavailableError("connection lost")
+
+        return fail
+
+
+@pytest.mark.parametrize("failing", ["rollbacks", "verdicts"])
+async def test_a_failed_verdict_is_acted_on_after_an_error(loop: Loop, failing: str) -> None:
+    """A database error while asking the rollback (or while learning records the failure) leaves the
+    verification ``acting``: the next check asks the rollback (once) and records the failure; the log says
+    the rollback is queued only once it is."""
+    event = await loop.problem()
+    view = await loop.remediate(event)
+    await loop.problem()
+    rollbacks = FailingOnce(loop.service, "rollback") if failing == "rollbacks" else loop.service
+    verdicts = FailingOnce(loop.learning, "verified") if failing == "verdicts" else loop.learning
+    verifier = Verifier(repository=loop.verifications, sightings=ClearanceRepository(loop.pool),
+                        rollbacks=rollbacks, verdicts=verdicts, config=VERIFY, clock=loop.clock)  # type: ignore[arg-type]  # fmt: skip
+    row_id = int(view.execution_id.removeprefix("exec_"))
+
+    now = loop.clock() + timedelta(seconds=6)
+    assert await verifier.run(now) == 0  # the error: logged, not lost
+    stored = await loop.verifications.get(row_id)
+    assert stored is not None and stored.status == "acting"
+    assert stored.rollback == (None if failing == "rollbacks" else "requested")
+    messages = [entry.message for entry in (await loop.finished(view.execution_id)).logs]
+    assert any(m.startswith("Verification failed:") for m in messages)
+    assert ("Verification requested the rollback; it is queued." in messages) == (failing == "verdicts")
+    shown = (await loop.service.get(view.execution_id)).verification  # type: ignore[union-attr]
+    assert shown is not None and shown.status == "failed"
+
+    # Taken again once its lease is over: acted on, once.
+    later = now + timedelta(seconds=VERIFY.check_interval_seconds * 4 + 1)
+    assert await verifier.run(later) == 1
+    assert await verifier.run(later + timedelta(minutes=5)) == 0
+    view = await loop.finished(view.execution_id)
+    stored = await loop.verifications.get(row_id)
+    assert stored is not None and stored.status == "failed" and stored.rollback == "requested"
+    assert view.status == "rolled_back", view.logs
+    messages = [entry.message for entry in view.logs]
+    assert messages.count("Verification requested the rollback; it is queued.") == 1
+    assert messages.count("Rollback requested by verification.") == 1
+    outcomes = {o.action_key: o for o in await loop.learned.outcomes_of(view.execution_id)}
+    assert outcomes["fix"].success is False and outcomes["fix"].rolled_back is True
+    score = await loop.learned.score(view.execution_id)
+    assert score is not None and score.verification == "failed" and score.rolled_back

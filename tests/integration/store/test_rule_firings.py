@@ -134,6 +134,22 @@ async def test_an_expired_lease_is_claimed_again_and_the_late_owner_cannot_compl
     assert await repository.claim(10, "third", timedelta(minutes=1), NOW + timedelta(hours=1)) == []
 
 
+async def test_a_renewed_lease_is_not_claimed_again_and_a_lost_one_is_not_renewed(
+    db_pool: asyncpg.Pool,
+) -> None:
+    await seed(db_pool, 2)
+    repository = FiringRepository(db_pool)
+    a, b = await repository.claim(10, "slow", timedelta(minutes=1), NOW)
+    # The slow consumer renews both while handling the first; then both run out and another takes one.
+    later = NOW + timedelta(seconds=50)
+    assert await repository.renew([a.id, b.id], "slow", timedelta(minutes=1), later) == {a.id, b.id}
+    assert await repository.claim(10, "other", timedelta(minutes=1), NOW + timedelta(seconds=90)) == []
+    [taken] = await repository.claim(1, "other", timedelta(minutes=1), later + timedelta(minutes=2))
+    assert taken.id in {a.id, b.id}
+    rest = {a.id, b.id} - {taken.id}
+    assert await repository.renew([a.id, b.id], "slow", timedelta(minutes=1), later) == rest
+
+
 async def test_release_gives_a_firing_back_and_fail_gives_up(db_pool: asyncpg.Pool) -> None:
     await seed(db_pool, 2)
     repository = FiringRepository(db_pool)

@@ -126,8 +126,11 @@ class Analyzer:
         self._silences = silences
         self._policies = policies
 
-    async def analyze(self, request: AnalyzeRequest, *, requested_by: str) -> StoredDecision:
-        """Analyze the event `request` names and store the decision.
+    async def analyze(
+        self, request: AnalyzeRequest, *, requested_by: str, trusted_context: bool = False
+    ) -> StoredDecision:
+        """Analyze the event `request` names and store the decision. The request's context may only raise
+        risk (`resolve_context`) unless `trusted_context` (the loop's, from the operator's configuration).
 
         Raises:
             EventNotFound: no event has ``request.event_id``.
@@ -139,7 +142,9 @@ class Analyzer:
             raise EventNotFound(request.event_id)
         fired = await self._firings.rules_fired_for(event.id)
         found = candidates(await self._templates.list_current(), fired, event)
-        context = resolve_context(request.context, event, now, await self._current_silences(now))
+        context = resolve_context(
+            request.context, event, now, await self._current_silences(now), trusted=trusted_context
+        )
         group_size = await self._group_size(event.id)
 
         chosen: ResolvedTemplate | None = None

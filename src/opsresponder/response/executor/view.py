@@ -178,7 +178,7 @@ def _verification(stored: dict[str, Any] | None) -> VerificationView | None:
         return None
     pending = stored["status"] == "pending"
     return VerificationView(
-        status=stored["status"],
+        status="failed" if stored["status"] == "acting" else stored["status"],  # acting: failed, acting on it
         reason=stored["reason"],
         checked_at=stored["checked_at"],
         next_check_at=stored["due_at"] if pending else None,

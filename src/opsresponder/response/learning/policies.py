@@ -5,7 +5,9 @@ changed, feedback on those runs' executions counting as weighted pseudo-outcomes
 ``min_runs`` runs there: below ``demote_below`` it is demoted to "approval required"; a demoted one at or
 above ``promote_at_or_above`` is promoted back. Counting only the runs since the last change means a
 promotion needs good runs after the demotion, and a promoted action is not demoted again by the old
-failures that demoted it. ``dangerous`` feedback demotes at once.
+failures that demoted it. ``dangerous`` feedback demotes at once. Feedback never promotes on its own: a
+promotion also needs the real runs' own success rate (feedback left out) at or above the threshold, and
+the feedback on one execution weighs at most one run (store/feedback.py).
 
 Learning never edits a template or a script and never touches the risk score: a demotion only adds an
 approval requirement, which the Analyzer reads through `PolicyBook.demotions`.
@@ -19,7 +21,7 @@ from datetime import datetime
 import structlog
 
 from opsresponder.config import LearningConfig
-from opsresponder.store.learning import LearningRepository
+from opsresponder.store.learning import LearningRepository, Window
 
 log = structlog.get_logger(__name__)
 
@@ -56,10 +58,17 @@ class PolicyBook:
                     f"success rate {rate:.2f} over its last {_runs(runs)} runs is below "
                     f"{config.demote_below:g}"
                 )
-            elif demoted and rate >= config.promote_at_or_above:
+            elif (
+                demoted
+                and rate >= config.promote_at_or_above
+                and _real_rate(window) >= config.promote_at_or_above
+            ):
+                # Feedback may demote but never promotes on its own: the real runs since the demotion must
+                # reach the threshold too (30 "helpful" votes on one failed run do not undo a demotion).
                 reason = (
                     f"success rate {rate:.2f} over {_runs(runs)} runs since its demotion reached "
-                    f"{config.promote_at_or_above:g}"
+                    f"{config.promote_at_or_above:g} ({window.successes} of its {window.runs} real runs "
+                    "succeeded)"
                 )
             else:
                 continue
@@ -84,6 +93,11 @@ class PolicyBook:
             ):
                 made.append(f"{template_id}/{key} demoted to approval required: {reason}")
         return made
+
+
+def _real_rate(window: Window) -> float:
+    rate = window.real_success_rate
+    return 0.0 if rate is None else rate
 
 
 def _runs(runs: float) -> str:
