@@ -13,6 +13,7 @@ import structlog
 
 from opsresponder.config import ExecutorConfig
 from opsresponder.core.clock import utcnow
+from opsresponder.response.analysis.analyzer import ActionPolicies
 from opsresponder.response.approvals import ApprovalRequest, ApprovalWorkflow
 from opsresponder.response.executor.errors import ExecutionNotFound, ExecutionStateError
 from opsresponder.response.executor.options import ExecutionOptions, NotificationPreferences
@@ -82,9 +83,11 @@ class ExecutionService:
         clock: Callable[[], datetime] = utcnow,
         ended: ExecutionEndSink | None = None,
         automation_paused: Callable[[], Awaitable[bool]] | None = None,
+        policies: ActionPolicies | None = None,
     ) -> None:
         self._repository = repository
         self._approvals: ApprovalWorkflow | None = None
+        self._policies = policies
         self._catalog = catalog
         self._templates = templates
         self._config = config
@@ -161,6 +164,14 @@ class ExecutionService:
                 )
         return build_plan(decision, action_ids, self._catalog, template)
 
+    async def _demotions(self, decision: StoredDecision, plan: ExecutionPlan) -> dict[str, str]:
+        """The chosen actions learning demoted to "approval required" *now* (action key -> why): a decision
+        is analyzed once but may be executed later, after a ``dangerous`` feedback or bad outcomes demoted
+        one of its actions; its stored ``approval_required`` does not know that."""
+        if self._policies is None or decision.template_id is None:
+            return {}
+        return await self._policies.demotions(decision.template_id, [a.key for a in plan.actions])
+
     @property
     def owner(self) -> str:
         return self._worker.owner
@@ -190,13 +201,18 @@ class ExecutionService:
             DatabaseUnavailableError: PostgreSQL cannot be reached.
         """
         plan = await self._plan(decision, action_ids)
+        demoted = {} if options.dry_run else await self._demotions(decision, plan)
         now = self._clock()
-        needs_approval = any(a.approval_required for a in plan.actions) or approval_reason is not None
+        needs_approval = (
+            any(a.approval_required for a in plan.actions) or approval_reason is not None or bool(demoted)
+        )
         status: ExecutionStatus
         if options.dry_run:
             status, message = "dry_run", "Dry run: nothing was run; each action shows what would run."
         elif needs_approval and not approved:
             status, message = "pending_approval", "Waiting for approval: nothing runs until it is given."
+            if demoted:
+                message += f" {_demotion_reason(demoted)}."
         else:
             status, message = "queued", "Queued."
         max_minutes = (
@@ -239,7 +255,7 @@ class ExecutionService:
             self._worker.wake()
         elif status == "pending_approval" and self._approvals is not None:
             await self._approvals.request(
-                _approval_request(stored.execution.id, plan, decision, requested_by, approval_reason)
+                _approval_request(stored.execution.id, plan, decision, requested_by, approval_reason, demoted)
             )
             stored = await self._repository.get(stored.execution.id) or stored
         return execution_view(stored, now)
@@ -379,6 +395,7 @@ def _approval_request(
     decision: StoredDecision,
     requested_by: str,
     governor_reason: str | None,
+    demoted: dict[str, str] | None = None,
 ) -> ApprovalRequest:
     """What approvers are asked: the exact actions with their resolved parameters, the highest risk of
     those actions, the decision's business impact, and why (the analysis's reasons, the governor's)."""
@@ -388,7 +405,9 @@ def _approval_request(
         key=lambda r: levels.index(r) if r in levels else 0,
         default="low",
     )
-    reasons = [r for r in (str(decision.approval.get("reason") or ""), governor_reason or "") if r]
+    demoted = demoted or {}
+    learning = _demotion_reason(demoted) if demoted else ""
+    reasons = [r for r in (str(decision.approval.get("reason") or ""), governor_reason or "", learning) if r]
     event = decision.inputs.get("event") if isinstance(decision.inputs.get("event"), dict) else {}
     return ApprovalRequest(
         execution_id=execution_id,
@@ -407,7 +426,7 @@ def _approval_request(
                 "parameters": a.parameters,
                 "depends_on": list(a.depends_on),
                 "risk_level": a.risk_level,
-                "approval_required": a.approval_required,
+                "approval_required": a.approval_required or a.key in demoted,
             }
             for a in plan.actions
         ],
@@ -419,6 +438,13 @@ def _approval_request(
                 "template": decision.template_id,
             },
         },
+    )
+
+
+def _demotion_reason(demoted: dict[str, str]) -> str:
+    """The Analyzer's words for a demotion (analysis/analyzer.py), one clause per demoted action."""
+    return "; ".join(
+        f"{key}: learning demoted it to approval required ({why})" for key, why in demoted.items()
     )
 
 
