@@ -629,16 +629,23 @@ class ExecutionRepository:
         self, now: datetime, owner: str | None = None
     ) -> builtins.list[ExecutionRow]:
         """Mark ``interrupted`` every execution left running (or rolling back) by a dead process: its
-        lease expired, or it is `owner`'s (this process's own earlier life). Their running actions become
-        ``interrupted`` too, never re-run: whether such an action did its work is unknown. Returns the
-        rows as they are now (``rollback_status`` interrupted for a rollback that was running)."""
+        lease expired, or it is `owner`'s (this process's own earlier life). A running one whose cancel was
+        asked ends ``cancelled`` instead (what the operator asked; no rollback follows by itself). Their
+        running actions become ``interrupted`` too, never re-run: whether such an action did its work is
+        unknown. Returns the rows as they are now (``rollback_status`` interrupted for a rollback that
+        was running)."""
         async with connection(self._pool) as conn, conn.transaction():
             rows = await conn.fetch(
                 f"""UPDATE autonomous.executions AS e
-                    SET status = 'interrupted', completed_at = $1, owner = NULL, lease_until = NULL,
+                    SET status = CASE WHEN e.status = 'running' AND e.cancel_requested THEN 'cancelled'
+                                      ELSE 'interrupted' END,
+                        completed_at = $1, owner = NULL, lease_until = NULL,
                         rollback_status = CASE WHEN e.status = 'rolling_back' THEN 'interrupted'
                                                ELSE e.rollback_status END,
-                        error = COALESCE(e.error, 'the process running it stopped (owner ' ||
+                        error = COALESCE(e.error,
+                                         CASE WHEN e.status = 'running' AND e.cancel_requested
+                                              THEN 'cancelled on request; ' ELSE '' END ||
+                                         'the process running it stopped (owner ' ||
                                          COALESCE(e.owner, '?') || ', lease expired)')
                     WHERE e.id IN (SELECT id FROM autonomous.executions
                                    WHERE (status = 'running'
@@ -652,6 +659,7 @@ class ExecutionRepository:
             ids = [int(r["id"]) for r in rows]
             if not ids:
                 return []
+            cancelled = {int(r["id"]) for r in rows if r["status"] == "cancelled"}
             running = await conn.fetch(
                 """UPDATE autonomous.execution_actions SET status = 'interrupted', completed_at = $2,
                        error = 'interrupted: the process running it stopped; not re-run'
@@ -680,6 +688,13 @@ class ExecutionRepository:
                 ]
                 entries.append(
                     LogEntry(
+                        at=now,
+                        level="warning",
+                        message="Cancelled: the process running this execution stopped after a cancel was "
+                        "asked; nothing is rolled back by itself.",
+                    )
+                    if execution_id in cancelled
+                    else LogEntry(
                         at=now,
                         level="error",
                         message="Interrupted: the process running this execution stopped before it ended.",

@@ -110,10 +110,12 @@ class Worker:
         rows = await self._repository.recover_interrupted(self._clock(), owner=self.owner if own else None)
         for row in rows:
             log.warning(
-                "An execution left running by a stopped process is marked interrupted.",
+                f"An execution left running by a stopped process is marked {row.status}.",
                 execution_id=row.execution_id,
                 previous_owner=row.error,
             )
+            if row.status == "cancelled":
+                continue  # a cancel was asked: never rolled back by itself, like a cancel that ended here
             await self._queue_rollback(row.id, row.options, row.rollback_status)
         return rows
 
