@@ -44,6 +44,7 @@ from opsresponder.store.executions import (
     NewExecution,
     parse_execution_id,
 )
+from opsresponder.store.pool import Connection
 
 __all__ = [
     "ExecutionNotFound",
@@ -120,19 +121,23 @@ class ExecutionService:
         then refused (409) instead of approving something that will never run."""
         return await self._repository.pending_plan_hash(execution_id)
 
-    async def start_approved(self, execution_id: int, *, by: str) -> None:
-        outcome = await self._repository.queue_pending(execution_id, now=self._clock(), by=by)
-        if outcome.allowed:
-            self._worker.wake()
-        else:
+    async def start_approved(self, execution_id: int, *, by: str, conn: Connection) -> bool:
+        outcome = await self._repository.queue_pending(execution_id, now=self._clock(), by=by, conn=conn)
+        if not outcome.allowed:
             log.warning(
                 "An approved execution is no longer pending; nothing was started.",
                 execution_id=f"exec_{execution_id}",
                 status=outcome.status,
             )
+        return outcome.allowed
 
-    async def reject_pending(self, execution_id: int, *, by: str, reason: str) -> None:
-        outcome = await self._repository.cancel_pending(execution_id, now=self._clock(), reason=reason)
+    def wake(self) -> None:
+        self._worker.wake()
+
+    async def reject_pending(self, execution_id: int, *, by: str, reason: str, conn: Connection) -> None:
+        outcome = await self._repository.cancel_pending(
+            execution_id, now=self._clock(), reason=reason, conn=conn
+        )
         log.info(
             "A pending execution was rejected.",
             execution_id=f"exec_{execution_id}",
@@ -231,33 +236,36 @@ class ExecutionService:
             )
             for i, a in enumerate(plan.actions)
         ]
-        stored = await self._repository.create(
-            NewExecution(
-                decision_id=decision.decision_id,
-                event_id=decision.event_id,
-                target=decision.target,
-                template_id=decision.template_id,
-                template_version=decision.template_version,
-                status=status,
-                dry_run=options.dry_run,
-                requested_by=requested_by,
-                options=msgspec.to_builtins(options),
-                plan=_plan_document(plan, decision, automatic=automatic and status == "queued"),
-                plan_hash=plan_hash(plan),
-                max_minutes=max_minutes,
-                created_at=now,
-                completed_at=now if options.dry_run else None,
-            ),
-            actions,
-            [LogEntry(at=now, level="info", message=f"Submitted by {requested_by}. {message}")],
+        new = NewExecution(
+            decision_id=decision.decision_id,
+            event_id=decision.event_id,
+            target=decision.target,
+            template_id=decision.template_id,
+            template_version=decision.template_version,
+            status=status,
+            dry_run=options.dry_run,
+            requested_by=requested_by,
+            options=msgspec.to_builtins(options),
+            plan=_plan_document(plan, decision, automatic=automatic and status == "queued"),
+            plan_hash=plan_hash(plan),
+            max_minutes=max_minutes,
+            created_at=now,
+            completed_at=now if options.dry_run else None,
         )
+        logs = [LogEntry(at=now, level="info", message=f"Submitted by {requested_by}. {message}")]
+        if status == "pending_approval" and self._approvals is not None:
+            # The execution and its approval request commit together: never one waiting without the other.
+            async with self._repository.transaction() as conn:
+                stored = await self._repository.create(new, actions, logs, conn)
+                request = _approval_request(
+                    stored.execution.id, plan, decision, requested_by, approval_reason, demoted
+                )
+                record = await self._approvals.record_request(request, conn)
+            await self._approvals.announce(record, request.context)
+            return execution_view(stored, now)
+        stored = await self._repository.create(new, actions, logs)
         if status == "queued":
             self._worker.wake()
-        elif status == "pending_approval" and self._approvals is not None:
-            await self._approvals.request(
-                _approval_request(stored.execution.id, plan, decision, requested_by, approval_reason, demoted)
-            )
-            stored = await self._repository.get(stored.execution.id) or stored
         return execution_view(stored, now)
 
     async def get(self, execution_id: str) -> ExecutionView | None:
