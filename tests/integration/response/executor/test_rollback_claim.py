@@ -12,6 +12,7 @@ import asyncpg
 
 from opsresponder.response.executor.options import ExecutionOptions, NotificationPreferences
 from opsresponder.response.notify.base import ChannelResult, Notification
+from opsresponder.store.executions import parse_execution_id
 from tests.integration.response.executor.harness import Notes, action, decision, journal_lines, make_rig
 from tests.waiting import eventually
 
@@ -31,10 +32,10 @@ class SlowFailureNotes(Notes):
 async def test_a_rollback_claimed_while_the_run_still_notifies_is_not_forgotten(
     db_pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
-    rig = make_rig(db_pool, tmp_path, notifier=SlowFailureNotes(), lease_seconds=0.6)
+    rig = make_rig(db_pool, tmp_path, notifier=SlowFailureNotes())
     journal = tmp_path / "journal"
     plan = decision(
-        # The undo runs with the same parameters: 3 s, much longer than the lease: only renewals keep it.
+        # The undo runs with the same parameters: 3 s, so it still runs after the old run has ended.
         action("fix", script="fix", action_type="remediation", journal=str(journal), sleep=3.0),
         action("bad", exit=1, required=True, depends_on=["fix"]),
     )
@@ -42,22 +43,28 @@ async def test_a_rollback_claimed_while_the_run_still_notifies_is_not_forgotten(
         rollback_on_failure=False, notification_preferences=NotificationPreferences(notify_on_failure=True)
     )
     view = await rig.service.submit(plan, None, options, requested_by="b", approved=True)
+    row_id = parse_execution_id(view.execution_id)
     await rig.service.start()
     try:
 
-        async def failed() -> bool:
+        async def status(*wanted: str) -> bool:
             current = await rig.service.get(view.execution_id)
-            return current is not None and current.status == "failed"
+            return current is not None and current.status in wanted
 
-        await eventually(failed, what="the execution to fail")
+        async def notified() -> bool:
+            current = await rig.service.get(view.execution_id)
+            return current is not None and any(
+                line.message.startswith("Sent the execution_failed notification") for line in current.logs
+            )
+
+        await eventually(lambda: status("failed"), what="the execution to fail")
         assert "execution_failed" not in rig.notes.templates()  # its run is still notifying
         await rig.service.rollback(view.execution_id, by="carol")
-
-        async def ended() -> bool:
-            current = await rig.service.get(view.execution_id)
-            return current is not None and current.status in ("rolled_back", "interrupted", "failed")
-
-        await eventually(ended, what="the rollback to end", within=20)
+        await eventually(notified, what="the first run's last notification")
+        await asyncio.sleep(0.2)  # that run's task has ended
+        assert await status("rolling_back")
+        assert rig.service._worker.running == [row_id], "the rollback's run was forgotten"
+        await eventually(lambda: status("rolled_back", "interrupted", "failed"), within=20)
     finally:
         await rig.service.stop()
     final = await rig.service.get(view.execution_id)

@@ -90,7 +90,7 @@ async def test_a_lost_lock_stops_the_run_and_its_rollback_waits_for_the_lock(
             "hang", script="fix", action_type="remediation", depends_on=["done"], hang="true",
             pid_file=str(pid_file), timeout=60,
         ),
-        action("look", depends_on=["done"], sleep=1.5, journal=str(journal)),
+        action("look", depends_on=["done"], sleep=2.5, journal=str(journal)),
         action("later", depends_on=["look"], journal=str(journal)),
     )  # fmt: skip
     submitted = await rig.service.submit(plan, None, ExecutionOptions(), requested_by="b", approved=True)
