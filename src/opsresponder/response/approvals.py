@@ -39,11 +39,12 @@ log = structlog.get_logger(__name__)
 
 ROLE_PREFIX: Final = "role:"
 """An approver list entry ``role:dba`` admits every token whose ``roles`` include ``dba``."""
-NOTIFY_TIMEOUT_SECONDS: Final = 30.0
+NOTIFY_TIMEOUT_SECONDS: Final = 10.0
 """A message about a request (asked, expired) holds its caller up at most this long: a hanging mail server
 never keeps the expiry job from its next requests."""
-EXPIRY_BATCH: Final = 50
-"""Requests the expiry job settles per run (one transaction); the rest wait for its next run."""
+EXPIRY_BATCH: Final = 20
+"""Requests the expiry job settles per run (one transaction); the rest wait for its next run. With
+`NOTIFY_TIMEOUT_SECONDS` a run's messages fit within the job's 5-minute timeout even when all hang."""
 
 
 class ApprovalRefused(OpsResponderError):

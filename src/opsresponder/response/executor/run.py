@@ -272,7 +272,12 @@ class ExecutionRun:
         try:
             while True:
                 starting: list[DecisionAction] = []
-                paused = bool(pending) and self._stop is None and await self._automation_paused()
+                paused = (
+                    bool(pending)
+                    and self._stop is None
+                    and self._failure is None  # nothing starts any more: no reason to wait for a resume
+                    and await self._automation_paused()
+                )
                 if paused != held:
                     held = paused
                     batch.log(
