@@ -415,6 +415,7 @@ def _response_side(
         clock=clock,
         ended=learning,
         automation_paused=automation_paused,
+        policies=policies,
     )
     feedback = FeedbackService(
         feedback=FeedbackRepository(pool),

@@ -10,10 +10,15 @@ service-spec.md "Approval Workflow System" with the guards SPEC.md adds (docs/re
   ``response.approvals.token_ttl_minutes``;
 - a request past its deadline is rejected by the expiry job, exactly once across replicas, and the
   requester is told.
+
+Each decision changes the request and its execution in one transaction (``conn``, passed to
+`PendingExecutions`), so neither is ever left behind by a failure between them; messages go out after the
+commit, each within `NOTIFY_TIMEOUT_SECONDS`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 from collections.abc import Collection, Sequence
@@ -28,11 +33,18 @@ from opsresponder.core.clock import Clock, utcnow
 from opsresponder.core.errors import OpsResponderError
 from opsresponder.response.notify.base import Notification, Notifier
 from opsresponder.store.approvals import ApprovalRecord, ApprovalRepository, NewApproval
+from opsresponder.store.pool import Connection
 
 log = structlog.get_logger(__name__)
 
 ROLE_PREFIX: Final = "role:"
 """An approver list entry ``role:dba`` admits every token whose ``roles`` include ``dba``."""
+NOTIFY_TIMEOUT_SECONDS: Final = 10.0
+"""A message about a request (asked, expired) holds its caller up at most this long: a hanging mail server
+never keeps the expiry job from its next requests."""
+EXPIRY_BATCH: Final = 20
+"""Requests the expiry job settles per run (one transaction); the rest wait for its next run. With
+`NOTIFY_TIMEOUT_SECONDS` a run's messages fit within the job's 5-minute timeout even when all hang."""
 
 
 class ApprovalRefused(OpsResponderError):
@@ -52,12 +64,16 @@ class PendingExecutions(Protocol):
         """The hash of the execution's actions and parameters now; None when it does not exist."""
         ...
 
-    async def start_approved(self, execution_id: int, *, by: str) -> None:
-        """pending_approval -> queued."""
+    async def start_approved(self, execution_id: int, *, by: str, conn: Connection) -> bool:
+        """pending_approval -> queued, in the transaction `conn`; False when it no longer waits."""
         ...
 
-    async def reject_pending(self, execution_id: int, *, by: str, reason: str) -> None:
-        """pending_approval -> rejected: nothing of it will run."""
+    async def reject_pending(self, execution_id: int, *, by: str, reason: str, conn: Connection) -> None:
+        """pending_approval -> rejected, in the transaction `conn`: nothing of it will run."""
+        ...
+
+    def wake(self) -> None:
+        """An approved execution was committed queued: look for work now."""
         ...
 
 
@@ -90,7 +106,9 @@ class ApprovalWorkflow:
         config: ApprovalsConfig,
         approvers: Sequence[str],
         clock: Clock = utcnow,
+        notify_timeout: float = NOTIFY_TIMEOUT_SECONDS,
     ) -> None:
+        self._notify_timeout = notify_timeout
         self._repository = repository
         self._executions = executions
         self._notifier = notifier
@@ -104,8 +122,17 @@ class ApprovalWorkflow:
 
     async def request(self, request: ApprovalRequest) -> ApprovalRecord:
         """Store the request and notify the approvers (a failed notification is logged, never fatal)."""
+        record = await self.record_request(request)
+        await self.announce(record, request.context)
+        return record
+
+    async def record_request(
+        self, request: ApprovalRequest, conn: Connection | None = None
+    ) -> ApprovalRecord:
+        """Store the request (in `conn`'s transaction: the one creating its execution); `announce` it
+        after the commit."""
         now = self._clock()
-        record = await self._repository.create(
+        return await self._repository.create(
             NewApproval(
                 execution_id=request.execution_id,
                 plan_hash=request.plan_hash,
@@ -117,10 +144,13 @@ class ApprovalWorkflow:
                 actions=request.actions,
                 created_at=now,
                 expires_at=now + timedelta(minutes=self._config.timeout_minutes),
-            )
+            ),
+            conn,
         )
-        await self._notify("approval_requested", record, request.context)
-        return record
+
+    async def announce(self, record: ApprovalRecord, context: dict[str, Any]) -> None:
+        """Notify the approvers of a stored request (a failed notification is logged, never fatal)."""
+        await self._notify("approval_requested", record, context)
 
     async def approve(
         self, execution_id: int, *, approver: str, roles: Collection[str] = (), comment: str = ""
@@ -140,18 +170,25 @@ class ApprovalWorkflow:
                 "longer waits for approval",
             )
         token = secrets.token_urlsafe(32)
-        decided = await self._repository.decide(
-            execution_id,
-            status="approved",
-            by=approver,
-            at=now,
-            comment=comment,
-            token_sha256=token_digest(token),
-            token_expires_at=now + timedelta(minutes=self._config.token_ttl_minutes),
-        )
+        async with self._repository.transaction() as conn:
+            decided = await self._repository.decide(
+                execution_id,
+                status="approved",
+                by=approver,
+                at=now,
+                comment=comment,
+                token_sha256=token_digest(token),
+                token_expires_at=now + timedelta(minutes=self._config.token_ttl_minutes),
+                conn=conn,
+            )
+            if decided is not None and not await self._executions.start_approved(
+                execution_id, by=approver, conn=conn
+            ):
+                # Cancelled meanwhile: the approval is rolled back with the rest; no token is issued.
+                raise ApprovalRefused(409, "the execution no longer waits for approval (it was cancelled)")
         if decided is None:
             raise await self._conflict(execution_id, now)
-        await self._executions.start_approved(execution_id, by=approver)
+        self._executions.wake()
         log.info("execution approved", execution_id=execution_id, approver=approver)
         return Approved(record=decided, token=token)
 
@@ -161,14 +198,19 @@ class ApprovalWorkflow:
         """Reject: the execution will never run. The same guards as approving, but for a changed plan."""
         now = self._clock()
         await self._pending(execution_id, approver, roles, now)
-        decided = await self._repository.decide(
-            execution_id, status="rejected", by=approver, at=now, comment=comment
-        )
+        async with self._repository.transaction() as conn:
+            decided = await self._repository.decide(
+                execution_id, status="rejected", by=approver, at=now, comment=comment, conn=conn
+            )
+            if decided is not None:
+                await self._executions.reject_pending(
+                    execution_id,
+                    by=approver,
+                    reason=f"rejected by {approver}" + (f": {comment}" if comment else ""),
+                    conn=conn,
+                )
         if decided is None:
             raise await self._conflict(execution_id, now)
-        await self._executions.reject_pending(
-            execution_id, by=approver, reason=f"rejected by {approver}" + (f": {comment}" if comment else "")
-        )
         log.info("execution rejected", execution_id=execution_id, approver=approver)
         return decided
 
@@ -185,17 +227,20 @@ class ApprovalWorkflow:
         return record
 
     async def expire_due(self, now: datetime | None = None) -> int:
-        """The expiry job: reject every request past its deadline (exactly once across replicas) and tell
-        each requester. Returns how many expired."""
-        expired = await self._repository.expire_due(now or self._clock())
+        """The expiry job: reject up to `EXPIRY_BATCH` requests past their deadline (exactly once across
+        replicas) together with their executions, in one transaction, then tell each requester (each
+        message within `NOTIFY_TIMEOUT_SECONDS`). Returns how many expired; the rest wait for the next
+        run."""
+        reason = f"no decision within {self._config.timeout_minutes} minutes: rejected automatically"
+        async with self._repository.transaction() as conn:
+            expired = await self._repository.expire_due(now or self._clock(), EXPIRY_BATCH, conn)
+            for record in expired:
+                await self._executions.reject_pending(
+                    record.execution_id, by="expiry", reason=reason, conn=conn
+                )
         for record in expired:
-            await self._executions.reject_pending(
-                record.execution_id,
-                by="expiry",
-                reason=f"no decision within {self._config.timeout_minutes} minutes: rejected automatically",
-            )
-            await self._notify("approval_expired", record, {})
             log.info("approval expired", execution_id=record.execution_id)
+            await self._notify("approval_expired", record, {})
         return len(expired)
 
     async def _pending(
@@ -238,7 +283,17 @@ class ApprovalWorkflow:
             "risk_level": record.risk_level,
             "actions": record.actions,
         }
-        results = await self._notifier.send(Notification(template=template, context=context))
+        try:
+            async with asyncio.timeout(self._notify_timeout):
+                results = await self._notifier.send(Notification(template=template, context=context))
+        except TimeoutError:
+            log.warning(
+                "approval notification timed out",
+                template=template,
+                execution_id=record.execution_id,
+                seconds=self._notify_timeout,
+            )
+            return
         failed = [f"{r.channel}: {r.error}" for r in results if not r.success]
         if failed:
             log.warning("approval notification failed", template=template, failures=failed)

@@ -2,17 +2,23 @@
 
 Every state change is one conditional UPDATE, so concurrent approvers, the expiry job on several replicas
 and a token presented twice each win at most once: the row that comes back is the one this call changed.
+
+A change that also changes the execution (create, decide, expire) takes ``conn``: the caller's
+transaction, in which it changes the execution too, so the two tables never disagree. Every such
+transaction locks the approval row before the execution row (`lock_request` for a cancel), so two of them
+never deadlock.
 """
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any, Final, Literal
 
 import asyncpg
 import msgspec
 
-from opsresponder.store.pool import connection
+from opsresponder.store.pool import Connection, transaction, using
 
 ApprovalStatus = Literal["pending", "approved", "rejected", "expired"]
 
@@ -61,8 +67,12 @@ class ApprovalRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def create(self, new: NewApproval) -> ApprovalRecord:
-        async with connection(self.pool) as conn:
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        """A transaction for a change spanning the approval and its execution (pass it as ``conn``)."""
+        return transaction(self.pool)
+
+    async def create(self, new: NewApproval, conn: Connection | None = None) -> ApprovalRecord:
+        async with using(self.pool, conn) as conn:
             row = await conn.fetchrow(
                 f"""INSERT INTO autonomous.approvals (execution_id, plan_hash, requested_by, approvers,
                         risk_level, business_impact, reason, actions, created_at, expires_at)
@@ -82,7 +92,7 @@ class ApprovalRepository:
         return _record(row)
 
     async def get(self, execution_id: int) -> ApprovalRecord | None:
-        async with connection(self.pool) as conn:
+        async with using(self.pool, None) as conn:
             row = await conn.fetchrow(
                 f"SELECT {_COLUMNS} FROM autonomous.approvals WHERE execution_id = $1", execution_id
             )
@@ -98,9 +108,10 @@ class ApprovalRepository:
         comment: str,
         token_sha256: str | None = None,
         token_expires_at: datetime | None = None,
+        conn: Connection | None = None,
     ) -> ApprovalRecord | None:
         """Approve or reject a request still pending and not yet expired at `at`; None when it was not."""
-        async with connection(self.pool) as conn:
+        async with using(self.pool, conn) as conn:
             row = await conn.fetchrow(
                 f"""UPDATE autonomous.approvals
                     SET status = $2, decided_by = $3, decided_at = $4, comment = $5, token_sha256 = $6,
@@ -117,9 +128,12 @@ class ApprovalRepository:
             )
         return None if row is None else _record(row)
 
-    async def expire_due(self, now: datetime, limit: int = 500) -> list[ApprovalRecord]:
-        """Mark pending requests past their deadline expired; each is returned by exactly one call."""
-        async with connection(self.pool) as conn:
+    async def expire_due(
+        self, now: datetime, limit: int = 500, conn: Connection | None = None
+    ) -> list[ApprovalRecord]:
+        """Mark up to `limit` pending requests past their deadline expired (oldest deadline first); each is
+        returned by exactly one call."""
+        async with using(self.pool, conn) as conn:
             rows = await conn.fetch(
                 f"""UPDATE autonomous.approvals SET status = 'expired', decided_by = 'expiry', decided_at = $1
                     WHERE id IN (SELECT id FROM autonomous.approvals
@@ -134,7 +148,7 @@ class ApprovalRepository:
 
     async def redeem(self, token_sha256: str, plan_hash: str, now: datetime) -> ApprovalRecord | None:
         """Use an approval token once: it must be unused, unexpired and bound to exactly `plan_hash`."""
-        async with connection(self.pool) as conn:
+        async with using(self.pool, None) as conn:
             row = await conn.fetchrow(
                 f"""UPDATE autonomous.approvals SET token_used_at = $3
                     WHERE token_sha256 = $1 AND plan_hash = $2 AND status = 'approved'
@@ -165,7 +179,7 @@ class ApprovalRepository:
             args.append(approver)
             conditions.append(f"${len(args)} = ANY (approvers)")
         where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-        async with connection(self.pool) as conn:
+        async with using(self.pool, None) as conn:
             total = await conn.fetchval(f"SELECT count(*) FROM autonomous.approvals {where}", *args)
             rows = await conn.fetch(
                 f"""SELECT {_COLUMNS} FROM autonomous.approvals {where}
@@ -175,6 +189,25 @@ class ApprovalRepository:
                 offset,
             )
         return [_record(r) for r in rows], int(total)
+
+
+async def lock_request(conn: Connection, execution_id: int) -> None:
+    """Lock the execution's approval request, if it has one, for the rest of `conn`'s transaction: taken
+    before the execution row by a change of both that starts from the execution (a cancel)."""
+    await conn.execute("SELECT 1 FROM autonomous.approvals WHERE execution_id = $1 FOR UPDATE", execution_id)
+
+
+async def settle_cancelled(conn: Connection, execution_id: int, *, by: str, at: datetime) -> None:
+    """A pending request of an execution cancelled while it waited: rejected, comment ``cancelled``, so it
+    leaves the pending list and can no longer be approved."""
+    await conn.execute(
+        """UPDATE autonomous.approvals SET status = 'rejected', decided_by = $2, decided_at = $3,
+               comment = 'cancelled'
+           WHERE execution_id = $1 AND status = 'pending'""",
+        execution_id,
+        by,
+        at,
+    )
 
 
 def _record(row: asyncpg.Record) -> ApprovalRecord:

@@ -15,6 +15,7 @@ the row under ``FOR UPDATE`` and says whether its state allowed the change, so t
 from __future__ import annotations
 
 import builtins
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
@@ -23,7 +24,8 @@ import asyncpg
 import msgspec
 
 from opsresponder.core.clock import utcnow
-from opsresponder.store.pool import connection
+from opsresponder.store.approvals import lock_request, settle_cancelled
+from opsresponder.store.pool import Connection, connection, transaction, using
 
 ExecutionStatus = Literal[
     "pending_approval",
@@ -244,11 +246,20 @@ class ExecutionRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        """A transaction for a change spanning the execution and its approval (pass it as ``conn``)."""
+        return transaction(self._pool)
+
     async def create(
-        self, new: NewExecution, actions: Sequence[NewAction], logs: Sequence[LogEntry]
+        self,
+        new: NewExecution,
+        actions: Sequence[NewAction],
+        logs: Sequence[LogEntry],
+        conn: Connection | None = None,
     ) -> StoredExecution:
-        """Store an execution, its action rows and its first logs in one transaction."""
-        async with connection(self._pool) as conn, conn.transaction():
+        """Store an execution, its action rows and its first logs in one transaction (within `conn`'s,
+        when given: with its approval request)."""
+        async with using(self._pool, conn) as conn, conn.transaction():
             row = await conn.fetchrow(
                 f"""INSERT INTO autonomous.executions
                         (decision_id, event_id, target, template_id, template_version, status, dry_run,
@@ -508,8 +519,10 @@ class ExecutionRepository:
 
     async def request_cancel(self, execution_id: int, now: datetime, by: str) -> ControlOutcome:
         """Cancel a pending or queued execution at once (nothing ran), or flag a running one for its
-        owner, who stops it (`renew` tells it). Any other state: not allowed."""
+        owner, who stops it (`renew` tells it). Any other state: not allowed. A pending one's approval
+        request is settled in the same transaction (rejected, comment ``cancelled``)."""
         async with connection(self._pool) as conn, conn.transaction():
+            await lock_request(conn, execution_id)  # the approval row first, as every such change does
             status = await _lock_status(conn, execution_id)
             if status is None:
                 return ControlOutcome(found=False)
@@ -521,6 +534,8 @@ class ExecutionRepository:
                 )
                 message = f"Cancel requested by {by}."
             else:
+                if status == "pending_approval":
+                    await settle_cancelled(conn, execution_id, by=by, at=now)
                 status = "cancelled"
                 await conn.execute(
                     """UPDATE autonomous.executions SET status = 'cancelled', cancel_requested = true,
@@ -569,12 +584,18 @@ class ExecutionRepository:
         return ControlOutcome(found=True, allowed=True, status="rolling_back")
 
     async def queue_pending(
-        self, execution_id: int, *, now: datetime | None = None, by: str = "an approval"
+        self,
+        execution_id: int,
+        *,
+        now: datetime | None = None,
+        by: str = "an approval",
+        conn: Connection | None = None,
     ) -> ControlOutcome:
-        """``pending_approval`` -> ``queued`` (the approval workflow, once a person approved);
-        not allowed from any other state. The local worker is not woken: it finds the row at its next poll."""
+        """``pending_approval`` -> ``queued`` (the approval workflow, once a person approved, in the
+        transaction `conn` that records the approval); not allowed from any other state. The local worker
+        is not woken: it finds the row at its next poll."""
         now = now or utcnow()
-        async with connection(self._pool) as conn, conn.transaction():
+        async with using(self._pool, conn) as conn, conn.transaction():
             status = await _lock_status(conn, execution_id)
             if status is None:
                 return ControlOutcome(found=False)
@@ -588,10 +609,12 @@ class ExecutionRepository:
             )
         return ControlOutcome(found=True, allowed=True, status="queued")
 
-    async def cancel_pending(self, execution_id: int, *, now: datetime, reason: str) -> ControlOutcome:
+    async def cancel_pending(
+        self, execution_id: int, *, now: datetime, reason: str, conn: Connection | None = None
+    ) -> ControlOutcome:
         """``pending_approval`` -> ``cancelled`` with `reason` as its error and log line (a rejected or
-        expired approval); not allowed from any other state."""
-        async with connection(self._pool) as conn, conn.transaction():
+        expired approval, in the transaction `conn` that records it); not allowed from any other state."""
+        async with using(self._pool, conn) as conn, conn.transaction():
             status = await _lock_status(conn, execution_id)
             if status is None:
                 return ControlOutcome(found=False)
@@ -629,16 +652,23 @@ class ExecutionRepository:
         self, now: datetime, owner: str | None = None
     ) -> builtins.list[ExecutionRow]:
         """Mark ``interrupted`` every execution left running (or rolling back) by a dead process: its
-        lease expired, or it is `owner`'s (this process's own earlier life). Their running actions become
-        ``interrupted`` too, never re-run: whether such an action did its work is unknown. Returns the
-        rows as they are now (``rollback_status`` interrupted for a rollback that was running)."""
+        lease expired, or it is `owner`'s (this process's own earlier life). A running one whose cancel was
+        asked ends ``cancelled`` instead (what the operator asked; no rollback follows by itself). Their
+        running actions become ``interrupted`` too, never re-run: whether such an action did its work is
+        unknown. Returns the rows as they are now (``rollback_status`` interrupted for a rollback that
+        was running)."""
         async with connection(self._pool) as conn, conn.transaction():
             rows = await conn.fetch(
                 f"""UPDATE autonomous.executions AS e
-                    SET status = 'interrupted', completed_at = $1, owner = NULL, lease_until = NULL,
+                    SET status = CASE WHEN e.status = 'running' AND e.cancel_requested THEN 'cancelled'
+                                      ELSE 'interrupted' END,
+                        completed_at = $1, owner = NULL, lease_until = NULL,
                         rollback_status = CASE WHEN e.status = 'rolling_back' THEN 'interrupted'
                                                ELSE e.rollback_status END,
-                        error = COALESCE(e.error, 'the process running it stopped (owner ' ||
+                        error = COALESCE(e.error,
+                                         CASE WHEN e.status = 'running' AND e.cancel_requested
+                                              THEN 'cancelled on request; ' ELSE '' END ||
+                                         'the process running it stopped (owner ' ||
                                          COALESCE(e.owner, '?') || ', lease expired)')
                     WHERE e.id IN (SELECT id FROM autonomous.executions
                                    WHERE (status = 'running'
@@ -652,6 +682,7 @@ class ExecutionRepository:
             ids = [int(r["id"]) for r in rows]
             if not ids:
                 return []
+            cancelled = {int(r["id"]) for r in rows if r["status"] == "cancelled"}
             running = await conn.fetch(
                 """UPDATE autonomous.execution_actions SET status = 'interrupted', completed_at = $2,
                        error = 'interrupted: the process running it stopped; not re-run'
@@ -680,6 +711,13 @@ class ExecutionRepository:
                 ]
                 entries.append(
                     LogEntry(
+                        at=now,
+                        level="warning",
+                        message="Cancelled: the process running this execution stopped after a cancel was "
+                        "asked; nothing is rolled back by itself.",
+                    )
+                    if execution_id in cancelled
+                    else LogEntry(
                         at=now,
                         level="error",
                         message="Interrupted: the process running this execution stopped before it ended.",

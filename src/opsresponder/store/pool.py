@@ -110,3 +110,24 @@ async def connection(pool: asyncpg.Pool, timeout: float | None = None) -> AsyncI
             yield conn  # type: ignore[misc]  # the pool's proxy behaves as a Connection
     except CONNECTION_ERRORS as e:
         raise DatabaseUnavailableError(f"PostgreSQL is unavailable: {e.__class__.__name__}: {e}") from e
+
+
+Connection = asyncpg.Connection
+"""A connection another store call runs on, to share its transaction (see `transaction`)."""
+
+
+@contextlib.asynccontextmanager
+async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection in a transaction: store calls given it (``conn=``) commit or roll back together."""
+    async with connection(pool) as conn, conn.transaction():
+        yield conn
+
+
+@contextlib.asynccontextmanager
+async def using(pool: asyncpg.Pool, conn: asyncpg.Connection | None) -> AsyncIterator[asyncpg.Connection]:
+    """`conn` when given (the caller's transaction), else a connection of `pool`."""
+    if conn is not None:
+        yield conn
+        return
+    async with connection(pool) as own:
+        yield own

@@ -204,12 +204,18 @@ async def test_every_refusal_of_a_decision_over_http(
     late = await decide(client, "bob", third)
     assert late.status_code == 409 and "already rejected" in late.json()["detail"]
 
-    # Cancelled while it waited: approving it is refused rather than approving what never runs.
+    # Cancelled while it waited: the request is settled with it (rejected, "cancelled"), so approving it
+    # is refused rather than approving what never runs.
     fourth = await submit()
     cancelled = await client.post(f"/api/v1/autonomous/executions/{fourth}/cancel")
     assert cancelled.status_code == 200, cancelled.text
     gone = await decide(client, "bob", fourth)
-    assert gone.status_code == 409 and "no longer waits" in gone.json()["detail"]
+    assert gone.status_code == 409 and "already rejected by admin" in gone.json()["detail"], gone.text
+    settled = await db_pool.fetchrow(
+        "SELECT status, comment FROM autonomous.approvals WHERE execution_id = $1",
+        int(fourth.removeprefix("exec_")),
+    )
+    assert settled is not None and tuple(settled) == ("rejected", "cancelled")
 
     # No approval request at all, and a token with nothing: 404, 403.
     missing = await decide(client, "bob", "exec_999999999")

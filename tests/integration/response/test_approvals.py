@@ -13,6 +13,7 @@ from opsresponder.config import ApprovalsConfig
 from opsresponder.response.approvals import ApprovalRefused, ApprovalRequest, ApprovalWorkflow
 from opsresponder.response.notify.base import ChannelResult, Notification
 from opsresponder.store.approvals import ApprovalRepository
+from opsresponder.store.pool import Connection
 
 T0 = datetime(2026, 12, 5, 10, 0, tzinfo=UTC)
 
@@ -36,11 +37,15 @@ class Executions:
     async def current_plan_hash(self, execution_id: int) -> str | None:
         return self.hashes.get(execution_id)
 
-    async def start_approved(self, execution_id: int, *, by: str) -> None:
+    async def start_approved(self, execution_id: int, *, by: str, conn: Connection) -> bool:
         self.started.append((execution_id, by))
+        return True
 
-    async def reject_pending(self, execution_id: int, *, by: str, reason: str) -> None:
+    async def reject_pending(self, execution_id: int, *, by: str, reason: str, conn: Connection) -> None:
         self.rejected.append((execution_id, by, reason))
+
+    def wake(self) -> None:
+        pass
 
 
 class Outbox:

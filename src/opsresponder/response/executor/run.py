@@ -72,6 +72,7 @@ PAUSE_CHECK_SECONDS: Final = 0.5
 """How often a paused automatic execution looks whether it may go on (the governor caches the pause)."""
 """The deadline is checked against the clock at least this often (a wall clock may jump)."""
 LOCK_KEY_PREFIX: Final = "exec-target:"
+LOST_LOCK: Final = "lost the target lock"
 ERROR_TEXT_LIMIT: Final = 2000
 
 StopKind = Literal["cancelled", "interrupted", "deadline"]
@@ -113,6 +114,8 @@ class ActionState:
         elif self.started_at is not None and self.completed_at is not None:
             duration = (self.completed_at - self.started_at).total_seconds()
         status = _OUTCOME_STATUS.get(self.status, self.status)
+        if self.never_started:
+            status = "skipped"  # cancelled before it started (a stop, the deadline): it did nothing
         return {
             "status": status,
             "completed": self.status in ("completed", "failed", "timed_out", "rolled_back"),
@@ -123,6 +126,10 @@ class ActionState:
             "duration_seconds": duration,
             "result": (self.result.data if self.result is not None else None) or {},
         }
+
+    @property
+    def never_started(self) -> bool:
+        return self.started_at is None and self.status in ("cancelled", "skipped")
 
 
 @dataclass(slots=True)
@@ -184,6 +191,7 @@ class ExecutionRun:
         self._lock_key: str | None = None
         self._lock_renewal: asyncio.Task[None] | None = None
         self._lock_token = f"{deps.owner}/{row.execution_id}"
+        self._lock_lost = asyncio.Event()
         self._criteria_seen: dict[str, Any] | None = row.criteria
 
     @property
@@ -259,11 +267,17 @@ class ExecutionRun:
         running: dict[asyncio.Task[RunResult], str] = {}
         batch = _Batch()
         stop_wait = asyncio.create_task(self._stopped.wait())
+        lost_wait = asyncio.create_task(self._lock_lost.wait())
         held = False
         try:
             while True:
                 starting: list[DecisionAction] = []
-                paused = bool(pending) and self._stop is None and await self._automation_paused()
+                paused = (
+                    bool(pending)
+                    and self._stop is None
+                    and self._failure is None  # nothing starts any more: no reason to wait for a resume
+                    and await self._automation_paused()
+                )
                 if paused != held:
                     held = paused
                     batch.log(
@@ -286,10 +300,12 @@ class ExecutionRun:
                 if paused:
                     timeout = min(timeout or PAUSE_CHECK_SECONDS, PAUSE_CHECK_SECONDS)
                 done, _ = await asyncio.wait(
-                    [*running, stop_wait],
+                    [*running, stop_wait, *([] if lost_wait.done() else [lost_wait])],
                     timeout=timeout,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
+                if lost_wait in done:
+                    self._lost_lock_in(batch, running)
                 if not done and self._seconds_left() == 0:
                     self.stop(
                         "deadline", f"the execution reached its time limit ({self.row.max_minutes} min)"
@@ -305,7 +321,7 @@ class ExecutionRun:
                     await asyncio.gather(*running, return_exceptions=True)
                     done = set(running)
                 for finished in done:
-                    if finished is not stop_wait:
+                    if finished is not stop_wait and finished is not lost_wait:
                         key = running.pop(finished)  # type: ignore[arg-type]  # one of the action tasks
                         self._ended_in(batch, key, finished)  # type: ignore[arg-type]
                 if self._stop is not None:
@@ -313,10 +329,20 @@ class ExecutionRun:
                     return
         finally:
             stop_wait.cancel()
+            lost_wait.cancel()
             for task in running:
                 task.cancel()
             if running:
                 await asyncio.gather(*running, return_exceptions=True)
+
+    def _lost_lock_in(self, batch: _Batch, running: dict[asyncio.Task[RunResult], str]) -> None:
+        """The target lock was lost (another execution may now change the target): no action starts any
+        more and the running ones that change the target are cancelled; read-only ones may finish."""
+        if self._failure is None:
+            self._fail(batch, LOST_LOCK)
+        for task, key in running.items():
+            if changes_target(self.plan.action(key), self.deps.catalog):
+                task.cancel()
 
     async def _automation_paused(self) -> bool:
         check = self.deps.automation_paused
@@ -373,7 +399,11 @@ class ExecutionRun:
         state = self.states[key]
         action = self.plan.action(key)
         if task.cancelled():
-            stop = self._stop or _Stop("interrupted", "the executor stopped")
+            stop = self._stop or (
+                _Stop("cancelled", LOST_LOCK)
+                if self._lock_lost.is_set()
+                else _Stop("interrupted", "the executor stopped")
+            )
             status: ActionStatus = "interrupted" if stop.kind == "interrupted" else "cancelled"
             self._change(
                 batch,
@@ -520,7 +550,19 @@ class ExecutionRun:
         else:
             status, error = "completed", None
         rollback_status: str | None = None
-        if status == "failed" and self.options.rollback_on_failure and self._has_rollback_work():
+        rollback = status == "failed" and self.options.rollback_on_failure and self._has_rollback_work()
+        if rollback and all(s.never_started for s in self.states.values()):
+            # Nothing ran (the deadline passed while waiting for the target lock): nothing to undo, and
+            # no template rollback action may run on a target this execution never touched.
+            await self._log("info", "Nothing was rolled back: no action started.")
+            rollback = False
+        if rollback and self._lock_key is None and not await self._lock(bounded=False):
+            # Stopped while waiting for the lock a rollback needs (lost, or never taken): left undone.
+            await self._log("warning", "The rollback did not run: stopped while waiting for the target lock.")
+            rollback = False
+            if self._interrupted.is_set():
+                status = "interrupted"
+        if rollback:
             await self.deps.repository.set_status(
                 self.id,
                 self.deps.owner,
@@ -702,7 +744,8 @@ class ExecutionRun:
         activation.update(
             all_actions_completed=all(s.status in ("completed", "rolled_back") for s in chosen),
             any_action_failed=any(
-                s.status in ("failed", "timed_out", "cancelled", "interrupted") for s in chosen
+                s.status in ("failed", "timed_out", "cancelled", "interrupted") and not s.never_started
+                for s in chosen
             ),
             execution_time=max(0.0, (now - started).total_seconds() / 60),
             max_execution_time=self.plan.max_execution_time_minutes or self.row.max_minutes,
@@ -910,7 +953,17 @@ class ExecutionRun:
             await asyncio.sleep(ttl / 3)
             try:
                 if not await self.deps.state.extend_lock(key, self._lock_token, ttl):
-                    log.warning("A target lock was lost while its execution ran.", key=key)
+                    # Another execution may hold it now: this one must stop changing the target. Not
+                    # ours to release any more; a rollback takes it again before its first step.
+                    log.error(
+                        "An execution lost its target lock; it stops: no action starts and the running "
+                        "ones that change the target are cancelled.",
+                        key=key,
+                        execution_id=self.row.execution_id,
+                    )
+                    if self._lock_key == key:
+                        self._lock_key = None
+                    self._lock_lost.set()
                     return
             except StateError as e:
                 log.warning("A target lock could not be renewed; retrying.", key=key, error=str(e))

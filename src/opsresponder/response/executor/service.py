@@ -13,6 +13,7 @@ import structlog
 
 from opsresponder.config import ExecutorConfig
 from opsresponder.core.clock import utcnow
+from opsresponder.response.analysis.analyzer import ActionPolicies
 from opsresponder.response.approvals import ApprovalRequest, ApprovalWorkflow
 from opsresponder.response.executor.errors import ExecutionNotFound, ExecutionStateError
 from opsresponder.response.executor.options import ExecutionOptions, NotificationPreferences
@@ -43,6 +44,7 @@ from opsresponder.store.executions import (
     NewExecution,
     parse_execution_id,
 )
+from opsresponder.store.pool import Connection
 
 __all__ = [
     "ExecutionNotFound",
@@ -82,9 +84,11 @@ class ExecutionService:
         clock: Callable[[], datetime] = utcnow,
         ended: ExecutionEndSink | None = None,
         automation_paused: Callable[[], Awaitable[bool]] | None = None,
+        policies: ActionPolicies | None = None,
     ) -> None:
         self._repository = repository
         self._approvals: ApprovalWorkflow | None = None
+        self._policies = policies
         self._catalog = catalog
         self._templates = templates
         self._config = config
@@ -117,19 +121,23 @@ class ExecutionService:
         then refused (409) instead of approving something that will never run."""
         return await self._repository.pending_plan_hash(execution_id)
 
-    async def start_approved(self, execution_id: int, *, by: str) -> None:
-        outcome = await self._repository.queue_pending(execution_id, now=self._clock(), by=by)
-        if outcome.allowed:
-            self._worker.wake()
-        else:
+    async def start_approved(self, execution_id: int, *, by: str, conn: Connection) -> bool:
+        outcome = await self._repository.queue_pending(execution_id, now=self._clock(), by=by, conn=conn)
+        if not outcome.allowed:
             log.warning(
                 "An approved execution is no longer pending; nothing was started.",
                 execution_id=f"exec_{execution_id}",
                 status=outcome.status,
             )
+        return outcome.allowed
 
-    async def reject_pending(self, execution_id: int, *, by: str, reason: str) -> None:
-        outcome = await self._repository.cancel_pending(execution_id, now=self._clock(), reason=reason)
+    def wake(self) -> None:
+        self._worker.wake()
+
+    async def reject_pending(self, execution_id: int, *, by: str, reason: str, conn: Connection) -> None:
+        outcome = await self._repository.cancel_pending(
+            execution_id, now=self._clock(), reason=reason, conn=conn
+        )
         log.info(
             "A pending execution was rejected.",
             execution_id=f"exec_{execution_id}",
@@ -161,6 +169,14 @@ class ExecutionService:
                 )
         return build_plan(decision, action_ids, self._catalog, template)
 
+    async def _demotions(self, decision: StoredDecision, plan: ExecutionPlan) -> dict[str, str]:
+        """The chosen actions learning demoted to "approval required" *now* (action key -> why): a decision
+        is analyzed once but may be executed later, after a ``dangerous`` feedback or bad outcomes demoted
+        one of its actions; its stored ``approval_required`` does not know that."""
+        if self._policies is None or decision.template_id is None:
+            return {}
+        return await self._policies.demotions(decision.template_id, [a.key for a in plan.actions])
+
     @property
     def owner(self) -> str:
         return self._worker.owner
@@ -190,13 +206,18 @@ class ExecutionService:
             DatabaseUnavailableError: PostgreSQL cannot be reached.
         """
         plan = await self._plan(decision, action_ids)
+        demoted = {} if options.dry_run else await self._demotions(decision, plan)
         now = self._clock()
-        needs_approval = any(a.approval_required for a in plan.actions) or approval_reason is not None
+        needs_approval = (
+            any(a.approval_required for a in plan.actions) or approval_reason is not None or bool(demoted)
+        )
         status: ExecutionStatus
         if options.dry_run:
             status, message = "dry_run", "Dry run: nothing was run; each action shows what would run."
         elif needs_approval and not approved:
             status, message = "pending_approval", "Waiting for approval: nothing runs until it is given."
+            if demoted:
+                message += f" {_demotion_reason(demoted)}."
         else:
             status, message = "queued", "Queued."
         max_minutes = (
@@ -215,33 +236,36 @@ class ExecutionService:
             )
             for i, a in enumerate(plan.actions)
         ]
-        stored = await self._repository.create(
-            NewExecution(
-                decision_id=decision.decision_id,
-                event_id=decision.event_id,
-                target=decision.target,
-                template_id=decision.template_id,
-                template_version=decision.template_version,
-                status=status,
-                dry_run=options.dry_run,
-                requested_by=requested_by,
-                options=msgspec.to_builtins(options),
-                plan=_plan_document(plan, decision, automatic=automatic and status == "queued"),
-                plan_hash=plan_hash(plan),
-                max_minutes=max_minutes,
-                created_at=now,
-                completed_at=now if options.dry_run else None,
-            ),
-            actions,
-            [LogEntry(at=now, level="info", message=f"Submitted by {requested_by}. {message}")],
+        new = NewExecution(
+            decision_id=decision.decision_id,
+            event_id=decision.event_id,
+            target=decision.target,
+            template_id=decision.template_id,
+            template_version=decision.template_version,
+            status=status,
+            dry_run=options.dry_run,
+            requested_by=requested_by,
+            options=msgspec.to_builtins(options),
+            plan=_plan_document(plan, decision, automatic=automatic and status == "queued"),
+            plan_hash=plan_hash(plan),
+            max_minutes=max_minutes,
+            created_at=now,
+            completed_at=now if options.dry_run else None,
         )
+        logs = [LogEntry(at=now, level="info", message=f"Submitted by {requested_by}. {message}")]
+        if status == "pending_approval" and self._approvals is not None:
+            # The execution and its approval request commit together: never one waiting without the other.
+            async with self._repository.transaction() as conn:
+                stored = await self._repository.create(new, actions, logs, conn)
+                request = _approval_request(
+                    stored.execution.id, plan, decision, requested_by, approval_reason, demoted
+                )
+                record = await self._approvals.record_request(request, conn)
+            await self._approvals.announce(record, request.context)
+            return execution_view(stored, now)
+        stored = await self._repository.create(new, actions, logs)
         if status == "queued":
             self._worker.wake()
-        elif status == "pending_approval" and self._approvals is not None:
-            await self._approvals.request(
-                _approval_request(stored.execution.id, plan, decision, requested_by, approval_reason)
-            )
-            stored = await self._repository.get(stored.execution.id) or stored
         return execution_view(stored, now)
 
     async def get(self, execution_id: str) -> ExecutionView | None:
@@ -379,6 +403,7 @@ def _approval_request(
     decision: StoredDecision,
     requested_by: str,
     governor_reason: str | None,
+    demoted: dict[str, str] | None = None,
 ) -> ApprovalRequest:
     """What approvers are asked: the exact actions with their resolved parameters, the highest risk of
     those actions, the decision's business impact, and why (the analysis's reasons, the governor's)."""
@@ -388,7 +413,9 @@ def _approval_request(
         key=lambda r: levels.index(r) if r in levels else 0,
         default="low",
     )
-    reasons = [r for r in (str(decision.approval.get("reason") or ""), governor_reason or "") if r]
+    demoted = demoted or {}
+    learning = _demotion_reason(demoted) if demoted else ""
+    reasons = [r for r in (str(decision.approval.get("reason") or ""), governor_reason or "", learning) if r]
     event = decision.inputs.get("event") if isinstance(decision.inputs.get("event"), dict) else {}
     return ApprovalRequest(
         execution_id=execution_id,
@@ -407,7 +434,7 @@ def _approval_request(
                 "parameters": a.parameters,
                 "depends_on": list(a.depends_on),
                 "risk_level": a.risk_level,
-                "approval_required": a.approval_required,
+                "approval_required": a.approval_required or a.key in demoted,
             }
             for a in plan.actions
         ],
@@ -419,6 +446,13 @@ def _approval_request(
                 "template": decision.template_id,
             },
         },
+    )
+
+
+def _demotion_reason(demoted: dict[str, str]) -> str:
+    """The Analyzer's words for a demotion (analysis/analyzer.py), one clause per demoted action."""
+    return "; ".join(
+        f"{key}: learning demoted it to approval required ({why})" for key, why in demoted.items()
     )
 
 

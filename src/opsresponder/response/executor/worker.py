@@ -110,10 +110,12 @@ class Worker:
         rows = await self._repository.recover_interrupted(self._clock(), owner=self.owner if own else None)
         for row in rows:
             log.warning(
-                "An execution left running by a stopped process is marked interrupted.",
+                f"An execution left running by a stopped process is marked {row.status}.",
                 execution_id=row.execution_id,
                 previous_owner=row.error,
             )
+            if row.status == "cancelled":
+                continue  # a cancel was asked: never rolled back by itself, like a cancel that ended here
             await self._queue_rollback(row.id, row.options, row.rollback_status)
         return rows
 
@@ -194,18 +196,34 @@ class Worker:
         )
         for row in rows:
             run = ExecutionRun(self._deps, row)
+            # The previous run of this id may still be ending here (its notifications, learning) when its
+            # rollback, asked meanwhile, is claimed: the new run waits for it, and takes its place in
+            # `_runs` and `_tasks` at once, so the heartbeat renews the new claim from the start.
+            previous = self._tasks.get(row.id)
             self._runs[row.id] = run
-            task = asyncio.create_task(self._guarded(run, rollback_only=row.status == "rolling_back"))
+            task = asyncio.create_task(
+                self._guarded(run, rollback_only=row.status == "rolling_back", after=previous)
+            )
             self._tasks[row.id] = task
             task.add_done_callback(functools.partial(self._forget, row.id))
         return len(rows)
 
-    def _forget(self, execution_id: int, _: object = None) -> None:
-        self._runs.pop(execution_id, None)
-        self._tasks.pop(execution_id, None)
+    def _forget(self, execution_id: int, task: asyncio.Task[None]) -> None:
+        """Drop a finished task's entries, unless a later run of the same id has taken them."""
+        if self._tasks.get(execution_id) is task:
+            del self._tasks[execution_id]
+            self._runs.pop(execution_id, None)
         self._wake.set()
 
-    async def _guarded(self, run: ExecutionRun, *, rollback_only: bool) -> None:
+    async def _guarded(
+        self, run: ExecutionRun, *, rollback_only: bool, after: asyncio.Task[None] | None = None
+    ) -> None:
+        if after is not None:
+            try:
+                await asyncio.wait([after])
+            except asyncio.CancelledError:
+                after.cancel()  # `stop` cancelling this run outright ends the one it waits for too
+                raise
         try:
             if rollback_only:
                 await run.run_rollback()

@@ -14,6 +14,7 @@ import asyncpg
 
 from opsresponder.config import ExecutorConfig, ScriptRunnerConfig
 from opsresponder.core.clock import utcnow
+from opsresponder.response.analysis.analyzer import ActionPolicies
 from opsresponder.response.executor.service import ExecutionService
 from opsresponder.response.notify.base import ChannelResult, Notification
 from opsresponder.response.runners.script import ScriptRunner
@@ -197,12 +198,14 @@ def make_rig(
     state: StateBackend | None = None,
     clock: Clock | None = None,
     automation_paused: Callable[[], Awaitable[bool]] | None = None,
+    policies: ActionPolicies | None = None,
+    notifier: Notes | None = None,
     **config: Any,
 ) -> Rig:
     settings: dict[str, Any] = {"lease_seconds": 1.5, "poll_interval_ms": 20, "lock_ttl_seconds": 3.0}
     settings.update(config)
     repository = ExecutionRepository(pool)
-    notes, outcomes = Notes(), Outcomes()
+    notes, outcomes = notifier or Notes(), Outcomes()
     state = state or MemoryStateBackend()
     clock = clock or Clock()
     templates = ResponseTemplateRepository(pool)
@@ -218,6 +221,7 @@ def make_rig(
         owner=owner,
         clock=clock,
         automation_paused=automation_paused,
+        policies=policies,
     )
     return Rig(service, repository, notes, outcomes, state, clock, templates)
 
