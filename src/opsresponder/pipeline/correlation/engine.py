@@ -479,10 +479,14 @@ class Correlator:
             if kind_score <= 0.0:
                 continue
             types.append(name)
-            # f"{name} {kind_score:.2f}" from a table (formatting a float was a tenth of the stage);
-            # `_hundredths` says when the table's answer is exact, else the float is formatted.
-            hundredths = _hundredths(kind_score)
-            details.append(_DETAILS[kind][hundredths] if hundredths >= 0 else f"{name} {kind_score:.2f}")
+            # f"{name} {kind_score:.2f}" from a table (formatting a float was a tenth of the stage), unless
+            # near a tie (see _NOT_NEAR; kind_score > 0 here).
+            t = kind_score * 100.0 + 0.5
+            n = int(t)
+            t -= n
+            details.append(
+                _DETAILS[kind][n] if _NOT_NEAR < t < _FAR and n <= 100 else f"{name} {kind_score:.2f}"
+            )
             ranked = related[kind]
             if len(ranked) > 1:
                 ranked.sort(key=_by_score, reverse=True)
@@ -530,16 +534,21 @@ class Correlator:
         head = group.head
         if not head:
             head = group.head = f"joined group {group.id} (score "
-        root_event = group.root
+        root_event = group._root  # what the `root` property does, without its call
         if root_event is None:
             root = ""
-        elif root_event is group.described:
-            root = group.root_text
         else:
-            root = group.root_text = f"; root cause: {_describe(root_event)}"
-            group.described = root_event
-        hundredths = _hundredths(score)
-        text = _TWO_PLACES[hundredths] if hundredths >= 0 else f"{score:.2f}"
+            if isinstance(root_event, Event) and root_event.id is not None:
+                root_event = group._root = root_event.id
+            if root_event is group.described:
+                root = group.root_text
+            else:
+                root = group.root_text = f"; root cause: {_describe(root_event)}"
+                group.described = root_event
+        t = score * 100.0 + 0.5  # f"{score:.2f}" from the table likewise (0 < score <= 1 here)
+        n = int(t)
+        t -= n
+        text = _TWO_PLACES[n] if _NOT_NEAR < t < _FAR and n <= 100 else f"{score:.2f}"
         batch.trace.append(
             TraceEntry(event, STAGE, f"{head}{text}: {', '.join(details)}; {group.size} events{root})")
         )
@@ -806,22 +815,13 @@ def _resolved(seen: _Seen) -> Event | int:
 _by_score: Final = itemgetter(0)
 
 # Scores written with two decimals, by hundredths, and a kind's name with it ("time_based 0.75"): the
-# trace's text without formatting a float per event. Exact: `_hundredths` refuses a value near a tie.
+# trace's text without formatting a float per event. Exact: a value near a tie is formatted (below).
 _TWO_PLACES: Final = tuple(f"{n / 100:.2f}" for n in range(101))
 _DETAILS: Final = tuple(tuple(f"{name} {text}" for text in _TWO_PLACES) for name in _KINDS)
 # How far from a rounding tie (in units of the last place kept) a value must be for ``int(x + 0.5)`` to
 # round as ``round`` and ``format`` do (they round the exact binary value, half to even).
 _NOT_NEAR: Final = 1e-6
 _FAR: Final = 1.0 - _NOT_NEAR
-
-
-def _hundredths(x: float) -> int:
-    """`x` (0 to 1) in hundredths as ``f"{x:.2f}"`` rounds it, or -1 when that needs the formatting
-    itself (near a tie, or out of range)."""
-    t = x * 100.0 + 0.5
-    n = int(t)
-    t -= n
-    return n if _NOT_NEAR < t < _FAR and 0 <= n <= 100 else -1
 
 
 def _describe(root: Event | int) -> str:
