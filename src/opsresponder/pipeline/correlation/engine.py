@@ -228,7 +228,11 @@ class _Features:
             group = asset.get("group")
             depends = asset.get("depends_on")
             if depends:
-                kept = [d for d in depends if isinstance(d, str) and d and d != host and d != service]
+                # A plain loop: a comprehension is a call of its own on the hot path (Python 3.11).
+                kept: list[str] = []
+                for d in depends:
+                    if isinstance(d, str) and d and d != host and d != service:
+                        kept.append(d)
                 if kept:
                     depends_on = tuple(kept)
         self.asset_group: str | None = group if isinstance(group, str) and group else None
@@ -471,10 +475,18 @@ class Correlator:
         types: list[str] = []
         details: list[str] = []
         for kind, name in enumerate(_KINDS):
-            if scores[kind] <= 0.0:
+            kind_score = scores[kind]
+            if kind_score <= 0.0:
                 continue
             types.append(name)
-            details.append(f"{name} {scores[kind]:.2f}")
+            # f"{name} {kind_score:.2f}" from a table (formatting a float was a tenth of the stage), unless
+            # near a tie (see _NOT_NEAR; kind_score > 0 here).
+            t = kind_score * 100.0 + 0.5
+            n = int(t)
+            t -= n
+            details.append(
+                _DETAILS[kind][n] if _NOT_NEAR < t < _FAR and n <= 100 else f"{name} {kind_score:.2f}"
+            )
             ranked = related[kind]
             if len(ranked) > 1:
                 ranked.sort(key=_by_score, reverse=True)
@@ -497,17 +509,23 @@ class Correlator:
                     continue
                 named.append(key)
                 text = reasons.get(reason) or self._reason_text(reason)
-                links.append(CorrelationLink(event, target, name, round(related_score, 4), text))
+                # round(related_score, 4), without its decimal conversion when no tie is near.
+                t = related_score * 10_000.0 + 0.5
+                n = int(t)
+                t -= n
+                rounded = n / 10_000.0 if _NOT_NEAR < t < _FAR else round(related_score, 4)
+                links.append(CorrelationLink(event, target, name, rounded, text))
                 if len(named) >= limit:
                     break
         is_root = False
+        # group._root, not the property (a Python call): only "is None" is asked before `root_event`.
         if caused_by is not None:
             cause, cause_name = caused_by
-            if group.root is None or (group.root_depends and cause_name in group.root_depends):
+            if group._root is None or (group.root_depends and cause_name in group.root_depends):
                 self._set_root(group, cause, cause_name, batch, new_roots)
             group.causal_links += 1
         depends = group.root_depends
-        if cause_of and (group.root is None or (depends and any(n in depends for n in features.names))):
+        if cause_of and (group._root is None or (depends and any(n in depends for n in features.names))):
             self._name_root(group, event, features)
             is_root = True
             group.causal_links += 1
@@ -516,16 +534,23 @@ class Correlator:
         head = group.head
         if not head:
             head = group.head = f"joined group {group.id} (score "
-        root_event = group.root
+        root_event = group._root  # what the `root` property does, without its call
         if root_event is None:
             root = ""
-        elif root_event is group.described:
-            root = group.root_text
         else:
-            root = group.root_text = f"; root cause: {_describe(root_event)}"
-            group.described = root_event
+            if isinstance(root_event, Event) and root_event.id is not None:
+                root_event = group._root = root_event.id
+            if root_event is group.described:
+                root = group.root_text
+            else:
+                root = group.root_text = f"; root cause: {_describe(root_event)}"
+                group.described = root_event
+        t = score * 100.0 + 0.5  # f"{score:.2f}" from the table likewise (0 < score <= 1 here)
+        n = int(t)
+        t -= n
+        text = _TWO_PLACES[n] if _NOT_NEAR < t < _FAR and n <= 100 else f"{score:.2f}"
         batch.trace.append(
-            TraceEntry(event, STAGE, f"{head}{score:.2f}: {', '.join(details)}; {group.size} events{root})")
+            TraceEntry(event, STAGE, f"{head}{text}: {', '.join(details)}; {group.size} events{root})")
         )
 
     def _reason_text(self, reason: _Reason) -> str:
@@ -788,6 +813,15 @@ def _resolved(seen: _Seen) -> Event | int:
 
 # The score of a (score, seen, reason) item, in C (a Python key function costs a frame per item).
 _by_score: Final = itemgetter(0)
+
+# Scores written with two decimals, by hundredths, and a kind's name with it ("time_based 0.75"): the
+# trace's text without formatting a float per event. Exact: a value near a tie is formatted (below).
+_TWO_PLACES: Final = tuple(f"{n / 100:.2f}" for n in range(101))
+_DETAILS: Final = tuple(tuple(f"{name} {text}" for text in _TWO_PLACES) for name in _KINDS)
+# How far from a rounding tie (in units of the last place kept) a value must be for ``int(x + 0.5)`` to
+# round as ``round`` and ``format`` do (they round the exact binary value, half to even).
+_NOT_NEAR: Final = 1e-6
+_FAR: Final = 1.0 - _NOT_NEAR
 
 
 def _describe(root: Event | int) -> str:

@@ -18,12 +18,12 @@ MAX_SCORE: Final = 100
 FACTORS: Final = ("severity", "criticality", "environment", "correlation", "repetition", "business_hours")
 """Every factor, in the order of ``metadata.score_factors`` and of the trace's explanation."""
 # The stored entries of the common counts, made once (an entry is the decimal count and nothing else).
-_COUNTS: Final = tuple(str(n) for n in range(1024))
+COUNT_ENTRIES: Final = tuple(str(n) for n in range(1024))
 
 
 def compact_entry(repeats: int) -> str:
     """The score stage's stored trace entry: the earlier arrivals counted (``"3"``)."""
-    return _COUNTS[repeats] if repeats < len(_COUNTS) else str(repeats)
+    return COUNT_ENTRIES[repeats] if repeats < len(COUNT_ENTRIES) else str(repeats)
 
 
 def sentence(

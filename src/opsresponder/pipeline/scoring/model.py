@@ -22,7 +22,7 @@ correlated events count most: the tenth repetition of an alert says less than th
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Final
 
 from opsresponder.config import ScoringConfig
 from opsresponder.core.event import Event
@@ -157,7 +157,9 @@ class ScoreModel:
             size = None
             missing.append("correlation")
 
-        repeats = max(earlier, event.duplicate_count)
+        repeats = event.duplicate_count
+        if earlier > repeats:
+            repeats = earlier
         table = self._repetition
         rep = table[repeats] if repeats < len(table) else table[-1]
 
@@ -178,8 +180,16 @@ class ScoreModel:
             "business_hours": bh,
         }
         # Rounded again: a sum of one-decimal floats can land a hair below a .5 and round the wrong way.
-        total = round(sev + crit + env + corr + rep + bh, 1)
-        score = min(MAX_SCORE, math.floor(total + 0.5))
+        # round(total, 1) without its decimal conversion when no tie is near: n / 10 is then the same
+        # float (both are the double nearest to n tenths).
+        total = sev + crit + env + corr + rep + bh
+        t = total * 10.0 + 0.5
+        n = int(t)
+        t -= n
+        total = n / 10.0 if _NOT_NEAR < t < _FAR else round(total, 1)
+        score = math.floor(total + 0.5)
+        if score > MAX_SCORE:
+            score = MAX_SCORE
         return (
             score,
             total,
@@ -187,6 +197,12 @@ class ScoreModel:
             missing,
             (event.severity, criticality, environment, size, repeats, inside),
         )
+
+
+# How far from a rounding tie (in tenths) a sum must be for ``int(x + 0.5)`` to round as ``round`` does
+# (it rounds the exact binary value, half to even); nearer, `round` itself decides.
+_NOT_NEAR: Final = 1e-6
+_FAR: Final = 1.0 - _NOT_NEAR
 
 
 def _contribution(weight: float, level: float) -> float:

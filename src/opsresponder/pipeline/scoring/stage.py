@@ -19,7 +19,7 @@ from typing import Final
 
 from opsresponder.config import ScoringConfig
 from opsresponder.core.batch import Batch, TraceEntry
-from opsresponder.pipeline.scoring.explain import compact_entry
+from opsresponder.pipeline.scoring.explain import COUNT_ENTRIES
 from opsresponder.pipeline.scoring.model import ScoreModel
 from opsresponder.pipeline.scoring.repetition import RepetitionCounter
 
@@ -51,6 +51,8 @@ class Score:
         observe = self._repetitions.observe
         assess = self._model.assess
         trace = batch.trace if self._trace else None
+        entries, known = COUNT_ENTRIES, len(COUNT_ENTRIES)
+        name = self.name
         for event in batch.events:
             score, _, factors, missing, inputs = assess(event, observe(event.fingerprint, now))
             event.score = float(score)
@@ -61,4 +63,6 @@ class Score:
             else:
                 metadata.pop(SCORE_MISSING_KEY, None)
             if trace is not None:
-                trace.append(TraceEntry(event, self.name, compact_entry(inputs[4])))
+                # compact_entry(repeats), without a call per event.
+                repeats = inputs[4]
+                trace.append(TraceEntry(event, name, entries[repeats] if repeats < known else str(repeats)))
