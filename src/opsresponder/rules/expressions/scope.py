@@ -102,7 +102,7 @@ EVENT_FIELDS: Final[Mapping[str, Root]] = MappingProxyType(
 )
 EVENT_SCOPE: Final = Scope(EVENT_FIELDS, "event fields")
 
-# What the executor (a later issue) must provide for each action when it evaluates criteria: the
+# What the executor (response/executor/run.py) provides for each action when it evaluates criteria: the
 # contract, documented in docs/templates.md.
 ACTION_OUTCOME: Final = record(
     {

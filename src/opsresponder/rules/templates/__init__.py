@@ -1,5 +1,5 @@
 """Response templates (playbooks): the one model both spec forms map into, read from JSON or YAML and
-checked completely (docs/templates.md). Executing them is the autonomous response issue's.
+checked completely (docs/templates.md). The response side executes them (docs/response.md).
 
 ``read_template(raw, fmt, catalog)`` is the whole way in: decode, read the body (`forms`), map it onto
 `ResponseTemplate` with the scripts resolved, and `validate_template`. Each refusal is a `TemplateError`
