@@ -400,8 +400,9 @@ def _response_side(
         return await governor.paused() is not None
 
     owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    execution_records = ExecutionRepository(pool)
     executions = ExecutionService(
-        repository=ExecutionRepository(pool),
+        repository=execution_records,
         runner=runner,
         notifier=notifier,
         catalog=catalog,
@@ -419,7 +420,7 @@ def _response_side(
     )
     feedback = FeedbackService(
         feedback=FeedbackRepository(pool),
-        executions=ExecutionRepository(pool),
+        executions=execution_records,
         decisions=decisions,
         outcomes=outcomes,
         policies=policies,
