@@ -125,11 +125,32 @@ class BenchServer:
         return float("nan")
 
     def cpu_seconds(self) -> float:
-        """User plus system CPU time the server process has used so far."""
+        """User plus system CPU time the service has used so far: the server process and its response
+        process (response.process: separate), not the scripts they run."""
         assert self.process is not None
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        total = 0
+        for pid in (self.process.pid, *self.response_pids()):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue  # a response process restarting
+            total += int(fields[11]) + int(fields[12])
+        return total / ticks
+
+    def response_pids(self) -> list[int]:
+        """The server's response process (none with response.process: inline)."""
+        assert self.process is not None
+        pid = self.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        found = []
+        for child in children:
+            try:
+                if b"response-process" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    found.append(int(child))
+            except FileNotFoundError:
+                continue
+        return found
 
     def stop(self) -> int:
         assert self.process is not None

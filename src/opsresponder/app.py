@@ -3,6 +3,11 @@
 `OpsResponder.run` opens the database, starts the state backend, builds the parts, starts them, serves
 until told to stop, then stops them in `STOP_ORDER`. ``ingest``, ``pipeline``, ``live``, ``outbound`` and
 ``response`` never import each other; they meet in `assembly`.
+
+Roles: with ``response.process: separate`` (the default) `serve` runs the role ``events`` (ingest, the
+pipeline, port 3009, the stream, deliveries, retention) and starts the role ``response`` (port 3011, the
+executor, the rule-to-response loop, their periodic jobs) as its child process (`response_process`);
+``all`` runs both in this process (``inline``).
 """
 
 from __future__ import annotations
@@ -13,19 +18,20 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 import asyncpg
 import msgspec
 import structlog
 
 from opsresponder.api.server import HttpServer
-from opsresponder.assembly import Parts, build_parts
+from opsresponder.assembly import Parts, ResponseParts, build_parts, build_response_parts
 from opsresponder.config import Settings, TokenConfig
 from opsresponder.core.clock import Clock, utcnow
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.stage import BackgroundStage
 from opsresponder.pipeline.worker import PipelineWorker
+from opsresponder.response_process import ResponseProcess
 from opsresponder.state import StateBackend, build_state_backend
 from opsresponder.store.embedded import EmbeddedPostgres, ensure_database
 from opsresponder.store.migrations import migrate
@@ -63,6 +69,7 @@ STOP_ORDER: Final = ("scheduler", "ingest", "stream", "http", "executions", "int
                      "publisher", "deliveries", "response_clients", "sockets")  # fmt: skip
 
 StopStep = Callable[[], Awaitable[None]]
+Role = Literal["all", "events", "response"]
 
 
 class Shutdown:
@@ -90,13 +97,34 @@ class Shutdown:
                     log.exception("Stopping a part failed; stopping the others.", part=part)
 
 
+def serving_role(settings: Settings) -> Role:
+    """What `serve` runs in its own process: ``events`` when the response side has a process of its own
+    (``response.process: separate``), else ``all``."""
+    separate = settings.response.enabled and settings.response.process == "separate"
+    return "events" if separate else "all"
+
+
 class OpsResponder:
     """The whole service. `run` starts everything, serves until `stop` is set, then shuts down in
     `STOP_ORDER`."""
 
-    def __init__(self, settings: Settings, *, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = utcnow,
+        role: Role = "all",
+        announce: Callable[[dict[str, str]], None] | None = None,
+    ) -> None:
+        """`role`: ``all`` runs everything here (embedding, tests: `running`); `serve` passes
+        `serving_role`; ``response`` is the child process's. `announce`: told the listeners' addresses once
+        this process serves (the child tells its parent)."""
         self.settings = _with_bootstrap_token(settings)
         self._clock = clock
+        self.role = role
+        self._announce = announce
+        self.response_process: ResponseProcess | None = None
+        self._response_parts: ResponseParts | None = None
         self.started = asyncio.Event()
         self.listeners: dict[str, str] = {}
         self.intake: Intake | None = None
@@ -111,40 +139,71 @@ class OpsResponder:
         for stage in self._reloadable:
             stage.reload()
 
+    def wake_response_loop(self) -> None:
+        """The rule-to-response loop looks for firings now (the response process, woken by its parent)."""
+        parts = self._response_parts
+        if parts is not None and parts.loop is not None:
+            parts.loop.on_commit([])
+
     async def run(self, stop: asyncio.Event) -> None:
         settings = self.settings
-        async with database_pools(settings, response=settings.response.enabled) as (pool, response_pool):
+        response_here = self.role != "events" and settings.response.enabled
+        async with database_pools(settings, response=response_here) as (pool, response_pool, dsn):
             self.pool = pool
-            async with connection(pool) as conn:
-                await migrate(conn)
+            if self.role != "response":  # the child's parent has migrated
+                async with connection(pool) as conn:
+                    await migrate(conn)
             # Started before anything serves, so an unreachable Redis fails the start, not a request.
             state = build_state_backend(settings.redis.url, settings.redis.key_prefix)
             await state.start()
             self.state = state
             try:
-                parts = build_parts(
-                    settings, pool, state, self.listeners, self._clock, response_pool=response_pool
-                )
-                await self._serve(parts, stop)
+                if self.role == "response":
+                    self._response_parts = build_response_parts(
+                        settings, pool, state, self.listeners, self._clock, response_pool=response_pool
+                    )
+                    await self._serve_response(self._response_parts, stop)
+                else:
+                    parts = build_parts(
+                        settings,
+                        pool,
+                        state,
+                        self.listeners,
+                        self._clock,
+                        response_pool=response_pool,
+                        response_here=self.role == "all",
+                    )
+                    if self.role == "events":
+                        # The child uses the database this process uses (an embedded one included).
+                        database = msgspec.structs.replace(settings.database, url=dsn)
+                        self.response_process = ResponseProcess(
+                            msgspec.structs.replace(settings, database=database),
+                            parts.registry,
+                            self.listeners.update,
+                        )
+                    await self._serve(parts, stop)
             finally:
                 await state.stop()
-        log.info("OpsResponder stopped.")
+        log.info("OpsResponder stopped." if self.role != "response" else "The response process stopped.")
 
     async def _serve(self, parts: Parts, stop: asyncio.Event) -> None:
         self.intake, self.worker = parts.intake, parts.worker
         grace = self.settings.pipeline.drain_grace_seconds
         shutdown = Shutdown()
         for server in parts.servers.values():
-
-            async def close_socket(server: HttpServer = server) -> None:
-                server.close_socket()
-
-            shutdown.on_stop("sockets", close_socket)
+            shutdown.on_stop("sockets", _close_socket(server))
         for close in parts.response_clients:
             # Built whether or not anything started: closed in every case.
             shutdown.on_stop("response_clients", close)
         try:
             log.info("Response templates loaded from files.", **await parts.load_templates())
+            if self.response_process is not None:
+                # After the migrations and the templates, like the executor in one process; before the
+                # listening line, which names port 3011's address too.
+                child = self.response_process
+                shutdown.on_stop("executions", child.stop)
+                self.listeners.update(await child.start())
+                parts.worker.add_commit_listener(lambda _events: child.wake())
             if parts.executions is not None:
                 # After the migrations and the templates: its start recovers what a dead process left
                 # running (interrupted, rolled back when asked), before any request can submit.
@@ -183,10 +242,40 @@ class OpsResponder:
                 shutdown.on_stop("intake", _drain(parts.intake, worker, grace))
                 shutdown.on_stop("worker", _cancel(worker))
                 servers = [tasks.create_task(s.serve(), name=name) for name, s in parts.servers.items()]
-                shutdown.on_stop("http", _stop_servers(parts, servers))
+                shutdown.on_stop("http", _stop_servers(parts.servers, servers))
                 self.started.set()
                 await stop.wait()
                 log.info("Shutting down.", grace_seconds=grace)
+                await shutdown.run()
+        finally:
+            await shutdown.run()
+
+    async def _serve_response(self, parts: ResponseParts, stop: asyncio.Event) -> None:
+        """The response process: port 3011, the executor, the loop and their jobs, stopped in
+        `STOP_ORDER` like the same parts in one process."""
+        shutdown = Shutdown()
+        for server in parts.servers.values():
+            shutdown.on_stop("sockets", _close_socket(server))
+        for close in parts.response_clients:
+            shutdown.on_stop("response_clients", close)
+        try:
+            # Its start recovers what a dead process left running before any request can submit.
+            await parts.executions.start()
+            if parts.loop is not None:
+                await parts.loop.start()
+                shutdown.on_stop("executions", parts.loop.stop)
+            shutdown.on_stop("executions", parts.executions.stop)
+            async with asyncio.TaskGroup() as tasks:
+                scheduler = tasks.create_task(parts.scheduler.run(), name="scheduler")
+                shutdown.on_stop("scheduler", _cancel(scheduler))
+                servers = [tasks.create_task(s.serve(), name=name) for name, s in parts.servers.items()]
+                shutdown.on_stop("http", _stop_servers(parts.servers, servers))
+                self.started.set()
+                log.info("The response process is listening.", **self.listeners)
+                if self._announce is not None:
+                    self._announce(dict(self.listeners))
+                await stop.wait()
+                log.info("The response process is shutting down.")
                 await shutdown.run()
         finally:
             await shutdown.run()
@@ -207,9 +296,16 @@ def _cancel(task: asyncio.Task[None]) -> StopStep:
     return step
 
 
-def _stop_servers(parts: Parts, tasks: list[asyncio.Task[None]]) -> StopStep:
+def _close_socket(server: HttpServer) -> StopStep:
     async def step() -> None:
-        for server in parts.servers.values():
+        server.close_socket()
+
+    return step
+
+
+def _stop_servers(servers: dict[str, HttpServer], tasks: list[asyncio.Task[None]]) -> StopStep:
+    async def step() -> None:
+        for server in servers.values():
             server.stop()
         await asyncio.wait(tasks)
 
@@ -234,17 +330,18 @@ def _drain(intake: Intake, worker: asyncio.Task[None], grace: float) -> StopStep
 @contextlib.asynccontextmanager
 async def database_session(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     """A pool on the configured database, or on the embedded PostgreSQL (started here, stopped after)."""
-    async with database_pools(settings, response=False) as (pool, _):
+    async with database_pools(settings, response=False) as (pool, _, _):
         yield pool
 
 
 @contextlib.asynccontextmanager
 async def database_pools(
     settings: Settings, *, response: bool
-) -> AsyncIterator[tuple[asyncpg.Pool, asyncpg.Pool | None]]:
+) -> AsyncIterator[tuple[asyncpg.Pool, asyncpg.Pool | None, str]]:
     """The service's pool and, with `response`, the response side's own (``database.response_pool_max_size``
     connections): 200 running executions each writing its steps would otherwise queue ahead of the
-    pipeline's batches for the shared pool's connections, stalling ingest for seconds."""
+    pipeline's batches for the shared pool's connections, stalling ingest for seconds. Last, the DSN
+    (the embedded PostgreSQL's when none is configured)."""
     async with contextlib.AsyncExitStack() as stack:
         dsn = settings.database.url
         if not dsn:
@@ -271,13 +368,15 @@ async def database_pools(
                 command_timeout=config.command_timeout_seconds,
             )
             stack.push_async_callback(response_pool.close)
-        yield pool, response_pool
+        yield pool, response_pool, dsn
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings, *, clock: Clock = utcnow) -> AsyncIterator[OpsResponder]:
+async def running(
+    settings: Settings, *, clock: Clock = utcnow, role: Role = "all"
+) -> AsyncIterator[OpsResponder]:
     """Run the service in the background for the duration of the block (tests, embedding)."""
-    service = OpsResponder(settings, clock=clock)
+    service = OpsResponder(settings, clock=clock, role=role)
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop), name="opsresponder")
     started = asyncio.create_task(service.started.wait())

@@ -72,7 +72,7 @@ from opsresponder.rules.templates.files import read_template_files
 from opsresponder.state import MemoryStateBackend, StateBackend
 from opsresponder.store.approvals import ApprovalRepository
 from opsresponder.store.clearance import ClearanceRepository
-from opsresponder.store.controls import AutomationControls
+from opsresponder.store.controls import AutomationControls, PauseState
 from opsresponder.store.correlations import CorrelationRepository, CorrelationWriter, correlation_rules
 from opsresponder.store.decisions import DecisionRepository
 from opsresponder.store.deliveries import DeliveryQueue
@@ -136,11 +136,14 @@ def build_parts(
     clock: Clock,
     *,
     response_pool: asyncpg.Pool | None = None,
+    response_here: bool = True,
 ) -> Parts:
     """Build and wire every part; bind the HTTP sockets (the only side effect).
 
     `listeners` is filled with the bound addresses by name as parts bind (the health endpoint shows it).
     `response_pool`: the response side's own connections (decisions, outcomes, executions); None: `pool`.
+    `response_here`: False when the response side runs in its own process (`build_response_parts` there):
+    nothing of it is built here, and port 3011 is that process's.
 
     Raises:
         ConfigError: a parsing rule, trap mapping, v3 user, allowlist entry or the script catalog is invalid.
@@ -240,52 +243,35 @@ def build_parts(
         response_templates=response_templates,
         script_catalog=script_catalog,
     )
-    response = _response_side(
-        settings,
-        response_pool or pool,
-        state,
-        url_allowlist,
-        script_catalog,
-        registry,
-        clock,
-        events=repository,
-        templates=response_templates,
-        correlations=correlations,
-        silences=silences,
-    )
+    response = None
+    if response_here:
+        response = _response_side(
+            settings,
+            response_pool or pool,
+            state,
+            url_allowlist,
+            script_catalog,
+            registry,
+            clock,
+            events=repository,
+            templates=response_templates,
+            correlations=correlations,
+            silences=silences,
+        )
     if response is not None and response.loop is not None:
         worker.add_commit_listener(response.loop.on_commit)
-    automation = response.governor.paused if response is not None else None
-    ctx.automation = automation
-    autonomous_ctx = AutonomousApiContext(
-        api=settings.api,
-        registry=registry,
-        check_database=check_database,
-        listeners=listeners,
-        refresh_metrics=refresh_metrics,
-        analyzer=response.analyzer if response else None,
-        decisions=response.decisions if response else None,
-        executions=response.executions if response else None,
-        feedback=response.feedback if response else None,
-        learning=response.learning if response else None,
-        approvals=response.approvals if response else None,
-        approval_records=response.approval_records if response else None,
-        governor=response.governor if response else None,
-        automation=automation,
-    )
-    grace = settings.pipeline.drain_grace_seconds
+    ctx.automation = _automation_state(settings, state, pool, response)
     servers: dict[str, HttpServer] = {}
     try:
         servers["events_api"] = HttpServer(
             ErrorGuard(IngestFront(build_events_app(ctx), ctx), registry, "events"),
             bind_tcp(settings.api.events.host, settings.api.events.port, "api.events"),
-            grace,
+            settings.pipeline.drain_grace_seconds,
         )
-        servers["autonomous_api"] = HttpServer(
-            ErrorGuard(build_autonomous_app(autonomous_ctx), registry, "autonomous"),
-            bind_tcp(settings.api.autonomous.host, settings.api.autonomous.port, "api.autonomous"),
-            grace,
-        )
+        if response_here:
+            servers["autonomous_api"] = _autonomous_server(
+                settings, registry, check_database, listeners, refresh_metrics, response
+            )
     except BaseException:
         for server in servers.values():
             server.close_socket()
@@ -313,6 +299,113 @@ def build_parts(
         executions=response.executions if response else None,
         response_clients=response.closes if response else [],
         loop=response.loop if response else None,
+    )
+
+
+@dataclass(slots=True)
+class ResponseParts:
+    """The response side run in a process of its own (``response.process: separate``); built, not started.
+    `app.OpsResponder` runs it with the role ``response``."""
+
+    registry: CollectorRegistry
+    servers: dict[str, HttpServer]
+    """``autonomous_api`` (port 3011)."""
+    scheduler: Scheduler
+    """The response side's periodic jobs only (the events process runs retention and the others)."""
+    executions: ExecutionService
+    loop: ResponseLoop | None
+    response_clients: list[Callable[[], Awaitable[None]]]
+
+
+def build_response_parts(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    state: StateBackend,
+    listeners: dict[str, str],
+    clock: Clock,
+    *,
+    response_pool: asyncpg.Pool | None = None,
+) -> ResponseParts:
+    """Build the response side alone, as `build_parts` builds it in one process (same catalog checks, same
+    wiring), and bind port 3011.
+
+    Raises:
+        ConfigError: ``response.enabled`` is false, or the catalog or a message template is invalid.
+        BindError: the autonomous API's port is taken.
+    """
+    registry = CollectorRegistry()
+    response = _response_side(
+        settings,
+        response_pool or pool,
+        state,
+        _url_allowlist(settings),
+        load_script_catalog(settings.templates.scripts_file),
+        registry,
+        clock,
+        events=EventRepository(pool, dedup_window=timedelta(seconds=settings.pipeline.dedup_window_seconds)),
+        templates=ResponseTemplateRepository(pool),
+        correlations=CorrelationRepository(pool),
+        silences=SilenceRepository(pool),
+    )
+    if response is None:
+        raise ConfigError("response.enabled is false: there is no response side to run")
+
+    async def check_database() -> None:
+        async with connection(pool, timeout=settings.database.connect_timeout_seconds) as conn:
+            await conn.fetchval("SELECT 1")
+
+    server = _autonomous_server(settings, registry, check_database, listeners, lambda: None, response)
+    listeners["autonomous_api"] = address_of(server.socket)
+    return ResponseParts(
+        registry=registry,
+        servers={"autonomous_api": server},
+        scheduler=Scheduler(pool, response.jobs, clock=clock),
+        executions=response.executions,
+        loop=response.loop,
+        response_clients=response.closes,
+    )
+
+
+def _automation_state(
+    settings: Settings, state: StateBackend, pool: asyncpg.Pool, response: ResponseSide | None
+) -> Callable[[], Awaitable[PauseState | None]] | None:
+    """What /ready reports of the automation pause (kept in PostgreSQL, so readable from any process)."""
+    if response is not None:
+        return response.governor.paused
+    if not settings.response.enabled:
+        return None
+    return SafetyGovernor(state, AutomationControls(pool), settings.response.governor).paused
+
+
+def _autonomous_server(
+    settings: Settings,
+    registry: CollectorRegistry,
+    check_database: Callable[[], Awaitable[None]],
+    listeners: dict[str, str],
+    refresh_metrics: Callable[[], None],
+    response: ResponseSide | None,
+) -> HttpServer:
+    """Port 3011's server (its endpoints answer 503 without a response side)."""
+    ctx = AutonomousApiContext(
+        api=settings.api,
+        registry=registry,
+        check_database=check_database,
+        listeners=listeners,
+        refresh_metrics=refresh_metrics,
+        analyzer=response.analyzer if response else None,
+        decisions=response.decisions if response else None,
+        executions=response.executions if response else None,
+        feedback=response.feedback if response else None,
+        learning=response.learning if response else None,
+        approvals=response.approvals if response else None,
+        approval_records=response.approval_records if response else None,
+        governor=response.governor if response else None,
+        automation=response.governor.paused if response else None,
+    )
+    return HttpServer(
+        ErrorGuard(build_autonomous_app(ctx), registry, "autonomous"),
+        bind_tcp(settings.api.autonomous.host, settings.api.autonomous.port, "api.autonomous"),
+        settings.pipeline.drain_grace_seconds,
     )
 
 

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import structlog
 
-from opsresponder.app import OpsResponder, database_session
+from opsresponder.app import OpsResponder, database_session, serving_role
 from opsresponder.assembly import validate
 from opsresponder.config import Settings, load_settings
 from opsresponder.core.errors import OpsResponderError
 from opsresponder.gc_tuning import tune_for_service
 from opsresponder.logs import configure_logging
+from opsresponder.response_process import COMMAND as RESPONSE_PROCESS
+from opsresponder.response_process import ParentLink
 from opsresponder.store.migrations import migrate
 from opsresponder.store.pool import connection
 
@@ -30,6 +32,8 @@ log = structlog.get_logger(__name__)
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == RESPONSE_PROCESS:
+        return _response_process(args.parent_pid)
 
     try:
         settings = load_settings(_config_path(getattr(args, "config", None)))
@@ -81,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
         ("healthcheck", "ask the running service's events API for /health (exit 0 when healthy)"),
     ):
         commands.add_parser(name, help=text, description=text[:1].upper() + text[1:] + ".", parents=[config])
+    # Started by `serve` only (response.process: separate), with the configuration on its input: not listed.
+    child = commands.add_parser(RESPONSE_PROCESS)
+    child.add_argument("--parent-pid", type=int, required=True)
     return parser
 
 
@@ -113,28 +120,59 @@ def _config_path(explicit: str | None) -> Path | None:
     return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
 
 
-def _serve(settings: Settings) -> None:
+def _serve(settings: Settings, link: ParentLink | None = None) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
-        asyncio.run(_run(settings))
+        asyncio.run(_run(settings, link))
     else:
-        uvloop.run(_run(settings))
+        uvloop.run(_run(settings, link))
 
 
-async def _run(settings: Settings) -> None:
+def _response_process(parent_pid: int) -> int:
+    """The response side's child process (opsresponder.response_process describes the protocol)."""
+    link = ParentLink(parent_pid)
+    try:
+        link.die_with_parent()
+        settings = link.read_settings()
+    except OpsResponderError as e:
+        print(f"opsresponder: {e}", file=sys.stderr)
+        return 1
+    configure_logging(settings.logging.level, settings.logging.format)
+    # Raising niceness needs no privilege; never lower it below what the parent was started with.
+    nice = max(settings.response.process_nice, os.getpriority(os.PRIO_PROCESS, 0))
+    os.setpriority(os.PRIO_PROCESS, 0, nice)
+    try:
+        _serve(settings, link)
+    except OpsResponderError as e:
+        log.error("The response process could not start.", error=str(e))
+        return 1
+    return 0
+
+
+async def _run(settings: Settings, link: ParentLink | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    service = OpsResponder(settings)
+    if link is None:
+        service = OpsResponder(settings, role=serving_role(settings))
+    else:
+        service = OpsResponder(settings, role="response", announce=link.announce)
     # SIGHUP rereads the asset inventory (docs/assets.md), the usual "reload your files" signal.
     loop.add_signal_handler(signal.SIGHUP, service.reload)
     tuning = asyncio.create_task(_tune_once_started(service), name="gc-tuning")
+    parent = None
+    if link is not None:
+        # The end of the parent's pipe is the parent gone: stop as on SIGTERM.
+        parent = asyncio.create_task(link.follow(service.wake_response_loop), name="parent-link")
+        parent.add_done_callback(lambda _task: stop.set())
     try:
         await service.run(stop)
     finally:
         tuning.cancel()
+        if parent is not None:
+            parent.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(sig)

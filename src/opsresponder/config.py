@@ -699,6 +699,14 @@ class ResponseConfig(_Section):
     """The autonomous response side (port 3011; docs/response.md)."""
 
     enabled: bool = True
+    process: Literal["separate", "inline"] = "separate"
+    """``separate``: ``serve`` runs this side (port 3011, the executor, the rule-to-response loop, its
+    periodic jobs) in a child process of its own, so executions never compete with ingest for the event
+    loop; ``inline``: everything in one process. (Embedding the service with ``app.running`` always
+    runs it in one process.)"""
+    process_nice: Annotated[int, msgspec.Meta(ge=0, le=19)] = 10
+    """The separate process's CPU niceness: under load, events go first (its scripts run at
+    ``scripts.nice``, or at this when higher)."""
     scripts: ScriptRunnerConfig = msgspec.field(default_factory=ScriptRunnerConfig)
     http: HttpRunnerConfig = msgspec.field(default_factory=HttpRunnerConfig)
     notifications: NotificationsConfig = msgspec.field(default_factory=NotificationsConfig)

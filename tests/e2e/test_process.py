@@ -127,3 +127,15 @@ async def test_the_snmp_v3_worker_lives_and_ends_with_the_service(service_data_d
     # The receiver closed the worker's input at shutdown: no orphan is left behind.
     gone, _ = psutil.wait_procs([worker], timeout=10)
     assert gone == [worker]
+
+
+async def test_the_response_side_runs_in_a_child_that_dies_with_the_service(service_data_dir: Path) -> None:
+    service = ServiceProcess(service_data_dir)
+    addresses = await service.start()
+    parent = psutil.Process(service.process.pid)
+    (child,) = [p for p in parent.children() if "response-process" in " ".join(p.cmdline())]
+    assert child.nice() == 10  # response.process_nice: below ingest
+    await _post_and_read(addresses, service.admin_token(), "with a response process")  # 3011: the child's
+    await service.kill()  # SIGKILL of the service: the kernel kills its response process too
+    gone, _ = psutil.wait_procs([child], timeout=10)
+    assert gone == [child]

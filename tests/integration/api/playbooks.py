@@ -46,8 +46,8 @@ _RECORD: Final = """\
 import json, os, sys, time
 markers = sys.argv[1]
 with open(os.path.join(markers, NAME), "a") as f:
-    f.write(json.dumps({"pid": os.getpid(), "execution": os.environ.get("OPSR_EXECUTION_ID"),
-                        "args": sys.argv[2:]}) + "\\n")
+    f.write(json.dumps({"pid": os.getpid(), "ppid": os.getppid(),
+                        "execution": os.environ.get("OPSR_EXECUTION_ID"), "args": sys.argv[2:]}) + "\\n")
 """
 
 SCRIPTS: Final = {

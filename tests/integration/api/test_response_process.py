@@ -1,0 +1,118 @@
+"""The response side in its own process (response.process: separate, what `serve` runs): port 3011, the
+executor and the rule-to-response loop live in a child of the service; a pipeline commit wakes the child's
+loop through its pipe; a child that dies is started again and counted; stopping the service stops it."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import psutil
+import pytest
+
+from opsresponder.app import OpsResponder, running
+from tests.integration.api.autonomous import DONE, auth, wait_for
+from tests.integration.api.conftest import base_url
+from tests.integration.api.inbox import Inbox
+from tests.integration.api.loop_service import executions_of, loop_settings
+from tests.integration.api.playbooks import Playbooks
+from tests.waiting import eventually
+
+
+@pytest.fixture
+async def service(
+    database_url: str, db_pool: asyncpg.Pool, tmp_path: Path, playbooks: Playbooks, inbox: Inbox
+) -> AsyncIterator[OpsResponder]:
+    try:
+        settings = loop_settings(database_url, tmp_path / "data", playbooks, inbox)
+        async with running(settings, role="events") as svc:
+            yield svc
+    finally:
+        playbooks.kill_leftovers()
+
+
+def _child(service: OpsResponder) -> psutil.Process:
+    assert service.response_process is not None
+    pid = service.response_process.pid
+    assert pid is not None and pid != os.getpid()
+    return psutil.Process(pid)
+
+
+async def _fired_and_ran(service: OpsResponder, host: str) -> None:
+    """A webhook event fires the loop's rule; the child's loop runs its diagnostic to the end."""
+    headers = auth("ingest")
+    async with (
+        httpx.AsyncClient(base_url=base_url(service), headers=headers, timeout=10) as events,
+        httpx.AsyncClient(base_url=base_url(service, "autonomous_api"), headers=auth(), timeout=10) as client,
+    ):
+        body = {"source": "tests", "event_type": "test_loop", "severity": "high", "host": host, "title": "t"}
+        stored = await events.post("/api/v1/events/webhook", json=body)
+        assert stored.status_code == 200, stored.text
+        found: list[dict[str, object]] = []
+
+        async def both() -> bool:
+            nonlocal found
+            found = await executions_of(client, stored.json()["event_id"])
+            return len(found) == 2
+
+        await eventually(both, within=15, what="the loop's executions, submitted in the response process")
+        automatic = next(e for e in found if e["status"] != "pending_approval")
+        done = await wait_for(client, str(automatic["execution_id"]), DONE)
+        assert done["status"] == "completed", done
+
+
+async def test_the_response_side_serves_and_runs_in_a_child_process(
+    service: OpsResponder, playbooks: Playbooks
+) -> None:
+    child = _child(service)
+    assert child.ppid() == os.getpid()
+    assert child.nice() >= service.settings.response.process_nice
+    assert "response-process" in " ".join(child.cmdline())
+    # Port 3011 is the child's: this process has no socket listening on it.
+    port = int(service.listeners["autonomous_api"].rsplit(":", 1)[1])
+    assert any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in child.net_connections())
+    assert not any(c.laddr.port == port for c in psutil.Process().net_connections())
+
+    await _fired_and_ran(service, "web-1")
+    (look,) = playbooks.runs("quick_check")
+    assert look["ppid"] == child.pid  # the child ran the script
+
+
+async def test_a_dead_response_process_is_started_again_and_counted(service: OpsResponder) -> None:
+    first = _child(service)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+
+    async def restarted() -> bool:
+        process = service.response_process
+        return process is not None and process.pid not in (None, first.pid)
+
+    await eventually(restarted, within=20, what="a new response process")
+    second = _child(service)
+
+    async def serving() -> bool:
+        try:
+            async with httpx.AsyncClient(timeout=2) as c:
+                return (await c.get(f"{base_url(service, 'autonomous_api')}/health")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    await eventually(serving, within=20, what="port 3011 served again")
+    await _fired_and_ran(service, "web-2")  # the new child's loop and executor work
+    async with httpx.AsyncClient(base_url=base_url(service), headers=auth("read"), timeout=10) as events:
+        metrics = (await events.get("/metrics")).text
+    assert "opsresponder_response_process_restarts_total 1.0" in metrics
+    assert second.is_running()
+
+
+async def test_stopping_the_service_stops_its_response_process(
+    database_url: str, db_pool: asyncpg.Pool, tmp_path: Path, playbooks: Playbooks, inbox: Inbox
+) -> None:
+    settings = loop_settings(database_url, tmp_path / "data", playbooks, inbox)
+    async with running(settings, role="events") as svc:
+        child = _child(svc)
+    assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
