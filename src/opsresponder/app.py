@@ -173,13 +173,13 @@ class OpsResponder:
                         response_pool=response_pool,
                         response_here=self.role == "all",
                     )
-                    if self.role == "events":
+                    if self.role == "events" and settings.response.enabled:
                         # The child uses the database this process uses (an embedded one included).
                         database = msgspec.structs.replace(settings.database, url=dsn)
                         self.response_process = ResponseProcess(
                             msgspec.structs.replace(settings, database=database),
                             parts.registry,
-                            self.listeners.update,
+                            self.listeners,
                         )
                     await self._serve(parts, stop)
             finally:
@@ -201,8 +201,11 @@ class OpsResponder:
                 # After the migrations and the templates, like the executor in one process; before the
                 # listening line, which names port 3011's address too.
                 child = self.response_process
+                # SIGTERM at `http`, so it drains its requests while this process drains its own; its
+                # end is awaited at `executions`.
+                shutdown.on_stop("http", child.begin_stop)
                 shutdown.on_stop("executions", child.stop)
-                self.listeners.update(await child.start())
+                await child.start()
                 parts.worker.add_commit_listener(lambda _events: child.wake())
             if parts.executions is not None:
                 # After the migrations and the templates: its start recovers what a dead process left
@@ -246,6 +249,8 @@ class OpsResponder:
                 self.started.set()
                 await stop.wait()
                 log.info("Shutting down.", grace_seconds=grace)
+                if self.response_process is not None:
+                    self.response_process.prepare_stop()
                 await shutdown.run()
         finally:
             await shutdown.run()
@@ -375,7 +380,10 @@ async def database_pools(
 async def running(
     settings: Settings, *, clock: Clock = utcnow, role: Role = "all"
 ) -> AsyncIterator[OpsResponder]:
-    """Run the service in the background for the duration of the block (tests, embedding)."""
+    """Run the service in the background for the duration of the block (tests, embedding).
+
+    `role` ``events`` starts the response side as a child process, as `serve` does; the child then uses
+    the real clock whatever `clock` is."""
     service = OpsResponder(settings, clock=clock, role=role)
     stop = asyncio.Event()
     task = asyncio.create_task(service.run(stop), name="opsresponder")

@@ -131,6 +131,7 @@ def _serve(settings: Settings, link: ParentLink | None = None) -> None:
 
 def _response_process(parent_pid: int) -> int:
     """The response side's child process (opsresponder.response_process describes the protocol)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     link = ParentLink(parent_pid)
     try:
         link.die_with_parent()
@@ -153,7 +154,8 @@ def _response_process(parent_pid: int) -> int:
 async def _run(settings: Settings, link: ParentLink | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    # The response process stops when its parent says so (SIGTERM), not on a terminal's Ctrl-C.
+    for sig in (signal.SIGTERM, signal.SIGINT) if link is None else (signal.SIGTERM,):
         loop.add_signal_handler(sig, stop.set)
     if link is None:
         service = OpsResponder(settings, role=serving_role(settings))
@@ -171,11 +173,13 @@ async def _run(settings: Settings, link: ParentLink | None = None) -> None:
         await service.run(stop)
     finally:
         tuning.cancel()
-        if parent is not None:
-            parent.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(sig)
+        if parent is not None:
+            parent.cancel()
+            # Stopped already: a SIGTERM from the parent arriving now must not end the exit with -15.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 async def _migrate(settings: Settings) -> None:

@@ -12,21 +12,25 @@ The protocol, over the child's standard streams (its stderr is the parent's: one
   environment); then one ``w`` line per wake (a pipeline commit may have written firings: the
   rule-to-response loop looks at once instead of at its next poll). End of input: the parent is gone,
   the child stops as on SIGTERM.
-- child -> parent stdout: one JSON line ``{"listening": {name: address}}`` once port 3011 serves.
-- The child dies with its parent (``PR_SET_PDEATHSIG``): a kill -9 of the service kills both, as one
-  process would die; executions it ran are recovered by lease expiry, as after any crash.
+- child -> parent stdout: one JSON line ``{"listening": {name: address}}`` once port 3011 serves; then
+  the child points its stdout at /dev/null, so nothing it prints can fill a pipe nobody reads.
+- The child dies with its parent (``PR_SET_PDEATHSIG``, Linux): a kill -9 of the service kills both, as
+  one process would die; executions it ran are recovered by lease expiry, as after any crash. It runs in
+  a session of its own, so a terminal's Ctrl-C reaches only the parent, which stops it in order; it
+  ignores SIGINT, and SIGTERM once stopped.
+- The child reads the script catalog and the message templates when it starts (and restarts), as the
+  one process does at its start.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import os
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any, BinaryIO, Final
+from typing import Any, Final
 
 import msgspec
 import structlog
@@ -39,11 +43,16 @@ log = structlog.get_logger(__name__)
 
 COMMAND: Final = "response-process"
 """The ``opsresponder`` subcommand the child runs (not listed in its help: only `serve` starts it)."""
-START_TIMEOUT_SECONDS: Final = 60.0
-STOP_TIMEOUT_SECONDS: Final = 30.0
-"""Beyond the executor's own stop grace (10 s) and the HTTP server's: then the child is killed."""
+START_TIMEOUT_SECONDS: Final = 120.0
+"""From spawn to serving: imports, pools, and the executor's recovery of what a dead process left."""
+STOP_MARGIN_SECONDS: Final = 40.0
+"""The child's stop beyond its HTTP drain (``pipeline.drain_grace_seconds``): the loop's stop (up to
+10 s), the executor's grace for its runs to record their end (10 s) and the cancels after it; then the
+child is killed (its executions are then recovered by lease expiry)."""
 _RESTART_FIRST_DELAY: Final = 0.5
 _RESTART_MAX_DELAY: Final = 30.0
+_HEALTHY_SECONDS: Final = 60.0
+"""A child that served this long before dying restarts after the first delay again."""
 _WAKE: Final = b"w\n"
 _MAX_UNSENT_WAKES: Final = 4096
 """Bytes of wakes left unread by a stuck child beyond which more are dropped (one is enough to wake it)."""
@@ -57,19 +66,20 @@ class ResponseProcessError(OpsResponderError):
 class ResponseProcess:
     """Starts the response side's process, restarts it when it dies, wakes its loop, stops it."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        registry: CollectorRegistry,
-        on_listening: Callable[[dict[str, str]], None],
-    ) -> None:
+    def __init__(self, settings: Settings, registry: CollectorRegistry, listeners: dict[str, str]) -> None:
+        """`listeners`: the service's bound addresses by name (what /health shows): the child's are added
+        while it serves, removed while it is down."""
         self._setup = msgspec.json.encode(settings) + b"\n"
-        self._on_listening = on_listening
+        self._stop_timeout = settings.pipeline.drain_grace_seconds + STOP_MARGIN_SECONDS
+        self._listeners = listeners
+        self._announced: list[str] = []
         self._restarts = Counter(
             "opsresponder_response_process_restarts",
             "Times the response process (port 3011, executions) died and was started again.",
             registry=registry,
         )
+        self.restart_count = 0
+        """Times the child died (not stopped by this service) since this service started."""
         self._process: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
@@ -80,16 +90,33 @@ class ResponseProcess:
         process = self._process
         return None if process is None or process.returncode is not None else process.pid
 
-    async def start(self) -> dict[str, str]:
-        """Start the child and wait until it serves; its listeners' addresses by name.
+    @property
+    def exit_code(self) -> int | None:
+        """The last child's exit code once it has ended (None while it runs)."""
+        return None if self._process is None else self._process.returncode
+
+    async def start(self) -> None:
+        """Start the child and wait until it serves (its listeners are then in `listeners`).
 
         Raises:
             ResponseProcessError: it exited or did not serve within `START_TIMEOUT_SECONDS`.
         """
         self._stopping = False
-        process, listening = await self._spawn()
+        process = await self._spawn()
         self._supervisor = asyncio.create_task(self._supervise(process), name="response-process")
-        return listening
+        self._supervisor.add_done_callback(_log_failure)
+
+    def prepare_stop(self) -> None:
+        """The service is stopping: a child ending from now on is not restarted (a signal to the whole
+        process group, as systemd sends, ends it before the parent's stop reaches it)."""
+        self._stopping = True
+
+    async def begin_stop(self) -> None:
+        """Send SIGTERM now, so the child drains its requests while the parent drains its own."""
+        self._stopping = True
+        process = self._process
+        if process is not None and process.returncode is None:
+            process.send_signal(signal.SIGTERM)
 
     def wake(self) -> None:
         """Tell the child's rule-to-response loop to look for firings now (coalesced per loop iteration)."""
@@ -106,29 +133,31 @@ class ResponseProcess:
             process.stdin.write(_WAKE)
 
     async def stop(self) -> None:
-        """SIGTERM: the child stops as the service does (executions interrupted, rollbacks queued); killed
-        after `STOP_TIMEOUT_SECONDS`. Idempotent."""
-        self._stopping = True
+        """SIGTERM (unless `begin_stop` sent it): the child stops as the service does (executions
+        interrupted, rollbacks queued); killed when it takes longer than its drain and stop graces.
+        Idempotent."""
+        await self.begin_stop()
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is not None:
             supervisor.cancel()
             await asyncio.wait([supervisor])
         process = self._process
-        if process is None or process.returncode is not None:
+        if process is None:
             return
-        process.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(process.wait(), STOP_TIMEOUT_SECONDS)
+            await asyncio.wait_for(process.wait(), self._stop_timeout)
         except TimeoutError:
             log.error("The response process did not stop in time; killing it.", pid=process.pid)
             process.kill()
             await process.wait()
-        if process.returncode:
+        self._forget_listeners()
+        if process.returncode not in (0, -signal.SIGTERM):  # -SIGTERM: stopped before it could listen
             log.warning("The response process stopped with an error.", exit_code=process.returncode)
 
-    async def _spawn(self) -> tuple[asyncio.subprocess.Process, dict[str, str]]:
+    async def _spawn(self) -> asyncio.subprocess.Process:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
+            "-P",  # not the working directory first on sys.path: the parent's code, nothing planted there
             "-m",
             "opsresponder",
             COMMAND,
@@ -136,13 +165,14 @@ class ResponseProcess:
             str(os.getpid()),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            start_new_session=True,
         )
         self._process = process
         assert process.stdin is not None and process.stdout is not None
         process.stdin.write(self._setup)
         try:
             line = await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT_SECONDS)
-        except TimeoutError:
+        except (TimeoutError, ValueError):  # ValueError: a line over the reader's limit
             line = b""
         try:
             listening = msgspec.json.decode(line, type=_Listening).listening
@@ -154,28 +184,55 @@ class ResponseProcess:
                 f"the response process did not start (exit code {code}; its log says why)"
             ) from None
         log.info("The response process is serving.", pid=process.pid, **listening)
-        return process, listening
+        self._listeners.update(listening)
+        self._announced = list(listening)
+        return process
 
-    async def _supervise(self, process: asyncio.subprocess.Process) -> None:
+    def _forget_listeners(self) -> None:
+        for name in self._announced:
+            self._listeners.pop(name, None)
+        self._announced = []
+
+    async def _supervise(self, process: asyncio.subprocess.Process | None) -> None:
         delay = _RESTART_FIRST_DELAY
+        loop = asyncio.get_running_loop()
+        served_since = loop.time()
         while True:
-            code = await process.wait()
-            if self._stopping:
-                return
-            self._restarts.inc()
-            log.error(
-                "The response process stopped; starting it again. Port 3011 and executions wait meanwhile.",
-                exit_code=code,
-                restart_in_seconds=delay,
-            )
+            if process is not None:
+                code = await process.wait()
+                if self._stopping:
+                    return
+                self._forget_listeners()
+                self._restarts.inc()
+                self.restart_count += 1
+                if loop.time() - served_since >= _HEALTHY_SECONDS:
+                    delay = _RESTART_FIRST_DELAY
+                log.error(
+                    "The response process stopped; starting it again. Port 3011 and executions wait.",
+                    exit_code=code,
+                    restart_in_seconds=delay,
+                )
             await asyncio.sleep(delay)
             delay = min(delay * 2, _RESTART_MAX_DELAY)
+            if self._stopping:
+                return
             try:
-                process, listening = await self._spawn()
+                process = await self._spawn()
             except (ResponseProcessError, OSError) as e:
-                log.error("Starting the response process again failed.", error=str(e))
+                if self._stopping:
+                    return  # stopped while it started: not a failure
+                log.error("Starting the response process again failed.", error=str(e), retry_in_seconds=delay)
+                process = None
                 continue
-            self._on_listening(listening)
+            served_since = loop.time()
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error(
+            "Supervising the response process failed: it is no longer restarted.",
+            exc_info=task.exception(),
+        )
 
 
 class _Listening(msgspec.Struct):
@@ -185,49 +242,68 @@ class _Listening(msgspec.Struct):
 class ParentLink:
     """The child's side: read the configuration, die with the parent, announce, follow the wakes."""
 
-    def __init__(
-        self, parent_pid: int, stdin: BinaryIO = sys.stdin.buffer, stdout: BinaryIO = sys.stdout.buffer
-    ) -> None:
+    def __init__(self, parent_pid: int, stdin_fd: int = 0, stdout_fd: int = 1) -> None:
         self._parent_pid = parent_pid
-        self._stdin = stdin
-        self._stdout = stdout
+        self._stdin_fd = stdin_fd
+        self._stdout_fd = stdout_fd
+        self._read_ahead = b""
 
     def die_with_parent(self) -> None:
-        """Ask the kernel for SIGKILL when the parent dies; exit at once if it already has.
+        """Ask the kernel for SIGKILL when the parent dies (Linux; elsewhere the end of stdin stops the
+        child); fail if the parent already has.
 
         Raises:
             ResponseProcessError: the parent is not the one named (it died before this ran).
         """
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-            raise ResponseProcessError(f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(ctypes.get_errno())}")
+        if sys.platform.startswith("linux"):
+            libc = ctypes.CDLL(None, use_errno=True)
+            answer = libc.prctl(
+                ctypes.c_int(_PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0),
+                ctypes.c_ulong(0), ctypes.c_ulong(0),
+            )  # fmt: skip
+            if answer != 0:
+                error = os.strerror(ctypes.get_errno())
+                raise ResponseProcessError(f"prctl(PR_SET_PDEATHSIG) failed: {error}")
         if os.getppid() != self._parent_pid:
             raise ResponseProcessError("the parent process is gone")
 
     def read_settings(self) -> Settings:
-        """The first line of the input: the parent's configuration.
+        """The first line of the input: the parent's configuration. Read from the descriptor, not a
+        buffered file, and what came after the line is kept for `follow`: no wake is lost.
 
         Raises:
             ResponseProcessError: the line is missing or not a configuration.
         """
+        data = b""
+        while b"\n" not in data:
+            chunk = os.read(self._stdin_fd, 65536)
+            if not chunk:
+                break
+            data += chunk
+        line, _, self._read_ahead = data.partition(b"\n")
         try:
-            return msgspec.json.decode(self._stdin.readline(), type=Settings)
+            return msgspec.json.decode(line, type=Settings)
         except msgspec.DecodeError as e:
             raise ResponseProcessError(f"no configuration from the parent process: {e}") from None
 
     def announce(self, listening: dict[str, Any]) -> None:
-        self._stdout.write(msgspec.json.encode(_Listening({k: str(v) for k, v in listening.items()})) + b"\n")
-        self._stdout.flush()
+        """Tell the parent where this process serves; then stdout goes to /dev/null (see the module)."""
+        line = msgspec.json.encode(_Listening({k: str(v) for k, v in listening.items()})) + b"\n"
+        os.write(self._stdout_fd, line)
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, self._stdout_fd)
+        os.close(null)
 
     async def follow(self, on_wake: Callable[[], None]) -> None:
         """Call `on_wake` per wake line; return at the end of input (the parent is gone)."""
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
-        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), self._stdin)
+        reader.feed_data(self._read_ahead)
+        pipe = os.fdopen(self._stdin_fd, "rb", buffering=0, closefd=False)
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
         try:
             while line := await reader.readline():
                 if line == _WAKE:
                     on_wake()
         finally:
-            with contextlib.suppress(Exception):
-                transport.close()
+            transport.close()

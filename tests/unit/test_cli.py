@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http.server
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,3 +132,11 @@ def test_healthcheck_fails_when_nothing_listens(monkeypatch: pytest.MonkeyPatch)
         port = closed.server_address[1]
     monkeypatch.setenv("OPSRESPONDER_API__EVENTS__PORT", str(port))
     assert main(["healthcheck", "--config", CONFIG]) == 1
+
+
+def test_a_command_runs_with_its_standard_streams_closed() -> None:
+    # Nothing reads or writes stdin/stdout at import (the response process's link opens its descriptors
+    # only when it runs): a closed stream is no crash.
+    config = Path(__file__).parents[2] / "config" / "opsresponder.yaml"
+    command = f'"{sys.executable}" -m opsresponder --config "{config}" check-config <&- >&-'
+    assert subprocess.run(["/bin/sh", "-c", command], check=False, timeout=60).returncode == 0

@@ -1,6 +1,8 @@
 """The response side in its own process (response.process: separate, what `serve` runs): port 3011, the
 executor and the rule-to-response loop live in a child of the service; a pipeline commit wakes the child's
-loop through its pipe; a child that dies is started again and counted; stopping the service stops it."""
+loop through its pipe (the loop's poll is a minute here, so only the wake can be in time); a child that
+dies is started again and counted; stopping the service stops it, also when the stop signal reached the
+child first (a signal to the process group, as systemd sends)."""
 
 from __future__ import annotations
 
@@ -11,10 +13,12 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import msgspec
 import psutil
 import pytest
 
 from opsresponder.app import OpsResponder, running
+from opsresponder.config import Settings
 from tests.integration.api.autonomous import DONE, auth, wait_for
 from tests.integration.api.conftest import base_url
 from tests.integration.api.inbox import Inbox
@@ -23,12 +27,19 @@ from tests.integration.api.playbooks import Playbooks
 from tests.waiting import eventually
 
 
+def _settings(database_url: str, data_dir: Path, playbooks: Playbooks, inbox: Inbox) -> Settings:
+    settings = loop_settings(database_url, data_dir, playbooks, inbox)
+    loop = msgspec.structs.replace(settings.response.loop, poll_interval_ms=60_000)
+    response = msgspec.structs.replace(settings.response, loop=loop)
+    return msgspec.structs.replace(settings, response=response)
+
+
 @pytest.fixture
 async def service(
     database_url: str, db_pool: asyncpg.Pool, tmp_path: Path, playbooks: Playbooks, inbox: Inbox
 ) -> AsyncIterator[OpsResponder]:
     try:
-        settings = loop_settings(database_url, tmp_path / "data", playbooks, inbox)
+        settings = _settings(database_url, tmp_path / "data", playbooks, inbox)
         async with running(settings, role="events") as svc:
             yield svc
     finally:
@@ -84,8 +95,13 @@ async def test_the_response_side_serves_and_runs_in_a_child_process(
 
 async def test_a_dead_response_process_is_started_again_and_counted(service: OpsResponder) -> None:
     first = _child(service)
-    first.send_signal(signal.SIGKILL)
-    first.wait(10)
+    old_port = service.listeners["autonomous_api"]
+    os.kill(first.pid, signal.SIGKILL)
+
+    async def down() -> bool:
+        return "autonomous_api" not in service.listeners  # /health no longer names a dead child's port
+
+    await eventually(down, within=10, what="the dead child's listener forgotten")
 
     async def restarted() -> bool:
         process = service.response_process
@@ -95,6 +111,8 @@ async def test_a_dead_response_process_is_started_again_and_counted(service: Ops
     second = _child(service)
 
     async def serving() -> bool:
+        if "autonomous_api" not in service.listeners:
+            return False
         try:
             async with httpx.AsyncClient(timeout=2) as c:
                 return (await c.get(f"{base_url(service, 'autonomous_api')}/health")).status_code == 200
@@ -102,17 +120,33 @@ async def test_a_dead_response_process_is_started_again_and_counted(service: Ops
             return False
 
     await eventually(serving, within=20, what="port 3011 served again")
+    assert service.listeners["autonomous_api"] != old_port or old_port.endswith(":0")
     await _fired_and_ran(service, "web-2")  # the new child's loop and executor work
     async with httpx.AsyncClient(base_url=base_url(service), headers=auth("read"), timeout=10) as events:
         metrics = (await events.get("/metrics")).text
     assert "opsresponder_response_process_restarts_total 1.0" in metrics
+    assert service.response_process is not None and service.response_process.restart_count == 1
     assert second.is_running()
 
 
 async def test_stopping_the_service_stops_its_response_process(
     database_url: str, db_pool: asyncpg.Pool, tmp_path: Path, playbooks: Playbooks, inbox: Inbox
 ) -> None:
-    settings = loop_settings(database_url, tmp_path / "data", playbooks, inbox)
-    async with running(settings, role="events") as svc:
+    async with running(_settings(database_url, tmp_path / "data", playbooks, inbox), role="events") as svc:
         child = _child(svc)
-    assert not child.is_running() or child.status() == psutil.STATUS_ZOMBIE
+        process = svc.response_process
+    assert process is not None and process.exit_code == 0  # a clean stop, not a kill
+    assert not psutil.pid_exists(child.pid)
+
+
+async def test_a_stop_signal_that_reaches_the_child_first_is_no_crash(
+    database_url: str, db_pool: asyncpg.Pool, tmp_path: Path, playbooks: Playbooks, inbox: Inbox
+) -> None:
+    async with running(_settings(database_url, tmp_path / "data", playbooks, inbox), role="events") as svc:
+        process = svc.response_process
+        assert process is not None and process.pid is not None
+        first = process.pid
+        os.kill(first, signal.SIGTERM)  # as a signal to the whole process group delivers it
+    assert process.exit_code == 0 and process.pid is None
+    assert process.restart_count == 0  # not taken for a crash, and no new child started while stopping
+    assert not psutil.pid_exists(first)
