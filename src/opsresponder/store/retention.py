@@ -144,7 +144,9 @@ class RetentionRule:
 
     def arguments(self, now: datetime) -> tuple[object, ...]:
         base: tuple[object, ...] = (self.cutoff(now), self.batch_size)
-        return (*base, now - self.keep_window) if self.keep_if else base
+        # Only a keep_if that uses $3 gets it: PostgreSQL counts a statement's parameters by the highest
+        # one it references, and refuses an argument more.
+        return (*base, now - self.keep_window) if self.keep_if and "$3" in self.keep_if else base
 
 
 def event_rules(
