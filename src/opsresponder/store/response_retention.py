@@ -50,7 +50,10 @@ _UNSETTLED_EXECUTION: Final = (
 
 # An execution is submitted for a decision, possibly long after it (an approval); a firing's plan is reused
 # by a retry of its firing. Rows named by either keep their decision; after the executions rule ran, the
-# executions left are the recent and the kept ones.
+# executions left are the recent and the kept ones. Both lookups have an index (migration 017): with
+# 1,000,000 executions PostgreSQL probes it per candidate; with 100,000 it rather hashes the table once
+# per batch, about 0.5 s per 5,000-decision batch (EXPLAIN ANALYZE, 2-core machine). Decisions are never
+# updated, so the batch's row locks hold nothing up.
 _DECISION_IN_USE: Final = (
     "EXISTS (SELECT 1 FROM autonomous.executions AS e WHERE e.decision_id = t.id) "
     "OR EXISTS (SELECT 1 FROM autonomous.firing_responses AS r WHERE r.decision_id = t.id)"
