@@ -80,11 +80,12 @@ from opsresponder.store.events import EventRepository
 from opsresponder.store.executions import ExecutionRepository
 from opsresponder.store.feedback import FeedbackRepository
 from opsresponder.store.firing_responses import FiringResponseRepository
-from opsresponder.store.firings import FiringRepository, FiringsWriter
+from opsresponder.store.firings import FiringRepository, FiringsWriter, firing_rules
 from opsresponder.store.learning import LearningRepository
 from opsresponder.store.outcomes import OutcomeRepository
 from opsresponder.store.patterns import PatternRepository, PatternWriter
 from opsresponder.store.pool import connection
+from opsresponder.store.response_retention import response_rules
 from opsresponder.store.response_templates import ResponseTemplateRepository
 from opsresponder.store.retention import RetentionJob, RetentionMetrics, event_rules
 from opsresponder.store.rule_checks import TriggerRuleChecks
@@ -725,6 +726,12 @@ def _scheduled_jobs(
             )
             + correlation_rules(
                 max_age=timedelta(days=retention_config.events_days), batch_size=retention_config.batch_size
+            )
+            + firing_rules(
+                max_age=timedelta(days=retention_config.events_days), batch_size=retention_config.batch_size
+            )
+            + response_rules(
+                max_age=timedelta(days=retention_config.response_days), batch_size=retention_config.batch_size
             ),
             RetentionMetrics(registry),
             clock=clock,

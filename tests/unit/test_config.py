@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from opsresponder.config import ScoringConfig, load_settings, settings_from_tree
+from opsresponder.config import RetentionConfig, ScoringConfig, load_settings, settings_from_tree
 from opsresponder.core.errors import ConfigError
 
 REPO = Path(__file__).parents[2]
@@ -37,6 +37,7 @@ def test_the_shipped_config_is_valid_and_has_the_spec_defaults() -> None:
     ]
     assert settings.pipeline.trace is True
     assert settings.scoring == ScoringConfig()  # the file states the defaults of config.py
+    assert settings.retention == RetentionConfig()
     assert settings.rules.min_severity == "low" and settings.rules.file is None
     assert settings.noise.silence_refresh_seconds == 2
     assert settings.noise.flapping.max_changes == 5 and settings.noise.flapping.window_minutes == 30

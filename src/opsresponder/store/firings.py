@@ -24,6 +24,11 @@ from opsresponder.core.batch import Batch
 from opsresponder.core.event import Event
 from opsresponder.rules.evaluation import FIRINGS, Firing
 from opsresponder.store.pool import connection
+from opsresponder.store.retention import RetentionRule
+
+SETTLED: Final = ("done", "failed")
+"""Firing states the response loop is finished with: `complete` and `fail` set them, and nothing claims
+them again (`release` puts a firing back to ``new``)."""
 
 _COLUMNS: Final = (
     "id, firing_key, rule_id, group_key, kind, event_ids, fired_at, detail, status, claimed_by, claimed_at, "
@@ -222,3 +227,24 @@ class FiringRepository:
                 None if error is None else error[:1000],
             )
         return int(result.rsplit(" ", 1)[1])
+
+
+def firing_rules(*, max_age: timedelta, batch_size: int) -> list[RetentionRule]:
+    """Retention of ``rules.rule_firings``: settled firings as old as the events they name
+    (``retention.events_days``, on ``fired_at``), with the loop's plan for each (``firing_responses``).
+
+    A firing still ``new`` or ``claimed`` is kept however old: it is the outbox, and deleting it would
+    lose a response nobody has handled yet (an outage of the response side, say); it goes in the first
+    run after it settles.
+    """
+    settled = ", ".join(f"'{s}'" for s in SETTLED)
+    return [
+        RetentionRule(
+            "rules.rule_firings",
+            "fired_at",
+            max_age,
+            batch_size,
+            keep_if=f"t.status NOT IN ({settled})",
+            also_delete=(("autonomous.firing_responses", "firing_id"),),
+        )
+    ]

@@ -5,15 +5,16 @@ column defines a row's age (it must be indexed), the maximum age, the batch size
 predicate for old rows that must be kept anyway. `RetentionJob` applies a list of rules; the scheduler
 (`store/scheduler.py`) runs it once per period across every process.
 
-Where rules come from: `event_rules` here, for ``events.events`` and ``events.dedup``. A later feature that
+Where rules come from: `event_rules` here, for ``events.events`` and ``events.dedup``. A feature that
 creates a table with a retention period adds a function returning its rules next to its repository, and
-``app.py`` concatenates them into the list given to `RetentionJob`:
+``assembly.py`` concatenates them into the list given to `RetentionJob`:
 
-- correlations: ``retention.events_days`` on the correlation's last event time, so that a correlation
-  goes together with its events;
-- autonomous executions: ``retention.executions_days`` on the creation time, with ``keep_if`` sparing
-  executions not yet finished;
-- audit records: ``retention.audit_days`` on the record's time.
+- correlations (`store.correlations.correlation_rules`): ``retention.events_days`` on their creation time,
+  so that a correlation goes together with its events;
+- rule firings (`store.firings.firing_rules`): ``retention.events_days`` on ``fired_at``, settled ones
+  only, with the response loop's plan for each;
+- the ``autonomous`` schema (`store.response_retention.response_rules`): ``retention.response_days``,
+  settled executions with their rows, then the decisions nothing names, outcomes, scores and feedback.
 
 Why batches and not one DELETE: one statement removing a month of events would hold row locks on millions
 of rows and keep one transaction open for minutes, which holds back vacuum everywhere and blocks any DDL
@@ -144,7 +145,9 @@ class RetentionRule:
 
     def arguments(self, now: datetime) -> tuple[object, ...]:
         base: tuple[object, ...] = (self.cutoff(now), self.batch_size)
-        return (*base, now - self.keep_window) if self.keep_if else base
+        # Only a keep_if that uses $3 gets it: PostgreSQL counts a statement's parameters by the highest
+        # one it references, and refuses an argument more.
+        return (*base, now - self.keep_window) if self.keep_if and "$3" in self.keep_if else base
 
 
 def event_rules(

@@ -73,6 +73,13 @@ def test_a_keep_predicate_is_excluded_and_gets_its_horizon_as_third_argument() -
     assert rule.arguments(NOW) == (NOW - timedelta(days=30), rule.batch_size, NOW - timedelta(hours=2))
 
 
+def test_a_keep_predicate_without_a_horizon_gets_no_third_argument() -> None:
+    # PostgreSQL counts a statement's parameters by the highest it references and refuses one more.
+    rule = RetentionRule("rules.rule_firings", "fired_at", timedelta(days=30), 100, keep_if="t.open")
+    assert "AND NOT (t.open)" in rule.delete_statement()
+    assert rule.arguments(NOW) == (NOW - timedelta(days=30), 100)
+
+
 def test_dependent_rows_are_deleted_in_the_same_statement_which_counts_the_rows_of_the_rule() -> None:
     rule = RetentionRule(
         "events.events",
