@@ -234,11 +234,11 @@ class RetentionConfig(_Section):
     events_days: PositiveInt = 30
     """Events (by received_at, the server's clock) older than this are removed, with their correlations,
     and so are settled rule firings (by fired_at) with the response loop's plan for each."""
-    response_days: PositiveInt = 90
+    response_days: PositiveInt = 365
     """The response side's audit trail older than this is removed: settled executions (with their actions,
     logs, approval and verification), decisions no remaining execution or firing names, action outcomes,
     execution scores and feedback, each by its own time. Outcomes older than this no longer count in the
-    analysis's success probabilities (``response.analysis.history_days``, also 90 by default)."""
+    analysis's success probabilities (``response.analysis.history_days``: 90 by default, well within it)."""
     interval_seconds: PositiveInt = 3600
     jitter_seconds: Annotated[int, msgspec.Meta(ge=0)] = 300
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 5000
