@@ -31,6 +31,8 @@ from opsresponder.core.clock import Clock, utcnow
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.stage import BackgroundStage
 from opsresponder.pipeline.worker import PipelineWorker
+from opsresponder.response.executor.service import ExecutionService
+from opsresponder.response.loop import ResponseLoop
 from opsresponder.response_process import ResponseProcess
 from opsresponder.state import StateBackend, build_state_backend
 from opsresponder.store.embedded import EmbeddedPostgres, ensure_database
@@ -189,12 +191,7 @@ class OpsResponder:
     async def _serve(self, parts: Parts, stop: asyncio.Event) -> None:
         self.intake, self.worker = parts.intake, parts.worker
         grace = self.settings.pipeline.drain_grace_seconds
-        shutdown = Shutdown()
-        for server in parts.servers.values():
-            shutdown.on_stop("sockets", _close_socket(server))
-        for close in parts.response_clients:
-            # Built whether or not anything started: closed in every case.
-            shutdown.on_stop("response_clients", close)
+        shutdown = _shutdown_closing(parts.servers, parts.response_clients)
         try:
             log.info("Response templates loaded from files.", **await parts.load_templates())
             if self.response_process is not None:
@@ -208,14 +205,8 @@ class OpsResponder:
                 await child.start()
                 parts.worker.add_commit_listener(lambda _events: child.wake())
             if parts.executions is not None:
-                # After the migrations and the templates: its start recovers what a dead process left
-                # running (interrupted, rolled back when asked), before any request can submit.
-                await parts.executions.start()
-                if parts.loop is not None:
-                    # Stopped before the executor: it submits executions.
-                    await parts.loop.start()
-                    shutdown.on_stop("executions", parts.loop.stop)
-                shutdown.on_stop("executions", parts.executions.stop)
+                # After the migrations and the templates.
+                await _start_executions(shutdown, parts.executions, parts.loop)
             for name, listener in parts.ingest_listeners.items():
                 await listener.start()
                 shutdown.on_stop("ingest", listener.stop)
@@ -258,18 +249,9 @@ class OpsResponder:
     async def _serve_response(self, parts: ResponseParts, stop: asyncio.Event) -> None:
         """The response process: port 3011, the executor, the loop and their jobs, stopped in
         `STOP_ORDER` like the same parts in one process."""
-        shutdown = Shutdown()
-        for server in parts.servers.values():
-            shutdown.on_stop("sockets", _close_socket(server))
-        for close in parts.response_clients:
-            shutdown.on_stop("response_clients", close)
+        shutdown = _shutdown_closing(parts.servers, parts.response_clients)
         try:
-            # Its start recovers what a dead process left running before any request can submit.
-            await parts.executions.start()
-            if parts.loop is not None:
-                await parts.loop.start()
-                shutdown.on_stop("executions", parts.loop.stop)
-            shutdown.on_stop("executions", parts.executions.stop)
+            await _start_executions(shutdown, parts.executions, parts.loop)
             async with asyncio.TaskGroup() as tasks:
                 scheduler = tasks.create_task(parts.scheduler.run(), name="scheduler")
                 shutdown.on_stop("scheduler", _cancel(scheduler))
@@ -299,6 +281,31 @@ def _cancel(task: asyncio.Task[None]) -> StopStep:
         await asyncio.wait([task])
 
     return step
+
+
+def _shutdown_closing(
+    servers: dict[str, HttpServer], clients: list[Callable[[], Awaitable[None]]]
+) -> Shutdown:
+    """A `Shutdown` that releases the servers' sockets and closes the response side's HTTP clients: both
+    are built whether or not anything starts, so they are closed in every case."""
+    shutdown = Shutdown()
+    for server in servers.values():
+        shutdown.on_stop("sockets", _close_socket(server))
+    for close in clients:
+        shutdown.on_stop("response_clients", close)
+    return shutdown
+
+
+async def _start_executions(
+    shutdown: Shutdown, executions: ExecutionService, loop: ResponseLoop | None
+) -> None:
+    """The executor's start recovers what a dead process left running (interrupted, rolled back when
+    asked) before any request can submit; the loop starts after it and stops before it (it submits)."""
+    await executions.start()
+    if loop is not None:
+        await loop.start()
+        shutdown.on_stop("executions", loop.stop)
+    shutdown.on_stop("executions", executions.stop)
 
 
 def _close_socket(server: HttpServer) -> StopStep:
