@@ -148,6 +148,10 @@ def _response_process(parent_pid: int) -> int:
     except OpsResponderError as e:
         log.error("The response process could not start.", error=str(e))
         return 1
+    finally:
+        # Closing the event loop restored SIGTERM's default: one arriving while this process exits must
+        # not turn its exit code into -15.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return 0
 
 

@@ -83,6 +83,7 @@ class ResponseProcess:
         self._process: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
+        self._terminated: asyncio.subprocess.Process | None = None
         self._wake_pending = False
 
     @property
@@ -112,10 +113,11 @@ class ResponseProcess:
         self._stopping = True
 
     async def begin_stop(self) -> None:
-        """Send SIGTERM now, so the child drains its requests while the parent drains its own."""
+        """Send SIGTERM now (once), so the child drains its requests while the parent drains its own."""
         self._stopping = True
         process = self._process
-        if process is not None and process.returncode is None:
+        if process is not None and process.returncode is None and self._terminated is not process:
+            self._terminated = process
             process.send_signal(signal.SIGTERM)
 
     def wake(self) -> None:
