@@ -244,6 +244,9 @@ class OpsResponder:
                     self.response_process.prepare_stop()
                 await shutdown.run()
         finally:
+            if self.response_process is not None:
+                # Also when a part failed: a child ending from now on is part of the stop, not a crash.
+                self.response_process.prepare_stop()
             await shutdown.run()
 
     async def _serve_response(self, parts: ResponseParts, stop: asyncio.Event) -> None:

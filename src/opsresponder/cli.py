@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -131,7 +132,6 @@ def _serve(settings: Settings, link: ParentLink | None = None) -> None:
 
 def _response_process(parent_pid: int) -> int:
     """The response side's child process (opsresponder.response_process describes the protocol)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     link = ParentLink(parent_pid)
     try:
         link.die_with_parent()
@@ -148,23 +148,26 @@ def _response_process(parent_pid: int) -> int:
     except OpsResponderError as e:
         log.error("The response process could not start.", error=str(e))
         return 1
-    finally:
-        # Closing the event loop restored SIGTERM's default: one arriving while this process exits must
-        # not turn its exit code into -15.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return 0
 
 
 async def _run(settings: Settings, link: ParentLink | None = None) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    # The response process stops when its parent says so (SIGTERM), not on a terminal's Ctrl-C.
-    for sig in (signal.SIGTERM, signal.SIGINT) if link is None else (signal.SIGTERM,):
-        loop.add_signal_handler(sig, stop.set)
     if link is None:
         service = OpsResponder(settings, role=serving_role(settings))
     else:
         service = OpsResponder(settings, role="response", announce=link.announce)
+
+    def stop_now() -> None:
+        stop.set()
+        # At once, not when `run` next looks: a signal to the whole process group (systemd's) may end the
+        # response process before that, and must not be taken for a crash.
+        if service.response_process is not None:
+            service.response_process.prepare_stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop_now)
     # SIGHUP rereads the asset inventory (docs/assets.md), the usual "reload your files" signal.
     loop.add_signal_handler(signal.SIGHUP, service.reload)
     tuning = asyncio.create_task(_tune_once_started(service), name="gc-tuning")
@@ -172,18 +175,31 @@ async def _run(settings: Settings, link: ParentLink | None = None) -> None:
     if link is not None:
         # The end of the parent's pipe is the parent gone: stop as on SIGTERM.
         parent = asyncio.create_task(link.follow(service.wake_response_loop), name="parent-link")
-        parent.add_done_callback(lambda _task: stop.set())
+        parent.add_done_callback(functools.partial(_parent_gone, stop))
     try:
         await service.run(stop)
     finally:
         tuning.cancel()
+        if parent is not None:
+            parent.cancel()
+            # Stopped already: a SIGTERM from the parent arriving from now on must not make the exit
+            # code -15. Blocked while the loop's handler gives way to the ignore (removing a handler
+            # restores the default action).
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with contextlib.suppress(ValueError, RuntimeError):
                 loop.remove_signal_handler(sig)
-        if parent is not None:
-            parent.cancel()
-            # Stopped already: a SIGTERM from the parent arriving now must not end the exit with -15.
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def _parent_gone(stop: asyncio.Event, task: asyncio.Task[None]) -> None:
+    """The end of the parent's pipe is the parent gone: stop as on SIGTERM (saying why, if it failed)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("Reading the parent's pipe failed; stopping.", exc_info=task.exception())
+    stop.set()
 
 
 async def _migrate(settings: Settings) -> None:

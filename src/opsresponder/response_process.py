@@ -12,12 +12,13 @@ The protocol, over the child's standard streams (its stderr is the parent's: one
   environment); then one ``w`` line per wake (a pipeline commit may have written firings: the
   rule-to-response loop looks at once instead of at its next poll). End of input: the parent is gone,
   the child stops as on SIGTERM.
-- child -> parent stdout: one JSON line ``{"listening": {name: address}}`` once port 3011 serves; then
-  the child points its stdout at /dev/null, so nothing it prints can fill a pipe nobody reads.
+- child -> parent stdout: one JSON line ``{"listening": {name: address}}`` once port 3011 serves (other
+  lines before it are skipped); then the child's stdout is its stderr, so nothing it prints can fill a
+  pipe nobody reads, and it stays in the log.
 - The child dies with its parent (``PR_SET_PDEATHSIG``, Linux): a kill -9 of the service kills both, as
   one process would die; executions it ran are recovered by lease expiry, as after any crash. It runs in
   a session of its own, so a terminal's Ctrl-C reaches only the parent, which stops it in order; it
-  ignores SIGINT, and SIGTERM once stopped.
+  ignores SIGTERM once stopped.
 - The child reads the script catalog and the message templates when it starts (and restarts), as the
   one process does at its start.
 """
@@ -25,6 +26,7 @@ The protocol, over the child's standard streams (its stderr is the parent's: one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import signal
@@ -103,7 +105,12 @@ class ResponseProcess:
             ResponseProcessError: it exited or did not serve within `START_TIMEOUT_SECONDS`.
         """
         self._stopping = False
-        process = await self._spawn()
+        try:
+            process = await self._spawn()
+        except ResponseProcessError:
+            if self._stopping:
+                return  # the service was told to stop while it started (and so was the child)
+            raise
         self._supervisor = asyncio.create_task(self._supervise(process), name="response-process")
         self._supervisor.add_done_callback(_log_failure)
 
@@ -150,9 +157,11 @@ class ResponseProcess:
             await asyncio.wait_for(process.wait(), self._stop_timeout)
         except TimeoutError:
             log.error("The response process did not stop in time; killing it.", pid=process.pid)
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                process.kill()
             await process.wait()
-        self._forget_listeners()
+        finally:
+            self._forget_listeners()
         if process.returncode not in (0, -signal.SIGTERM):  # -SIGTERM: stopped before it could listen
             log.warning("The response process stopped with an error.", exit_code=process.returncode)
 
@@ -173,14 +182,13 @@ class ResponseProcess:
         assert process.stdin is not None and process.stdout is not None
         process.stdin.write(self._setup)
         try:
-            line = await asyncio.wait_for(process.stdout.readline(), START_TIMEOUT_SECONDS)
-        except (TimeoutError, ValueError):  # ValueError: a line over the reader's limit
-            line = b""
-        try:
-            listening = msgspec.json.decode(line, type=_Listening).listening
-        except msgspec.DecodeError:
+            listening = await asyncio.wait_for(_announced(process.stdout), START_TIMEOUT_SECONDS)
+        except TimeoutError:
+            listening = None
+        if listening is None:
             if process.returncode is None:
-                process.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
             code = await process.wait()
             raise ResponseProcessError(
                 f"the response process did not start (exit code {code}; its log says why)"
@@ -227,6 +235,20 @@ class ResponseProcess:
                 process = None
                 continue
             served_since = loop.time()
+
+
+async def _announced(stdout: asyncio.StreamReader) -> dict[str, str] | None:
+    """The child's listeners, from the first line of its stdout that is the announce (a stray print
+    before it is skipped); None at the end of its output."""
+    while True:
+        try:
+            line = await stdout.readline()
+        except ValueError:  # a line over the reader's limit: not the announce
+            continue
+        if not line:
+            return None
+        with contextlib.suppress(msgspec.DecodeError):
+            return msgspec.json.decode(line, type=_Listening).listening
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
@@ -289,12 +311,10 @@ class ParentLink:
             raise ResponseProcessError(f"no configuration from the parent process: {e}") from None
 
     def announce(self, listening: dict[str, Any]) -> None:
-        """Tell the parent where this process serves; then stdout goes to /dev/null (see the module)."""
+        """Tell the parent where this process serves; then stdout is stderr (see the module)."""
         line = msgspec.json.encode(_Listening({k: str(v) for k, v in listening.items()})) + b"\n"
         os.write(self._stdout_fd, line)
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, self._stdout_fd)
-        os.close(null)
+        os.dup2(2, self._stdout_fd)
 
     async def follow(self, on_wake: Callable[[], None]) -> None:
         """Call `on_wake` per wake line; return at the end of input (the parent is gone)."""
