@@ -113,14 +113,21 @@ class Group:
 
 
 class _Seen:
-    """The latest event of one group under one key. ``event`` is the `Event` until its id is known."""
+    """The latest event of one group under one key. ``event`` is the `Event` until its id is known.
 
-    __slots__ = ("at", "event", "group")
+    ``text`` and ``cause_text`` are the reasons written for links to it (see `Correlator._join`), made at
+    its first link: a host, service, asset group or tag reason, and a causal one. Both name only its key,
+    which never changes.
+    """
+
+    __slots__ = ("at", "cause_text", "event", "group", "text")
 
     def __init__(self, group: Group, at: float, event: Event | int) -> None:
         self.group = group
         self.at = at
         self.event = event
+        self.text: str | None = None
+        self.cause_text: str | None = None
 
 
 class _Index:
@@ -508,7 +515,21 @@ class Correlator:
                 if key in named:
                     continue
                 named.append(key)
-                text = reasons.get(reason) or self._reason_text(reason)
+                # A storm links to the same few notes again and again, and host, time and causal reasons
+                # name only the note's key (its host, service, asset group or tag; the dependency, for
+                # either side of a causal link: one sentence), so each note keeps the text it was given:
+                # looking it up in the memo (a tuple hashed into a dict of thousands) was a quarter of the
+                # links' cost. A pattern reason names this event's template: from the memo.
+                if kind == _PATTERN:
+                    text = reasons.get(reason) or self._reason_text(reason)
+                elif kind == _CAUSAL:
+                    if seen.cause_text is None:
+                        seen.cause_text = self._reason_text(reason)
+                    text = seen.cause_text
+                else:
+                    if seen.text is None:
+                        seen.text = self._reason_text(reason)
+                    text = seen.text
                 # round(related_score, 4), without its decimal conversion when no tie is near.
                 t = related_score * 10_000.0 + 0.5
                 n = int(t)
