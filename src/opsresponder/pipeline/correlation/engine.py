@@ -113,14 +113,21 @@ class Group:
 
 
 class _Seen:
-    """The latest event of one group under one key. ``event`` is the `Event` until its id is known."""
+    """The latest event of one group under one key. ``event`` is the `Event` until its id is known.
 
-    __slots__ = ("at", "event", "group")
+    ``text`` and ``cause_text`` are the reasons written for links to it (see `Correlator._join`), made at
+    its first link: a host, service, asset group or tag reason, and a causal one. Both name only its key,
+    which never changes.
+    """
+
+    __slots__ = ("at", "cause_text", "event", "group", "text")
 
     def __init__(self, group: Group, at: float, event: Event | int) -> None:
         self.group = group
         self.at = at
         self.event = event
+        self.text: str | None = None
+        self.cause_text: str | None = None
 
 
 class _Index:
@@ -167,7 +174,13 @@ class _Index:
         seen = _Seen(group, at, event)
         entries.append(seen)
         if len(entries) > self._groups_per_key:
-            entries.remove(min(entries, key=_at))
+            # The group seen longest ago goes (the first of them on a tie, as min() picks it): a loop
+            # rather than min(key=...), whose key function is a Python call per entry (3.5x slower).
+            oldest = entries[0]
+            for other in entries:
+                if other.at < oldest.at:
+                    oldest = other
+            entries.remove(oldest)
         return seen
 
     def evict(self, now: float) -> None:
@@ -185,10 +198,6 @@ class _Index:
     def seen(self) -> Iterator[_Seen]:
         for entries in self._entries.values():
             yield from entries
-
-
-def _at(seen: _Seen) -> float:
-    return seen.at
 
 
 # One key's entries looked at for one kind, for one event, when at least one of them was within reach:
@@ -282,6 +291,10 @@ class Correlator:
         self._min_rank = Severity(config.min_severity).rank
         # The severities correlated, as a set: one lookup per event instead of the rank property.
         self._correlated = frozenset(s for s in Severity if s.rank >= self._min_rank)
+        # The trace of an event below it, per severity (a tenth of a realistic mix is info).
+        self._below_min_severity = {
+            s: f"not correlated: severity {s.value} is below correlation.min_severity" for s in Severity
+        }
         self._dedup_window = dedup_window_seconds
         weights = config.weights
         self._weights = (weights.causal, weights.pattern_based, weights.host_based, weights.time_based)
@@ -389,7 +402,7 @@ class Correlator:
             why = (
                 f"not correlated: suppressed ({event.suppressed_reason})"
                 if event.suppressed_reason is not None
-                else f"not correlated: severity {event.severity.value} is below correlation.min_severity"
+                else self._below_min_severity[event.severity]
             )
             self._open(event, batch, why, event.occurred_at.timestamp())
             return
@@ -508,7 +521,21 @@ class Correlator:
                 if key in named:
                     continue
                 named.append(key)
-                text = reasons.get(reason) or self._reason_text(reason)
+                # A storm links to the same few notes again and again, and host, time and causal reasons
+                # name only the note's key (its host, service, asset group or tag; the dependency, for
+                # either side of a causal link: one sentence), so each note keeps the text it was given:
+                # looking it up in the memo (a tuple hashed into a dict of thousands) was a quarter of the
+                # links' cost. A pattern reason names this event's template: from the memo.
+                if kind == _PATTERN:
+                    text = reasons.get(reason) or self._reason_text(reason)
+                elif kind == _CAUSAL:
+                    if seen.cause_text is None:
+                        seen.cause_text = self._reason_text(reason)
+                    text = seen.cause_text
+                else:
+                    if seen.text is None:
+                        seen.text = self._reason_text(reason)
+                    text = seen.text
                 # round(related_score, 4), without its decimal conversion when no tie is near.
                 t = related_score * 10_000.0 + 0.5
                 n = int(t)
@@ -652,7 +679,10 @@ class Correlator:
         if entries:
             weight, fade = self._pattern_weight
             add_offer((_PATTERN, entries, window, weight, fade, chained, ("template", f.template, 1.0)))
-        similar = self.templates.similar(f.pattern_key, f.template)
+        # Most templates are known already: their similar ones without a call.
+        similar = self.templates.known(f.pattern_key)
+        if similar is None:
+            similar = self.templates.similar(f.pattern_key, f.template)  # registers it
         if similar:
             for key, sim in similar.items():
                 entries = patterns(key)

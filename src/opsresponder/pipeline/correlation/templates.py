@@ -10,6 +10,7 @@ positions whose tokens are equal.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any, Final
 
 # Most specific first: a UUID or an IP would otherwise be eaten as hex or numbers piece by piece.
@@ -64,7 +65,16 @@ class TemplateIndex:
     Bounded: past `max_templates`, the oldest template is forgotten (with its links).
     """
 
-    __slots__ = ("_by_length", "_max", "_max_per_length", "_max_similar", "_similar", "_threshold", "_tokens")
+    __slots__ = (
+        "_by_length",
+        "_max",
+        "_max_per_length",
+        "_max_similar",
+        "_similar",
+        "_threshold",
+        "_tokens",
+        "known",
+    )
 
     def __init__(
         self, threshold: float, max_templates: int, max_per_length: int = 2000, max_similar: int = 8
@@ -76,6 +86,9 @@ class TemplateIndex:
         self._tokens: dict[str, tuple[str, ...]] = {}
         self._by_length: dict[int, dict[str, None]] = {}
         self._similar: dict[str, dict[str, float]] = {}
+        # What `similar` answers for a template registered already, else None: the mapping's own get, for
+        # the hot path (no Python frame).
+        self.known: Callable[[str], dict[str, float] | None] = self._similar.get
 
     def __len__(self) -> int:
         return len(self._tokens)

@@ -131,9 +131,11 @@ class Inventory:
         "_by_name",
         "_cache_size",
         "_exact",
-        "_glob_match",
+        "_glob_matchers",
         "_globs",
+        "_globs_by_prefix",
         "_networks",
+        "_prefix_lengths",
         "size",
     )
 
@@ -145,15 +147,19 @@ class Inventory:
         cache_size: int = 100_000,
     ) -> None:
         self._exact = exact
-        # Every glob in one regex, one capturing group each in file order: alternatives are tried in order
-        # and each is anchored at the end, so the first group that matches is the first glob that does, as
-        # a loop over the globs would find it, in one call into the regex engine instead of one per glob
-        # (a new host walked the whole list). fnmatch's translations hold no capturing group of their own.
+        # Globs by their literal prefix (what comes before the first wildcard): a name can only match a
+        # glob whose prefix it starts with, so a new host is tried against those alone, in file order. One
+        # regex of every glob walked all of them for each new host: with a glob per rack (200 racks),
+        # ~6 µs per host (now 1.5 to 3), a sixth of the stage's cost on bench/pipeline.py's mix.
         self._globs = [(pattern, entry) for pattern, entry in globs]
-        self._glob_match: Callable[[str], re.Match[str] | None] | None = None
-        if globs:
-            combined = "|".join(f"({fnmatch.translate(pattern)})" for pattern, _ in globs)
-            self._glob_match = re.compile(combined, re.DOTALL).match
+        self._glob_matchers: list[Callable[[str], re.Match[str] | None]] = [
+            re.compile(fnmatch.translate(pattern), re.DOTALL).match for pattern, _ in globs
+        ]
+        self._globs_by_prefix: dict[str, list[int]] = {}
+        for index, (pattern, _) in enumerate(globs):
+            prefix = re.split(r"[*?[]", pattern, maxsplit=1)[0]
+            self._globs_by_prefix.setdefault(prefix, []).append(index)
+        self._prefix_lengths = sorted({len(prefix) for prefix in self._globs_by_prefix})
         # Longest prefix first, so the first network that contains an address is the most specific one.
         self._networks = sorted(networks, key=lambda item: item[0].prefixlen, reverse=True)
         self._cache_size = cache_size
@@ -191,11 +197,16 @@ class Inventory:
         entry = self._exact.get(name)
         if entry is not None:
             return Resolved(entry, f"asset {entry.name!r} matched host {host!r} by exact name")
-        if self._glob_match is not None:
-            matched = self._glob_match(name)
-            if matched is not None and matched.lastindex is not None:
-                pattern, entry = self._globs[matched.lastindex - 1]
-                return Resolved(entry, f"asset {entry.name!r} matched host {host!r} by glob {pattern!r}")
+        if self._globs:
+            candidates: list[int] = []
+            for length in self._prefix_lengths:
+                if length > len(name):
+                    break
+                candidates += self._globs_by_prefix.get(name[:length], ())
+            for index in sorted(candidates):  # file order: the first glob that matches wins
+                if self._glob_matchers[index](name) is not None:
+                    pattern, entry = self._globs[index]
+                    return Resolved(entry, f"asset {entry.name!r} matched host {host!r} by glob {pattern!r}")
         entry, network = self._match_address(host)
         if entry is not None:
             return Resolved(entry, f"asset {entry.name!r} matched host {host!r} by network {network}")

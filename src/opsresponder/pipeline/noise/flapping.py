@@ -16,13 +16,14 @@ from opsresponder.core.event import EventState
 
 
 class _Track:
+    """A fingerprint that changed state at least once: its state, its recent changes, whether it flaps."""
+
     __slots__ = ("changes", "flapping", "state")
 
-    def __init__(self, state: EventState) -> None:
+    def __init__(self, state: EventState, max_changes: int) -> None:
         self.state = state
-        # Created at the first change: most fingerprints never change state, and the deque is most of
-        # the cost of tracking a new one.
-        self.changes: deque[datetime] | None = None
+        # Only whether more than max_changes fall in the window matters, and the newest one.
+        self.changes: deque[datetime] = deque(maxlen=max_changes + 1)
         self.flapping = False
 
 
@@ -33,7 +34,9 @@ class FlapDetector:
         self._max_changes = max_changes
         self._window = window
         self._max_fingerprints = max_fingerprints
-        self._tracks: OrderedDict[str, _Track] = OrderedDict()
+        # A fingerprint that never changed state is its state alone: most never do, and an object per new
+        # fingerprint was most of the cost of tracking one.
+        self._tracks: OrderedDict[str, EventState | _Track] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._tracks)
@@ -43,22 +46,23 @@ class FlapDetector:
 
         Returns whether the fingerprint is flapping and how many changes fall in the window.
         """
-        track = self._tracks.get(fingerprint)
+        tracks = self._tracks
+        track = tracks.get(fingerprint)
         if track is None:
-            track = self._tracks[fingerprint] = _Track(state)
-            if len(self._tracks) > self._max_fingerprints:
-                self._tracks.popitem(last=False)
+            tracks[fingerprint] = state
+            if len(tracks) > self._max_fingerprints:
+                tracks.popitem(last=False)
             return False, 0
-        self._tracks.move_to_end(fingerprint)
-        changes = track.changes
-        if state != track.state:
+        tracks.move_to_end(fingerprint)
+        if not isinstance(track, _Track):
+            if state == track:
+                return False, 0
+            track = tracks[fingerprint] = _Track(state, self._max_changes)  # its first change
+            track.changes.append(now)
+        elif state != track.state:
             track.state = state
-            if changes is None:
-                # Only whether more than max_changes fall in the window matters, and the newest one.
-                changes = track.changes = deque(maxlen=self._max_changes + 1)
-            changes.append(now)
-        elif changes is None:
-            return False, 0
+            track.changes.append(now)
+        changes = track.changes
         horizon = now - self._window
         while changes and changes[0] <= horizon:
             changes.popleft()

@@ -13,37 +13,30 @@ from __future__ import annotations
 from collections import OrderedDict
 
 
-class _Seen:
-    __slots__ = ("count", "last")
-
-    def __init__(self, last: float) -> None:
-        self.count = 0
-        self.last = last
-
-
 class RepetitionCounter:
     """`observe` records one arrival and says how many came before it in the current run."""
 
     def __init__(self, window_seconds: float, max_fingerprints: int) -> None:
         self._window = window_seconds
         self._max = max_fingerprints
-        self._seen: OrderedDict[str, _Seen] = OrderedDict()
+        # fingerprint -> (earlier arrivals in the run, last arrival): a tuple, replaced at each arrival,
+        # rather than an object with an __init__ of its own per new fingerprint (most are new).
+        self._seen: OrderedDict[str, tuple[int, float]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._seen)
 
     def observe(self, fingerprint: str, now: float) -> int:
         """Record an arrival of `fingerprint` at `now` (monotonic seconds); returns the earlier ones."""
-        seen = self._seen.get(fingerprint)
-        if seen is None:
-            self._seen[fingerprint] = _Seen(now)
-            if len(self._seen) > self._max:
-                self._seen.popitem(last=False)
+        seen = self._seen
+        known = seen.get(fingerprint)
+        if known is None:
+            seen[fingerprint] = (0, now)
+            if len(seen) > self._max:
+                seen.popitem(last=False)
             return 0
-        self._seen.move_to_end(fingerprint)
-        if now - seen.last > self._window:
-            seen.count = 0
-        else:
-            seen.count += 1
-        seen.last = now
-        return seen.count
+        seen.move_to_end(fingerprint)
+        count, last = known
+        count = 0 if now - last > self._window else count + 1
+        seen[fingerprint] = (count, now)
+        return count

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,7 +12,12 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from opsresponder.pipeline.enrich.inventory import Inventory, InventoryError, parse_inventory
+from opsresponder.pipeline.enrich.inventory import (
+    Inventory,
+    InventoryError,
+    asset_entry,
+    parse_inventory,
+)
 from opsresponder.pipeline.enrich.source import read_inventory
 
 INVENTORY = """
@@ -85,6 +91,26 @@ def test_globs_are_tried_in_file_order() -> None:
         'assets: {"*.example.com": {criticality: low}, "web-*.example.com": {criticality: high}}'
     )
     assert resolve(reordered, "web-7.example.com") == "*.example.com"
+
+
+# Globs as (literal prefix, wildcard, rest): many share a prefix or one another's, and most hosts of
+# "ab" match several, so the order they are tried in shows.
+_GLOBS = st.tuples(
+    st.text(alphabet="ab", max_size=3),
+    st.sampled_from(["*", "?", "[ab]", "[!a]", "["]),
+    st.text(alphabet="ab*?", max_size=2),
+).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_GLOBS, min_size=1, max_size=8, unique=True), st.text(alphabet="ab", min_size=1, max_size=5))
+def test_a_host_matches_the_first_glob_in_file_order_that_fnmatch_matches(
+    globs: list[str], host: str
+) -> None:
+    # Globs are tried by their literal prefix, not all of them: the answer must be a plain loop's.
+    inventory = Inventory({}, [(g, asset_entry(g, {})) for g in globs], [])
+    expected = next((g for g in globs if fnmatch.fnmatchcase(host, g)), None)
+    assert resolve(inventory, host) == expected
 
 
 def test_glob_character_classes_and_single_characters() -> None:
