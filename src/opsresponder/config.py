@@ -581,6 +581,12 @@ class ExecutorConfig(_Section):
     lease_seconds: PositiveFloat = 30.0
     """A claimed execution whose owner stops renewing for this long is another process's to recover."""
     poll_interval_ms: PositiveInt = 200
+    claim_batch: PositiveInt = 5
+    """Executions claimed (and started) at once; with ``claim_gap_ms``, a storm of queued executions starts
+    over a moment instead of in one burst of processes and writes that ingest would wait behind."""
+    claim_gap_ms: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 25
+    """The least time after a full claim before the next (at most ``claim_batch`` per gap start: 200/s
+    by default); after a claim that emptied the queue, the next submit is claimed at once."""
     default_max_execution_time_minutes: Annotated[int, msgspec.Meta(ge=1, le=10080)] = 30
 
 

@@ -4,7 +4,9 @@ and carries cancels asked in other processes to the runs here.
 Life (docs/response.md "Durability and recovery"):
 - `start` first recovers what a dead process left running (the store marks it interrupted; a rollback is
   queued for each that asked for ``rollback_on_failure``), then claims in a loop: woken by a local submit,
-  else every ``poll_interval_ms``, up to ``concurrency`` runs at once. The loop recovers again every
+  else every ``poll_interval_ms``, up to ``concurrency`` runs at once, at most ``claim_batch`` per claim
+  and ``claim_gap_ms`` between claims in a row (a wave of 200 submits starts over a second, not in one
+  burst of 200 spawns and writes that ingest's commits would queue behind). The loop recovers again every
   ``lease_seconds``, so a replica that died is cleaned up by the live ones without a restart.
 - One heartbeat renews every local run's lease in one statement (every lease/3, at most 1 s); the answer
   says which rows have a cancel asked (from any process) and which are no longer ours.
@@ -176,7 +178,11 @@ class Worker:
                 # A bug here must not silently end all execution in this process: say it, keep claiming.
                 log.exception("The claim loop failed; retrying.")
                 claimed = 0
-            if claimed and len(self._tasks) < self._config.concurrency:
+            if claimed >= self._config.claim_batch and len(self._tasks) < self._config.concurrency:
+                # A full claim: more may be queued. The next claim waits the gap (a storm starts paced);
+                # a smaller one emptied the queue, and the next submit's wake claims at once.
+                if self._config.claim_gap_ms:
+                    await asyncio.sleep(self._config.claim_gap_ms / 1000)
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), poll)
@@ -188,7 +194,7 @@ class Worker:
             await self.heartbeat()
 
     async def _claim_once(self) -> int:
-        free = self._config.concurrency - len(self._tasks)
+        free = min(self._config.concurrency - len(self._tasks), self._config.claim_batch)
         if free <= 0 or self._stopping:
             return 0
         rows = await self._repository.claim_queued(
