@@ -1,13 +1,14 @@
 """Executor benchmark: concurrent executions of a 3-step diagnostic playbook of short real scripts, the
 executor's overhead per step, and what they do to webhook ingest latency.
 
-    python bench/executions.py [--concurrency 200] [--duration 20] [--rate 200] [--database-url URL]
+    python bench/executions.py [--process inline|separate] [--concurrency 200] [--duration 20]
+                               [--rate 200] [--database-url URL]
 
-The service runs as it is deployed (``python -m opsresponder serve``, bench/_server.py: the events process
-and its response process, ``response.process: separate``; ``--inline`` runs both in one process, for the
-comparison) against a fresh PostgreSQL database; "server CPU" is both processes'; the load comes from
-other processes (this script re-run with ``--load-executions``
-and ``--load-ingest``), so the load generators' CPU is never counted as the service's.
+The service runs as it is deployed (``python -m opsresponder serve``, bench/_server.py; with ``--process
+separate`` also its response process, whose CPU counts as the service's; the default is the shipped
+``inline``) against a fresh PostgreSQL database; the load comes from other processes (this script re-run
+with ``--load-executions`` and ``--load-ingest``), so the load generators' CPU is never counted as the
+service's.
 
 1. One execution at a time (the uncontended floor).
 2. Ingest alone: single-event webhooks at a fixed rate (``--rate``/s, open loop: latency is measured from
@@ -454,7 +455,10 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=200, help="webhook events per second")
     parser.add_argument("--database-url", help="an existing database (default: a fresh one, dropped after)")
     parser.add_argument(
-        "--inline", action="store_true", help="the response side in the service's process (response.process)"
+        "--process",
+        choices=("inline", "separate"),
+        default="inline",
+        help="response.process: the response side in the service's process, or in its own",
     )
     parser.add_argument("--load-ingest", nargs=2, metavar=("URL", "TOKEN"), help=argparse.SUPPRESS)
     parser.add_argument(
@@ -477,7 +481,7 @@ def main() -> None:
     with BenchDatabase(args.database_url) as database_url, tempfile.TemporaryDirectory() as tmp:
         env = _prepare(Path(tmp))
         env["OPSRESPONDER_RESPONSE__EXECUTOR__CONCURRENCY"] = str(args.concurrency)
-        env["OPSRESPONDER_RESPONSE__PROCESS"] = "inline" if args.inline else "separate"
+        env["OPSRESPONDER_RESPONSE__PROCESS"] = args.process
         print(f"response side: {env['OPSRESPONDER_RESPONSE__PROCESS']} (response.process)")
         server = BenchServer(None, database_url, **env)
         server.start()

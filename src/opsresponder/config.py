@@ -709,11 +709,12 @@ class ResponseConfig(_Section):
     """The autonomous response side (port 3011; docs/response.md)."""
 
     enabled: bool = True
-    process: Literal["separate", "inline"] = "separate"
-    """``separate``: ``serve`` runs this side (port 3011, the executor, the rule-to-response loop, its
-    periodic jobs) in a child process of its own, so executions never compete with ingest for the event
-    loop; ``inline``: everything in one process. (Embedding the service with ``app.running`` always
-    runs it in one process.)"""
+    process: Literal["inline", "separate"] = "inline"
+    """``inline``: one process serves both APIs (SPEC.md's decision); ``separate``: ``serve`` runs this
+    side (port 3011, the executor, the rule-to-response loop, its periodic jobs) in a child process of
+    its own, so executions never compete with ingest for the event loop (ingest p99 beside 200 executions
+    about halves: docs/response.md "The response process"). Embedding the service with ``app.running``
+    runs it in one process unless asked."""
     process_nice: Annotated[int, msgspec.Meta(ge=0, le=19)] = 10
     """The separate process's CPU niceness: under load, events go first (its scripts run at
     ``scripts.nice``, or at this when higher)."""

@@ -131,7 +131,7 @@ async def test_the_snmp_v3_worker_lives_and_ends_with_the_service(service_data_d
 
 
 async def test_the_response_side_runs_in_a_child_that_dies_with_the_service(service_data_dir: Path) -> None:
-    service = ServiceProcess(service_data_dir)
+    service = ServiceProcess(service_data_dir, env={"OPSRESPONDER_RESPONSE__PROCESS": "separate"})
     addresses = await service.start()
     parent = psutil.Process(service.process.pid)
     (child,) = [p for p in parent.children() if "response-process" in " ".join(p.cmdline())]
