@@ -3,8 +3,8 @@ supervisor (`ResponseProcess`) and the child's link to its parent (`ParentLink`)
 
 Why a process: 200 running executions share nothing with ingest but the database, yet in one process
 their callbacks, the API's submits and the executor's writes run on ingest's event loop, between a
-webhook's arrival and its commit (bench/executions.py: ingest p99 x8-12 beside them in one process, x2-3
-with the response side in its own). docs/response.md "The response process" has the figures.
+webhook's arrival and its commit (bench/executions.py: webhook p99 beside them 39 ms in one process,
+19-22 ms with the response side in its own, 4-7 ms alone). docs/response.md "The response process".
 
 The protocol, over the child's standard streams (its stderr is the parent's: one log):
 - parent -> child stdin: the first line is the whole configuration as JSON (the parent's, with the
