@@ -8,10 +8,10 @@ webhook's arrival and its commit (bench/executions.py: webhook p99 beside them 3
 
 The protocol, over the child's standard streams (its stderr is the parent's: one log):
 - parent -> child stdin: the first line is the whole configuration as JSON (the parent's, with the
-  database it actually uses, so an embedded PostgreSQL is shared and nothing is re-read from files or the
-  environment); then one ``w`` line per wake (a pipeline commit may have written firings: the
-  rule-to-response loop looks at once instead of at its next poll). End of input: the parent is gone,
-  the child stops as on SIGTERM.
+  database it actually uses, so an embedded PostgreSQL is shared; the configuration is not read again
+  from files or the environment); then one ``w`` line per wake (a pipeline commit may have written
+  firings: the rule-to-response loop looks at once instead of at its next poll). End of input: the
+  parent is gone, the child stops as on SIGTERM.
 - child -> parent stdout: one JSON line ``{"listening": {name: address}}`` once port 3011 serves (other
   lines before it are skipped); then the child's stdout is its stderr, so nothing it prints can fill a
   pipe nobody reads, and it stays in the log.
