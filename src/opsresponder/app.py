@@ -204,6 +204,8 @@ class OpsResponder:
                 shutdown.on_stop("executions", child.stop)
                 await child.start()
                 parts.worker.add_commit_listener(lambda _events: child.wake())
+                if parts.events_context is not None:
+                    parts.events_context.response_process = child.state
             if parts.executions is not None:
                 # After the migrations and the templates.
                 await _start_executions(shutdown, parts.executions, parts.loop)

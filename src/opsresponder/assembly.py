@@ -127,6 +127,8 @@ class Parts:
     loop: ResponseLoop | None = None
     """The rule-to-response loop (response.enabled and response.loop.enabled): started after the executor,
     stopped before it."""
+    events_context: EventsApiContext | None = None
+    """What port 3009's handlers reach (the app adds the response process's state to it, when any)."""
 
 
 def build_parts(
@@ -300,6 +302,7 @@ def build_parts(
         executions=response.executions if response else None,
         response_clients=response.closes if response else [],
         loop=response.loop if response else None,
+        events_context=ctx,
     )
 
 

@@ -38,6 +38,7 @@ import msgspec
 import structlog
 from prometheus_client import CollectorRegistry, Counter
 
+from opsresponder.api.bodies import ResponseProcessState
 from opsresponder.config import Settings
 from opsresponder.core.errors import OpsResponderError
 
@@ -92,6 +93,12 @@ class ResponseProcess:
     def pid(self) -> int | None:
         process = self._process
         return None if process is None or process.returncode is not None else process.pid
+
+    def state(self) -> ResponseProcessState:
+        """What the events port's /ready shows of it."""
+        return ResponseProcessState(
+            running=self.pid is not None and bool(self._announced), restarts=self.restart_count
+        )
 
     @property
     def exit_code(self) -> int | None:

@@ -37,6 +37,18 @@ class Readiness(msgspec.Struct):
     listeners: dict[str, str]
     automation: AutomationState | None = None
     """Where the response side runs: whether automatic execution is paused (paused is still ready)."""
+    response_process: ResponseProcessState | None = None
+    """On port 3009 with ``response.process: separate``: the response process (down is still ready: the
+    events side takes events meanwhile)."""
+
+
+class ResponseProcessState(msgspec.Struct):
+    """The response process seen from the events process that supervises it."""
+
+    running: bool
+    """It serves port 3011 now (False while it is being started again)."""
+    restarts: int
+    """Times it died and was started again since the service started."""
 
 
 class AutomationState(msgspec.Struct):

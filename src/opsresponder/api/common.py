@@ -99,6 +99,8 @@ async def ready(request: Request[Any, Any, Any]) -> ASGIResponse:
             reason=pause.reason if pause else None,
             since=pause.paused_at if pause else None,
         )
+    if ctx.response_process is not None:
+        answer["response_process"] = ctx.response_process()
     return json_response(answer, status_code=200 if is_ready else 503)
 
 

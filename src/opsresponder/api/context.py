@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from litestar import Request
 from prometheus_client import CollectorRegistry
 
+from opsresponder.api.bodies import ResponseProcessState
 from opsresponder.config import ApiConfig, CorrelationConfig
 from opsresponder.ingest.http.adapters import Adapter
 from opsresponder.live.hub import StreamHub
@@ -64,6 +65,8 @@ class ServiceContext:
     refresh_metrics: Callable[[], None] = lambda: None
     automation: Callable[[], Awaitable[PauseState | None]] | None = None
     """The global pause of automatic execution, shown by ``/ready`` (None: no response side)."""
+    response_process: Callable[[], ResponseProcessState] | None = None
+    """The supervised response process's state, shown by ``/ready`` (None: there is none)."""
 
 
 @dataclass(slots=True, kw_only=True)

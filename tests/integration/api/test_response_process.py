@@ -90,6 +90,11 @@ async def test_the_response_side_serves_and_runs_in_a_child_process(
     assert any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in child.net_connections())
     assert not any(c.laddr.port == port for c in psutil.Process().net_connections())
 
+    async with httpx.AsyncClient(base_url=base_url(service), timeout=10) as events:
+        ready = await events.get("/ready")  # no token: readiness is public
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["response_process"] == {"running": True, "restarts": 0}
+
     await _fired_and_ran(service, "web-1")
     (look,) = playbooks.runs("quick_check")
     assert look["ppid"] == child.pid  # the child ran the script
@@ -101,7 +106,11 @@ async def test_a_dead_response_process_is_started_again_and_counted(service: Ops
     os.kill(first.pid, signal.SIGKILL)
 
     async def down() -> bool:
-        return "autonomous_api" not in service.listeners  # /health no longer names a dead child's port
+        # /health no longer names a dead child's port, and /ready says it is not running.
+        process = service.response_process
+        return (
+            "autonomous_api" not in service.listeners and process is not None and not process.state().running
+        )
 
     await eventually(down, within=10, what="the dead child's listener forgotten")
 
@@ -129,6 +138,9 @@ async def test_a_dead_response_process_is_started_again_and_counted(service: Ops
     async with httpx.AsyncClient(base_url=base_url(service), headers=auth("read"), timeout=10) as events:
         metrics = (await events.get("/metrics")).text
     assert "opsresponder_response_process_restarts_total 1.0" in metrics
+    async with httpx.AsyncClient(base_url=base_url(service), timeout=10) as events:
+        ready = (await events.get("/ready")).json()
+    assert ready["status"] == "ready" and ready["response_process"] == {"running": True, "restarts": 1}
     assert service.response_process is not None and service.response_process.restart_count == 1
     assert second.is_running()
 
