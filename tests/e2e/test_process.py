@@ -150,4 +150,6 @@ async def test_the_response_side_runs_in_a_child_that_dies_with_the_service(serv
             break
         await asyncio.sleep(0.1)
     assert dead()
-    assert not any(r.get("event") == "The response process is shutting down." for r in service.records)
+    # Killed, not stopped: the end of its stdin (the parent's pipe, closed as the parent exits, just before
+    # the kernel sends the parent-death signal) may start a graceful stop, which never gets to its end.
+    assert not any(r.get("event") == "The response process stopped." for r in service.records)
