@@ -179,10 +179,7 @@ def build_parts(
     async def load_templates() -> dict[str, int]:
         return await response_templates.sync_files(template_files)
 
-    async def check_database() -> None:
-        async with connection(pool, timeout=settings.database.connect_timeout_seconds) as conn:
-            await conn.fetchval("SELECT 1")
-
+    check_database = _database_check(settings, pool)
     # The asset service is reached like every outbound destination: only where the allowlist permits.
     asset_transport = GuardedTransport(url_allowlist) if settings.enrichment.asset_service.url else None
     stages = build_stages(
@@ -354,10 +351,7 @@ def build_response_parts(
     if response is None:
         raise ConfigError("response.enabled is false: there is no response side to run")
 
-    async def check_database() -> None:
-        async with connection(pool, timeout=settings.database.connect_timeout_seconds) as conn:
-            await conn.fetchval("SELECT 1")
-
+    check_database = _database_check(settings, pool)
     server = _autonomous_server(settings, registry, check_database, listeners, lambda: None, response)
     listeners["autonomous_api"] = address_of(server.socket)
     return ResponseParts(
@@ -368,6 +362,16 @@ def build_response_parts(
         loop=response.loop,
         response_clients=response.closes,
     )
+
+
+def _database_check(settings: Settings, pool: asyncpg.Pool) -> Callable[[], Awaitable[None]]:
+    """One round trip within the connect timeout: /ready's database check and the pipeline's probe."""
+
+    async def check_database() -> None:
+        async with connection(pool, timeout=settings.database.connect_timeout_seconds) as conn:
+            await conn.fetchval("SELECT 1")
+
+    return check_database
 
 
 def _automation_state(
