@@ -3,7 +3,6 @@ between claims in a row), not in one burst, and all of them still run; a lone ex
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import asyncpg
@@ -31,7 +30,12 @@ async def test_a_storm_starts_claim_batch_executions_per_claim_gap(
 
     await rig.service.start()
     try:
-        await asyncio.sleep(0.8)  # well within the first gap: only the first claim has happened
+
+        async def first_claim() -> bool:
+            return any(s != "queued" for s in await statuses())
+
+        await eventually(first_claim, within=10, what="the first claim")
+        # One statement claimed them; the next claim comes 1.5 s after it at the earliest.
         started = [s for s in await statuses() if s != "queued"]
         assert len(started) == 3, started
 
