@@ -7,12 +7,18 @@ A change that also changes the execution (create, decide, expire) takes ``conn``
 transaction, in which it changes the execution too, so the two tables never disagree. Every such
 transaction locks the approval row before the execution row (`lock_request` for a cancel), so two of them
 never deadlock.
+
+Messages are delivered at least once (migration 019): a status that owes one (``pending``:
+approval_requested, ``expired``: approval_expired) is written with ``notified_at`` null, and the message
+is marked sent (`mark_notified`) only after it went out. `take_unnotified` finds what a dead process left
+unsent, leasing each row as the verifications' checker does (``FOR UPDATE SKIP LOCKED``, its
+``notify_due_at`` moved ahead in the same statement), so two replicas' sweeps never send one at once.
 """
 
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
 import asyncpg
@@ -26,6 +32,22 @@ _COLUMNS: Final = (
     "id, execution_id, plan_hash, status, requested_by, approvers, risk_level, business_impact, reason, "
     "actions, created_at, expires_at, decided_by, decided_at, comment, token_expires_at, token_used_at"
 )
+
+# A message owed by the current status, due (`notify_due_at`: not leased, not backing off), and older than
+# the grace ($3) that the path which made it owed has to send it itself. A pending request past its deadline
+# is left to the expiry job, which owes the expiry message instead.
+_TAKE_UNNOTIFIED: Final = f"""
+UPDATE autonomous.approvals AS a
+SET notify_due_at = $2::timestamptz + $4::interval, notify_attempts = a.notify_attempts + 1
+WHERE a.id IN (SELECT id FROM autonomous.approvals
+               WHERE notified_at IS NULL AND status IN ('pending', 'expired') AND notify_due_at <= $2
+                 AND (CASE WHEN status = 'pending' THEN created_at ELSE decided_at END)
+                     <= $2::timestamptz - $3::interval
+                 AND NOT (status = 'pending' AND expires_at <= $2)
+               ORDER BY notify_due_at LIMIT $1
+               FOR UPDATE SKIP LOCKED)
+RETURNING {_COLUMNS}, notify_context, notify_attempts
+"""
 
 
 class ApprovalRecord(msgspec.Struct, kw_only=True, frozen=True):
@@ -61,6 +83,19 @@ class NewApproval(msgspec.Struct, kw_only=True, frozen=True):
     actions: list[dict[str, Any]]
     created_at: datetime
     expires_at: datetime
+    notify_context: dict[str, Any] = msgspec.field(default_factory=dict)
+    """What the request's messages render besides the request (the event, the decision): kept for a
+    re-send. JSON values only, never a secret."""
+
+
+class UnnotifiedApproval(msgspec.Struct, kw_only=True, frozen=True):
+    """A request whose message of its current status is owed, as `take_unnotified` leased it."""
+
+    record: ApprovalRecord
+    context: dict[str, Any]
+    """The request's `NewApproval.notify_context`."""
+    attempts: int
+    """The sweep's tries of this message, this one included."""
 
 
 class ApprovalRepository:
@@ -75,8 +110,9 @@ class ApprovalRepository:
         async with using(self.pool, conn) as conn:
             row = await conn.fetchrow(
                 f"""INSERT INTO autonomous.approvals (execution_id, plan_hash, requested_by, approvers,
-                        risk_level, business_impact, reason, actions, created_at, expires_at)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {_COLUMNS}""",
+                        risk_level, business_impact, reason, actions, created_at, expires_at,
+                        notify_context, notify_due_at)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $9) RETURNING {_COLUMNS}""",
                 new.execution_id,
                 new.plan_hash,
                 new.requested_by,
@@ -87,6 +123,7 @@ class ApprovalRepository:
                 new.actions,
                 new.created_at,
                 new.expires_at,
+                new.notify_context,
             )
         assert row is not None
         return _record(row)
@@ -132,10 +169,12 @@ class ApprovalRepository:
         self, now: datetime, limit: int = 500, conn: Connection | None = None
     ) -> list[ApprovalRecord]:
         """Mark up to `limit` pending requests past their deadline expired (oldest deadline first); each is
-        returned by exactly one call."""
+        returned by exactly one call, and owes its expiry message from now on."""
         async with using(self.pool, conn) as conn:
             rows = await conn.fetch(
-                f"""UPDATE autonomous.approvals SET status = 'expired', decided_by = 'expiry', decided_at = $1
+                f"""UPDATE autonomous.approvals
+                    SET status = 'expired', decided_by = 'expiry', decided_at = $1, notified_at = NULL,
+                        notify_due_at = $1, notify_attempts = 0
                     WHERE id IN (SELECT id FROM autonomous.approvals
                                  WHERE status = 'pending' AND expires_at <= $1
                                  ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
@@ -145,6 +184,45 @@ class ApprovalRepository:
                 limit,
             )
         return [_record(r) for r in rows]
+
+    async def take_unnotified(
+        self, now: datetime, grace: timedelta, lease: timedelta, limit: int
+    ) -> list[UnnotifiedApproval]:
+        """Up to `limit` requests whose message of their current status is still unsent though it was owed
+        more than `grace` before `now` (oldest due first), each held for `lease` from other sweeps and
+        counted as a try. A pending request past its deadline is not among them: it owes the expiry message
+        once the expiry job took it."""
+        async with using(self.pool, None) as conn:
+            rows = await conn.fetch(_TAKE_UNNOTIFIED, limit, now, grace, lease)
+        return [
+            UnnotifiedApproval(record=_record(r), context=r["notify_context"], attempts=r["notify_attempts"])
+            for r in rows
+        ]
+
+    async def mark_notified(self, execution_id: int, status: ApprovalStatus, at: datetime) -> None:
+        """The message of `status` was sent at `at`; nothing when the request has moved on to another status
+        since (which owes its own message, or none)."""
+        async with using(self.pool, None) as conn:
+            await conn.execute(
+                "UPDATE autonomous.approvals SET notified_at = $3 WHERE execution_id = $1 AND status = $2",
+                execution_id,
+                status,
+                at,
+            )
+
+    async def postpone_notification(
+        self, execution_id: int, status: ApprovalStatus, until: datetime | None
+    ) -> None:
+        """A try of the message of `status` failed: the sweep takes it again at `until`; None: never (given
+        up). Nothing when it was sent meanwhile or the request moved on to another status."""
+        async with using(self.pool, None) as conn:
+            await conn.execute(
+                """UPDATE autonomous.approvals SET notify_due_at = coalesce($3::timestamptz, 'infinity')
+                   WHERE execution_id = $1 AND status = $2 AND notified_at IS NULL""",
+                execution_id,
+                status,
+                until,
+            )
 
     async def redeem(self, token_sha256: str, plan_hash: str, now: datetime) -> ApprovalRecord | None:
         """Use an approval token once: it must be unused, unexpired and bound to exactly `plan_hash`."""
