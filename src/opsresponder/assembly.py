@@ -52,7 +52,7 @@ from opsresponder.pipeline.stage import BackgroundStage
 from opsresponder.pipeline.stages import StageDeps, build_stages
 from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.response.analysis import Analyzer
-from opsresponder.response.approvals import ApprovalWorkflow
+from opsresponder.response.approvals import ApprovalNotifyMetrics, ApprovalWorkflow
 from opsresponder.response.executor.service import ExecutionService
 from opsresponder.response.governor import SafetyGovernor
 from opsresponder.response.learning import FeedbackService, Learning, PolicyBook
@@ -539,7 +539,13 @@ def _response_side(
     )
     approval_records = ApprovalRepository(pool)
     approvals = ApprovalWorkflow(
-        approval_records, executions, notifier, config.approvals, config.analysis.approvers, clock=clock
+        approval_records,
+        executions,
+        notifier,
+        config.approvals,
+        config.analysis.approvers,
+        clock=clock,
+        metrics=ApprovalNotifyMetrics(registry),
     )
     executions.attach_approvals(approvals)
     loop = None
@@ -560,6 +566,11 @@ def _response_side(
 
     async def expire_approvals(now: datetime) -> None:
         await approvals.expire_due(now)
+        # Expiry first: a request it just expired owes the expiry message, not the request's again. The
+        # sweep rides on this job so it runs wherever the response side runs, once per period across
+        # replicas. It reads the clock itself: its lease must start when it takes the rows, and the
+        # expiry's messages may have taken minutes.
+        await approvals.resend_unnotified()
 
     jobs = [
         ScheduledJob(

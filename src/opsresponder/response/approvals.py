@@ -14,6 +14,11 @@ service-spec.md "Approval Workflow System" with the guards SPEC.md adds (docs/re
 Each decision changes the request and its execution in one transaction (``conn``, passed to
 `PendingExecutions`), so neither is ever left behind by a failure between them; messages go out after the
 commit, each within `NOTIFY_TIMEOUT_SECONDS`.
+
+Those messages (approval_requested, approval_expired) are delivered at least once: each is marked sent
+only after it went out, and the sweep (`resend_unnotified`, run by the expiry job) sends again whatever is
+still unsent `NOTIFY_GRACE` after it became owed: the process died after the commit, or every channel
+failed. A process that dies after sending but before marking sends it twice; nothing is lost.
 """
 
 from __future__ import annotations
@@ -27,12 +32,20 @@ from typing import Any, Final, Literal, Protocol
 
 import msgspec
 import structlog
+from prometheus_client import CollectorRegistry, Counter
 
 from opsresponder.config import ApprovalsConfig
 from opsresponder.core.clock import Clock, utcnow
 from opsresponder.core.errors import OpsResponderError
 from opsresponder.response.notify.base import Notification, Notifier
-from opsresponder.store.approvals import ApprovalRecord, ApprovalRepository, NewApproval
+from opsresponder.store.approvals import (
+    ApprovalRecord,
+    ApprovalRepository,
+    ApprovalStatus,
+    NewApproval,
+    UnnotifiedApproval,
+)
+from opsresponder.store.errors import DatabaseUnavailableError
 from opsresponder.store.pool import Connection
 
 log = structlog.get_logger(__name__)
@@ -44,7 +57,47 @@ NOTIFY_TIMEOUT_SECONDS: Final = 10.0
 never keeps the expiry job from its next requests."""
 EXPIRY_BATCH: Final = 20
 """Requests the expiry job settles per run (one transaction); the rest wait for its next run. With
-`NOTIFY_TIMEOUT_SECONDS` a run's messages fit within the job's 5-minute timeout even when all hang."""
+`NOTIFY_TIMEOUT_SECONDS`, its messages and the sweep's (`RESEND_BATCH`) fit within the job's 5-minute
+timeout even when all hang: (20 + 8) x 10 s = 280 s."""
+NOTIFY_GRACE: Final = timedelta(seconds=60)
+"""The sweep re-sends a message only this long after it became owed. The path that made it owed sends it
+right after its commit, within `NOTIFY_TIMEOUT_SECONDS`; the margin over that keeps the sweep from racing
+a live send (a slow commit, a slow mark) into a duplicate."""
+RESEND_BATCH: Final = 8
+"""Messages the sweep takes per run; the rest wait for its next run (see `EXPIRY_BATCH` for the budget)."""
+RESEND_LEASE: Final = timedelta(minutes=2)
+"""How long a sweep holds the messages it took from other replicas' sweeps: longer than it can take to send
+them all (`RESEND_BATCH` x `NOTIFY_TIMEOUT_SECONDS` = 80 s). A sweep that dies leaves them due again
+after it."""
+RESEND_ATTEMPTS: Final = 5
+"""Sweep tries of a message whose every channel fails (after the first send's), then it is given up."""
+RESEND_BACKOFF: Final = timedelta(minutes=1)
+"""The wait after the sweep's first failed try, doubled after each next one: with `NOTIFY_GRACE`, tries
+at about 1, 2, 4, 8 and 16 minutes after the first send; given up after ~16 minutes, within the default
+30-minute approval timeout, so an outage of Slack or the mail server of up to a quarter of an hour
+still reaches the approvers."""
+_TEMPLATES: Final[dict[ApprovalStatus, str]] = {
+    "pending": "approval_requested",
+    "expired": "approval_expired",
+}
+"""The message each status owes; approved and rejected owe none."""
+
+
+class ApprovalNotifyMetrics:
+    """Counters of approval messages by template and outcome: ``sent`` (right after the commit),
+    ``resent`` (by the sweep), ``failed`` (every channel failed or it timed out: retried), ``given_up``
+    (failed on every retry: nobody was told)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.messages = Counter(
+            "opsresponder_approval_notifications_total",
+            "Approval messages by template and outcome (sent, resent, failed, given_up).",
+            ["template", "outcome"],
+            registry=registry,
+        )
+
+    def count(self, template: str, outcome: str) -> None:
+        self.messages.labels(template, outcome).inc()
 
 
 class ApprovalRefused(OpsResponderError):
@@ -107,8 +160,11 @@ class ApprovalWorkflow:
         approvers: Sequence[str],
         clock: Clock = utcnow,
         notify_timeout: float = NOTIFY_TIMEOUT_SECONDS,
+        metrics: ApprovalNotifyMetrics | None = None,
     ) -> None:
+        """`metrics`: counters on the process registry; None: a private registry (tests)."""
         self._notify_timeout = notify_timeout
+        self._metrics = metrics or ApprovalNotifyMetrics(CollectorRegistry())
         self._repository = repository
         self._executions = executions
         self._notifier = notifier
@@ -144,13 +200,15 @@ class ApprovalWorkflow:
                 actions=request.actions,
                 created_at=now,
                 expires_at=now + timedelta(minutes=self._config.timeout_minutes),
+                notify_context=request.context,
             ),
             conn,
         )
 
     async def announce(self, record: ApprovalRecord, context: dict[str, Any]) -> None:
-        """Notify the approvers of a stored request (a failed notification is logged, never fatal)."""
-        await self._notify("approval_requested", record, context)
+        """Notify the approvers of a stored request (a failed notification is logged, never fatal; the
+        sweep tries again)."""
+        await self._send_owed(record, context, outcome="sent")
 
     async def approve(
         self, execution_id: int, *, approver: str, roles: Collection[str] = (), comment: str = ""
@@ -240,8 +298,27 @@ class ApprovalWorkflow:
                 )
         for record in expired:
             log.info("approval expired", execution_id=record.execution_id)
-            await self._notify("approval_expired", record, {})
+            await self._send_owed(record, {}, outcome="sent")
         return len(expired)
+
+    async def resend_unnotified(self, now: datetime | None = None) -> int:
+        """The sweep: send each message still unsent `NOTIFY_GRACE` after it became owed (up to
+        `RESEND_BATCH`, each held from other replicas for `RESEND_LEASE`). A try whose every channel failed
+        is retried after `RESEND_BACKOFF`, doubled each time, `RESEND_ATTEMPTS` times in all, then given up
+        with an error. Returns how many it tried."""
+        owed = await self._repository.take_unnotified(
+            now or self._clock(), NOTIFY_GRACE, RESEND_LEASE, RESEND_BATCH
+        )
+        for item in owed:
+            log.info(
+                "Sending an approval message again.", execution_id=item.record.execution_id,
+                status=item.record.status, attempt=item.attempts,
+            )  # fmt: skip
+            # The expiry message is sent with no context after the commit too: the same message either way.
+            context = item.context if item.record.status == "pending" else {}
+            if not await self._send_owed(item.record, context, outcome="resent"):
+                await self._retry_later(item)
+        return len(owed)
 
     async def _pending(
         self, execution_id: int, approver: str, roles: Collection[str], now: datetime
@@ -269,7 +346,44 @@ class ApprovalWorkflow:
             return ApprovalRefused(409, f"the approval request expired at {record.expires_at.isoformat()}")
         return ApprovalRefused(409, _decided(record))
 
-    async def _notify(self, template: str, record: ApprovalRecord, extra: dict[str, Any]) -> None:
+    async def _send_owed(self, record: ApprovalRecord, context: dict[str, Any], *, outcome: str) -> bool:
+        """Send the message `record`'s status owes, then mark it sent; whether it was sent. A failure to
+        mark is only logged: the sweep sends it again (a duplicate, never a loss)."""
+        template = _TEMPLATES[record.status]
+        if not await self._notify(template, record, context):
+            self._metrics.count(template, "failed")
+            return False
+        self._metrics.count(template, outcome)
+        try:
+            await self._repository.mark_notified(record.execution_id, record.status, self._clock())
+        except DatabaseUnavailableError as e:
+            log.warning(
+                "An approval message was sent but not marked sent; it will be sent again.",
+                execution_id=record.execution_id, template=template, error=str(e),
+            )  # fmt: skip
+        return True
+
+    async def _retry_later(self, item: UnnotifiedApproval) -> None:
+        """Every channel failed on the sweep's try `item.attempts`: back off, or give up after the last."""
+        record = item.record
+        if item.attempts >= RESEND_ATTEMPTS:
+            template = _TEMPLATES[record.status]
+            # An operator has to act: the approvers (or the requester) were never told.
+            log.error(
+                "An approval message was given up: every channel failed on every try.",
+                execution_id=record.execution_id, template=template, attempts=item.attempts,
+            )  # fmt: skip
+            self._metrics.count(template, "given_up")
+            await self._repository.postpone_notification(record.execution_id, record.status, None)
+            return
+        delay = RESEND_BACKOFF * 2 ** (item.attempts - 1)
+        await self._repository.postpone_notification(
+            record.execution_id, record.status, self._clock() + delay
+        )
+
+    async def _notify(self, template: str, record: ApprovalRecord, extra: dict[str, Any]) -> bool:
+        """Send one message; whether it reached at least one channel, or there is no channel to send to
+        (trying again cannot help). A failure is logged, never raised."""
         link = f"/api/v1/autonomous/executions/exec_{record.execution_id}"
         if self._config.link_base_url:
             link = self._config.link_base_url.rstrip("/") + link
@@ -293,10 +407,11 @@ class ApprovalWorkflow:
                 execution_id=record.execution_id,
                 seconds=self._notify_timeout,
             )
-            return
+            return False
         failed = [f"{r.channel}: {r.error}" for r in results if not r.success]
         if failed:
             log.warning("approval notification failed", template=template, failures=failed)
+        return len(failed) < len(results) or not results
 
 
 def may_approve(approvers: Collection[str], name: str, roles: Collection[str]) -> bool:
