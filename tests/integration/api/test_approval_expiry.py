@@ -1,7 +1,8 @@
 """Approval expiry as the service runs it (the ``approval_expiry`` scheduled job), with an injected clock:
 a request made before a restart expires after it, exactly once although two processes run the job on one
-database; the execution is cancelled with the reason and the requester is told once. And an empty
-approver list over HTTP: nobody can approve."""
+database; the execution is cancelled with the reason and the requester is told once. A request whose
+message a dead process never sent is announced by the same job after the grace. And an empty approver list
+over HTTP: nobody can approve."""
 
 from __future__ import annotations
 
@@ -101,6 +102,38 @@ async def test_expiry_after_a_restart_exactly_once_with_two_processes(
     )
     assert record is not None and tuple(record) == ("expired", "expiry")
     assert playbooks.runs("guarded_change") == []
+
+
+async def test_a_request_announced_by_no_process_is_announced_by_the_next_one(
+    database_url: str, db_pool: asyncpg.Pool, tmp_path: Path, playbooks: Playbooks, inbox: Inbox
+) -> None:
+    clock = Clock()
+
+    def settings(name: str) -> object:
+        return loop_settings(
+            database_url, tmp_path / name, playbooks, inbox, approvals={"expiry_check_seconds": 0.2}
+        )
+
+    async with running(settings("first"), clock=clock) as first:  # type: ignore[arg-type]
+        execution_id = await ask_for_approval(base_url(first), base_url(first, "autonomous_api"))
+    row_id = int(execution_id.removeprefix("exec_"))
+    # As if the process had died between the commit and the message.
+    await db_pool.execute(
+        "UPDATE autonomous.approvals SET notified_at = NULL WHERE execution_id = $1", row_id
+    )
+    inbox.received.clear()
+
+    clock.offset = timedelta(minutes=2)  # past the sweep's grace, long before the deadline
+    async with running(settings("second"), clock=clock):  # type: ignore[arg-type]
+        await eventually(lambda: "approval_requested" in inbox.templates(), within=10)
+        await eventually(lambda: _job_runs(db_pool, 4), within=10, what="the expiry job ran more periods")
+    assert inbox.templates() == ["approval_requested"]
+    [notice] = inbox.received
+    assert "web-1" in notice["body"]  # the event, from the context kept with the request
+    notified = await db_pool.fetchval(
+        "SELECT notified_at FROM autonomous.approvals WHERE execution_id = $1", row_id
+    )
+    assert notified is not None
 
 
 async def _job_runs(db_pool: asyncpg.Pool, at_least: int) -> bool:

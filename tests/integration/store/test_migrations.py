@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 
+from opsresponder.store.approvals import ApprovalRepository
 from opsresponder.store.migrations import load_migrations, migrate
+from opsresponder.store.pool import create_pool
 
 
 @pytest.fixture
@@ -44,3 +48,37 @@ async def test_two_processes_migrating_together_apply_each_migration_once(empty_
 def test_migration_files_are_numbered_without_gaps() -> None:
     versions = [m.version for m in load_migrations()]
     assert versions == list(range(1, len(versions) + 1))
+
+
+_OLD_APPROVAL: Final = """
+INSERT INTO autonomous.approvals (execution_id, plan_hash, status, requested_by, approvers, risk_level,
+    business_impact, reason, actions, created_at, expires_at, decided_by, decided_at)
+VALUES ($1, 'h', $2, 'rules', '{}', 'low', 'low', 'r', '[]', $3::timestamptz,
+        $3::timestamptz + interval '30 minutes', $4, $5)
+"""
+
+
+async def test_approvals_older_than_migration_19_are_not_announced_again(empty_database: str) -> None:
+    migrations = load_migrations()
+    conn = await asyncpg.connect(empty_database)
+    try:
+        for migration in (m for m in migrations if m.version < 19):
+            await conn.execute(migration.sql)
+        now = datetime.now(UTC)
+        await conn.execute(_OLD_APPROVAL, 1, "pending", now, None, None)
+        await conn.execute(_OLD_APPROVAL, 2, "expired", now - timedelta(hours=1), "expiry", now)
+        [notifications] = [m for m in migrations if m.version == 19]
+        await conn.execute(notifications.sql)
+        rows = await conn.fetch("SELECT notified_at, created_at, decided_at FROM autonomous.approvals")
+        assert [r["notified_at"] for r in rows] == [r["decided_at"] or r["created_at"] for r in rows]
+    finally:
+        await conn.close()
+    pool = await create_pool(empty_database, min_size=1, max_size=1, connect_timeout=5, command_timeout=30)
+    try:
+        later = now + timedelta(days=1)
+        assert (
+            await ApprovalRepository(pool).take_unnotified(later, timedelta(0), timedelta(minutes=1), 10)
+            == []
+        )
+    finally:
+        await pool.close()
