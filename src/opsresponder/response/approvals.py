@@ -45,7 +45,7 @@ from opsresponder.store.approvals import (
     NewApproval,
     UnnotifiedApproval,
 )
-from opsresponder.store.errors import DatabaseUnavailableError
+from opsresponder.store.errors import StoreError
 from opsresponder.store.pool import Connection
 
 log = structlog.get_logger(__name__)
@@ -162,7 +162,13 @@ class ApprovalWorkflow:
         notify_timeout: float = NOTIFY_TIMEOUT_SECONDS,
         metrics: ApprovalNotifyMetrics | None = None,
     ) -> None:
-        """`metrics`: counters on the process registry; None: a private registry (tests)."""
+        """`metrics`: counters on the process registry; None: a private registry (tests).
+
+        Raises:
+            ValueError: `notify_timeout` is not shorter than `NOTIFY_GRACE` (the sweep would race live sends).
+        """
+        if notify_timeout >= NOTIFY_GRACE.total_seconds():
+            raise ValueError(f"notify_timeout must be shorter than {NOTIFY_GRACE.total_seconds():g} s")
         self._notify_timeout = notify_timeout
         self._metrics = metrics or ApprovalNotifyMetrics(CollectorRegistry())
         self._repository = repository
@@ -356,7 +362,7 @@ class ApprovalWorkflow:
         self._metrics.count(template, outcome)
         try:
             await self._repository.mark_notified(record.execution_id, record.status, self._clock())
-        except DatabaseUnavailableError as e:
+        except StoreError as e:
             log.warning(
                 "An approval message was sent but not marked sent; it will be sent again.",
                 execution_id=record.execution_id, template=template, error=str(e),

@@ -134,9 +134,8 @@ async def test_two_sweeps_at_once_send_each_message_once(
         await died_before_announcing(flow, execution_id)
     clock.now = T0 + timedelta(minutes=2)
 
-    taken = await asyncio.gather(
-        flow.resend_unnotified(), other.resend_unnotified(), flow.resend_unnotified()
-    )
+    sweeps = (flow.resend_unnotified(), other.resend_unnotified(), flow.resend_unnotified())
+    taken = list(await asyncio.gather(*sweeps))
     while sum(taken) < 12:  # at most 8 a run: the rest go on the next
         taken.append(await other.resend_unnotified())
     assert sum(taken) == 12
@@ -239,3 +238,10 @@ async def test_a_message_one_channel_took_is_not_retried(db_pool: asyncpg.Pool, 
     clock.now = T0 + timedelta(minutes=5)
     assert await flow.resend_unnotified() == 0
     assert outbox.tried_at == [timedelta(0)]
+
+
+def test_a_live_send_may_not_outlast_the_grace(db_pool: asyncpg.Pool, outbox: Outbox, clock: Clock) -> None:
+    with pytest.raises(ValueError, match="shorter than 60 s"):
+        ApprovalWorkflow(
+            ApprovalRepository(db_pool), Executions(), outbox, ApprovalsConfig(), [], clock, notify_timeout=60
+        )
