@@ -7,21 +7,19 @@
 -- decision), kept for a re-send; never a secret (the event's identifying fields, the decision's ids).
 -- `notified_at`: when the message of the current status was last sent; null: not yet (owed while the status
 -- is pending or expired; approved and rejected have none). A status change that owes a message resets it.
--- `notify_due_at`: the sweep takes the row no earlier than this: the time the message became owed, then a
--- lease while one sweep sends it (so two replicas never both take it), then the backoff after a try whose
--- every channel failed; 'infinity' once the sweep gave up. `notify_attempts`: the sweep's tries of the
--- current status's message.
+-- `notify_due_at`: the sweep takes the row no earlier than this: the time the message became owed
+-- ('-infinity' for a row written without it: once the grace allows), then a lease while one sweep sends
+-- it (so two replicas never both take it), then the backoff after a try whose every channel failed;
+-- 'infinity' once the sweep gave up. `notify_attempts`: the sweep's tries of the current status's message.
 ALTER TABLE autonomous.approvals
     ADD COLUMN notify_context  jsonb NOT NULL DEFAULT '{}',
     ADD COLUMN notified_at     timestamptz,
-    ADD COLUMN notify_due_at   timestamptz,
+    ADD COLUMN notify_due_at   timestamptz NOT NULL DEFAULT '-infinity',
     ADD COLUMN notify_attempts integer NOT NULL DEFAULT 0;
 
 -- Requests older than this migration were announced by the old code or never will be (their context was
 -- not kept): marked notified, so the first sweep does not announce them all again.
-UPDATE autonomous.approvals SET notified_at = coalesce(decided_at, created_at),
-                                notify_due_at = coalesce(decided_at, created_at);
-ALTER TABLE autonomous.approvals ALTER COLUMN notify_due_at SET NOT NULL;
+UPDATE autonomous.approvals SET notified_at = coalesce(decided_at, created_at);
 
 -- The sweep's scan: only requests whose message is still owed, normally none but those of the last
 -- seconds (and the given-up ones, at 'infinity', past the end of every scan).
