@@ -61,14 +61,19 @@ ORDER BY occurred_at, id
 _HISTORY_CHUNK: Final = 5000
 
 # Both directions: the rows of the events asked for, and the rows naming one of them among the rows of
-# their groups (an event is only correlated with events of the group it joins; migration 018).
+# their groups (an event is only correlated with events of the group it joins; migration 018). Two
+# branches, each through its index: written as one WHERE with OR, PostgreSQL scans the whole table.
 _ROWS_OF: Final = """
 SELECT c.event_id, c.related, c.kinds, c.scores, c.reasons, c.created_at
 FROM events.event_correlations AS c
 WHERE c.event_id = ANY($1::bigint[])
-   OR (c.correlation_id IN (SELECT e.correlation_id FROM events.events AS e WHERE e.id = ANY($1::bigint[]))
-       AND c.related && $1::bigint[])
-ORDER BY c.event_id
+UNION ALL
+SELECT c.event_id, c.related, c.kinds, c.scores, c.reasons, c.created_at
+FROM events.event_correlations AS c
+WHERE c.correlation_id IN (SELECT e.correlation_id FROM events.events AS e WHERE e.id = ANY($1::bigint[]))
+  AND c.related && $1::bigint[]
+  AND NOT c.event_id = ANY($1::bigint[])
+ORDER BY event_id
 """
 
 # Lead-lag statistics: for each (cause, effect) pair of "what on where" keys, how often the cause was

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from opsresponder.core.batch import Batch
 from opsresponder.core.correlation import CORRELATIONS, CorrelationLink
 from opsresponder.core.event import Event
-from opsresponder.store.correlations import CorrelationRepository, CorrelationWriter
+from opsresponder.store.correlations import _ROWS_OF, CorrelationRepository, CorrelationWriter
 from opsresponder.store.events import EventRepository
 from opsresponder.store.retention import RetentionJob, RetentionMetrics, event_rules
 from tests.factories import make_event, prepared
@@ -142,3 +142,16 @@ async def test_retention_removes_an_events_correlations_with_it(db_pool: asyncpg
     assert report.deleted["events.events"] == 2
     rows = await db_pool.fetch("SELECT event_id FROM events.event_correlations")
     assert [r["event_id"] for r in rows] == [new.id]
+
+
+async def test_reads_walk_the_indexes_not_the_table(db_pool: asyncpg.Pool) -> None:
+    """Both directions through an index (the event's id; its group): never a scan of every correlation."""
+    async with db_pool.acquire() as conn, conn.transaction():
+        # With no index to use, PostgreSQL still scans the table, whatever this says: that is what fails.
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        plan = "\n".join(
+            r[0]
+            for r in await conn.fetch("EXPLAIN " + _ROWS_OF.replace("$1::bigint[]", "'{1,2,3}'::bigint[]"))
+        )
+    assert "event_correlations_pkey" in plan and "event_correlations_group_idx" in plan, plan
+    assert "Seq Scan on event_correlations" not in plan, plan
