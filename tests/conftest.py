@@ -124,12 +124,23 @@ async def db_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
+# The stored correlations one row per (event, related event, kind), as the API reads them: what
+# events.event_correlations holds as parallel arrays per event (migration 018).
+CORRELATION_ROWS = """(
+    SELECT c.event_id, u.related_event_id, u.correlation_type, u.score, u.reason, c.correlation_id,
+           c.created_at
+    FROM events.event_correlations AS c,
+         unnest(c.related, c.kinds, c.scores, c.reasons)
+             AS u(related_event_id, correlation_type, score, reason)
+)"""
+
+
 async def empty_tables(conn: asyncpg.Connection | PoolConnectionProxy) -> None:
     """Empty every table of ours."""
     await conn.execute(
         "TRUNCATE events.events, events.dedup, events.subscriptions, events.subscription_outbox, "
         "events.silences, events.event_traces, public.opsresponder_jobs, events.patterns, "
-        "events.correlations, rules.trigger_rules, rules.rule_firings, rules.response_templates, "
+        "events.event_correlations, rules.trigger_rules, rules.rule_firings, rules.response_templates, "
         "autonomous.decisions, autonomous.decision_actions, autonomous.action_outcomes, "
         "autonomous.executions, autonomous.execution_actions, autonomous.execution_logs, "
         "autonomous.automation_pause, autonomous.automation_pause_log, autonomous.approvals, "

@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 import yaml
@@ -55,6 +55,12 @@ class RedisConfig(_Section):
 class ListenConfig(_Section):
     host: str = "0.0.0.0"  # noqa: S104 - a service container listens on every interface by default
     port: Port = 3009
+
+
+RULES_LOOP_IDENTITY: Final = "rules"
+"""Who the rule-to-response loop's decisions and executions are requested by (`response.loop`): no API
+token may bear that name, or its holder would pass for the loop (and could not approve its executions,
+the requester never approving its own)."""
 
 
 class TokenConfig(_Section):
@@ -841,6 +847,11 @@ def _check_consistency(settings: Settings) -> None:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"invalid configuration: api.tokens: duplicate token name(s) {', '.join(dupes)}")
+    if RULES_LOOP_IDENTITY in names:
+        raise ConfigError(
+            f"invalid configuration: api.tokens: the name {RULES_LOOP_IDENTITY!r} is reserved: it is the "
+            "identity of the rule-to-response loop's decisions and executions"
+        )
     if settings.database.pool_min_size > settings.database.pool_max_size:
         raise ConfigError(
             "invalid configuration: database.pool_min_size is larger than database.pool_max_size"

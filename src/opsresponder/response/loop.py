@@ -28,7 +28,7 @@ from typing import Any, Final
 
 import structlog
 
-from opsresponder.config import LoopConfig
+from opsresponder.config import RULES_LOOP_IDENTITY, LoopConfig
 from opsresponder.core.clock import utcnow
 from opsresponder.core.errors import OpsResponderError
 from opsresponder.core.event import Event
@@ -51,8 +51,8 @@ log = structlog.get_logger(__name__)
 MIN_CLAIM_GAP_SECONDS: Final = 0.01
 """The least time between two claims of the firings outbox (a wake-up sooner waits for it)."""
 
-REQUESTER = "rules"
-"""The identity of the loop's decisions and executions (a token of that name cannot approve them)."""
+REQUESTER: Final = RULES_LOOP_IDENTITY
+"""The identity of the loop's decisions and executions (no token may bear it: config checks)."""
 
 
 class ResponseLoop:

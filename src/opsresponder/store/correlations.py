@@ -1,5 +1,5 @@
-"""Correlations in ``events.correlations``: the batch writer, the API's reads, the stage's history and the
-learned lead-lag suggestions.
+"""Correlations in ``events.event_correlations`` (a row per correlated event): the batch writer, the API's
+reads, the stage's history and the learned lead-lag suggestions.
 
 - `CorrelationWriter` (a `store.writers.BatchWriter`) writes what the ``correlate`` stage found
   (`core.correlation.CORRELATIONS`) in the batch's transaction, one COPY per batch, and flags the stored
@@ -26,12 +26,11 @@ from opsresponder.core.event import Event
 from opsresponder.store.errors import StoreError
 from opsresponder.store.event_columns import SELECT_EVENTS_WITHOUT_RAW, row_to_event
 from opsresponder.store.pool import connection
-from opsresponder.store.retention import RetentionRule
 
-# Binary COPY of these columns (id and created_at take their defaults): against an INSERT over unnest()
-# arrays of the same rows, about 0.6 instead of 1.5 us of the service's CPU per row (asyncpg checks every
-# array element's type in Python) and about 1 us less of PostgreSQL's.
-_COLUMNS: Final = ("correlation_id", "event_id", "related_event_id", "correlation_type", "score", "reason")
+# One row per correlated event, its correlations as parallel arrays (migration 018 says why), written
+# by binary COPY: encoded in C, where an INSERT over unnest() arrays had asyncpg check every element in
+# Python. created_at takes its default.
+_COLUMNS: Final = ("event_id", "correlation_id", "related", "kinds", "scores", "reasons")
 
 # SKIP LOCKED: never wait for a row another batch holds (its duplicate count being updated): waiting there
 # could deadlock two batches; a skipped flag stays in the stage's memory and in the causal rows.
@@ -61,11 +60,20 @@ ORDER BY occurred_at, id
 """
 _HISTORY_CHUNK: Final = 5000
 
+# Both directions: the rows of the events asked for, and the rows naming one of them among the rows of
+# their groups (an event is only correlated with events of the group it joins; migration 018). Two
+# branches, each through its index: written as one WHERE with OR, PostgreSQL scans the whole table.
 _ROWS_OF: Final = """
-SELECT c.event_id, c.related_event_id, c.correlation_type, c.score, c.reason, c.created_at
-FROM events.correlations AS c
-WHERE c.event_id = ANY($1::bigint[]) OR c.related_event_id = ANY($1::bigint[])
-ORDER BY c.score DESC, c.id
+SELECT c.event_id, c.related, c.kinds, c.scores, c.reasons, c.created_at
+FROM events.event_correlations AS c
+WHERE c.event_id = ANY($1::bigint[])
+UNION ALL
+SELECT c.event_id, c.related, c.kinds, c.scores, c.reasons, c.created_at
+FROM events.event_correlations AS c
+WHERE c.correlation_id IN (SELECT e.correlation_id FROM events.events AS e WHERE e.id = ANY($1::bigint[]))
+  AND c.related && $1::bigint[]
+  AND NOT c.event_id = ANY($1::bigint[])
+ORDER BY event_id
 """
 
 # Lead-lag statistics: for each (cause, effect) pair of "what on where" keys, how often the cause was
@@ -108,19 +116,24 @@ LIMIT $7
 """
 
 
+# (event_id, correlation_id, related, kinds, scores, reasons): a row of ``events.event_correlations``.
+_Row = tuple[int, "uuid.UUID | None", list[int], list[str], list[float], list[str]]
+
+
 class CorrelationWriter:
     """The batch writer (`store.writers.BatchWriter`) of the correlations the stage found."""
 
     async def write(self, conn: asyncpg.Connection, batch: Batch, stored: Sequence[Event]) -> None:
-        """One COPY for the correlations of `stored` events; one UPDATE flagging new root causes.
+        """One COPY for the correlations of `stored` events (a row per event); one UPDATE flagging new root
+        causes.
 
         A correlation with an event that was not stored as a new row (a duplicate) is left out.
         """
         links = batch.get(CORRELATIONS)
         if links and stored:
             mine = {id(e) for e in stored}
-            rows: list[tuple[uuid.UUID | None, int, int, str, float, str]] = []
-            add = rows.append
+            # The stage appends an event's links together; keyed by the event all the same.
+            by_event: dict[int, _Row] = {}
             for link in links:
                 event = link.event
                 event_id = event.id
@@ -130,25 +143,26 @@ class CorrelationWriter:
                 related_id = related if isinstance(related, int) else related.id
                 if not related_id or related_id == event_id:
                     continue
-                add(
-                    (
-                        event.correlation_id,
-                        event_id,
-                        related_id,
-                        link.correlation_type,
-                        link.score,
-                        link.reason,
-                    )
-                )
-            if rows:
+                row = by_event.get(event_id)
+                if row is None:
+                    row = by_event[event_id] = (event_id, event.correlation_id, [], [], [], [])
+                row[2].append(related_id)
+                row[3].append(link.correlation_type)
+                row[4].append(link.score)
+                row[5].append(link.reason)
+            if by_event:
                 await conn.copy_records_to_table(
-                    "correlations", schema_name="events", columns=_COLUMNS, records=rows
+                    "event_correlations", schema_name="events", columns=_COLUMNS, records=by_event.values()
                 )
         roots = batch.get(NEW_ROOT_CAUSES)
         if roots and stored:
             ids = sorted({r if isinstance(r, int) else (r.id or 0) for r in roots} - {0})
             if ids:
                 await conn.execute(_FLAG_ROOTS, ids)
+
+
+def _best_first(row: CorrelationRow) -> float:
+    return -row.score
 
 
 class CorrelationRow(msgspec.Struct, frozen=True):
@@ -198,16 +212,18 @@ class CorrelationRepository:
             records = await conn.fetch(_ROWS_OF, wanted)
         asked = set(wanted)
         rows: list[CorrelationRow] = []
+        add = rows.append
         for r in records:
-            kind, score, reason, created = r["correlation_type"], r["score"], r["reason"], r["created_at"]
-            if r["event_id"] in asked:
-                rows.append(
-                    CorrelationRow(r["event_id"], r["related_event_id"], kind, score, reason, created)
-                )
-            if r["related_event_id"] in asked and r["related_event_id"] != r["event_id"]:
-                rows.append(
-                    CorrelationRow(r["related_event_id"], r["event_id"], kind, score, reason, created)
-                )
+            event_id, created = r["event_id"], r["created_at"]
+            mine = event_id in asked
+            for related, kind, score, reason in zip(
+                r["related"], r["kinds"], r["scores"], r["reasons"], strict=True
+            ):
+                if mine:
+                    add(CorrelationRow(event_id, related, kind, score, reason, created))
+                if related in asked and related != event_id:
+                    add(CorrelationRow(related, event_id, kind, score, reason, created))
+        rows.sort(key=_best_first)  # stable: equal scores keep the order they were written in
         return rows
 
     async def events(self, event_ids: Sequence[int]) -> dict[int, Event]:
@@ -284,8 +300,3 @@ class CorrelationRepository:
             )
             for r in records
         ]
-
-
-def correlation_rules(*, max_age: timedelta, batch_size: int) -> list[RetentionRule]:
-    """Retention of ``events.correlations``: as old as the events (``retention.events_days``)."""
-    return [RetentionRule("events.correlations", "created_at", max_age, batch_size)]

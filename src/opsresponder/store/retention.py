@@ -5,12 +5,11 @@ column defines a row's age (it must be indexed), the maximum age, the batch size
 predicate for old rows that must be kept anyway. `RetentionJob` applies a list of rules; the scheduler
 (`store/scheduler.py`) runs it once per period across every process.
 
-Where rules come from: `event_rules` here, for ``events.events`` and ``events.dedup``. A feature that
+Where rules come from: `event_rules` here, for ``events.events`` and ``events.dedup``; an event's trace
+and correlations are deleted in the same statement as the event (`EVENT_DEPENDENTS`). A feature that
 creates a table with a retention period adds a function returning its rules next to its repository, and
 ``assembly.py`` concatenates them into the list given to `RetentionJob`:
 
-- correlations (`store.correlations.correlation_rules`): ``retention.events_days`` on their creation time,
-  so that a correlation goes together with its events;
 - rule firings (`store.firings.firing_rules`): ``retention.events_days`` on ``fired_at``, settled ones
   only, with the response loop's plan for each;
 - the ``autonomous`` schema (`store.response_retention.response_rules`): ``retention.response_days``,
@@ -63,8 +62,9 @@ _STILL_DEDUPLICATING: Final = (
 )
 
 
-# Rows that exist only for their event and go with it: its decision trace (store/traces.py).
-EVENT_DEPENDENTS: Final = (("events.event_traces", "event_id"),)
+# Rows that exist only for their event and go with it: its decision trace (store/traces.py) and its
+# correlations (store/correlations.py; a later event's correlations with it go with that later event).
+EVENT_DEPENDENTS: Final = (("events.event_traces", "event_id"), ("events.event_correlations", "event_id"))
 
 
 class RetentionError(StoreError):

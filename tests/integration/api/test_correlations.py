@@ -13,6 +13,7 @@ import httpx
 
 from opsresponder.core.clock import utcnow
 from tests import correlation_scenarios as scenarios
+from tests.conftest import CORRELATION_ROWS
 
 BATCH = 25
 F1_FLOOR = 0.9
@@ -52,14 +53,14 @@ async def test_the_storms_are_grouped_stored_and_explained(
 
     # Every stored correlation joins two stored events of one group: none for the folded duplicates.
     dangling = await db_pool.fetchval(
-        """SELECT count(*) FROM events.correlations AS c
+        f"""SELECT count(*) FROM {CORRELATION_ROWS} AS c
            LEFT JOIN events.events AS e ON e.id = c.event_id
            LEFT JOIN events.events AS r ON r.id = c.related_event_id
            WHERE e.id IS NULL OR r.id IS NULL OR e.correlation_id <> c.correlation_id
               OR r.correlation_id <> c.correlation_id"""
     )
     assert dangling == 0
-    assert await db_pool.fetchval("SELECT count(*) FROM events.correlations") > 100
+    assert await db_pool.fetchval(f"SELECT count(*) FROM {CORRELATION_ROWS} AS c") > 100
 
     # The grouping, measured as the unit test does, from what the service stored and answered.
     stored = await db_pool.fetch("SELECT id, correlation_id, metadata FROM events.events")

@@ -13,6 +13,7 @@ from opsresponder.pipeline.correlation import Correlate
 from opsresponder.pipeline.stages import Normalize
 from opsresponder.store.correlations import CorrelationRepository, CorrelationWriter
 from opsresponder.store.events import EventRepository
+from tests.conftest import CORRELATION_ROWS
 from tests.correlation_scenarios import Scenario
 from tests.factories import make_pipeline
 from tests.integration.pipeline.test_stages import callers
@@ -58,7 +59,7 @@ async def test_correlations_are_written_and_a_restarted_stage_joins_the_old_grou
 
     rows = await db_pool.fetch(
         "SELECT event_id, related_event_id, correlation_type, score, reason, correlation_id "
-        "FROM events.correlations ORDER BY event_id, correlation_type"
+        f"FROM {CORRELATION_ROWS} AS c ORDER BY event_id, correlation_type"
     )
     causal = [r for r in rows if r["correlation_type"] == "causal"]
     assert {r["event_id"] for r in causal} == {e.id for e in storm.events[1:]}
@@ -79,7 +80,7 @@ async def test_correlations_are_written_and_a_restarted_stage_joins_the_old_grou
     assert late.metadata["correlation"]["group_size"] == 5
     assert "causal" in late.metadata["correlation"]["types"]
     related = await db_pool.fetch(
-        "SELECT related_event_id FROM events.correlations "
+        f"SELECT related_event_id FROM {CORRELATION_ROWS} AS c "
         "WHERE event_id = $1 AND correlation_type = 'causal'",
         late.id,
     )

@@ -82,3 +82,50 @@ async def test_approvals_older_than_migration_19_are_not_announced_again(empty_d
         )
     finally:
         await pool.close()
+
+
+async def test_018_folds_the_stored_correlations_into_a_row_per_event(empty_database: str) -> None:
+    conn = await asyncpg.connect(empty_database)
+    try:
+        # A database as release 017 left it, with correlations stored one row per link.
+        await conn.execute(
+            """CREATE TABLE public.opsresponder_migrations (
+                   version integer PRIMARY KEY,
+                   name text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        for m in load_migrations():
+            if m.version < 18:
+                await conn.execute(m.sql)
+                await conn.execute(
+                    "INSERT INTO public.opsresponder_migrations (version, name) VALUES ($1, $2)",
+                    m.version,
+                    m.name,
+                )
+        group = uuid.uuid4()
+        await conn.executemany(
+            "INSERT INTO events.correlations "
+            "(correlation_id, event_id, related_event_id, correlation_type, score, reason) "
+            "VALUES ($1, $2, $3, $4, $5, $6)",
+            [
+                (group, 2, 1, "causal", 0.9, "b depends on a"),
+                (group, 3, 1, "causal", 0.8, "c depends on a"),
+                (group, 2, 1, "time_based", 0.4, "b near a"),
+                (group, 3, 2, "host_based", 0.7, "c with b"),
+            ],
+        )
+
+        assert await migrate(conn) == [m.version for m in load_migrations() if m.version >= 18]
+        rows = await conn.fetch(
+            "SELECT event_id, correlation_id, related, kinds, scores, reasons "
+            "FROM events.event_correlations ORDER BY event_id"
+        )
+        assert [(r["event_id"], r["related"], r["kinds"], r["reasons"]) for r in rows] == [
+            (2, [1, 1], ["causal", "time_based"], ["b depends on a", "b near a"]),
+            (3, [1, 2], ["causal", "host_based"], ["c depends on a", "c with b"]),
+        ]
+        assert {r["correlation_id"] for r in rows} == {group}
+        assert [round(s, 2) for s in rows[0]["scores"]] == [0.9, 0.4]
+        assert await conn.fetchval("SELECT to_regclass('events.correlations')") is None
+    finally:
+        await conn.close()

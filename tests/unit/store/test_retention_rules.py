@@ -103,7 +103,10 @@ def test_event_rules_take_the_events_traces_along() -> None:
     events, _ = event_rules(
         events_max_age=timedelta(days=30), dedup_window=timedelta(minutes=5), batch_size=9
     )
-    assert events.also_delete == (("events.event_traces", "event_id"),)
+    assert events.also_delete == (
+        ("events.event_traces", "event_id"),
+        ("events.event_correlations", "event_id"),
+    )
 
 
 def test_event_rules_age_events_by_received_at_and_keep_dedup_rows_beyond_the_window() -> None:
