@@ -22,10 +22,10 @@ PEOPLE: Final = {
     "alice": ("alice-token-0123456789abcdef", ["read", "execute", "approve"]),
     "bob": ("bob-token-0123456789abcdef0", ["read", "approve"]),
     "carol": ("carol-token-0123456789abcdef", ["read", "approve"]),
-    "rules": ("rules-token-0123456789abcdef", ["read", "approve"]),
 }
 APPROVERS: Final = ["alice", "bob", "rules"]
-"""carol may approve (scope) but is not listed; "rules" is listed, and is the loop's own identity."""
+"""carol may approve (scope) but is not listed; "rules" is listed, and is the loop's own identity (a name no
+token may bear, so nobody can approve as the loop)."""
 
 RULES: Final = """
 rules:
