@@ -73,7 +73,7 @@ from opsresponder.state import MemoryStateBackend, StateBackend
 from opsresponder.store.approvals import ApprovalRepository
 from opsresponder.store.clearance import ClearanceRepository
 from opsresponder.store.controls import AutomationControls, PauseState
-from opsresponder.store.correlations import CorrelationRepository, CorrelationWriter
+from opsresponder.store.correlations import CorrelationRepository, CorrelationWriter, correlation_rules
 from opsresponder.store.decisions import DecisionRepository
 from opsresponder.store.deliveries import DeliveryQueue
 from opsresponder.store.events import EventRepository
@@ -741,6 +741,9 @@ def _scheduled_jobs(
                 events_max_age=timedelta(days=retention_config.events_days),
                 dedup_window=timedelta(seconds=settings.pipeline.dedup_window_seconds),
                 batch_size=retention_config.batch_size,
+            )
+            + correlation_rules(
+                max_age=timedelta(days=retention_config.events_days), batch_size=retention_config.batch_size
             )
             + firing_rules(
                 max_age=timedelta(days=retention_config.events_days), batch_size=retention_config.batch_size

@@ -26,6 +26,7 @@ from opsresponder.core.event import Event
 from opsresponder.store.errors import StoreError
 from opsresponder.store.event_columns import SELECT_EVENTS_WITHOUT_RAW, row_to_event
 from opsresponder.store.pool import connection
+from opsresponder.store.retention import RetentionRule
 
 # One row per correlated event, its correlations as parallel arrays (migration 018 says why), written
 # by binary COPY: encoded in C, where an INSERT over unnest() arrays had asyncpg check every element in
@@ -60,9 +61,9 @@ ORDER BY occurred_at, id
 """
 _HISTORY_CHUNK: Final = 5000
 
-# Both directions: the rows of the events asked for, and the rows naming one of them among the rows of
-# their groups (an event is only correlated with events of the group it joins; migration 018). Two
-# branches, each through its index: written as one WHERE with OR, PostgreSQL scans the whole table.
+# Both directions: the rows of the events asked for (primary key), and the rows of other events naming one
+# of them (the GIN index on `related`; migration 018). Two branches, each through its index: written as
+# one WHERE with OR, PostgreSQL may scan the whole table.
 _ROWS_OF: Final = """
 SELECT c.event_id, c.related, c.kinds, c.scores, c.reasons, c.created_at
 FROM events.event_correlations AS c
@@ -70,9 +71,7 @@ WHERE c.event_id = ANY($1::bigint[])
 UNION ALL
 SELECT c.event_id, c.related, c.kinds, c.scores, c.reasons, c.created_at
 FROM events.event_correlations AS c
-WHERE c.correlation_id IN (SELECT e.correlation_id FROM events.events AS e WHERE e.id = ANY($1::bigint[]))
-  AND c.related && $1::bigint[]
-  AND NOT c.event_id = ANY($1::bigint[])
+WHERE c.related && $1::bigint[] AND NOT c.event_id = ANY($1::bigint[])
 ORDER BY event_id
 """
 
@@ -194,7 +193,8 @@ class Suggestion:
 
 
 class CorrelationRepository:
-    """Reads of ``events.correlations`` and of the events the correlation stage and suggestions need."""
+    """Reads of ``events.event_correlations`` and of the events the correlation stage and suggestions
+    need."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -300,3 +300,11 @@ class CorrelationRepository:
             )
             for r in records
         ]
+
+
+def correlation_rules(*, max_age: timedelta, batch_size: int) -> list[RetentionRule]:
+    """Retention of ``events.correlations``, the table before migration 018: no longer read, but a replica
+    of the previous release may still write there during a rolling upgrade; emptied by age
+    (``retention.events_days``) until a later migration drops it. The current table's rows go with their
+    events (`store.retention.EVENT_DEPENDENTS`)."""
+    return [RetentionRule("events.correlations", "created_at", max_age, batch_size)]

@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from opsresponder.config import RetentionConfig
+from opsresponder.store.correlations import correlation_rules
 from opsresponder.store.firings import firing_rules
 from opsresponder.store.response_retention import SETTLED_EXECUTIONS, response_rules
 from opsresponder.store.retention import RetentionJob, RetentionMetrics, RetentionRule, event_rules
@@ -303,6 +304,7 @@ async def test_the_learning_history_goes_by_its_own_time(db_pool: asyncpg.Pool) 
     "rule",
     [
         *event_rules(events_max_age=EVENTS_AGE, dedup_window=timedelta(minutes=5), batch_size=10),
+        *correlation_rules(max_age=EVENTS_AGE, batch_size=10),
         *all_rules(),
     ],
     ids=lambda r: r.table,
