@@ -111,8 +111,8 @@ class ApprovalRepository:
             row = await conn.fetchrow(
                 f"""INSERT INTO autonomous.approvals (execution_id, plan_hash, requested_by, approvers,
                         risk_level, business_impact, reason, actions, created_at, expires_at,
-                        notify_context, notify_due_at)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $9) RETURNING {_COLUMNS}""",
+                        notify_context, notify_due_at, notified_at)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $9, NULL) RETURNING {_COLUMNS}""",
                 new.execution_id,
                 new.plan_hash,
                 new.requested_by,

@@ -245,3 +245,62 @@ def test_a_live_send_may_not_outlast_the_grace(db_pool: asyncpg.Pool, outbox: Ou
         ApprovalWorkflow(
             ApprovalRepository(db_pool), Executions(), outbox, ApprovalsConfig(), [], clock, notify_timeout=60
         )
+
+
+class Misconfigured(Outbox):
+    """Every channel fails for a reason only an operator can mend (here: not configured)."""
+
+    async def send(self, notification: Notification) -> list[ChannelResult]:
+        self.tried_at.append(self.clock.now - T0)
+        error = "the slack channel is not configured (response.notifications.slack is null)"
+        return [ChannelResult(channel="slack", success=False, error=error, retryable=False)]
+
+
+async def test_a_failure_of_the_configuration_is_not_retried(db_pool: asyncpg.Pool, clock: Clock) -> None:
+    outbox = Misconfigured(clock)
+    flow = workflow(db_pool, outbox, clock)
+    record = await flow.request(request(7))
+    assert len(outbox.tried_at) == 1
+    assert await db_pool.fetchval("SELECT notified_at FROM autonomous.approvals WHERE execution_id = 7")
+    clock.now = record.created_at + timedelta(minutes=20)
+    assert await flow.resend_unnotified() == 0
+    assert len(outbox.tried_at) == 1
+
+
+class FailingMarks(ApprovalRepository):
+    """The database refuses every mark and postponement (a failover's read-only transaction, say)."""
+
+    async def mark_notified(self, *args: object, **kwargs: object) -> None:
+        raise asyncpg.ReadOnlySQLTransactionError("cannot execute UPDATE in a read-only transaction")
+
+    async def postpone_notification(self, *args: object, **kwargs: object) -> None:
+        raise asyncpg.ReadOnlySQLTransactionError("cannot execute UPDATE in a read-only transaction")
+
+
+async def test_a_sent_message_that_cannot_be_marked_fails_nothing_and_is_sent_again(
+    db_pool: asyncpg.Pool, outbox: Outbox, clock: Clock
+) -> None:
+    flow = ApprovalWorkflow(FailingMarks(db_pool), Executions(), outbox, ApprovalsConfig(), ["alice"], clock)
+    await flow.request(request(7))  # the submit that committed it does not fail
+    assert outbox.sent_for("approval_requested") == ["exec_7"]
+    clock.now = T0 + timedelta(seconds=61)
+    assert await flow.resend_unnotified() == 1
+    assert outbox.sent_for("approval_requested") == ["exec_7", "exec_7"]  # a duplicate, never a loss
+
+
+async def test_one_message_the_database_fails_does_not_strand_the_others(
+    db_pool: asyncpg.Pool, outbox: Outbox, clock: Clock
+) -> None:
+    failing = ApprovalWorkflow(
+        FailingMarks(db_pool), Executions(), outbox, ApprovalsConfig(), ["alice"], clock
+    )
+    for execution_id in (7, 8, 9):
+        await died_before_announcing(failing, execution_id)
+    outbox.down = True  # every try fails, and postponing it fails too
+    clock.now = T0 + timedelta(seconds=61)
+    assert await failing.resend_unnotified() == 3
+    assert len(outbox.tried_at) == 3  # each was tried, none aborted the sweep
+    outbox.down = False
+    clock.now = T0 + timedelta(seconds=61) + timedelta(minutes=3)  # past the lease
+    assert await workflow(db_pool, outbox, clock).resend_unnotified() == 3
+    assert sorted(outbox.sent_for("approval_requested")) == ["exec_7", "exec_8", "exec_9"]

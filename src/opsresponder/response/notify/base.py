@@ -26,6 +26,9 @@ class ChannelResult(msgspec.Struct, kw_only=True, frozen=True):
     channel: str
     success: bool
     error: str | None = None
+    retryable: bool = True
+    """For a failure: whether sending again may succeed. False when the configuration is at fault (the
+    channel is not configured, or unknown, or the template is): only an operator can mend that."""
 
 
 class Notifier(Protocol):

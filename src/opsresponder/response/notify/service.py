@@ -41,6 +41,12 @@ _CONFIG_KEYS: Final = {
 _HTTP_TIMEOUT_SECONDS: Final = 10.0
 
 
+# Failures of the configuration, not of the channel's other end: sending again cannot help.
+_CONFIGURATION: Final = frozenset(
+    (outcomes.NOT_CONFIGURED, outcomes.UNKNOWN_CHANNEL, outcomes.UNKNOWN_TEMPLATE)
+)
+
+
 class NotificationService:
     """Sends notifications over the configured channels (`Notifier`).
 
@@ -103,7 +109,9 @@ class NotificationService:
             log.warning("A notification names an unknown message template.", template=notification.template)
             for name in names:
                 self._metrics.count(name, outcomes.UNKNOWN_TEMPLATE)
-            return [ChannelResult(channel=name, success=False, error=error) for name in names]
+            return [
+                ChannelResult(channel=name, success=False, error=error, retryable=False) for name in names
+            ]
         message = template.render(notification.context)
         if message.render_error is not None:
             self._metrics.render_failures.labels(template.name).inc()
@@ -154,7 +162,9 @@ class NotificationService:
             outcome=outcome,
             error=error,
         )
-        return ChannelResult(channel=name, success=False, error=error)
+        return ChannelResult(
+            channel=name, success=False, error=error, retryable=outcome not in _CONFIGURATION
+        )
 
 
 def notification_result(results: list[ChannelResult]) -> RunResult:

@@ -13,10 +13,12 @@
 -- 'infinity' once the sweep gave up. `notify_attempts`: the sweep's tries of the current status's message.
 ALTER TABLE autonomous.approvals
     ADD COLUMN notify_context  jsonb NOT NULL DEFAULT '{}',
-    ADD COLUMN notified_at     timestamptz,
+    ADD COLUMN notified_at     timestamptz DEFAULT now(),
     ADD COLUMN notify_due_at   timestamptz NOT NULL DEFAULT '-infinity',
     ADD COLUMN notify_attempts integer NOT NULL DEFAULT 0;
 
+-- `notified_at` defaults to "sent": a replica of the previous release (during a rolling upgrade) writes
+-- requests without it, and announces them itself; this release writes null explicitly.
 -- Requests older than this migration were announced by the old code or never will be (their context was
 -- not kept): marked notified, so the first sweep does not announce them all again.
 UPDATE autonomous.approvals SET notified_at = coalesce(decided_at, created_at);

@@ -77,7 +77,10 @@ async def test_an_unknown_channel_fails_and_is_counted_without_its_name_as_a_lab
     registry = CollectorRegistry()
     (result,) = await service(registry).send(Notification(template="disk", channels=("pagerduty",)))
     assert result == ChannelResult(
-        channel="pagerduty", success=False, error="unknown channel 'pagerduty' (one of email, slack, webhook)"
+        channel="pagerduty",
+        success=False,
+        error="unknown channel 'pagerduty' (one of email, slack, webhook)",
+        retryable=False,  # the configuration is at fault: sending again cannot help
     )
     assert counted(registry, "other", "unknown_channel") == 1
 
