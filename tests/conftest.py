@@ -131,13 +131,12 @@ async def db_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 # The stored correlations one row per (event, related event, kind), as the API reads them: what
-# events.event_correlations holds as parallel arrays per event (migration 018).
+# events.event_correlations holds per event (migration 018).
 CORRELATION_ROWS = """(
-    SELECT c.event_id, u.related_event_id, u.correlation_type, u.score, u.reason, c.correlation_id,
-           c.created_at
-    FROM events.event_correlations AS c,
-         unnest(c.related, c.kinds, c.scores, c.reasons)
-             AS u(related_event_id, correlation_type, score, reason)
+    SELECT c.event_id, u.related_event_id, c.links -> (u.n::int - 1) ->> 0 AS correlation_type,
+           (c.links -> (u.n::int - 1) ->> 1)::float8 AS score, c.links -> (u.n::int - 1) ->> 2 AS reason,
+           c.correlation_id, c.created_at
+    FROM events.event_correlations AS c, unnest(c.related) WITH ORDINALITY AS u(related_event_id, n)
 )"""
 
 

@@ -28,10 +28,10 @@ from opsresponder.store.event_columns import SELECT_EVENTS_WITHOUT_RAW, row_to_e
 from opsresponder.store.pool import connection
 from opsresponder.store.retention import RetentionRule
 
-# One row per correlated event, its correlations as parallel arrays (migration 018 says why), written
-# by binary COPY: encoded in C, where an INSERT over unnest() arrays had asyncpg check every element in
-# Python. created_at takes its default.
-_COLUMNS: Final = ("event_id", "correlation_id", "related", "kinds", "scores", "reasons")
+# One row per correlated event (migration 018 says why), written by binary COPY (encoded in C, where an
+# INSERT over unnest() arrays had asyncpg check every element in Python); `links` goes through the pool's
+# msgspec jsonb codec. created_at takes its default.
+_COLUMNS: Final = ("event_id", "correlation_id", "related", "links")
 
 # SKIP LOCKED: never wait for a row another batch holds (its duplicate count being updated): waiting there
 # could deadlock two batches; a skipped flag stays in the stage's memory and in the causal rows.
@@ -65,11 +65,11 @@ _HISTORY_CHUNK: Final = 5000
 # of them (the GIN index on `related`; migration 018). Two branches, each through its index: written as
 # one WHERE with OR, PostgreSQL may scan the whole table.
 _ROWS_OF: Final = """
-SELECT c.event_id, c.related, c.kinds, c.scores, c.reasons, c.created_at
+SELECT c.event_id, c.related, c.links, c.created_at
 FROM events.event_correlations AS c
 WHERE c.event_id = ANY($1::bigint[])
 UNION ALL
-SELECT c.event_id, c.related, c.kinds, c.scores, c.reasons, c.created_at
+SELECT c.event_id, c.related, c.links, c.created_at
 FROM events.event_correlations AS c
 WHERE c.related && $1::bigint[] AND NOT c.event_id = ANY($1::bigint[])
 ORDER BY event_id
@@ -115,8 +115,9 @@ LIMIT $7
 """
 
 
-# (event_id, correlation_id, related, kinds, scores, reasons): a row of ``events.event_correlations``.
-_Row = tuple[int, "uuid.UUID | None", list[int], list[str], list[float], list[str]]
+# (event_id, correlation_id, related, links): a row of ``events.event_correlations``; a link is
+# (kind, score, reason) of the related event at the same place.
+_Row = tuple[int, "uuid.UUID | None", list[int], list[tuple[str, float, str]]]
 
 
 class CorrelationWriter:
@@ -144,11 +145,9 @@ class CorrelationWriter:
                     continue
                 row = by_event.get(event_id)
                 if row is None:
-                    row = by_event[event_id] = (event_id, event.correlation_id, [], [], [], [])
+                    row = by_event[event_id] = (event_id, event.correlation_id, [], [])
                 row[2].append(related_id)
-                row[3].append(link.correlation_type)
-                row[4].append(link.score)
-                row[5].append(link.reason)
+                row[3].append((link.correlation_type, link.score, link.reason))
             if by_event:
                 await conn.copy_records_to_table(
                     "event_correlations", schema_name="events", columns=_COLUMNS, records=by_event.values()
@@ -216,9 +215,7 @@ class CorrelationRepository:
         for r in records:
             event_id, created = r["event_id"], r["created_at"]
             mine = event_id in asked
-            for related, kind, score, reason in zip(
-                r["related"], r["kinds"], r["scores"], r["reasons"], strict=True
-            ):
+            for related, (kind, score, reason) in zip(r["related"], r["links"], strict=True):
                 if mine:
                     add(CorrelationRow(event_id, related, kind, score, reason, created))
                 if related in asked and related != event_id:

@@ -56,16 +56,22 @@ async def test_one_row_per_correlated_event_with_its_links_in_order(db_pool: asy
         ],
     )
     rows = await db_pool.fetch(
-        "SELECT event_id, correlation_id, related, kinds, scores, reasons "
-        "FROM events.event_correlations ORDER BY event_id"
+        "SELECT event_id, correlation_id, related, links FROM events.event_correlations ORDER BY event_id"
     )
     # The root opened the group: no row of its own.
-    assert [(r["event_id"], r["related"], r["kinds"], r["reasons"]) for r in rows] == [
-        (a.id, [root.id, root.id], ["causal", "time_based"], ["Depends on sw-1", "Within 15 minutes"]),
-        (b.id, [root.id, a.id], ["causal", "pattern_based"], ["Depends on sw-1", "The same template"]),
+    assert [(r["event_id"], r["related"], r["links"]) for r in rows] == [
+        (
+            a.id,
+            [root.id, root.id],
+            [["causal", 0.95, "Depends on sw-1"], ["time_based", 0.4, "Within 15 minutes"]],
+        ),
+        (
+            b.id,
+            [root.id, a.id],
+            [["causal", 0.9, "Depends on sw-1"], ["pattern_based", 0.97, "The same template"]],
+        ),
     ]
     assert all(r["correlation_id"] == root.correlation_id for r in rows)
-    assert [round(s, 4) for s in rows[1]["scores"]] == [0.9, 0.97]
 
 
 async def test_reads_answer_both_directions_best_first(db_pool: asyncpg.Pool) -> None:
