@@ -63,6 +63,11 @@ token may bear that name, or its holder would pass for the loop (and could not a
 the requester never approving its own)."""
 
 
+ROLE_PREFIX: Final = "role:"
+"""An approver list's entry ``role:<name>`` names every token holding that role; no token's name may begin
+with it, or that token would pass for the role's holders."""
+
+
 class TokenConfig(_Section):
     name: Annotated[str, msgspec.Meta(min_length=1)]
     token: Annotated[str, msgspec.Meta(min_length=16)]
@@ -847,6 +852,12 @@ def _check_consistency(settings: Settings) -> None:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"invalid configuration: api.tokens: duplicate token name(s) {', '.join(dupes)}")
+    posing = sorted(n for n in names if n.startswith(ROLE_PREFIX))
+    if posing:
+        raise ConfigError(
+            f"invalid configuration: api.tokens: a token name may not begin with {ROLE_PREFIX!r} "
+            f"(approver lists name roles so): {', '.join(posing)}"
+        )
     if RULES_LOOP_IDENTITY in names:
         raise ConfigError(
             f"invalid configuration: api.tokens: the name {RULES_LOOP_IDENTITY!r} is reserved: it is the "

@@ -108,6 +108,8 @@ def test_rules_across_keys() -> None:
     token = {"token": "0123456789abcdef", "scopes": ["read"]}
     with pytest.raises(ConfigError, match="duplicate token name"):
         settings_from_tree({"api": {"tokens": [{"name": "a", **token}, {"name": "a", **token}]}})
+    with pytest.raises(ConfigError, match="may not begin with 'role:'"):
+        settings_from_tree({"api": {"tokens": [{"name": "role:dba", **token}]}})
     with pytest.raises(ConfigError, match="the name 'rules' is reserved"):
         settings_from_tree({"api": {"tokens": [{"name": "rules", **token}]}})
     with pytest.raises(ConfigError, match=r"syslog\.tls\.enabled needs"):

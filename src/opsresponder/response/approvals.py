@@ -34,7 +34,7 @@ import msgspec
 import structlog
 from prometheus_client import CollectorRegistry, Counter
 
-from opsresponder.config import ApprovalsConfig
+from opsresponder.config import ROLE_PREFIX, ApprovalsConfig
 from opsresponder.core.clock import Clock, utcnow
 from opsresponder.core.errors import OpsResponderError
 from opsresponder.response.notify.base import Notification, Notifier
@@ -49,8 +49,6 @@ from opsresponder.store.pool import Connection
 
 log = structlog.get_logger(__name__)
 
-ROLE_PREFIX: Final = "role:"
-"""An approver list entry ``role:dba`` admits every token whose ``roles`` include ``dba``."""
 NOTIFY_TIMEOUT_SECONDS: Final = 10.0
 """A message about a request (asked, expired) holds its caller up at most this long: a hanging mail server
 never keeps the expiry job from its next requests."""
