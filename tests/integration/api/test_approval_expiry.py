@@ -6,6 +6,7 @@ over HTTP: nobody can approve."""
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -55,15 +56,18 @@ async def ask_for_approval(svc_url: str, autonomous_url: str) -> str:
         return execution_id
 
 
+def expiring_fast(database_url: str, tmp_path: Path, playbooks: Playbooks, inbox: Inbox, name: str) -> object:
+    """A service's settings (its own data directory, `name`) with the expiry job every 0.2 s."""
+    return loop_settings(
+        database_url, tmp_path / name, playbooks, inbox, approvals={"expiry_check_seconds": 0.2}
+    )
+
+
 async def test_expiry_after_a_restart_exactly_once_with_two_processes(
     database_url: str, db_pool: asyncpg.Pool, tmp_path: Path, playbooks: Playbooks, inbox: Inbox
 ) -> None:
     clock = Clock()
-
-    def settings(name: str) -> object:
-        return loop_settings(
-            database_url, tmp_path / name, playbooks, inbox, approvals={"expiry_check_seconds": 0.2}
-        )
+    settings = functools.partial(expiring_fast, database_url, tmp_path, playbooks, inbox)
 
     async with running(settings("first"), clock=clock) as first:  # type: ignore[arg-type]
         execution_id = await ask_for_approval(base_url(first), base_url(first, "autonomous_api"))
@@ -108,11 +112,7 @@ async def test_a_request_announced_by_no_process_is_announced_by_the_next_one(
     database_url: str, db_pool: asyncpg.Pool, tmp_path: Path, playbooks: Playbooks, inbox: Inbox
 ) -> None:
     clock = Clock()
-
-    def settings(name: str) -> object:
-        return loop_settings(
-            database_url, tmp_path / name, playbooks, inbox, approvals={"expiry_check_seconds": 0.2}
-        )
+    settings = functools.partial(expiring_fast, database_url, tmp_path, playbooks, inbox)
 
     async with running(settings("first"), clock=clock) as first:  # type: ignore[arg-type]
         execution_id = await ask_for_approval(base_url(first), base_url(first, "autonomous_api"))
