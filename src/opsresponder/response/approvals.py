@@ -295,13 +295,14 @@ class ApprovalWorkflow:
         reason = f"no decision within {self._config.timeout_minutes} minutes: rejected automatically"
         async with self._repository.transaction() as conn:
             expired = await self._repository.expire_due(now or self._clock(), EXPIRY_BATCH, conn)
-            for record in expired:
+            for item in expired:
                 await self._executions.reject_pending(
-                    record.execution_id, by="expiry", reason=reason, conn=conn
+                    item.record.execution_id, by="expiry", reason=reason, conn=conn
                 )
-        for record in expired:
-            log.info("approval expired", execution_id=record.execution_id)
-            await self._send_owed(record, {}, outcome="sent")
+        for item in expired:
+            log.info("approval expired", execution_id=item.record.execution_id)
+            # With the request's context: the requester reads which event's execution was not run.
+            await self._send_owed(item.record, item.context, outcome="sent")
         return len(expired)
 
     async def resend_unnotified(self, now: datetime | None = None) -> int:
@@ -317,10 +318,8 @@ class ApprovalWorkflow:
                 "Sending an approval message again.", execution_id=item.record.execution_id,
                 status=item.record.status, attempt=item.attempts,
             )  # fmt: skip
-            # The expiry message is sent with no context after the commit too: the same message either way.
-            context = item.context if item.record.status == "pending" else {}
             try:
-                if not await self._send_owed(item.record, context, outcome="resent"):
+                if not await self._send_owed(item.record, item.context, outcome="resent"):
                     await self._retry_later(item)
             except Exception as e:  # noqa: BLE001 - one message's failure (the database) must not strand the rest
                 # Its lease runs out and the next sweep takes it again (one try counted).

@@ -89,13 +89,14 @@ class NewApproval(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class UnnotifiedApproval(msgspec.Struct, kw_only=True, frozen=True):
-    """A request whose message of its current status is owed, as `take_unnotified` leased it."""
+    """A request whose message of its current status is owed: as `take_unnotified` leased it, or as
+    `expire_due` expired it."""
 
     record: ApprovalRecord
     context: dict[str, Any]
     """The request's `NewApproval.notify_context`."""
     attempts: int
-    """The sweep's tries of this message, this one included."""
+    """The sweep's tries of this message, this one included (0 from `expire_due`)."""
 
 
 class ApprovalRepository:
@@ -167,9 +168,10 @@ class ApprovalRepository:
 
     async def expire_due(
         self, now: datetime, limit: int = 500, conn: Connection | None = None
-    ) -> list[ApprovalRecord]:
+    ) -> list[UnnotifiedApproval]:
         """Mark up to `limit` pending requests past their deadline expired (oldest deadline first); each is
-        returned by exactly one call, and owes its expiry message from now on."""
+        returned by exactly one call, with the context kept for its messages, and owes its expiry message
+        from now on."""
         async with using(self.pool, conn) as conn:
             rows = await conn.fetch(
                 f"""UPDATE autonomous.approvals
@@ -179,11 +181,11 @@ class ApprovalRepository:
                                  WHERE status = 'pending' AND expires_at <= $1
                                  ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
                       AND status = 'pending'
-                    RETURNING {_COLUMNS}""",
+                    RETURNING {_COLUMNS}, notify_context""",
                 now,
                 limit,
             )
-        return [_record(r) for r in rows]
+        return [UnnotifiedApproval(record=_record(r), context=r["notify_context"], attempts=0) for r in rows]
 
     async def take_unnotified(
         self, now: datetime, grace: timedelta, lease: timedelta, limit: int

@@ -101,6 +101,7 @@ async def test_expiry_after_a_restart_exactly_once_with_two_processes(
     assert inbox.templates().count("approval_expired") == 1
     notice = next(m for m in inbox.received if m["template"] == "approval_expired")
     assert "requested by alice" in notice["body"]
+    assert notice["subject"].endswith("on web-1 was not run")  # the event, from the request's context
     record = await db_pool.fetchrow(
         "SELECT status, decided_by FROM autonomous.approvals WHERE execution_id = $1", row_id
     )
@@ -123,7 +124,9 @@ async def test_a_request_announced_by_no_process_is_announced_by_the_next_one(
     )
     inbox.received.clear()
 
-    clock.offset = timedelta(minutes=2)  # past the sweep's grace, long before the deadline
+    # Past the sweep's grace, and past the job's lease if the first process stopped mid-run without
+    # releasing it (a loaded machine: its 5-minute timeout plus the margin), long before the deadline.
+    clock.offset = timedelta(minutes=10)
     async with running(settings("second"), clock=clock):  # type: ignore[arg-type]
         await eventually(lambda: "approval_requested" in inbox.templates(), within=10)
         await eventually(lambda: _job_runs(db_pool, 4), within=10, what="the expiry job ran more periods")

@@ -153,13 +153,15 @@ async def test_an_expiry_message_lost_with_its_process_is_sent_again(
     clock.now = T0 + timedelta(minutes=30)
     # The expiry job's transaction commits, and the process dies before telling the requester.
     [expired] = await ApprovalRepository(db_pool).expire_due(clock.now, 20)
-    assert expired.status == "expired"
+    assert expired.record.status == "expired" and expired.context == CONTEXT
 
     clock.now += timedelta(seconds=30)
     assert await flow.resend_unnotified() == 0
     clock.now += timedelta(seconds=31)
     assert await flow.resend_unnotified() == 1
     assert outbox.sent_for("approval_expired") == ["exec_7"]
+    [notice] = [n for n in outbox.sent if n.template == "approval_expired"]
+    assert notice.context["event"] == CONTEXT["event"]  # which event's execution was not run
     assert outbox.sent_for("approval_requested") == ["exec_7"]  # the request's own message only once
     clock.now += timedelta(minutes=10)
     assert await flow.resend_unnotified() == 0
