@@ -391,8 +391,8 @@ class ApprovalWorkflow:
         )
 
     async def _notify(self, template: str, record: ApprovalRecord, extra: dict[str, Any]) -> bool:
-        """Send one message; whether it reached at least one channel, or there is no channel to send to
-        (trying again cannot help). A failure is logged, never raised."""
+        """Send one message; whether it is done with: a channel took it, or trying again cannot help (no
+        channel, or only failures of the configuration). A failure is logged, never raised."""
         link = f"/api/v1/autonomous/executions/exec_{record.execution_id}"
         if self._config.link_base_url:
             link = self._config.link_base_url.rstrip("/") + link

@@ -181,11 +181,11 @@ class ApprovalRepository:
                                  WHERE status = 'pending' AND expires_at <= $1
                                  ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
                       AND status = 'pending'
-                    RETURNING {_COLUMNS}, notify_context""",
+                    RETURNING {_COLUMNS}, notify_context, notify_attempts""",
                 now,
                 limit,
             )
-        return [UnnotifiedApproval(record=_record(r), context=r["notify_context"], attempts=0) for r in rows]
+        return [_unnotified(r) for r in rows]
 
     async def take_unnotified(
         self, now: datetime, grace: timedelta, lease: timedelta, limit: int
@@ -196,10 +196,7 @@ class ApprovalRepository:
         once the expiry job took it."""
         async with using(self.pool, None) as conn:
             rows = await conn.fetch(_TAKE_UNNOTIFIED, limit, now, grace, lease)
-        return [
-            UnnotifiedApproval(record=_record(r), context=r["notify_context"], attempts=r["notify_attempts"])
-            for r in rows
-        ]
+        return [_unnotified(r) for r in rows]
 
     async def mark_notified(self, execution_id: int, status: ApprovalStatus, at: datetime) -> None:
         """The message of `status` was sent at `at`; nothing when the request has moved on to another status
@@ -287,6 +284,13 @@ async def settle_cancelled(conn: Connection, execution_id: int, *, by: str, at: 
         execution_id,
         by,
         at,
+    )
+
+
+def _unnotified(row: asyncpg.Record) -> UnnotifiedApproval:
+    """A row read with ``notify_context, notify_attempts`` after `_COLUMNS`."""
+    return UnnotifiedApproval(
+        record=_record(row), context=row["notify_context"], attempts=row["notify_attempts"]
     )
 
 

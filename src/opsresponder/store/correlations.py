@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Final
 
 import asyncpg
@@ -159,10 +160,6 @@ class CorrelationWriter:
                 await conn.execute(_FLAG_ROOTS, ids)
 
 
-def _best_first(row: CorrelationRow) -> float:
-    return -row.score
-
-
 class CorrelationRow(msgspec.Struct, frozen=True):
     """One stored correlation seen from one event: the other event, the kind, score, reason and time."""
 
@@ -220,7 +217,7 @@ class CorrelationRepository:
                     add(CorrelationRow(event_id, related, kind, score, reason, created))
                 if related in asked and related != event_id:
                     add(CorrelationRow(related, event_id, kind, score, reason, created))
-        rows.sort(key=_best_first)  # stable: equal scores keep the order they were written in
+        rows.sort(key=attrgetter("score"), reverse=True)  # stable: equal scores keep the written order
         return rows
 
     async def events(self, event_ids: Sequence[int]) -> dict[int, Event]:
