@@ -14,6 +14,7 @@ import asyncpg
 import httpx
 
 from opsresponder.app import running
+from opsresponder.config import Settings
 from tests.integration.api.autonomous import auth
 from tests.integration.api.conftest import base_url
 from tests.integration.api.inbox import Inbox
@@ -56,11 +57,20 @@ async def ask_for_approval(svc_url: str, autonomous_url: str) -> str:
         return execution_id
 
 
-def expiring_fast(database_url: str, tmp_path: Path, playbooks: Playbooks, inbox: Inbox, name: str) -> object:
+def expiring_fast(
+    database_url: str, tmp_path: Path, playbooks: Playbooks, inbox: Inbox, name: str
+) -> Settings:
     """A service's settings (its own data directory, `name`) with the expiry job every 0.2 s."""
     return loop_settings(
         database_url, tmp_path / name, playbooks, inbox, approvals={"expiry_check_seconds": 0.2}
     )
+
+
+async def requested_by_a_process_now_stopped(settings: Settings, clock: Clock) -> tuple[str, int]:
+    """A process asks for approval of a guarded change, then stops: the execution's id and its row id."""
+    async with running(settings, clock=clock) as first:
+        execution_id = await ask_for_approval(base_url(first), base_url(first, "autonomous_api"))
+    return execution_id, int(execution_id.removeprefix("exec_"))
 
 
 async def test_expiry_after_a_restart_exactly_once_with_two_processes(
@@ -68,18 +78,15 @@ async def test_expiry_after_a_restart_exactly_once_with_two_processes(
 ) -> None:
     clock = Clock()
     settings = functools.partial(expiring_fast, database_url, tmp_path, playbooks, inbox)
-
-    async with running(settings("first"), clock=clock) as first:  # type: ignore[arg-type]
-        execution_id = await ask_for_approval(base_url(first), base_url(first, "autonomous_api"))
-    row_id = int(execution_id.removeprefix("exec_"))
+    execution_id, row_id = await requested_by_a_process_now_stopped(settings("first"), clock)
     assert await db_pool.fetchval(
         "SELECT status FROM autonomous.approvals WHERE execution_id = $1", row_id
     ) == ("pending")
 
     clock.offset = timedelta(minutes=31)  # past the 30-minute deadline, while no process runs
     async with (
-        running(settings("second"), clock=clock) as second,  # type: ignore[arg-type]
-        running(settings("third"), clock=clock),  # type: ignore[arg-type]
+        running(settings("second"), clock=clock) as second,
+        running(settings("third"), clock=clock),
     ):
 
         async def expired() -> bool:
@@ -114,10 +121,7 @@ async def test_a_request_announced_by_no_process_is_announced_by_the_next_one(
 ) -> None:
     clock = Clock()
     settings = functools.partial(expiring_fast, database_url, tmp_path, playbooks, inbox)
-
-    async with running(settings("first"), clock=clock) as first:  # type: ignore[arg-type]
-        execution_id = await ask_for_approval(base_url(first), base_url(first, "autonomous_api"))
-    row_id = int(execution_id.removeprefix("exec_"))
+    _, row_id = await requested_by_a_process_now_stopped(settings("first"), clock)
     # As if the process had died between the commit and the message.
     await db_pool.execute(
         "UPDATE autonomous.approvals SET notified_at = NULL WHERE execution_id = $1", row_id
@@ -127,7 +131,7 @@ async def test_a_request_announced_by_no_process_is_announced_by_the_next_one(
     # Past the sweep's grace, and past the job's lease if the first process stopped mid-run without
     # releasing it (a loaded machine: its 5-minute timeout plus the margin), long before the deadline.
     clock.offset = timedelta(minutes=10)
-    async with running(settings("second"), clock=clock):  # type: ignore[arg-type]
+    async with running(settings("second"), clock=clock):
         await eventually(lambda: "approval_requested" in inbox.templates(), within=10)
         await eventually(lambda: _job_runs(db_pool, 4), within=10, what="the expiry job ran more periods")
     assert inbox.templates() == ["approval_requested"]
