@@ -65,10 +65,14 @@ async def other_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 def workflow(
-    pool: asyncpg.Pool, outbox: Outbox, clock: Clock, metrics: ApprovalNotifyMetrics | None = None
+    pool: asyncpg.Pool,
+    outbox: Outbox,
+    clock: Clock,
+    metrics: ApprovalNotifyMetrics | None = None,
+    repository: type[ApprovalRepository] = ApprovalRepository,
 ) -> ApprovalWorkflow:
     return ApprovalWorkflow(
-        ApprovalRepository(pool), Executions(), outbox, ApprovalsConfig(), ["alice"], clock, metrics=metrics
+        repository(pool), Executions(), outbox, ApprovalsConfig(), ["alice"], clock, metrics=metrics
     )
 
 
@@ -282,7 +286,7 @@ class FailingMarks(ApprovalRepository):
 async def test_a_sent_message_that_cannot_be_marked_fails_nothing_and_is_sent_again(
     db_pool: asyncpg.Pool, outbox: Outbox, clock: Clock
 ) -> None:
-    flow = ApprovalWorkflow(FailingMarks(db_pool), Executions(), outbox, ApprovalsConfig(), ["alice"], clock)
+    flow = workflow(db_pool, outbox, clock, repository=FailingMarks)
     await flow.request(request(7))  # the submit that committed it does not fail
     assert outbox.sent_for("approval_requested") == ["exec_7"]
     clock.now = T0 + timedelta(seconds=61)
@@ -293,9 +297,7 @@ async def test_a_sent_message_that_cannot_be_marked_fails_nothing_and_is_sent_ag
 async def test_one_message_the_database_fails_does_not_strand_the_others(
     db_pool: asyncpg.Pool, outbox: Outbox, clock: Clock
 ) -> None:
-    failing = ApprovalWorkflow(
-        FailingMarks(db_pool), Executions(), outbox, ApprovalsConfig(), ["alice"], clock
-    )
+    failing = workflow(db_pool, outbox, clock, repository=FailingMarks)
     for execution_id in (7, 8, 9):
         await died_before_announcing(failing, execution_id)
     outbox.down = True  # every try fails, and postponing it fails too
