@@ -107,16 +107,30 @@ class EventRepository:
         try:
             if not events:
                 return []
-            async with connection(self._pool) as conn:
-                try:
-                    await turn.wait_to_lock()
-                    ids = await self._ids.allocate(conn, len(events))
-                    async with conn.transaction():
-                        outcomes = await self._write(conn, events, ids, turn, batch)
-                        await turn.wait_to_commit()
-                    return outcomes
-                except asyncpg.PostgresError as e:
-                    raise StoreError(f"the database refused the batch: {e.__class__.__name__}: {e}") from e
+            # The ids `_write` gives are undone with the transaction: an event stored again later (after an
+            # outage, or alone after its batch was refused) gets a new one, and nothing may keep the old.
+            ids_before = [e.id for e in events]
+            committed = False
+            try:
+                async with connection(self._pool) as conn:
+                    try:
+                        await turn.wait_to_lock()
+                        ids = await self._ids.allocate(conn, len(events))
+                        async with conn.transaction():
+                            outcomes = await self._write(conn, events, ids, turn, batch)
+                            await turn.wait_to_commit()
+                        committed = True
+                        if batch is not None:
+                            batch.committed = True
+                        return outcomes
+                    except asyncpg.PostgresError as e:
+                        message = f"the database refused the batch: {e.__class__.__name__}: {e}"
+                        raise StoreError(message) from e
+            except BaseException:
+                if not committed:
+                    for event, before in zip(events, ids_before, strict=True):
+                        event.id = before
+                raise
         finally:
             turn.end_commit_phase()
 

@@ -85,6 +85,7 @@ async def test_a_writer_gets_the_batch_and_its_new_events_inside_the_transaction
     assert passed is batch
     assert ids == [outcomes[0].event_id, outcomes[2].event_id]  # new events only, in batch order
     assert writer.seen_from_outside == [0, 0]
+    assert batch.committed  # the events' ids are final
     # Committed with the events.
     assert await notes(db_pool) == {(outcomes[0].event_id, "silence: no silence matched")}
 
@@ -104,10 +105,18 @@ async def test_a_failing_writer_rolls_back_the_events_and_the_rows_written_befor
         await repository.store_batch(events, batch=batch)
 
     assert len(writer.calls) == 1  # the trace rows and the outbox rows were written, then rolled back
+    given = writer.calls[0][1]
+    assert len(given) == 2  # the transaction gave them ids...
+    assert [e.id for e in events] == [None, None] and not batch.committed  # ...and took them back
     assert await notes(db_pool) == set()
     assert await db_pool.fetchval("SELECT count(*) FROM events.subscription_outbox") == 0
     assert await db_pool.fetchval("SELECT count(*) FROM events.events") == 0
     assert await db_pool.fetchval("SELECT count(*) FROM events.dedup") == 0
+
+    # Stored again (after an outage), they get new ids: the ones taken back were never stored.
+    await EventRepository(db_pool, dedup_window=WINDOW, writers=[writer]).store_batch(events, batch=batch)
+    assert all(e.id is not None and e.id not in given for e in events) and batch.committed
+    assert await notes(db_pool) == {(events[0].id, "silence: no silence matched")}
 
 
 async def test_without_a_batch_the_writers_get_one_of_the_events(
