@@ -65,8 +65,8 @@ class Group:
     """One correlation group: its id, how many events it has as known here, and its root cause.
 
     Attributes:
-        root: the event named root cause (an `Event` until its id is known, then the id; 0 when it never
-            got one), None while no causal correlation named one.
+        root: the event named root cause (an `Event` until its batch committed, then its id; 0 when it
+            never got one), None while no causal correlation named one.
         root_name: the host or service of the root (what its dependents depend on).
         root_depends: what the root itself depends on: an event there is the root's own cause and takes
             its place.
@@ -74,12 +74,12 @@ class Group:
     """
 
     __slots__ = (
-        "_root",
         "causal_links",
         "described",
         "first_at",
         "head",
         "id",
+        "root",
         "root_depends",
         "root_name",
         "root_text",
@@ -90,7 +90,7 @@ class Group:
         self.id = group_id
         self.size = size
         self.first_at = first_at  # occurred_at (epoch seconds) of its first event
-        self._root: Event | int | None = None
+        self.root: Event | int | None = None
         self.root_name: str | None = None
         self.root_depends: tuple[str, ...] = ()
         self.causal_links = 0
@@ -99,17 +99,6 @@ class Group:
         self.head = ""
         self.described: Event | int | None = None
         self.root_text = ""
-
-    @property
-    def root(self) -> Event | int | None:
-        root = self._root
-        if isinstance(root, Event) and root.id is not None:
-            self._root = root = root.id  # stored: hold the id, not the event
-        return root
-
-    @root.setter
-    def root(self, value: Event | int | None) -> None:
-        self._root = value
 
 
 class _Seen:
@@ -323,8 +312,11 @@ class Correlator:
         # fingerprint -> (state, last received, group): a repeat keeps the group of the event it repeats.
         self._fingerprints: OrderedDict[str, tuple[EventState, float, Group]] = OrderedDict()
         self._groups_by_id: dict[uuid.UUID, Group] = {}  # only while loading history
-        # Per batch: when to give up on its events' ids, and the notes still holding an `Event`.
-        self._pending: list[tuple[float, list[_Seen]]] = []
+        # Per batch: when to give up on its events' ids, the batch (its ids are final once it committed),
+        # and the notes still holding an `Event`.
+        self._pending: list[tuple[float, Batch, list[_Seen]]] = []
+        # id() of the events of batches not committed yet: an id they have may still be taken back.
+        self._unsure: set[int] = set()
         self._reasons: dict[_Reason, str] = {}
         self._next_eviction = 0.0
         self._window_text = _duration(window)
@@ -384,7 +376,7 @@ class Correlator:
                 continue  # seen before (the batch came back after an outage), or given by its sender
             correlate_one(event, batch, links, new_roots, pending)
         if pending:
-            self._pending.append((self._monotonic() + _PENDING_SECONDS, pending))
+            self._pending.append((self._monotonic() + _PENDING_SECONDS, batch, pending))
         if links:
             batch.add(CORRELATIONS, links)
         if new_roots:
@@ -459,6 +451,7 @@ class Correlator:
         group.size += 1
         event.correlation_id = group.id
         at = features.at
+        unsure = self._unsure  # events whose ids may still be taken back: linked as events, not ids
         # The related events of each kind in `group`, walked again from the offers that found them (in the
         # order they were found: equal scores keep it through the stable sort), and what the causal ones say.
         related: tuple[list[tuple[float, _Seen, _Reason]], ...] = ([], [], [], [])
@@ -514,7 +507,7 @@ class Correlator:
                         continue  # never stored
                 else:
                     ident = target.id
-                    if ident is not None:
+                    if ident is not None and id(target) not in unsure:
                         target = seen.event = key = ident
                     else:
                         key = -id(target)
@@ -545,14 +538,13 @@ class Correlator:
                 if len(named) >= limit:
                     break
         is_root = False
-        # group._root, not the property (a Python call): only "is None" is asked before `root_event`.
         if caused_by is not None:
             cause, cause_name = caused_by
-            if group._root is None or (group.root_depends and cause_name in group.root_depends):
+            if group.root is None or (group.root_depends and cause_name in group.root_depends):
                 self._set_root(group, cause, cause_name, batch, new_roots)
             group.causal_links += 1
         depends = group.root_depends
-        if cause_of and (group._root is None or (depends and any(n in depends for n in features.names))):
+        if cause_of and (group.root is None or (depends and any(n in depends for n in features.names))):
             self._name_root(group, event, features)
             is_root = True
             group.causal_links += 1
@@ -561,12 +553,12 @@ class Correlator:
         head = group.head
         if not head:
             head = group.head = f"joined group {group.id} (score "
-        root_event = group._root  # what the `root` property does, without its call
+        root_event = group.root
         if root_event is None:
             root = ""
         else:
-            if isinstance(root_event, Event) and root_event.id is not None:
-                root_event = group._root = root_event.id
+            if isinstance(root_event, Event) and root_event.id is not None and id(root_event) not in unsure:
+                root_event = group.root = root_event.id  # committed: hold the id, not the event
             if root_event is group.described:
                 root = group.root_text
             else:
@@ -613,7 +605,9 @@ class Correlator:
         self, group: Group, cause: _Seen, name: str, batch: Batch, new_roots: list[Event | int]
     ) -> None:
         """Name the event behind `cause` the group's root; flag it in its metadata or through the writer."""
-        target = _resolved(cause)
+        target = cause.event
+        if isinstance(target, Event) and target.id is not None and id(target) not in self._unsure:
+            target = cause.event = target.id
         group.root = target
         group.root_name = name
         group.root_depends = ()
@@ -775,19 +769,30 @@ class Correlator:
         return group
 
     def _settle_pending(self) -> None:
-        """Swap the `Event`s of earlier batches for their ids once stored; let go of those never stored."""
+        """Swap the `Event`s of earlier batches for their ids once committed; let go of those never stored.
+
+        Not before the commit: a batch in its transaction already has ids, but a transaction that fails
+        takes them back, and its events, stored again after an outage, get others.
+        """
         if not self._pending:
+            self._unsure.clear()
             return
         now = self._monotonic()
-        keep: list[tuple[float, list[_Seen]]] = []
-        for deadline, notes in self._pending:
-            waiting: list[_Seen] = []
+        keep: list[tuple[float, Batch, list[_Seen]]] = []
+        unsure: set[int] = set()
+        for deadline, batch, notes in self._pending:
             expired = now >= deadline
+            committed = batch.committed
+            if not committed and not expired:
+                keep.append((deadline, batch, notes))
+                unsure.update(map(id, batch.events))
+                continue
+            waiting: list[_Seen] = []
             for seen in notes:
                 target = seen.event
                 if isinstance(target, int):
                     continue  # settled already (a note repeated by a storm)
-                ident = target.id
+                ident = target.id if committed else None
                 if ident is not None:
                     seen.event = ident
                 elif expired:
@@ -795,8 +800,9 @@ class Correlator:
                 else:
                     waiting.append(seen)
             if waiting:
-                keep.append((deadline, waiting))
+                keep.append((deadline, batch, waiting))
         self._pending = keep
+        self._unsure = unsure
 
     def _evict(self, now: float) -> None:
         for index in self._indexes:
@@ -831,14 +837,6 @@ class Correlator:
             for seen in index.seen():
                 found[seen.group.id] = seen.group
         return found
-
-
-def _resolved(seen: _Seen) -> Event | int:
-    target = seen.event
-    if isinstance(target, Event) and target.id is not None:
-        seen.event = target.id
-        return target.id
-    return target
 
 
 # The score of a (score, seen, reason) item, in C (a Python key function costs a frame per item).

@@ -88,6 +88,23 @@ def test_host_based_links_fade_over_the_lookback() -> None:
     assert 0.6 < link.score <= 0.75
 
 
+def test_an_event_is_known_by_its_id_only_once_its_batch_committed() -> None:
+    # A transaction that fails takes back the ids it gave (an outage): the state must not keep one.
+    stage, _ = _stage()
+    s = Scenario()
+    first = _event(s, "db-1", "disk full", service="pg", tags=())
+    first_batch = _run(stage, first)
+    first.id = 41  # in its transaction, which then fails...
+    second = _event(s, "db-2", "replication lag high", minutes=1, service="pg", tags=())
+    [link] = _run(stage, second).get(CORRELATIONS) or []
+    assert link.related is first  # ...so a later batch links the event, not the id
+    first.id = 57  # stored again after the outage
+    first_batch.committed = True
+    third = _event(s, "db-1", "backup failed", minutes=2, tags=())
+    [link] = _run(stage, third).get(CORRELATIONS) or []
+    assert link.correlation_type == "host_based" and link.related == 57
+
+
 def test_a_chain_of_dependencies_moves_the_root_up() -> None:
     stage, _ = _stage()
     s = Scenario()
