@@ -81,6 +81,7 @@ class Intake:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closed = False
+        self._woken = False
 
     @property
     def capacity(self) -> int:
@@ -174,10 +175,15 @@ class Intake:
         (syslog, SNMP): as soon as a caller's submission (HTTP) is queued, the batch goes, since that
         caller's answer waits for the commit.
         The batch counts as in flight until `task_done` is called for it, so `wait_drained` sees it.
+        Returns an empty batch when `wake_taker` was called while nothing was queued.
         """
         while not self._items:
+            if self._woken:
+                self._woken = False
+                return []
             self._not_empty.clear()
             await self._not_empty.wait()
+        self._woken = False
         if len(self._items) < max_events and max_wait > 0 and not self._closed and not self._callers:
             deadline = self._items[0].enqueued_at + max_wait
             while len(self._items) < max_events and not self._callers:
@@ -193,6 +199,12 @@ class Intake:
         self._in_flight += count
         self._wake_putters()
         return batch
+
+    def wake_taker(self) -> None:
+        """Make `get_batch` return now, empty if nothing is queued: the worker has something else to see
+        to (the events an outage held back), which must not wait for the next event to arrive."""
+        self._woken = True
+        self._not_empty.set()
 
     def requeue_front(self, batch: list[Submission]) -> None:
         """Give back a batch that could not be stored, ahead of newer events, keeping order."""

@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from typing import NamedTuple
 
 import structlog
 
@@ -27,6 +28,20 @@ CommitListener = Callable[[list[Event]], None]
 _FIRST_RETRY_DELAY = 0.1
 
 
+class _HeldBack(NamedTuple):
+    """Events of a batch cut short by an outage, kept for when the database is back.
+
+    ``work`` is what the stages made of the batch, or None when no stage ran (the batch was gathered
+    during the outage). Events whose stages ran are stored from it, never run through the stages again:
+    a second run would count them twice (flapping, rate limits, rule state, pattern counts), and the
+    correlations and trace of the first run are only in `work`.
+    """
+
+    number: int  # the batch's number: held-back events go back in the order their batches were taken
+    submissions: list[Submission]
+    work: Batch | None
+
+
 class PipelineWorker:
     """Runs batches through `stages` (see `pipeline.stage.Stage`) and `repository.store_batch`, one
     transaction per batch.
@@ -38,7 +53,8 @@ class PipelineWorker:
     it holds an HTTP caller (see `Intake.get_batch`).
 
     While the database is unreachable, HTTP callers are answered at once with `StoreUnavailableError`
-    (their events are not stored), and other events wait in the intake, in order, until it is back.
+    (their events are not stored), and other events wait, in order, until it is back: those whose stages
+    ran are then stored from what the stages made of them, the others go back to the intake.
     A batch the database refuses (bad data, not an outage) is retried one event at a time so that only the
     offending event is lost, counted and logged.
     """
@@ -75,8 +91,11 @@ class PipelineWorker:
         self._slots = asyncio.Semaphore(concurrent_batches)
         self._writes: set[asyncio.Task[None]] = set()
         self._batches_taken = 0
-        # Events of batches cut short by an outage, by batch number; back to the intake once all are over.
-        self._held_back: list[tuple[int, list[Submission]]] = []
+        # Events of batches cut short by an outage; sorted out once every batch in flight is over.
+        self._held_back: list[_HeldBack] = []
+        # Held-back events whose stages ran, oldest first: stored once the database answers, before any
+        # new batch is taken.
+        self._replays: list[_HeldBack] = []
 
     def add_commit_listener(self, listener: CommitListener) -> None:
         """Call `listener` with the new events of every committed batch (stage 8, notify).
@@ -97,6 +116,9 @@ class PipelineWorker:
                 if not self._database_available:
                     await self._settle_outage()
                     await self._wait_for_database()
+                if self._replays:
+                    await self._replay()
+                    continue  # the database may have failed again
                 await self._slots.acquire()
                 try:
                     linger = self._batch_max_wait if self._writes else 0.0
@@ -104,11 +126,15 @@ class PipelineWorker:
                 except BaseException:
                     self._slots.release()
                     raise
+                if not batch:  # woken by `_on_outage`: the held-back events are seen to at the top
+                    self._slots.release()
+                    continue
                 self._batches_taken += 1
                 if not self._database_available:
                     # The outage began while this batch was being gathered: it waits with the others.
                     self._slots.release()
-                    self._hold(batch, self._batches_taken, StoreUnavailableError("PostgreSQL is unavailable"))
+                    unavailable = StoreUnavailableError("PostgreSQL is unavailable")
+                    self._hold(batch, self._batches_taken, unavailable, None)
                     continue
                 write = self._write_batch(batch, self._batches_taken)
                 task = asyncio.create_task(write, name="pipeline-write")
@@ -122,6 +148,8 @@ class PipelineWorker:
 
     async def process(self, batch: list[Submission]) -> None:
         """Run one batch to the end (stages, store, answers) outside the `run` loop; for tests and tools."""
+        if self._replays and self._database_available:
+            await self._replay()
         await self._slots.acquire()
         self._batches_taken += 1
         await self._write_batch(batch, self._batches_taken)
@@ -163,7 +191,7 @@ class PipelineWorker:
                 outcomes = await self._repository.store_batch([s.event for s in batch], turn, batch=work)
             except DatabaseUnavailableError as e:
                 await turn.wait_to_publish()
-                self._on_outage(batch, number, e)
+                self._on_outage(batch, number, e, work)
                 return
             except StoreError as e:
                 await turn.wait_to_publish()
@@ -203,19 +231,26 @@ class PipelineWorker:
         for listener in self._on_committed:
             listener(stored)
 
-    def _on_outage(self, batch: list[Submission], number: int, error: DatabaseUnavailableError) -> None:
+    def _on_outage(
+        self, batch: list[Submission], number: int, error: DatabaseUnavailableError, work: Batch
+    ) -> None:
         self._metrics.db_write_errors.labels("unavailable").inc()
         if self._database_available:
             log.error(
                 "PostgreSQL is unavailable; holding events in the intake until it is back.", error=str(error)
             )
         self._database_available = False
-        self._hold(batch, number, StoreUnavailableError(str(error)))
+        self._hold(batch, number, StoreUnavailableError(str(error)), work)
+        # The loop may be waiting for the next event: the held-back ones must not wait for it.
+        self._intake.wake_taker()
 
-    def _hold(self, batch: list[Submission], number: int, unavailable: StoreUnavailableError) -> None:
-        """Answer the batch's HTTP callers (and queued ones) with `unavailable`; keep its other events.
+    def _hold(
+        self, batch: list[Submission], number: int, unavailable: StoreUnavailableError, work: Batch | None
+    ) -> None:
+        """Answer the batch's HTTP callers (and queued ones) with `unavailable`; keep its other events, and
+        `work`, what the stages made of the batch (None when they did not run).
 
-        Kept events go back to the intake in `_settle_outage`, once every batch in flight is over, in batch
+        Kept events are sorted out in `_settle_outage`, once every batch in flight is over, in batch
         `number` order: batches in flight fail in any order.
         """
         waiting = [s for s in batch if s.future is not None]
@@ -226,14 +261,35 @@ class PipelineWorker:
         # Callers that are still queued would otherwise wait for the whole outage; answer them now too.
         self._intake.fail_waiting(unavailable)
         self._intake.task_done(len(waiting))
-        self._held_back.append((number, [s for s in batch if s.future is None]))
+        kept = [s for s in batch if s.future is None]
+        if kept:
+            self._held_back.append(_HeldBack(number, kept, work))
 
     async def _settle_outage(self) -> None:
-        """Wait until no batch is in flight, then give the held-back events to the intake, oldest first."""
+        """Wait until no batch is in flight, then sort out the held-back events, oldest first: those whose
+        stages ran wait for `_replay`, the others go back to the intake."""
         while self._writes:
             await asyncio.wait(set(self._writes))
-        held, self._held_back = sorted(self._held_back, key=lambda part: part[0]), []
-        self._intake.requeue_front([s for _, part in held for s in part])
+        # Replays not yet tried when the database failed again rejoin the held-back ones in batch order.
+        held = sorted(self._held_back + self._replays, key=lambda part: part.number)
+        self._held_back = []
+        self._replays = [part for part in held if part.work is not None]
+        # Batches taken during the outage come after every batch in flight: the intake's front is theirs.
+        self._intake.requeue_front([s for part in held if part.work is None for s in part.submissions])
+
+    async def _replay(self) -> None:
+        """Store the held-back events whose stages ran, from what the stages made of them, oldest first.
+
+        Stops when the database fails again: what is left is sorted out with the newly held-back events.
+        """
+        while self._replays and self._database_available:
+            part = self._replays.pop(0)
+            assert part.work is not None
+            await self._slots.acquire()
+            try:
+                await self._store(part.submissions, part.work, part.number, self._order.next_turn())
+            finally:
+                self._slots.release()
 
     async def _wait_for_database(self) -> None:
         delay = _FIRST_RETRY_DELAY
@@ -271,7 +327,7 @@ class PipelineWorker:
             if not self._database_available:
                 # The outage began mid-way: the rest waits (or is answered 503) like any outage batch.
                 unavailable = DatabaseUnavailableError("PostgreSQL became unavailable")
-                self._on_outage(batch[position:], number, unavailable)
+                self._on_outage(batch[position:], number, unavailable, work)
                 return
             # Each retry takes a new turn: new ids, committed after every batch that began before it.
             await self._store([submission], work, number, self._order.next_turn())
