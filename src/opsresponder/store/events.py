@@ -18,7 +18,7 @@ from opsresponder.rules.sql import WhereClause
 from opsresponder.store.errors import StoreError
 from opsresponder.store.event_columns import EVENT_COLUMNS, SELECT_EVENTS, event_record, row_to_event
 from opsresponder.store.ids import EventIdAllocator
-from opsresponder.store.pool import connection
+from opsresponder.store.pool import CONNECTION_ERRORS, connection
 from opsresponder.store.write_order import WriteOrder, WriteTurn
 from opsresponder.store.writers import BatchWriter
 
@@ -120,9 +120,9 @@ class EventRepository:
                             outcomes = await self._write(conn, events, ids, turn, batch)
                             await turn.wait_to_commit()
                         committed = True
-                        if batch is not None:
-                            batch.committed = True
                         return outcomes
+                    except CONNECTION_ERRORS:
+                        raise  # (PostgresErrors too): mapped to DatabaseUnavailableError by `connection`
                     except asyncpg.PostgresError as e:
                         message = f"the database refused the batch: {e.__class__.__name__}: {e}"
                         raise StoreError(message) from e
