@@ -113,28 +113,28 @@ async def insert_firings(
 class FiringsWriter:
     """The batch writer of trigger firings: each goes in with the event that completed it.
 
-    A firing is written in the transaction that stores its completing event as a new row. When that
-    event is a duplicate of an earlier row (it has no id of its own after the store), the firing names
-    that row, found through ``events.dedup``. Writes are idempotent (``firing_key``), so a firing is stored
-    once whatever the store retries. One caveat, in the rare path where PostgreSQL refused the batch and
-    the store retries it one event at a time: a writer cannot tell which event a transaction holds, so a
-    firing completed by a duplicate may be written in an earlier event's transaction, naming the dedup row
-    as it is at that moment.
+    A firing is written in the transaction that stores its completing event: as a new row, or as a
+    duplicate of an earlier row (it has no id of its own after the store), whose row the firing then names,
+    found through ``events.dedup``. Writes are idempotent (``firing_key``), so a firing is stored once
+    whatever the store retries. A firing whose completing event is not in the transaction at all is not
+    written: the worker stores part of a batch (one event at a time after a refusal; after an outage, only
+    the events nobody was answered 503 for, as the rest will be sent again).
     """
 
     async def write(self, conn: asyncpg.Connection, batch: Batch, stored: Sequence[Event]) -> None:
         firings = batch.get(FIRINGS)
         if not firings:
             return
-        in_tx = {id(e) for e in stored}
+        new = {id(e) for e in stored}
+        in_tx = {id(e) for e in batch.transaction_events}
         chosen: list[Firing] = []
         duplicates: list[Event | None] = []
         for firing in firings:
             last = firing.events[-1]
-            if id(last) in in_tx:
+            if id(last) in new:
                 chosen.append(firing)
                 duplicates.append(None)
-            elif last.id is None:
+            elif last.id is None and id(last) in in_tx:
                 chosen.append(firing)
                 duplicates.append(last)
         await insert_firings(conn, chosen, duplicates)

@@ -75,6 +75,25 @@ async def test_a_firing_completed_by_a_duplicate_names_the_row_it_was_folded_int
     assert [r["event_ids"] for r in await rows(db_pool)] == [[first.id]]
 
 
+async def test_a_firing_is_written_only_in_the_transaction_of_its_completing_event(
+    db_pool: asyncpg.Pool,
+) -> None:
+    repository = EventRepository(db_pool, dedup_window=WINDOW, writers=[FiringsWriter()])
+    [first] = prepared(make_event(title="disk full"))
+    await repository.store_batch([first])
+    repeat, answered_503, other = prepared(
+        make_event(title="disk full"), make_event(title="cpu high"), make_event(title="other")
+    )
+    batch = Batch([repeat, answered_503, other])
+    batch.add(FIRINGS, [firing(repeat, rule_id=5), firing(answered_503, rule_id=6)])
+    # After an outage the worker stores what nobody was answered 503 for, one transaction per part here
+    # (as after a refusal): the duplicate's firing goes with the duplicate, the other event's with none.
+    await repository.store_batch([other], batch=batch)
+    assert await rows(db_pool) == []
+    await repository.store_batch([repeat], batch=batch)
+    assert [(r["rule_id"], r["event_ids"]) for r in await rows(db_pool)] == [(5, [first.id])]
+
+
 async def test_absence_firings_are_written_without_an_event(db_pool: asyncpg.Pool) -> None:
     firings = FiringRepository(db_pool)
     await firings.write_firings([Firing(9, "db-1", "absence", NOW, (), {"variant": "heartbeat"})])
