@@ -126,7 +126,7 @@ def child(events: int, hosts: int, templates: int, seed: int) -> dict[str, Any]:
         for event in batch_events:  # the store's ids; then the events go, as after a commit
             event.id = next_id
             next_id += 1
-        batch.committed = True
+        batch.settled = True
         made += size
         del batch, batch_events
     _run_sync(stage, Batch([]))  # settles the last batch's ids
@@ -288,7 +288,7 @@ def mix_child(events: int, seed: int, gc_mode: str) -> dict[str, Any]:
                 event.id = next_id
                 next_id += 1
                 groups.add(event.correlation_id)
-            batch.committed = True
+            batch.settled = True
             made += len(chunk)
             del batch, chunk
         return {"events": made, "us_per_event": cpu / made / 1000, "groups": len(groups)}

@@ -84,7 +84,7 @@ async def stage_chain(count: int, rounds: int) -> None:
                 for event in batch_events:
                     event.id = next_id
                     next_id += 1
-                batch.committed = True
+                batch.settled = True
             for name in names:
                 per_stage[name].append(spent[name] / 1000 / count)
             for stage in stages:

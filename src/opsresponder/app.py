@@ -338,7 +338,8 @@ def _drain(intake: Intake, worker: asyncio.Task[None], grace: float) -> StopStep
             await asyncio.wait_for(intake.wait_drained(), grace)
         except TimeoutError:
             log.error(
-                "The intake did not drain within the grace period; queued events are lost.", lost=intake.depth
+                "The intake did not drain within the grace period; events not stored yet are lost.",
+                lost=intake.unfinished,
             )
 
     return step

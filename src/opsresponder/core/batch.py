@@ -55,7 +55,7 @@ class Batch:
     refused it), and a writer then picks out what belongs to the events it is given.
     """
 
-    __slots__ = ("_additions", "committed", "events", "trace", "transaction_events")
+    __slots__ = ("_additions", "events", "settled", "trace", "transaction_events")
 
     def __init__(self, events: list[Event]) -> None:
         self.events = events
@@ -64,11 +64,12 @@ class Batch:
         """The events of the transaction the store is writing now, duplicates included: all of `events`,
         or the one event of a retry when the store writes a refused batch one event at a time. The store
         sets it before its batch writers run; a writer that counts occurrences (duplicates too) reads it."""
-        self.committed = False
-        """Set by the store once a transaction with (some of) `events` committed. Until then an event's
-        ``id`` is not final: a transaction that fails takes back the ids it gave, and the event is stored
-        later with another. What keeps an event's id beyond the batch (the correlation state) waits for
-        this."""
+        self.settled = False
+        """Set by the pipeline's worker once it is done storing the batch for good: each event that was
+        stored then has its final ``id``, and the others (duplicates, refused, answered 503) never get one.
+        Before, an id is not final: a transaction that fails takes back the ids it gave, and the event is
+        stored later (after an outage, or alone after its batch was refused) with another. What keeps an
+        event's id beyond the batch (the correlation state) waits for this."""
         # Created on the first `add`: most batches carry none, and a batch is allocated per write.
         self._additions: dict[BatchKey[object], object] | None = None
 

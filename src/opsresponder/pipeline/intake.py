@@ -92,6 +92,11 @@ class Intake:
         return len(self._items)
 
     @property
+    def unfinished(self) -> int:
+        """Events queued, or taken and not done with yet (being stored, or held back by an outage)."""
+        return len(self._items) + self._in_flight
+
+    @property
     def closed(self) -> bool:
         return self._closed
 
@@ -175,7 +180,8 @@ class Intake:
         (syslog, SNMP): as soon as a caller's submission (HTTP) is queued, the batch goes, since that
         caller's answer waits for the commit.
         The batch counts as in flight until `task_done` is called for it, so `wait_drained` sees it.
-        Returns an empty batch when `wake_taker` was called while nothing was queued.
+        Returns an empty batch when nothing is queued and `wake_taker` was called since the last batch
+        was taken (also when the call was not for this wait: the caller just asks again).
         """
         while not self._items:
             if self._woken:

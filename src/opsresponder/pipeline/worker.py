@@ -148,7 +148,9 @@ class PipelineWorker:
 
     async def process(self, batch: list[Submission]) -> None:
         """Run one batch to the end (stages, store, answers) outside the `run` loop; for tests and tools."""
-        if self._replays and self._database_available:
+        if not self._database_available:
+            await self._wait_for_database()
+        if self._replays:
             await self._replay()
         await self._slots.acquire()
         self._batches_taken += 1
@@ -175,6 +177,7 @@ class PipelineWorker:
                         request_id=request_id,
                     )
                     self._fail_stage(batch, stage.name, e, request_id)
+                    work.settled = True  # none of its events will be stored
                     return
             now = self._clock()
             for event in work.events:
@@ -184,8 +187,13 @@ class PipelineWorker:
             turn.end_publish_phase()  # idempotent; ends the turn when no store did (a stage failed)
             self._slots.release()
 
-    async def _store(self, batch: list[Submission], work: Batch, number: int, turn: WriteTurn) -> None:
-        """Store `batch`, all of `work` or (retrying one event at a time) part of it, and answer it."""
+    async def _store(
+        self, batch: list[Submission], work: Batch, number: int, turn: WriteTurn, *, last: bool = True
+    ) -> None:
+        """Store `batch`, all of `work` or (retrying one event at a time) part of it, and answer it.
+
+        `last`: no other part of `work` is left to store after this one, so once it is, `work` is settled.
+        """
         try:
             try:
                 outcomes = await self._repository.store_batch([s.event for s in batch], turn, batch=work)
@@ -196,10 +204,12 @@ class PipelineWorker:
             except StoreError as e:
                 await turn.wait_to_publish()
                 turn.end_publish_phase()  # nothing to publish: let later batches go on meanwhile
-                await self._store_one_by_one(batch, work, number, e)
+                await self._store_one_by_one(batch, work, number, e, last=last)
                 return
             await turn.wait_to_publish()
             self._complete(batch, outcomes)
+            if last:
+                work.settled = True
         finally:
             turn.end_publish_phase()
 
@@ -264,6 +274,8 @@ class PipelineWorker:
         kept = [s for s in batch if s.future is None]
         if kept:
             self._held_back.append(_HeldBack(number, kept, work))
+        elif work is not None:
+            work.settled = True  # every caller was answered 503: none of its events will be stored here
 
     async def _settle_outage(self) -> None:
         """Wait until no batch is in flight, then sort out the held-back events, oldest first: those whose
@@ -283,11 +295,21 @@ class PipelineWorker:
         Stops when the database fails again: what is left is sorted out with the newly held-back events.
         """
         while self._replays and self._database_available:
-            part = self._replays.pop(0)
-            assert part.work is not None
+            part = self._replays.pop(0)  # an outage meanwhile holds it back again (`_store`)
+            work = part.work
+            assert work is not None
             await self._slots.acquire()
             try:
-                await self._store(part.submissions, part.work, part.number, self._order.next_turn())
+                await self._store(part.submissions, work, part.number, self._order.next_turn())
+            except Exception as e:  # a bug (a writer's): it costs these events, loudly, never the pipeline
+                request_id = uuid.uuid4().hex
+                log.exception(
+                    "Storing events held back by an outage failed; they are lost.",
+                    events=len(part.submissions),
+                    request_id=request_id,
+                )
+                self._fail_stage(part.submissions, "store", e, request_id)
+                work.settled = True
             finally:
                 self._slots.release()
 
@@ -305,7 +327,7 @@ class PipelineWorker:
             return
 
     async def _store_one_by_one(
-        self, batch: list[Submission], work: Batch, number: int, error: StoreError
+        self, batch: list[Submission], work: Batch, number: int, error: StoreError, *, last: bool
     ) -> None:
         if len(batch) == 1:
             submission = batch[0]
@@ -322,6 +344,8 @@ class PipelineWorker:
             if submission.future is not None and not submission.future.done():
                 submission.future.set_exception(EventRefusedError(request_id))
             self._intake.task_done(1)
+            if last:
+                work.settled = True
             return
         for position, submission in enumerate(batch):
             if not self._database_available:
@@ -330,4 +354,6 @@ class PipelineWorker:
                 self._on_outage(batch[position:], number, unavailable, work)
                 return
             # Each retry takes a new turn: new ids, committed after every batch that began before it.
-            await self._store([submission], work, number, self._order.next_turn())
+            await self._store([submission], work, number, self._order.next_turn(), last=False)
+        if last:
+            work.settled = True

@@ -11,7 +11,7 @@ import pytest
 from opsresponder.config import SubscriptionsConfig
 from opsresponder.core.batch import Batch, TraceEntry
 from opsresponder.core.event import Event
-from opsresponder.store.errors import StoreError
+from opsresponder.store.errors import DatabaseUnavailableError, StoreError
 from opsresponder.store.events import EventRepository
 from opsresponder.store.subscriptions import SubscriptionRepository, SubscriptionSpec
 from tests.factories import make_event, prepared
@@ -62,6 +62,13 @@ class FailingWriter:
         await conn.execute("SELECT 1 / 0")  # refused by PostgreSQL, as a broken insert would be
 
 
+class DyingWriter:
+    async def write(self, conn: asyncpg.Connection, batch: Batch, stored: Sequence[Event]) -> None:
+        # What asyncpg raises for a connection the server closed under a statement (a PostgresError):
+        # raised here, as a real server's death surfaces differently from inside a transaction block.
+        raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+
+
 async def notes(pool: asyncpg.Pool) -> set[tuple[int, str]]:
     return {(r["event_id"], r["note"]) for r in await pool.fetch("SELECT * FROM public.writer_test_notes")}
 
@@ -85,7 +92,6 @@ async def test_a_writer_gets_the_batch_and_its_new_events_inside_the_transaction
     assert passed is batch
     assert ids == [outcomes[0].event_id, outcomes[2].event_id]  # new events only, in batch order
     assert writer.seen_from_outside == [0, 0]
-    assert batch.committed  # the events' ids are final
     # Committed with the events.
     assert await notes(db_pool) == {(outcomes[0].event_id, "silence: no silence matched")}
 
@@ -107,7 +113,7 @@ async def test_a_failing_writer_rolls_back_the_events_and_the_rows_written_befor
     assert len(writer.calls) == 1  # the trace rows and the outbox rows were written, then rolled back
     given = writer.calls[0][1]
     assert len(given) == 2  # the transaction gave them ids...
-    assert [e.id for e in events] == [None, None] and not batch.committed  # ...and took them back
+    assert [e.id for e in events] == [None, None]  # ...and took them back
     assert await notes(db_pool) == set()
     assert await db_pool.fetchval("SELECT count(*) FROM events.subscription_outbox") == 0
     assert await db_pool.fetchval("SELECT count(*) FROM events.events") == 0
@@ -115,8 +121,17 @@ async def test_a_failing_writer_rolls_back_the_events_and_the_rows_written_befor
 
     # Stored again (after an outage), they get new ids: the ones taken back were never stored.
     await EventRepository(db_pool, dedup_window=WINDOW, writers=[writer]).store_batch(events, batch=batch)
-    assert all(e.id is not None and e.id not in given for e in events) and batch.committed
+    assert all(e.id is not None and e.id not in given for e in events)
     assert await notes(db_pool) == {(events[0].id, "silence: no silence matched")}
+
+
+async def test_a_connection_lost_mid_transaction_is_an_outage_not_a_refusal(db_pool: asyncpg.Pool) -> None:
+    # A refusal costs the batch's events one by one; an outage holds them until the database is back.
+    repository = EventRepository(db_pool, dedup_window=WINDOW, writers=[DyingWriter()])
+    events = prepared(make_event())
+    with pytest.raises(DatabaseUnavailableError):
+        await repository.store_batch(events, batch=Batch(events))
+    assert events[0].id is None
 
 
 async def test_without_a_batch_the_writers_get_one_of_the_events(

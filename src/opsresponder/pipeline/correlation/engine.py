@@ -65,7 +65,7 @@ class Group:
     """One correlation group: its id, how many events it has as known here, and its root cause.
 
     Attributes:
-        root: the event named root cause (an `Event` until its batch committed, then its id; 0 when it
+        root: the event named root cause (an `Event` until its batch is settled, then its id; 0 when it
             never got one), None while no causal correlation named one.
         root_name: the host or service of the root (what its dependents depend on).
         root_depends: what the root itself depends on: an event there is the root's own cause and takes
@@ -312,10 +312,10 @@ class Correlator:
         # fingerprint -> (state, last received, group): a repeat keeps the group of the event it repeats.
         self._fingerprints: OrderedDict[str, tuple[EventState, float, Group]] = OrderedDict()
         self._groups_by_id: dict[uuid.UUID, Group] = {}  # only while loading history
-        # Per batch: when to give up on its events' ids, the batch (its ids are final once it committed),
-        # and the notes still holding an `Event`.
+        # Per batch: when to give up on its events' ids, the batch (its ids are final once it is settled),
+        # and the notes it made or took over, holding an `Event`.
         self._pending: list[tuple[float, Batch, list[_Seen]]] = []
-        # id() of the events of batches not committed yet: an id they have may still be taken back.
+        # id() of the events of batches not settled yet: an id they have may still be taken back.
         self._unsure: set[int] = set()
         self._reasons: dict[_Reason, str] = {}
         self._next_eviction = 0.0
@@ -558,7 +558,7 @@ class Correlator:
             root = ""
         else:
             if isinstance(root_event, Event) and root_event.id is not None and id(root_event) not in unsure:
-                root_event = group.root = root_event.id  # committed: hold the id, not the event
+                root_event = group.root = root_event.id  # settled: hold the id, not the event
             if root_event is group.described:
                 root = group.root_text
             else:
@@ -769,38 +769,36 @@ class Correlator:
         return group
 
     def _settle_pending(self) -> None:
-        """Swap the `Event`s of earlier batches for their ids once committed; let go of those never stored.
+        """Swap the `Event`s of earlier batches for their ids once their batch is settled; let go of those
+        never stored.
 
-        Not before the commit: a batch in its transaction already has ids, but a transaction that fails
-        takes them back, and its events, stored again after an outage, get others.
+        Not before: a batch in its transaction already has ids, but a transaction that fails takes them back,
+        and its events, stored again after an outage, get others. A note is swapped by the batch whose event
+        it holds now: a note is shared (the latest event of a group under a key), so an earlier batch's list
+        may hold one that an event of a later, unsettled batch has taken over since.
         """
-        if not self._pending:
+        pending = self._pending
+        if not pending:
             self._unsure.clear()
             return
         now = self._monotonic()
         keep: list[tuple[float, Batch, list[_Seen]]] = []
         unsure: set[int] = set()
-        for deadline, batch, notes in self._pending:
-            expired = now >= deadline
-            committed = batch.committed
-            if not committed and not expired:
-                keep.append((deadline, batch, notes))
+        for entry in pending:
+            deadline, batch, notes = entry
+            settled = batch.settled
+            if not settled and now < deadline:
+                keep.append(entry)
                 unsure.update(map(id, batch.events))
                 continue
-            waiting: list[_Seen] = []
+            mine = set(map(id, batch.events))
             for seen in notes:
                 target = seen.event
-                if isinstance(target, int):
-                    continue  # settled already (a note repeated by a storm)
-                ident = target.id if committed else None
-                if ident is not None:
-                    seen.event = ident
-                elif expired:
-                    seen.event = 0
-                else:
-                    waiting.append(seen)
-            if waiting:
-                keep.append((deadline, batch, waiting))
+                if isinstance(target, int) or id(target) not in mine:
+                    continue  # settled already, or a later batch's event now: that batch's list has it
+                ident = target.id if settled else None
+                # 0: never stored (a duplicate, refused, answered 503), or its batch was given up on.
+                seen.event = ident if ident is not None else 0
         self._pending = keep
         self._unsure = unsure
 

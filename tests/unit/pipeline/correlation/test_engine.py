@@ -99,10 +99,26 @@ def test_an_event_is_known_by_its_id_only_once_its_batch_committed() -> None:
     [link] = _run(stage, second).get(CORRELATIONS) or []
     assert link.related is first  # ...so a later batch links the event, not the id
     first.id = 57  # stored again after the outage
-    first_batch.committed = True
+    first_batch.settled = True
     third = _event(s, "db-1", "backup failed", minutes=2, tags=())
     [link] = _run(stage, third).get(CORRELATIONS) or []
     assert link.correlation_type == "host_based" and link.related == 57
+
+
+def test_a_note_a_later_batch_took_over_waits_for_that_batch() -> None:
+    # Notes are shared: the host's note of the group now holds the second event, whose batch is still in
+    # its transaction when the first one's settles.
+    stage, _ = _stage()
+    s = Scenario()
+    first = _event(s, "db-1", "disk full", tags=())
+    first_batch = _run(stage, first)
+    second = _event(s, "db-1", "replication lag high", minutes=1, tags=())
+    _run(stage, second)
+    first.id, second.id = 10, 99
+    first_batch.settled = True
+    third = _event(s, "db-1", "backup failed", minutes=2, tags=())
+    links = _run(stage, third).get(CORRELATIONS) or []
+    assert links and all(link.related is second for link in links)
 
 
 def test_a_chain_of_dependencies_moves_the_root_up() -> None:

@@ -44,7 +44,7 @@ class _Run:
             self.new_roots.extend(roots or [])
             for event in chunk:
                 event.id = next(ids)
-            batch.committed = True
+            batch.settled = True
             self.known_groups.update(self.stage.engine.groups())
 
     @property
