@@ -134,7 +134,7 @@ class PipelineWorker:
                     # The outage began while this batch was being gathered: it waits with the others.
                     self._slots.release()
                     unavailable = StoreUnavailableError("PostgreSQL is unavailable")
-                    self._hold(batch, self._batches_taken, unavailable, None)
+                    self._hold(batch, self._batches_taken, unavailable, None, last=True)
                     continue
                 write = self._write_batch(batch, self._batches_taken)
                 task = asyncio.create_task(write, name="pipeline-write")
@@ -199,7 +199,7 @@ class PipelineWorker:
                 outcomes = await self._repository.store_batch([s.event for s in batch], turn, batch=work)
             except DatabaseUnavailableError as e:
                 await turn.wait_to_publish()
-                self._on_outage(batch, number, e, work)
+                self._on_outage(batch, number, e, work, last=last)
                 return
             except StoreError as e:
                 await turn.wait_to_publish()
@@ -242,7 +242,13 @@ class PipelineWorker:
             listener(stored)
 
     def _on_outage(
-        self, batch: list[Submission], number: int, error: DatabaseUnavailableError, work: Batch
+        self,
+        batch: list[Submission],
+        number: int,
+        error: DatabaseUnavailableError,
+        work: Batch,
+        *,
+        last: bool,
     ) -> None:
         self._metrics.db_write_errors.labels("unavailable").inc()
         if self._database_available:
@@ -250,18 +256,27 @@ class PipelineWorker:
                 "PostgreSQL is unavailable; holding events in the intake until it is back.", error=str(error)
             )
         self._database_available = False
-        self._hold(batch, number, StoreUnavailableError(str(error)), work)
+        self._hold(batch, number, StoreUnavailableError(str(error)), work, last=last)
         # The loop may be waiting for the next event: the held-back ones must not wait for it.
         self._intake.wake_taker()
 
     def _hold(
-        self, batch: list[Submission], number: int, unavailable: StoreUnavailableError, work: Batch | None
+        self,
+        batch: list[Submission],
+        number: int,
+        unavailable: StoreUnavailableError,
+        work: Batch | None,
+        *,
+        last: bool,
     ) -> None:
         """Answer the batch's HTTP callers (and queued ones) with `unavailable`; keep its other events, and
-        `work`, what the stages made of the batch (None when they did not run).
+        `work`, what the stages made of the batch (None when they did not run). `last`: no other part of
+        `work` is left to store after `batch` (see `_store`).
 
         Kept events are sorted out in `_settle_outage`, once every batch in flight is over, in batch
-        `number` order: batches in flight fail in any order.
+        `number` order: batches in flight fail in any order. The parts of one batch (held one event at a
+        time, then the rest, when the outage began during a one-by-one retry) are held as one, so that
+        its replay settles it only once all of it is stored.
         """
         waiting = [s for s in batch if s.future is not None]
         for submission in waiting:
@@ -272,10 +287,13 @@ class PipelineWorker:
         self._intake.fail_waiting(unavailable)
         self._intake.task_done(len(waiting))
         kept = [s for s in batch if s.future is None]
-        if kept:
+        held = None if work is None else next((p for p in self._held_back if p.work is work), None)
+        if held is not None:
+            held.submissions.extend(kept)  # later in the batch than what is held of it already
+        elif kept:
             self._held_back.append(_HeldBack(number, kept, work))
-        elif work is not None:
-            work.settled = True  # every caller was answered 503: none of its events will be stored here
+        elif work is not None and last:
+            work.settled = True  # every caller was answered 503: nothing else of it will be stored
 
     async def _settle_outage(self) -> None:
         """Wait until no batch is in flight, then sort out the held-back events, oldest first: those whose
@@ -351,7 +369,7 @@ class PipelineWorker:
             if not self._database_available:
                 # The outage began mid-way: the rest waits (or is answered 503) like any outage batch.
                 unavailable = DatabaseUnavailableError("PostgreSQL became unavailable")
-                self._on_outage(batch[position:], number, unavailable, work)
+                self._on_outage(batch[position:], number, unavailable, work, last=last)
                 return
             # Each retry takes a new turn: new ids, committed after every batch that began before it.
             await self._store([submission], work, number, self._order.next_turn(), last=False)

@@ -9,6 +9,7 @@ from typing import Any, Final
 
 import asyncpg
 import msgspec
+import structlog
 
 from opsresponder.core.batch import Batch
 from opsresponder.core.event import Event
@@ -21,6 +22,8 @@ from opsresponder.store.ids import EventIdAllocator
 from opsresponder.store.pool import CONNECTION_ERRORS, connection
 from opsresponder.store.write_order import WriteOrder, WriteTurn
 from opsresponder.store.writers import BatchWriter
+
+log = structlog.get_logger(__name__)
 
 
 class WriteOutcome(msgspec.Struct, frozen=True):
@@ -126,6 +129,11 @@ class EventRepository:
                     except asyncpg.PostgresError as e:
                         message = f"the database refused the batch: {e.__class__.__name__}: {e}"
                         raise StoreError(message) from e
+                    except Exception as e:
+                        # A bug, or a value the driver cannot encode (a TypeError from COPY): refused like
+                        # bad data, so the worker's retry one event at a time costs only the events at fault.
+                        log.exception("Storing a batch failed outside the database; treated as refused.")
+                        raise StoreError(f"storing the batch failed: {e.__class__.__name__}: {e}") from e
             except BaseException:
                 if not committed:
                     for event, before in zip(events, ids_before, strict=True):

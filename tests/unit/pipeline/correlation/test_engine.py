@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from opsresponder.config import CorrelationConfig
 from opsresponder.core.batch import Batch
-from opsresponder.core.correlation import CORRELATIONS
+from opsresponder.core.correlation import CORRELATIONS, NEW_ROOT_CAUSES
 from opsresponder.core.event import Event
 from opsresponder.core.severity import Severity
 from opsresponder.pipeline.correlation import Correlate
@@ -119,6 +119,20 @@ def test_a_note_a_later_batch_took_over_waits_for_that_batch() -> None:
     third = _event(s, "db-1", "backup failed", minutes=2, tags=())
     links = _run(stage, third).get(CORRELATIONS) or []
     assert links and all(link.related is second for link in links)
+
+
+def test_a_root_whose_batch_is_not_settled_is_held_as_its_event() -> None:
+    stage, _ = _stage()
+    s = Scenario()
+    switch = _event(s, "sw-access-4", "linkDown Gi0/4", group="rack-4")
+    _run(stage, switch)
+    switch.id = 5  # in its transaction, which may yet fail
+    host = _event(s, "app-1", "connection refused", minutes=1, group="rack-4x", depends_on=("sw-access-4",))
+    batch = _run(stage, host)
+    assert host.correlation_id == switch.correlation_id and host.correlation_id is not None
+    assert stage.engine.groups()[host.correlation_id].root is switch
+    assert batch.get(NEW_ROOT_CAUSES) == [switch]  # the writer takes its id, if it has one by then
+    assert "event 5" not in batch.trace[-1].detail
 
 
 def test_a_chain_of_dependencies_moves_the_root_up() -> None:

@@ -1,0 +1,121 @@
+"""Events an outage held back: stored as the stages left them, their batch settled (`Batch.settled`) only
+once all of it is stored; and a store failure outside the database costs only the events at fault."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import timedelta
+
+import asyncpg
+import pytest
+
+from opsresponder.core.batch import Batch
+from opsresponder.core.event import Event
+from opsresponder.pipeline.errors import EventRefusedError, StoreUnavailableError
+from opsresponder.pipeline.intake import Submission
+from opsresponder.pipeline.stages import Correlate, Normalize
+from opsresponder.store.errors import DatabaseUnavailableError, StoreError
+from opsresponder.store.events import EventRepository, WriteOutcome
+from opsresponder.store.write_order import WriteTurn
+from tests.factories import make_event, make_pipeline
+
+WINDOW = timedelta(minutes=5)
+
+
+class Capture:
+    """The last stage: keeps each batch, to see when the worker settles it."""
+
+    name = "capture"
+
+    def __init__(self) -> None:
+        self.batches: list[Batch] = []
+
+    async def run(self, batch: Batch) -> None:
+        self.batches.append(batch)
+
+
+class Faults(EventRepository):
+    """The real store, with a refusal or an outage in place of chosen calls (`plan`, one entry per call)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        super().__init__(pool, dedup_window=WINDOW)
+        self.plan: list[type[StoreError] | None] = []
+
+    async def store_batch(
+        self, events: Sequence[Event], turn: WriteTurn | None = None, *, batch: Batch | None = None
+    ) -> list[WriteOutcome]:
+        fault = self.plan.pop(0) if self.plan else None
+        if fault is None:
+            return await super().store_batch(events, turn, batch=batch)
+        if turn is not None:
+            turn.end_commit_phase()  # as the store does on every path
+        raise fault("injected")
+
+
+def submissions(*events: Event, callers: Sequence[Event] = ()) -> list[Submission]:
+    loop = asyncio.get_running_loop()
+    return [Submission(e, loop.create_future() if e in callers else None) for e in events]
+
+
+async def titles(pool: asyncpg.Pool) -> list[str]:
+    return [r["title"] for r in await pool.fetch("SELECT title FROM events.events ORDER BY id")]
+
+
+@pytest.mark.parametrize(
+    ("stored_before_the_outage", "where"),
+    [
+        (["a"], "at s, an event nobody waits on: s, then the rest, held as one part"),
+        (["a", "s"], "at h, an HTTP caller's event: h answered 503, the batch not settled by it"),
+    ],
+)
+async def test_a_batch_cut_short_in_its_retry_one_event_at_a_time_is_settled_once_all_of_it_is_stored(
+    db_pool: asyncpg.Pool, stored_before_the_outage: list[str], where: str
+) -> None:
+    repository = Faults(db_pool)
+    capture = Capture()
+    worker, _, _ = make_pipeline(db_pool, repository=repository, stages=[Normalize(), Correlate(), capture])
+    a, s, h, c = (make_event(title=t, host=t) for t in ("a", "s", "h", "c"))
+    # The batch is refused, so it is stored one event at a time, until the outage begins.
+    repository.plan = [StoreError, *[None] * len(stored_before_the_outage), DatabaseUnavailableError]
+    batch = submissions(a, s, h, c, callers=[h])
+
+    await worker.process(batch)
+
+    [work] = capture.batches
+    assert not work.settled, where  # c (and s) wait for the database: their ids are still to come
+    with pytest.raises(StoreUnavailableError):
+        await batch[2].future  # type: ignore[misc]  # the caller of `h` was answered 503
+    assert await titles(db_pool) == stored_before_the_outage
+
+    await worker.process(submissions(make_event(title="x", host="x")))  # the database is back
+
+    assert work.settled and s.id is not None and c.id is not None
+    assert await titles(db_pool) == ["a", "s", "c", "x"]  # the held-back events, then the new one
+    assert [len(b.events) for b in capture.batches] == [4, 1]  # no event went through the stages twice
+
+
+class Poison:
+    """A batch writer with a bug that one event's data triggers (as a value COPY cannot encode would)."""
+
+    async def write(self, conn: asyncpg.Connection, batch: Batch, stored: Sequence[Event]) -> None:
+        if any(e.title == "poison" for e in stored):
+            raise TypeError("cannot encode the poison")
+
+
+async def test_a_store_failure_outside_the_database_costs_only_the_events_at_fault(
+    db_pool: asyncpg.Pool,
+) -> None:
+    repository = EventRepository(db_pool, dedup_window=WINDOW, writers=[Poison()])
+    capture = Capture()
+    worker, _, _ = make_pipeline(db_pool, repository=repository, stages=[Normalize(), Correlate(), capture])
+    events = [make_event(title=t, host=t) for t in ("before", "poison", "after")]
+    batch = submissions(*events, callers=events)
+
+    await worker.process(batch)
+
+    assert await titles(db_pool) == ["before", "after"]
+    assert isinstance(batch[0].future and batch[0].future.result(), WriteOutcome)
+    with pytest.raises(EventRefusedError):
+        await batch[1].future  # type: ignore[misc]
+    assert capture.batches[0].settled
