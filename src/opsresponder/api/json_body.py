@@ -14,6 +14,7 @@ from litestar.response.base import ASGIResponse
 
 from opsresponder.api.errors import error_response
 from opsresponder.api.openapi import error
+from opsresponder.core.json_errors import MALFORMED_JSON_ERRORS
 from opsresponder.ingest.http.generic import validation_error
 
 B = TypeVar("B")
@@ -47,7 +48,7 @@ def decode_json_body(raw: bytes, kind: type[B]) -> B:
         if unknown is not None:
             field = f"{field}.{unknown.group(1)}" if field else unknown.group(1)
         raise BodyError(422, invalid.message, field) from e
-    except msgspec.DecodeError as e:
+    except MALFORMED_JSON_ERRORS as e:
         raise BodyError(400, f"malformed JSON: {e}") from e
 
 

@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from opsresponder.config import StreamConfig
 from opsresponder.core.clock import Clock, utcnow
 from opsresponder.core.errors import OpsResponderError
+from opsresponder.core.json_errors import MALFORMED_JSON_ERRORS
 from opsresponder.live.wire import EVENTS_CHANNEL, decode_message
 from opsresponder.rules.filter import EventFilter
 from opsresponder.state.base import StateBackend
@@ -384,7 +385,7 @@ class StreamHub:
     def _on_message(self, data: bytes) -> None:
         try:
             message = decode_message(data)
-        except msgspec.DecodeError:
+        except MALFORMED_JSON_ERRORS:
             self.metrics.bad_messages.inc()
             return
         last = self._sequences.get(message.p)
@@ -396,7 +397,7 @@ class StreamHub:
             return
         try:
             headers = [_header_decoder.decode(raw) for raw in message.e]
-        except msgspec.DecodeError:
+        except MALFORMED_JSON_ERRORS:
             self.metrics.bad_messages.inc()
             return
         batch = FramedBatch(headers, [frame(h.id, raw) for h, raw in zip(headers, message.e, strict=True)])

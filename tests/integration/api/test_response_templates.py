@@ -114,6 +114,7 @@ async def test_yaml_in_and_out(client: httpx.AsyncClient) -> None:
     ("body", "headers", "status", "field", "detail"),
     [
         (b"{", {}, 400, None, "malformed JSON"),
+        (b'{"key": "\x80"}', {}, 400, None, "malformed JSON"),
         (b"a: [1", YAML, 400, None, "malformed YAML"),
         (b"a: &x 1\nb: *x", YAML, 400, None, "anchors and aliases"),
         (b"<template/>", {"Content-Type": "application/xml"}, 415, None, "application/yaml"),

@@ -94,6 +94,8 @@ async def test_bad_input_is_refused_naming_the_field(
 
 async def test_malformed_json_and_missing_scopes(service: OpsResponder, client: httpx.AsyncClient) -> None:
     assert (await client.post("/api/v1/silences", content=b"{")).status_code == 400
+    not_utf8 = await client.post("/api/v1/silences", content=b'{"comment": "\x80"}')
+    assert not_utf8.status_code == 400 and "malformed JSON" in not_utf8.json()["detail"]
     read = {"Authorization": f"Bearer {TOKENS['read']}"}
     async with httpx.AsyncClient(base_url=base_url(service), headers=read, timeout=10) as reader:
         assert (await reader.post("/api/v1/silences", json=SILENCE)).status_code == 403

@@ -33,6 +33,7 @@ from opsresponder.config import StreamConfig
 from opsresponder.core.batch import Batch
 from opsresponder.live.hub import FLUSH_GROUPS, StreamClient, StreamHub
 from opsresponder.live.publisher import CommitPublisher
+from opsresponder.live.wire import EVENTS_CHANNEL
 from opsresponder.pipeline.intake import Intake
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.stages import Correlate, Normalize
@@ -559,6 +560,35 @@ async def test_client_groups_are_flushed_in_turn_each_within_one_interval(
             assert delay >= (i + 1) * tick - 0.02, delays
         assert delays[-1] <= interval + 0.3, delays
         assert all([h.id for b in c.take() for h in b.headers] == [1] for c in clients)
+    finally:
+        await publisher.stop()
+        await hub.close()
+
+
+async def test_a_message_that_is_not_a_published_batch_is_counted_and_ignored(
+    db_pool: asyncpg.Pool, memory_state: MemoryStateBackend
+) -> None:
+    # Anyone who can publish on the state backend's channel can send anything; the hub goes on.
+    registry = CollectorRegistry()
+    hub = StreamHub(
+        memory_state, StreamBacklog(db_pool), registry, config=StreamConfig(), retry_after_seconds=5
+    )
+    publisher = CommitPublisher(memory_state, CollectorRegistry(), max_pending_events=QUEUE)
+    await hub.start()
+    await publisher.start()
+    try:
+        client = hub.connect(EventFilter(include_suppressed=True))
+        for garbage in (b"not json", b'{"p": "\x80"}'):  # the second is not UTF-8 inside a string
+            await memory_state.publish(EVENTS_CHANNEL, garbage)
+        await eventually(
+            lambda: registry.get_sample_value("opsresponder_stream_bad_messages_total") == 2,
+            what="both messages counted",
+        )
+        [event] = prepared(make_event(title="after the garbage"))
+        event.id = 1
+        publisher([event])
+        assert await client.wait(5)
+        assert [h.id for b in client.take() for h in b.headers] == [1]
     finally:
         await publisher.stop()
         await hub.close()

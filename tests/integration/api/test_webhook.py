@@ -108,6 +108,13 @@ async def test_bad_input_is_rejected_naming_the_field(client: httpx.AsyncClient)
     assert r.status_code == 400
     assert r.json()["status"] == "rejected"
     assert "malformed JSON" in r.json()["message"]
+    for path in ("/api/v1/events/webhook", "/api/v1/events/webhook/alertmanager"):
+        # Bytes that are not UTF-8 inside a JSON string: malformed too, never a 500.
+        r = await client.post(
+            path, content=b'{"source": "s\x80"}', headers={"content-type": "application/json"}
+        )
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["status"] == "rejected" and "JSON" in r.json()["message"], r.json()
     # Nothing of the rejected bodies was stored.
     listing = (await client.get("/api/v1/events")).json()
     assert listing["total_count"] == 0

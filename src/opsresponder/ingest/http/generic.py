@@ -16,6 +16,7 @@ import msgspec
 from opsresponder.core.clock import as_utc
 from opsresponder.core.errors import InvalidEventError
 from opsresponder.core.event import EVENT_TYPE_PATTERN, Event, EventState
+from opsresponder.core.json_errors import MALFORMED_JSON_ERRORS
 from opsresponder.core.severity import Severity
 
 _Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
@@ -60,7 +61,7 @@ def decode_json(body: bytes) -> Any:
     """Decode any JSON, or raise `InvalidEventError` (no field: the whole body is malformed)."""
     try:
         return _any_decoder.decode(body)
-    except msgspec.DecodeError as e:
+    except MALFORMED_JSON_ERRORS as e:
         raise InvalidEventError(f"malformed JSON: {e}") from e
 
 
@@ -74,7 +75,7 @@ def decode_generic_fast(body: bytes, received_at: datetime) -> DecodedBody | Non
         decoded = _single_decoder.decode(body)
     except msgspec.ValidationError:
         return None
-    except msgspec.DecodeError as e:
+    except MALFORMED_JSON_ERRORS as e:
         raise InvalidEventError(f"malformed JSON: {e}") from e
     try:
         if isinstance(decoded, list):

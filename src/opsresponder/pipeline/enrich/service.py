@@ -24,6 +24,7 @@ import msgspec
 import structlog
 
 from opsresponder.config import AssetServiceConfig
+from opsresponder.core.json_errors import MALFORMED_JSON_ERRORS
 from opsresponder.pipeline.enrich.inventory import AssetEntry, AssetSpec, InventoryError, Resolved
 from opsresponder.pipeline.enrich.metrics import EnrichMetrics
 
@@ -183,7 +184,7 @@ class AssetService:
         try:
             spec = _decode_spec(body)
             return AssetEntry(spec.name or host, spec)
-        except (msgspec.DecodeError, InventoryError) as e:
+        except (*MALFORMED_JSON_ERRORS, InventoryError) as e:
             raise AssetLookupError(f"the answer is not an asset entry: {e}") from None
 
     def _lookup_url(self, host: str) -> str:

@@ -7,6 +7,8 @@ from typing import Any
 
 import msgspec
 
+from opsresponder.core.json_errors import MALFORMED_JSON_ERRORS
+
 _decoder = msgspec.json.Decoder()
 
 
@@ -21,7 +23,7 @@ def structured(body: bytes) -> tuple[dict[str, Any] | None, dict[str, float]]:
         return None, {}
     try:
         data = _decoder.decode(stripped)
-    except msgspec.DecodeError:
+    except MALFORMED_JSON_ERRORS:
         return None, {}
     if not isinstance(data, dict):
         return None, {}

@@ -18,6 +18,7 @@ from typing import Any, Final, Literal
 import msgspec
 import yaml
 
+from opsresponder.core.json_errors import MALFORMED_JSON_ERRORS
 from opsresponder.rules.templates.errors import TemplateError
 from opsresponder.rules.templates.model import (
     SCRIPT_ACTION_TYPES,
@@ -58,7 +59,7 @@ def decode(raw: bytes | str, fmt: BodyFormat) -> Any:
     if fmt == "json":
         try:
             tree: Any = msgspec.json.decode(raw)
-        except msgspec.DecodeError as e:
+        except MALFORMED_JSON_ERRORS as e:
             raise TemplateError(None, f"malformed JSON: {e}", malformed=True) from e
     else:
         try:

@@ -251,6 +251,7 @@ async def test_a_slow_service_never_holds_a_batch_back(
     [
         (Answer(status=500, body={"error": "boom"}), "status 500"),
         (Answer(raw=b"<html>"), "the answer is not an asset entry"),
+        (Answer(raw=b'{"criticality": "\x80"}'), "the answer is not an asset entry"),
         (Answer(body={"criticality": "urgent"}), "the answer is not an asset entry"),
         (Answer(body={"criticality": "low", "tags": ["x" * 70_000]}), "larger than 65536 bytes"),
     ],

@@ -140,6 +140,7 @@ def test_any_values_are_accepted_exactly_when_they_fit(values: dict[str, Any]) -
         (b'  {"x": 1}\n', {"x": 1}, {"x": 1.0}),
         (b"[1, 2]", None, {}),
         (b'{"x": 1', None, {}),
+        (b'{"x": "\x80"}', None, {}),
         (b"hello", None, {}),
         (b"", None, {}),
     ],

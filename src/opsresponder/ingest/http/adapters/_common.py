@@ -18,6 +18,7 @@ import msgspec
 from opsresponder.core.clock import as_utc
 from opsresponder.core.errors import InvalidEventError
 from opsresponder.core.event import Event
+from opsresponder.core.json_errors import MALFORMED_JSON_ERRORS
 from opsresponder.core.severity import Severity
 
 T = TypeVar("T")
@@ -103,7 +104,7 @@ def decode_json(body: bytes) -> Any:
     """
     try:
         return msgspec.json.decode(body)
-    except msgspec.DecodeError as e:
+    except MALFORMED_JSON_ERRORS as e:
         raise InvalidEventError(f"Body is not valid JSON: {e}.", None) from e
     except RecursionError as e:
         # msgspec recurses per nesting level; a body of a million "[" must be a 400, not a crash.
