@@ -13,7 +13,7 @@ import secrets
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -564,19 +564,13 @@ def _response_side(
             clock=clock,
         )
 
-    async def expire_approvals(now: datetime) -> None:
-        await approvals.expire_due(now)
-        # Expiry first: a request it just expired owes the expiry message, not the request's again. The
-        # sweep rides on this job so it runs wherever the response side runs, once per period across
-        # replicas. It reads the clock itself: its lease must start when it takes the rows, and the
-        # expiry's messages may have taken minutes.
-        await approvals.resend_unnotified()
-
+    # The sweep of unsent messages rides on the expiry job, so it runs wherever the response side runs,
+    # once per period across replicas.
     jobs = [
         ScheduledJob(
             "approval_expiry",
             interval=timedelta(seconds=config.approvals.expiry_check_seconds),
-            run=expire_approvals,
+            run=approvals.run_expiry_job,
             timeout=timedelta(minutes=5),
         )
     ]

@@ -30,10 +30,15 @@ from opsresponder.api.executions import ExecutionId
 from opsresponder.api.filters import NO_NUL_PATTERN, InvalidParameterError, Offset
 from opsresponder.api.json_body import MALFORMED_JSON, BodyError, decode_json_body, refuse
 from opsresponder.api.openapi import Answer, documented, error
-from opsresponder.response.approvals import ApprovalRefused, ApprovalWorkflow
+from opsresponder.response.approvals import MESSAGE_OF_STATUS, ApprovalRefused, ApprovalWorkflow
 from opsresponder.response.executor.service import ExecutionService, ExecutionView
 from opsresponder.response.governor import SafetyGovernor
-from opsresponder.store.approvals import ApprovalRecord, ApprovalRepository, ApprovalStatus
+from opsresponder.store.approvals import (
+    ApprovalRecord,
+    ApprovalRepository,
+    ApprovalStatus,
+    NotificationState,
+)
 from opsresponder.store.executions import parse_execution_id
 
 _Text = Annotated[str, msgspec.Meta(max_length=2000, pattern=NO_NUL_PATTERN)]
@@ -49,6 +54,19 @@ class ReasonBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Why automatic execution is paused or resumed (recorded in the pause log)."""
 
     reason: _Text = ""
+
+
+class ApprovalNotification(msgspec.Struct, kw_only=True):
+    """The message the request's status owes (`approval_requested` while pending, `approval_expired` once
+    expired) and where it stands: `sending` (the first try), `sent` (a channel took it), `retrying`
+    (every channel failed; the sweep tries again at `next_attempt_at`), `given_up` (every try failed:
+    nobody was told, someone has to act)."""
+
+    message: str
+    state: NotificationState
+    attempts: int
+    sent_at: datetime | None = None
+    next_attempt_at: datetime | None = None
 
 
 class ApprovalView(msgspec.Struct, kw_only=True):
@@ -70,6 +88,8 @@ class ApprovalView(msgspec.Struct, kw_only=True):
     comment: str = ""
     token_expires_at: datetime | None = None
     token_used_at: datetime | None = None
+    notification: ApprovalNotification | None = None
+    """Null once approved or rejected: those statuses owe no message."""
 
 
 class DecisionAnswer(msgspec.Struct, kw_only=True):
@@ -89,9 +109,25 @@ class ApprovalList(msgspec.Struct, kw_only=True):
 
 def approval_view(record: ApprovalRecord) -> ApprovalView:
     fields = msgspec.structs.asdict(record)
-    fields.pop("id")
+    for name in (
+        "id",
+        "notification_state",
+        "notification_attempts",
+        "notification_sent_at",
+        "notification_next_at",
+    ):
+        fields.pop(name)
     fields["execution_id"] = f"exec_{record.execution_id}"
-    return msgspec.convert(fields, ApprovalView, from_attributes=True)
+    view = msgspec.convert(fields, ApprovalView, from_attributes=True)
+    if record.notification_state is not None:
+        view.notification = ApprovalNotification(
+            message=MESSAGE_OF_STATUS[record.status],
+            state=record.notification_state,
+            attempts=record.notification_attempts,
+            sent_at=record.notification_sent_at,
+            next_attempt_at=record.notification_next_at,
+        )
+    return view
 
 
 _REFUSED_403: Final = error(
@@ -192,6 +228,12 @@ async def list_approvals(
     requested_by: Annotated[
         str | None, QueryParameter(max_length=200, description="Only requests made by this identity.")
     ] = None,
+    notification: Annotated[
+        NotificationState | None,
+        QueryParameter(
+            description="Only requests whose owed message stands so (``given_up``: nobody was told of them)."
+        ),
+    ] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=1000, description="Requests per page.")] = 100,
     offset: Offset = 0,
 ) -> ASGIResponse:
@@ -202,6 +244,7 @@ async def list_approvals(
         requested_by=_clean(requested_by, "requested_by"),
         limit=limit,
         offset=offset,
+        notification=notification,
     )
     return json_response(
         ApprovalList(

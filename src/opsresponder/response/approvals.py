@@ -73,7 +73,7 @@ RESEND_BACKOFF: Final = timedelta(minutes=1)
 at about 1, 2, 4, 8 and 16 minutes after the first send; given up after ~16 minutes, within the default
 30-minute approval timeout, so an outage of Slack or the mail server of up to a quarter of an hour
 still reaches the approvers."""
-_TEMPLATES: Final[dict[ApprovalStatus, str]] = {
+MESSAGE_OF_STATUS: Final[dict[ApprovalStatus, str]] = {
     "pending": "approval_requested",
     "expired": "approval_expired",
 }
@@ -305,6 +305,23 @@ class ApprovalWorkflow:
             await self._send_owed(item.record, item.context, outcome="sent")
         return len(expired)
 
+    async def run_expiry_job(self, now: datetime) -> None:
+        """The ``approval_expiry`` job: `expire_due`, then the sweep (`resend_unnotified`).
+
+        Expiry first: a request it just expired owes the expiry message, not the request's again. The sweep
+        runs even when expiry failed (its error is raised after it), so a stuck expiry does not also strand
+        the messages owed. The sweep reads the clock itself: its lease must start when it takes the rows,
+        and the expiry's messages may have taken minutes.
+        """
+        expiry_failure: Exception | None = None
+        try:
+            await self.expire_due(now)
+        except Exception as e:  # noqa: BLE001 - raised again below, after the sweep
+            expiry_failure = e
+        await self.resend_unnotified()
+        if expiry_failure is not None:
+            raise expiry_failure
+
     async def resend_unnotified(self, now: datetime | None = None) -> int:
         """The sweep: send each message still unsent `NOTIFY_GRACE` after it became owed (up to
         `RESEND_BATCH`, each held from other replicas for `RESEND_LEASE`). A try whose every channel failed
@@ -358,7 +375,7 @@ class ApprovalWorkflow:
     async def _send_owed(self, record: ApprovalRecord, context: dict[str, Any], *, outcome: str) -> bool:
         """Send the message `record`'s status owes, then mark it sent; whether it was sent. A failure to
         mark is only logged: the sweep sends it again (a duplicate, never a loss)."""
-        template = _TEMPLATES[record.status]
+        template = MESSAGE_OF_STATUS[record.status]
         if not await self._notify(template, record, context):
             self._metrics.count(template, "failed")
             return False
@@ -376,7 +393,7 @@ class ApprovalWorkflow:
         """Every channel failed on the sweep's try `item.attempts`: back off, or give up after the last."""
         record = item.record
         if item.attempts >= RESEND_ATTEMPTS:
-            template = _TEMPLATES[record.status]
+            template = MESSAGE_OF_STATUS[record.status]
             # An operator has to act: the approvers (or the requester) were never told.
             log.error(
                 "An approval message was given up: every channel failed on every try.",

@@ -27,10 +27,24 @@ import msgspec
 from opsresponder.store.pool import Connection, transaction, using
 
 ApprovalStatus = Literal["pending", "approved", "rejected", "expired"]
+NotificationState = Literal["sending", "sent", "retrying", "given_up"]
+
+# Where the message the current status owes stands (none for approved and rejected): `sending` until the
+# first try ends (the live send; after a dead process, the sweep's first try), `retrying` after a try
+# whose every channel failed, `given_up` after the last, `sent` once a channel took it.
+_NOTIFICATION_STATE: Final = """(CASE WHEN status NOT IN ('pending', 'expired') THEN NULL
+      WHEN notified_at IS NOT NULL THEN 'sent'
+      WHEN notify_due_at = 'infinity' THEN 'given_up'
+      WHEN notify_attempts = 0 THEN 'sending'
+      ELSE 'retrying' END)"""
 
 _COLUMNS: Final = (
     "id, execution_id, plan_hash, status, requested_by, approvers, risk_level, business_impact, reason, "
-    "actions, created_at, expires_at, decided_by, decided_at, comment, token_expires_at, token_used_at"
+    "actions, created_at, expires_at, decided_by, decided_at, comment, token_expires_at, token_used_at, "
+    f"{_NOTIFICATION_STATE} AS notification_state, notify_attempts AS notification_attempts, "
+    "notified_at AS notification_sent_at, "
+    "CASE WHEN notified_at IS NULL AND notify_attempts > 0 AND notify_due_at < 'infinity' "
+    "THEN notify_due_at END AS notification_next_at"
 )
 
 # A message owed by the current status, due (`notify_due_at`: not leased, not backing off), and older than
@@ -46,7 +60,7 @@ WHERE a.id IN (SELECT id FROM autonomous.approvals
                  AND NOT (status = 'pending' AND expires_at <= $2)
                ORDER BY notify_due_at LIMIT $1
                FOR UPDATE SKIP LOCKED)
-RETURNING {_COLUMNS}, notify_context, notify_attempts
+RETURNING {_COLUMNS}, notify_context
 """
 
 
@@ -70,6 +84,13 @@ class ApprovalRecord(msgspec.Struct, kw_only=True, frozen=True):
     comment: str = ""
     token_expires_at: datetime | None = None
     token_used_at: datetime | None = None
+    notification_state: NotificationState | None = None
+    """Where the message of the current status stands (`_NOTIFICATION_STATE`); None: it owes none."""
+    notification_attempts: int = 0
+    """The sweep's tries of that message (the live send not counted)."""
+    notification_sent_at: datetime | None = None
+    notification_next_at: datetime | None = None
+    """When the sweep tries it next, while `retrying`."""
 
 
 class NewApproval(msgspec.Struct, kw_only=True, frozen=True):
@@ -181,7 +202,7 @@ class ApprovalRepository:
                                  WHERE status = 'pending' AND expires_at <= $1
                                  ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
                       AND status = 'pending'
-                    RETURNING {_COLUMNS}, notify_context, notify_attempts""",
+                    RETURNING {_COLUMNS}, notify_context""",
                 now,
                 limit,
             )
@@ -245,10 +266,15 @@ class ApprovalRepository:
         requested_by: str | None,
         limit: int,
         offset: int,
+        notification: NotificationState | None = None,
     ) -> tuple[list[ApprovalRecord], int]:
         conditions: list[str] = []
         args: list[object] = []
-        for column, value in (("status", status), ("requested_by", requested_by)):
+        for column, value in (
+            ("status", status),
+            ("requested_by", requested_by),
+            (_NOTIFICATION_STATE, notification),
+        ):
             if value is not None:
                 args.append(value)
                 conditions.append(f"{column} = ${len(args)}")
@@ -288,9 +314,9 @@ async def settle_cancelled(conn: Connection, execution_id: int, *, by: str, at: 
 
 
 def _unnotified(row: asyncpg.Record) -> UnnotifiedApproval:
-    """A row read with ``notify_context, notify_attempts`` after `_COLUMNS`."""
+    """A row read with ``notify_context`` after `_COLUMNS`."""
     return UnnotifiedApproval(
-        record=_record(row), context=row["notify_context"], attempts=row["notify_attempts"]
+        record=_record(row), context=row["notify_context"], attempts=row["notification_attempts"]
     )
 
 

@@ -107,6 +107,15 @@ async def test_the_loop_runs_diagnostics_asks_for_the_remediation_and_runs_it_on
     fix = next(a for a in request.actions if a["key"] == "fix")
     assert fix["script"] == "fix_thing" and fix["approval_required"] is True and "parameters" in fix
     await eventually(lambda: "approval_requested" in inbox.templates(), within=5)
+    # ...and the request says so; `notification=given_up` would list the requests nobody was told of.
+    told = (await client.get("/api/v1/autonomous/approvals", params={"notification": "sent"})).json()
+    (request_view,) = [a for a in told["approvals"] if a["execution_id"] == pending["execution_id"]]
+    assert request_view["notification"]["message"] == "approval_requested"
+    assert request_view["notification"]["state"] == "sent" and request_view["notification"]["sent_at"]
+    nobody_told = await client.get("/api/v1/autonomous/approvals", params={"notification": "given_up"})
+    assert nobody_told.json()["total_count"] == 0
+    wrong = await client.get("/api/v1/autonomous/approvals", params={"notification": "lost"})
+    assert wrong.status_code == 400 and "notification" in wrong.text
 
     # carol may approve (scope) but is not listed. (The requester, "rules", is no token's name: check-config
     # refuses it, tests/unit/test_config.py; self-approval over HTTP is refused below, for alice.)
@@ -118,6 +127,7 @@ async def test_the_loop_runs_diagnostics_asks_for_the_remediation_and_runs_it_on
     assert approved.status_code == 200, approved.text
     answer = approved.json()
     assert answer["approval"]["status"] == "approved" and answer["approval"]["decided_by"] == "bob"
+    assert answer["approval"]["notification"] is None  # approved owes no message
     token = answer["approval_token"]
     assert token
     ran = await wait_for(client, pending["execution_id"], DONE)

@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from opsresponder.config import ApprovalsConfig
 from opsresponder.response.approvals import ApprovalNotifyMetrics, ApprovalRequest, ApprovalWorkflow
 from opsresponder.response.notify.base import ChannelResult, Notification
-from opsresponder.store.approvals import ApprovalRepository
+from opsresponder.store.approvals import ApprovalRepository, UnnotifiedApproval
 from opsresponder.store.pool import create_pool
 from tests.integration.response.test_approvals import T0, Clock, Executions
 
@@ -212,6 +212,49 @@ async def test_a_message_every_channel_refuses_is_retried_with_backoff_then_give
     assert outbox.sent_for("approval_expired") == ["exec_7"]
 
 
+async def test_the_request_says_where_its_message_stands(
+    db_pool: asyncpg.Pool, outbox: Outbox, clock: Clock
+) -> None:
+    repository = ApprovalRepository(db_pool)
+    flow = workflow(db_pool, outbox, clock)
+
+    async def standing(execution_id: int = 7) -> tuple[object, ...]:
+        r = await repository.get(execution_id)
+        assert r is not None
+        return (r.notification_state, r.notification_attempts, r.notification_next_at, r.notification_sent_at)
+
+    async def given_up() -> list[int]:
+        page, _ = await repository.list(
+            status=None, approver=None, requested_by=None, limit=10, offset=0, notification="given_up"
+        )
+        return [r.execution_id for r in page]
+
+    outbox.down = True
+    await flow.request(request(7))
+    assert await standing() == ("sending", 0, None, None)  # the sweep takes it after the grace
+    clock.now = T0 + timedelta(seconds=60)
+    await flow.resend_unnotified()
+    assert await standing() == ("retrying", 1, T0 + timedelta(seconds=120), None)
+    for seconds in (120, 240, 480, 960):
+        clock.now = T0 + timedelta(seconds=seconds)
+        await flow.resend_unnotified()
+    assert await standing() == ("given_up", 5, None, None)
+    assert await given_up() == [7]
+
+    # Expired, it owes its own message: sent this time.
+    outbox.down = False
+    clock.now = T0 + timedelta(minutes=30)
+    await flow.expire_due()
+    assert await standing() == ("sent", 0, None, clock.now)
+    assert await given_up() == []
+
+    # Approved and rejected owe none.
+    await flow.request(request(8))
+    assert (await standing(8))[0] == "sent"
+    await repository.decide(8, status="rejected", by="alice", at=clock.now, comment="")
+    assert await standing(8) == (None, 0, None, clock.now)
+
+
 async def test_a_channel_back_up_ends_the_retries(
     db_pool: asyncpg.Pool, outbox: Outbox, clock: Clock
 ) -> None:
@@ -292,6 +335,22 @@ async def test_a_sent_message_that_cannot_be_marked_fails_nothing_and_is_sent_ag
     clock.now = T0 + timedelta(seconds=61)
     assert await flow.resend_unnotified() == 1
     assert outbox.sent_for("approval_requested") == ["exec_7", "exec_7"]  # a duplicate, never a loss
+
+
+class FailingExpiry(ApprovalRepository):
+    async def expire_due(self, *args: object, **kwargs: object) -> list[UnnotifiedApproval]:
+        raise asyncpg.ReadOnlySQLTransactionError("cannot execute UPDATE in a read-only transaction")
+
+
+async def test_the_expiry_job_sweeps_even_when_the_expiry_fails(
+    db_pool: asyncpg.Pool, outbox: Outbox, clock: Clock
+) -> None:
+    flow = workflow(db_pool, outbox, clock, repository=FailingExpiry)
+    await died_before_announcing(flow)
+    clock.now = T0 + timedelta(seconds=61)
+    with pytest.raises(asyncpg.ReadOnlySQLTransactionError):  # the job's failure is still reported
+        await flow.run_expiry_job(clock.now)
+    assert outbox.sent_for("approval_requested") == ["exec_7"]
 
 
 async def test_one_message_the_database_fails_does_not_strand_the_others(
