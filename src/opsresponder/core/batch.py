@@ -55,7 +55,7 @@ class Batch:
     refused it), and a writer then picks out what belongs to the events it is given.
     """
 
-    __slots__ = ("_additions", "events", "settled", "trace", "transaction_events")
+    __slots__ = ("__weakref__", "_additions", "events", "settled", "trace", "transaction_events")
 
     def __init__(self, events: list[Event]) -> None:
         self.events = events
@@ -69,7 +69,8 @@ class Batch:
         stored then has its final ``id``, and the others (duplicates, refused, answered 503) never get one.
         Before, an id is not final: a transaction that fails takes back the ids it gave, and the event is
         stored later (after an outage, or alone after its batch was refused) with another. What keeps an
-        event's id beyond the batch (the correlation state) waits for this."""
+        event's id beyond the batch (the correlation state) waits for this, or for the batch to be gone:
+        the worker holds a batch until it is done with it."""
         # Created on the first `add`: most batches carry none, and a batch is allocated per write.
         self._additions: dict[BatchKey[object], object] | None = None
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from operator import itemgetter
@@ -312,9 +313,10 @@ class Correlator:
         # fingerprint -> (state, last received, group): a repeat keeps the group of the event it repeats.
         self._fingerprints: OrderedDict[str, tuple[EventState, float, Group]] = OrderedDict()
         self._groups_by_id: dict[uuid.UUID, Group] = {}  # only while loading history
-        # Per batch: when to give up on its events' ids, the batch (its ids are final once it is settled),
-        # and the notes it made or took over, holding an `Event`.
-        self._pending: list[tuple[float, Batch, list[_Seen]]] = []
+        # Per batch: when to give up on its events' ids; the batch, weakly (its ids are final once it is
+        # settled, or gone); its events; and the notes it made or took over, holding an `Event`. Not the
+        # batch itself: its trace and links would outlive it, and the collector would walk them.
+        self._pending: list[tuple[float, weakref.ref[Batch], list[Event], list[_Seen]]] = []
         # id() of the events of batches not settled yet: an id they have may still be taken back.
         self._unsure: set[int] = set()
         self._reasons: dict[_Reason, str] = {}
@@ -376,7 +378,8 @@ class Correlator:
                 continue  # seen before (the batch came back after an outage), or given by its sender
             correlate_one(event, batch, links, new_roots, pending)
         if pending:
-            self._pending.append((self._monotonic() + _PENDING_SECONDS, batch, pending))
+            deadline = self._monotonic() + _PENDING_SECONDS
+            self._pending.append((deadline, weakref.ref(batch), batch.events, pending))
         if links:
             batch.add(CORRELATIONS, links)
         if new_roots:
@@ -782,16 +785,17 @@ class Correlator:
             self._unsure.clear()
             return
         now = self._monotonic()
-        keep: list[tuple[float, Batch, list[_Seen]]] = []
+        keep: list[tuple[float, weakref.ref[Batch], list[Event], list[_Seen]]] = []
         unsure: set[int] = set()
         for entry in pending:
-            deadline, batch, notes = entry
-            settled = batch.settled
+            deadline, ref, events, notes = entry
+            batch = ref()
+            settled = batch is None or batch.settled
             if not settled and now < deadline:
                 keep.append(entry)
-                unsure.update(map(id, batch.events))
+                unsure.update(map(id, events))
                 continue
-            mine = set(map(id, batch.events))
+            mine = set(map(id, events))
             for seen in notes:
                 target = seen.event
                 if isinstance(target, int) or id(target) not in mine:

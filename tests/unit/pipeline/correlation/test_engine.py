@@ -113,26 +113,38 @@ def test_a_note_a_later_batch_took_over_waits_for_that_batch() -> None:
     first = _event(s, "db-1", "disk full", tags=())
     first_batch = _run(stage, first)
     second = _event(s, "db-1", "replication lag high", minutes=1, tags=())
-    _run(stage, second)
+    second_batch = _run(stage, second)  # held, as the worker holds a batch until it is done with it
     first.id, second.id = 10, 99
     first_batch.settled = True
     third = _event(s, "db-1", "backup failed", minutes=2, tags=())
     links = _run(stage, third).get(CORRELATIONS) or []
     assert links and all(link.related is second for link in links)
+    assert not second_batch.settled
 
 
 def test_a_root_whose_batch_is_not_settled_is_held_as_its_event() -> None:
     stage, _ = _stage()
     s = Scenario()
     switch = _event(s, "sw-access-4", "linkDown Gi0/4", group="rack-4")
-    _run(stage, switch)
-    switch.id = 5  # in its transaction, which may yet fail
+    switch_batch = _run(stage, switch)  # held: its transaction may yet fail
+    switch.id = 5
     host = _event(s, "app-1", "connection refused", minutes=1, group="rack-4x", depends_on=("sw-access-4",))
     batch = _run(stage, host)
     assert host.correlation_id == switch.correlation_id and host.correlation_id is not None
     assert stage.engine.groups()[host.correlation_id].root is switch
     assert batch.get(NEW_ROOT_CAUSES) == [switch]  # the writer takes its id, if it has one by then
-    assert "event 5" not in batch.trace[-1].detail
+    assert "event 5" not in batch.trace[-1].detail and not switch_batch.settled
+
+
+def test_a_batch_the_worker_let_go_of_counts_as_settled() -> None:
+    # The worker holds a batch until it is done storing it: one nobody holds is stored or never will be.
+    stage, _ = _stage()
+    s = Scenario()
+    first = _event(s, "db-1", "disk full", tags=())
+    _run(stage, first)  # not held
+    first.id = 10
+    [link] = _run(stage, _event(s, "db-1", "backup failed", minutes=1, tags=())).get(CORRELATIONS) or []
+    assert link.related == 10
 
 
 def test_a_chain_of_dependencies_moves_the_root_up() -> None:
