@@ -16,7 +16,7 @@ from opsresponder.core.event import Event
 from opsresponder.rules.conditions import Condition
 from opsresponder.rules.filter import EventFilter
 from opsresponder.rules.sql import WhereClause
-from opsresponder.store.errors import DatabaseUnavailableError, StoreError
+from opsresponder.store.errors import StoreError
 from opsresponder.store.event_columns import EVENT_COLUMNS, SELECT_EVENTS, event_record, row_to_event
 from opsresponder.store.ids import EventIdAllocator
 from opsresponder.store.pool import CONNECTION_ERRORS, connection
@@ -24,9 +24,6 @@ from opsresponder.store.write_order import WriteOrder, WriteTurn
 from opsresponder.store.writers import BatchWriter
 
 log = structlog.get_logger(__name__)
-
-# Not a refusal of the batch: the connection's failures (some are PostgresErrors) and an earlier batch's.
-_UNAVAILABLE: Final[tuple[type[Exception], ...]] = (*CONNECTION_ERRORS, DatabaseUnavailableError)
 
 
 class WriteOutcome(msgspec.Struct, frozen=True):
@@ -106,18 +103,17 @@ class EventRepository:
         ends the turn's lock and commit phases on every path; the caller ends its publish phase.
 
         Raises:
-            DatabaseUnavailableError: the connection failed, or the previous turn's batch did not commit
-                after this one could read its ids (so this one may name them); nothing was stored.
+            DatabaseUnavailableError: the connection failed; nothing was stored.
             StoreError: the database refused the batch; nothing was stored.
         """
         turn = turn or WriteOrder().next_turn()
-        shown = committed = False
         try:
             if not events:
                 return []
             # The ids `_write` gives are undone with the transaction: an event stored again later (after an
             # outage, or alone after its batch was refused) gets a new one, and nothing may keep the old.
             ids_before = [e.id for e in events]
+            committed = False
             try:
                 async with connection(self._pool) as conn:
                     try:
@@ -125,14 +121,10 @@ class EventRepository:
                         ids = await self._ids.allocate(conn, len(events))
                         async with conn.transaction():
                             outcomes = await self._write(conn, events, ids, turn, batch)
-                            shown = True  # its lock phase is over: later batches may read these ids
-                            if await turn.wait_to_commit():
-                                raise DatabaseUnavailableError(
-                                    "an earlier batch did not commit after this one could read its ids"
-                                )
+                            await turn.wait_to_commit()
                         committed = True
                         return outcomes
-                    except _UNAVAILABLE:
+                    except CONNECTION_ERRORS:
                         raise  # (PostgresErrors too): mapped to DatabaseUnavailableError by `connection`
                     except asyncpg.PostgresError as e:
                         message = f"the database refused the batch: {e.__class__.__name__}: {e}"
@@ -148,7 +140,7 @@ class EventRepository:
                         event.id = before
                 raise
         finally:
-            turn.end_commit_phase(withdrawn=shown and not committed)
+            turn.end_commit_phase()
 
     async def _write(
         self,

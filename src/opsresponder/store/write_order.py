@@ -15,19 +15,11 @@ PostgreSQL overlap with the next batch's. Three things must still happen in batc
 Each batch holds a `WriteTurn`. A turn's phase counts as over only once the previous turn's phase is over
 too, whatever happened to the batch (failed, cancelled), so one failure never lets a later batch overtake
 an earlier one, and never stalls the chain either.
-
-A later batch's writers run once the earlier batch has written everything, and so may read its new ids
-(a correlation with one of its events, a firing that counted one). Should the earlier batch then fail to
-commit, its ids were never stored: it ends its commit phase "withdrawn", and the later batch, told so by
-`wait_to_commit`, must not commit what it wrote either.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, TypeVar
-
-T = TypeVar("T")
 
 
 class WriteTurn:
@@ -42,9 +34,9 @@ class WriteTurn:
     def __init__(self, previous: WriteTurn | None) -> None:
         loop = asyncio.get_running_loop()
         self._locked: asyncio.Future[None] = loop.create_future()
-        self._committed: asyncio.Future[bool] = loop.create_future()  # the result: withdrawn
+        self._committed: asyncio.Future[None] = loop.create_future()
         self._published: asyncio.Future[None] = loop.create_future()
-        self._previous: tuple[asyncio.Future[None], asyncio.Future[bool], asyncio.Future[None]] | None = (
+        self._previous: tuple[asyncio.Future[None], asyncio.Future[None], asyncio.Future[None]] | None = (
             None if previous is None else (previous._locked, previous._committed, previous._published)
         )
 
@@ -53,13 +45,10 @@ class WriteTurn:
         if self._previous is not None:
             await _wait(self._previous[0])
 
-    async def wait_to_commit(self) -> bool:
-        """Until the previous batch has committed (or rolled back). Whether it withdrew (see
-        `end_commit_phase`): then this batch must not commit, as it may name the events whose ids were
-        taken back."""
-        if self._previous is None:
-            return False
-        return await _wait(self._previous[1])
+    async def wait_to_commit(self) -> None:
+        """Until the previous batch has committed (or rolled back)."""
+        if self._previous is not None:
+            await _wait(self._previous[1])
 
     async def wait_to_publish(self) -> None:
         """Until the previous batch has answered its callers and told the commit listeners."""
@@ -67,17 +56,15 @@ class WriteTurn:
             await _wait(self._previous[2])
 
     def end_lock_phase(self) -> None:
-        _follow(self._previous[0] if self._previous else None, self._locked, None)
+        _follow(self._previous[0] if self._previous else None, self._locked)
 
-    def end_commit_phase(self, *, withdrawn: bool = False) -> None:
-        """`withdrawn`: the batch did not commit although its lock phase had ended, so later batches may
-        have read ids of its events that are now taken back."""
+    def end_commit_phase(self) -> None:
         self.end_lock_phase()
-        _follow(self._previous[1] if self._previous else None, self._committed, withdrawn)
+        _follow(self._previous[1] if self._previous else None, self._committed)
 
     def end_publish_phase(self) -> None:
         self.end_commit_phase()
-        _follow(self._previous[2] if self._previous else None, self._published, None)
+        _follow(self._previous[2] if self._previous else None, self._published)
         self._previous = None  # the chain behind is over: let it be freed
 
     @property
@@ -97,21 +84,21 @@ class WriteOrder:
         return turn
 
 
-async def _wait(future: asyncio.Future[T]) -> T:
+async def _wait(future: asyncio.Future[None]) -> None:
     # Never cancel the shared future itself when the waiter is cancelled: other turns wait on it too.
-    return await asyncio.shield(future)
+    await asyncio.shield(future)
 
 
-def _follow(previous: asyncio.Future[Any] | None, mine: asyncio.Future[T], value: T) -> None:
-    """Complete `mine` with `value` now if `previous` is done, else as soon as it is."""
+def _follow(previous: asyncio.Future[None] | None, mine: asyncio.Future[None]) -> None:
+    """Complete `mine` now if `previous` is done, else as soon as it is."""
     if mine.done():
         return
     if previous is None or previous.done():
-        mine.set_result(value)
+        mine.set_result(None)
         return
 
-    def complete(_: asyncio.Future[Any]) -> None:
+    def complete(_: asyncio.Future[None]) -> None:
         if not mine.done():
-            mine.set_result(value)
+            mine.set_result(None)
 
     previous.add_done_callback(complete)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
@@ -11,13 +10,10 @@ import pytest
 
 from opsresponder.config import SubscriptionsConfig
 from opsresponder.core.batch import Batch, TraceEntry
-from opsresponder.core.correlation import CORRELATIONS, CorrelationLink
 from opsresponder.core.event import Event
-from opsresponder.store.correlations import CorrelationWriter
 from opsresponder.store.errors import DatabaseUnavailableError, StoreError
 from opsresponder.store.events import EventRepository
 from opsresponder.store.subscriptions import SubscriptionRepository, SubscriptionSpec
-from opsresponder.store.write_order import WriteOrder
 from tests.factories import make_event, prepared
 
 WINDOW = timedelta(minutes=5)
@@ -148,47 +144,3 @@ async def test_without_a_batch_the_writers_get_one_of_the_events(
     passed, _ = writer.calls[0]
     assert passed.events == events
     assert passed.trace == []
-
-
-@pytest.fixture
-async def deferred_check(db_pool: asyncpg.Pool) -> AsyncIterator[None]:
-    """A constraint PostgreSQL checks at COMMIT: a writer's row that violates it fails the commit itself."""
-    await db_pool.execute(
-        """CREATE TABLE public.commit_test_parent (x int PRIMARY KEY);
-           CREATE TABLE public.commit_test_child (x int REFERENCES public.commit_test_parent (x)
-                                                  DEFERRABLE INITIALLY DEFERRED)"""
-    )
-    yield
-    await db_pool.execute("DROP TABLE public.commit_test_child, public.commit_test_parent")
-
-
-class FailsAtCommit:
-    async def write(self, conn: asyncpg.Connection, batch: Batch, stored: Sequence[Event]) -> None:
-        await conn.execute("INSERT INTO public.commit_test_child (x) VALUES (1)")
-
-
-async def test_a_batch_that_read_the_ids_of_one_that_then_failed_to_commit_does_not_commit(
-    db_pool: asyncpg.Pool, deferred_check: None
-) -> None:
-    # The second batch's correlation names the first batch's event, by the id the first batch's
-    # transaction gave it; that transaction then fails at COMMIT, so the id is never stored.
-    order = WriteOrder()
-    first_turn, second_turn = order.next_turn(), order.next_turn()
-    [cause] = prepared(make_event(host="sw-1"))
-    [effect] = prepared(make_event(host="app-1"))
-    second = Batch([effect])
-    second.add(CORRELATIONS, [CorrelationLink(effect, cause, "causal", 0.9, "depends on sw-1")])
-    failing = EventRepository(db_pool, dedup_window=WINDOW, writers=[FailsAtCommit()])
-    correlating = EventRepository(db_pool, dedup_window=WINDOW, writers=[CorrelationWriter()])
-
-    results = await asyncio.gather(
-        failing.store_batch([cause], first_turn),
-        correlating.store_batch([effect], second_turn, batch=second),
-        return_exceptions=True,
-    )
-
-    assert isinstance(results[0], StoreError) and "ForeignKeyViolation" in str(results[0])
-    assert isinstance(results[1], DatabaseUnavailableError)  # held, and stored again after the first
-    assert cause.id is None and effect.id is None
-    assert await db_pool.fetchval("SELECT count(*) FROM events.event_correlations") == 0
-    assert await db_pool.fetchval("SELECT count(*) FROM events.events") == 0

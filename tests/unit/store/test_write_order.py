@@ -82,13 +82,3 @@ async def test_a_turn_without_a_predecessor_never_waits() -> None:
     await asyncio.wait_for(turn.wait_to_lock(), 1)
     await asyncio.wait_for(turn.wait_to_commit(), 1)
     await asyncio.wait_for(turn.wait_to_publish(), 1)
-
-
-async def test_a_batch_that_withdrew_after_its_lock_phase_is_told_to_the_next() -> None:
-    order = WriteOrder()
-    first, second, third = order.next_turn(), order.next_turn(), order.next_turn()
-    first.end_lock_phase()
-    first.end_commit_phase(withdrawn=True)  # its commit failed after `second` could read its ids
-    assert await second.wait_to_commit() is True
-    second.end_commit_phase()  # a batch that failed before its lock phase ended withdraws nothing
-    assert await third.wait_to_commit() is False  # only the next turn is told
