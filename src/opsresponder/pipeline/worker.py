@@ -209,7 +209,7 @@ class PipelineWorker:
             await turn.wait_to_publish()
             self._complete(batch, outcomes)
             if last:
-                work.settled = True
+                self._settle(work)
         finally:
             turn.end_publish_phase()
 
@@ -293,7 +293,7 @@ class PipelineWorker:
         elif kept:
             self._held_back.append(_HeldBack(number, kept, work))
         elif work is not None and last:
-            work.settled = True  # every caller was answered 503: nothing else of it will be stored
+            self._settle(work)  # every caller was answered 503
 
     async def _settle_outage(self) -> None:
         """Wait until no batch is in flight, then sort out the held-back events, oldest first: those whose
@@ -363,7 +363,7 @@ class PipelineWorker:
                 submission.future.set_exception(EventRefusedError(request_id))
             self._intake.task_done(1)
             if last:
-                work.settled = True
+                self._settle(work)
             return
         for position, submission in enumerate(batch):
             if not self._database_available:
@@ -374,4 +374,10 @@ class PipelineWorker:
             # Each retry takes a new turn: new ids, committed after every batch that began before it.
             await self._store([submission], work, number, self._order.next_turn(), last=False)
         if last:
+            self._settle(work)
+
+    def _settle(self, work: Batch) -> None:
+        """Nothing more of `work` will be stored now: it is settled, unless part of it is held back for the
+        database (the outage began at its last event), whose replay settles it."""
+        if not any(part.work is work for part in self._held_back):
             work.settled = True
