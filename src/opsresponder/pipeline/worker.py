@@ -17,7 +17,7 @@ from opsresponder.pipeline.errors import EventRefusedError, StageError, StoreUna
 from opsresponder.pipeline.intake import Intake, Submission
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.stage import Stage
-from opsresponder.store.errors import DatabaseUnavailableError, StoreError
+from opsresponder.store.errors import DatabaseUnavailableError, EarlierBatchWithdrawnError, StoreError
 from opsresponder.store.events import EventRepository, WriteOutcome
 from opsresponder.store.write_order import WriteOrder, WriteTurn
 
@@ -29,7 +29,9 @@ _FIRST_RETRY_DELAY = 0.1
 
 
 class _HeldBack(NamedTuple):
-    """Events of a batch cut short by an outage, kept for when the database is back.
+    """Events of a batch cut short by an outage, kept for when the database is back; or all of a batch an
+    earlier batch's failed commit withdrew (`EarlierBatchWithdrawnError`), kept until the batches in
+    flight are over.
 
     ``work`` is what the stages made of the batch, or None when no stage ran (the batch was gathered
     during the outage). Events whose stages ran are stored from it, never run through the stages again:
@@ -114,8 +116,10 @@ class PipelineWorker:
         try:
             while True:
                 if not self._database_available:
-                    await self._settle_outage()
+                    await self._settle_held_back()
                     await self._wait_for_database()
+                elif self._held_back:  # batches an earlier batch's failed commit withdrew
+                    await self._settle_held_back()
                 if self._replays:
                     await self._replay()
                     continue  # the database may have failed again
@@ -126,7 +130,7 @@ class PipelineWorker:
                 except BaseException:
                     self._slots.release()
                     raise
-                if not batch:  # woken by `_on_outage`: the held-back events are seen to at the top
+                if not batch:  # woken (`wake_taker`): the held-back events are seen to at the top
                     self._slots.release()
                     continue
                 self._batches_taken += 1
@@ -155,8 +159,8 @@ class PipelineWorker:
         await self._slots.acquire()
         self._batches_taken += 1
         await self._write_batch(batch, self._batches_taken)
-        if not self._database_available:
-            await self._settle_outage()
+        if not self._database_available or self._held_back:
+            await self._settle_held_back()
 
     async def _write_batch(self, batch: list[Submission], number: int) -> None:
         """Owns one slot, released at the end. `number` orders batches (see `_hold`)."""
@@ -200,6 +204,17 @@ class PipelineWorker:
             except DatabaseUnavailableError as e:
                 await turn.wait_to_publish()
                 self._on_outage(batch, number, e, work, last=last)
+                return
+            except EarlierBatchWithdrawnError:
+                # Not an outage: stored again, callers and all, once the batches in flight are over.
+                log.warning(
+                    "An earlier batch failed to commit after this one could read its ids; storing this one "
+                    "again after it.",
+                    events=len(batch),
+                )
+                await turn.wait_to_publish()
+                self._keep(batch, number, work)
+                self._intake.wake_taker()  # the loop may be waiting for the next event
                 return
             except StoreError as e:
                 await turn.wait_to_publish()
@@ -273,7 +288,7 @@ class PipelineWorker:
         `work`, what the stages made of the batch (None when they did not run). `last`: no other part of
         `work` is left to store after `batch` (see `_store`).
 
-        Kept events are sorted out in `_settle_outage`, once every batch in flight is over, in batch
+        Kept events are sorted out in `_settle_held_back`, once every batch in flight is over, in batch
         `number` order: batches in flight fail in any order. The parts of one batch (held one event at a
         time, then the rest, when the outage began during a one-by-one retry) are held as one, so that
         its replay settles it only once all of it is stored.
@@ -287,15 +302,20 @@ class PipelineWorker:
         self._intake.fail_waiting(unavailable)
         self._intake.task_done(len(waiting))
         kept = [s for s in batch if s.future is None]
-        held = None if work is None else next((p for p in self._held_back if p.work is work), None)
-        if held is not None:
-            held.submissions.extend(kept)  # later in the batch than what is held of it already
-        elif kept:
-            self._held_back.append(_HeldBack(number, kept, work))
+        if kept:
+            self._keep(kept, number, work)
         elif work is not None and last:
             self._settle(work)  # every caller was answered 503
 
-    async def _settle_outage(self) -> None:
+    def _keep(self, submissions: list[Submission], number: int, work: Batch | None) -> None:
+        """Hold `submissions` back, with the parts of their batch already held (they come later in it)."""
+        held = None if work is None else next((p for p in self._held_back if p.work is work), None)
+        if held is not None:
+            held.submissions.extend(submissions)
+        else:
+            self._held_back.append(_HeldBack(number, list(submissions), work))
+
+    async def _settle_held_back(self) -> None:
         """Wait until no batch is in flight, then sort out the held-back events, oldest first: those whose
         stages ran wait for `_replay`, the others go back to the intake."""
         while self._writes:

@@ -13,6 +13,11 @@ class DatabaseUnavailableError(StoreError):
     """The database cannot be reached or lost the connection; the operation may be retried later."""
 
 
+class EarlierBatchWithdrawnError(StoreError):
+    """An earlier batch failed to commit after this one could read its events' ids (see
+    `store.write_order`); nothing was stored. Store this batch again after that one."""
+
+
 class EmbeddedPostgresError(StoreError):
     """The embedded PostgreSQL server could not be prepared or started."""
 

@@ -16,7 +16,7 @@ from opsresponder.core.event import Event
 from opsresponder.rules.conditions import Condition
 from opsresponder.rules.filter import EventFilter
 from opsresponder.rules.sql import WhereClause
-from opsresponder.store.errors import StoreError
+from opsresponder.store.errors import EarlierBatchWithdrawnError, StoreError
 from opsresponder.store.event_columns import EVENT_COLUMNS, SELECT_EVENTS, event_record, row_to_event
 from opsresponder.store.ids import EventIdAllocator
 from opsresponder.store.pool import CONNECTION_ERRORS, connection
@@ -24,6 +24,9 @@ from opsresponder.store.write_order import WriteOrder, WriteTurn
 from opsresponder.store.writers import BatchWriter
 
 log = structlog.get_logger(__name__)
+
+# Not a refusal of the batch: the connection's failures (some are PostgresErrors), an earlier batch's.
+_NOT_REFUSED: Final[tuple[type[Exception], ...]] = (*CONNECTION_ERRORS, EarlierBatchWithdrawnError)
 
 
 class WriteOutcome(msgspec.Struct, frozen=True):
@@ -104,16 +107,18 @@ class EventRepository:
 
         Raises:
             DatabaseUnavailableError: the connection failed; nothing was stored.
+            EarlierBatchWithdrawnError: an earlier turn's batch did not commit after this one could read
+                its ids (so this one may name them); nothing was stored.
             StoreError: the database refused the batch; nothing was stored.
         """
         turn = turn or WriteOrder().next_turn()
+        shown = committed = False
         try:
             if not events:
                 return []
             # The ids `_write` gives are undone with the transaction: an event stored again later (after an
             # outage, or alone after its batch was refused) gets a new one, and nothing may keep the old.
             ids_before = [e.id for e in events]
-            committed = False
             try:
                 async with connection(self._pool) as conn:
                     try:
@@ -121,11 +126,16 @@ class EventRepository:
                         ids = await self._ids.allocate(conn, len(events))
                         async with conn.transaction():
                             outcomes = await self._write(conn, events, ids, turn, batch)
-                            await turn.wait_to_commit()
+                            shown = True  # its lock phase is over: later batches may read these ids
+                            if await turn.wait_to_commit():
+                                raise EarlierBatchWithdrawnError(
+                                    "an earlier batch did not commit after this one could read its ids"
+                                )
                         committed = True
                         return outcomes
-                    except CONNECTION_ERRORS:
-                        raise  # (PostgresErrors too): mapped to DatabaseUnavailableError by `connection`
+                    except _NOT_REFUSED:
+                        # A connection's (some are PostgresErrors): DatabaseUnavailableError by `connection`.
+                        raise
                     except asyncpg.PostgresError as e:
                         message = f"the database refused the batch: {e.__class__.__name__}: {e}"
                         raise StoreError(message) from e
@@ -140,7 +150,8 @@ class EventRepository:
                         event.id = before
                 raise
         finally:
-            turn.end_commit_phase()
+            # Committed: False; wrote and did not commit: True; wrote nothing: what the previous turn said.
+            turn.end_commit_phase(withdrawn=(not committed) if shown else None)
 
     async def _write(
         self,

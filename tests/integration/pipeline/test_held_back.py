@@ -15,9 +15,10 @@ from opsresponder.core.event import Event
 from opsresponder.pipeline.errors import EventRefusedError, StoreUnavailableError
 from opsresponder.pipeline.intake import Submission
 from opsresponder.pipeline.stages import Correlate, Normalize
-from opsresponder.store.errors import DatabaseUnavailableError, StoreError
+from opsresponder.store.errors import DatabaseUnavailableError, EarlierBatchWithdrawnError, StoreError
 from opsresponder.store.events import EventRepository, WriteOutcome
 from opsresponder.store.write_order import WriteTurn
+from tests.commit_failures import FailsAtCommit, deferred_check  # noqa: F401 - a fixture, used by name
 from tests.factories import make_event, make_pipeline
 
 WINDOW = timedelta(minutes=5)
@@ -122,3 +123,46 @@ async def test_a_store_failure_outside_the_database_costs_only_the_events_at_fau
     with pytest.raises(EventRefusedError):
         await batch[1].future  # type: ignore[misc]
     assert capture.batches[0].settled
+
+
+@pytest.mark.usefixtures("deferred_check")
+async def test_a_batch_refused_at_commit_costs_only_its_bad_event_and_every_later_batch_is_stored(
+    db_pool: asyncpg.Pool,
+) -> None:
+    # Its commit fails after later batches could read its ids: they are told, but only while they write
+    # beside it, so the retry one event at a time and the batches after it are stored.
+    repository = EventRepository(db_pool, dedup_window=WINDOW, writers=[FailsAtCommit("bad")])
+    worker, _, _ = make_pipeline(db_pool, repository=repository, stages=[Normalize(), Correlate()])
+    first = [make_event(title=t, host=t) for t in ("one", "bad", "two")]
+    batch = submissions(*first, callers=first)
+
+    await worker.process(batch)
+    for n in range(3):
+        await worker.process(submissions(make_event(title=f"next {n}", host=f"n{n}")))
+
+    assert await titles(db_pool) == ["one", "two", "next 0", "next 1", "next 2"]
+    with pytest.raises(EventRefusedError):
+        await batch[1].future  # type: ignore[misc]
+    assert worker.database_available
+
+
+async def test_a_batch_an_earlier_one_withdrew_is_stored_again_with_its_callers_waiting(
+    db_pool: asyncpg.Pool,
+) -> None:
+    repository = Faults(db_pool)
+    capture = Capture()
+    worker, _, _ = make_pipeline(db_pool, repository=repository, stages=[Normalize(), Correlate(), capture])
+    caller, datagram = make_event(title="caller", host="a"), make_event(title="datagram", host="b")
+    repository.plan = [EarlierBatchWithdrawnError]
+    batch = submissions(caller, datagram, callers=[caller])
+
+    await worker.process(batch)
+
+    assert worker.database_available  # not an outage: nobody is answered 503
+    assert batch[0].future is not None and not batch[0].future.done()  # the caller still waits...
+    assert not capture.batches[0].settled
+    await worker.process(submissions(make_event(title="later", host="c")))
+    outcome = await batch[0].future  # ...and gets its answer once the batch is stored again
+    assert isinstance(outcome, WriteOutcome) and outcome.event_id == caller.id
+    assert await titles(db_pool) == ["caller", "datagram", "later"]
+    assert capture.batches[0].settled and len(capture.batches) == 2  # the stages ran once

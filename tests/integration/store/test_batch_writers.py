@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
@@ -10,10 +11,14 @@ import pytest
 
 from opsresponder.config import SubscriptionsConfig
 from opsresponder.core.batch import Batch, TraceEntry
+from opsresponder.core.correlation import CORRELATIONS, CorrelationLink
 from opsresponder.core.event import Event
-from opsresponder.store.errors import DatabaseUnavailableError, StoreError
+from opsresponder.store.correlations import CorrelationWriter
+from opsresponder.store.errors import DatabaseUnavailableError, EarlierBatchWithdrawnError, StoreError
 from opsresponder.store.events import EventRepository
 from opsresponder.store.subscriptions import SubscriptionRepository, SubscriptionSpec
+from opsresponder.store.write_order import WriteOrder
+from tests.commit_failures import FailsAtCommit, deferred_check  # noqa: F401 - a fixture, used by name
 from tests.factories import make_event, prepared
 
 WINDOW = timedelta(minutes=5)
@@ -144,3 +149,34 @@ async def test_without_a_batch_the_writers_get_one_of_the_events(
     passed, _ = writer.calls[0]
     assert passed.events == events
     assert passed.trace == []
+
+
+@pytest.mark.usefixtures("deferred_check")
+async def test_a_batch_that_read_the_ids_of_one_that_then_failed_to_commit_does_not_commit(
+    db_pool: asyncpg.Pool,
+) -> None:
+    # The second batch's correlation names the first batch's event, by the id the first batch's
+    # transaction gave it; that transaction then fails at COMMIT, so the id is never stored.
+    order = WriteOrder()
+    first_turn, second_turn = order.next_turn(), order.next_turn()
+    [cause] = prepared(make_event(host="sw-1"))
+    [effect] = prepared(make_event(host="app-1"))
+    second = Batch([effect])
+    second.add(CORRELATIONS, [CorrelationLink(effect, cause, "causal", 0.9, "depends on sw-1")])
+    failing = EventRepository(db_pool, dedup_window=WINDOW, writers=[FailsAtCommit()])
+    correlating = EventRepository(db_pool, dedup_window=WINDOW, writers=[CorrelationWriter()])
+
+    results = await asyncio.gather(
+        failing.store_batch([cause], first_turn),
+        correlating.store_batch([effect], second_turn, batch=second),
+        return_exceptions=True,
+    )
+
+    assert isinstance(results[0], StoreError) and "ForeignKeyViolation" in str(results[0])
+    assert isinstance(results[1], EarlierBatchWithdrawnError)  # the worker stores it again, after
+    assert cause.id is None and effect.id is None
+    assert await db_pool.fetchval("SELECT count(*) FROM events.event_correlations") == 0
+    assert await db_pool.fetchval("SELECT count(*) FROM events.events") == 0
+    # Stored again once the first is over: nothing withdrawn while it wrote, so it commits.
+    await correlating.store_batch([effect], order.next_turn(), batch=second)
+    assert effect.id is not None

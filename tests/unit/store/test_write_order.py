@@ -82,3 +82,45 @@ async def test_a_turn_without_a_predecessor_never_waits() -> None:
     await asyncio.wait_for(turn.wait_to_lock(), 1)
     await asyncio.wait_for(turn.wait_to_commit(), 1)
     await asyncio.wait_for(turn.wait_to_publish(), 1)
+
+
+async def test_a_withdrawal_is_told_to_the_batch_that_wrote_while_it_was_pending() -> None:
+    order = WriteOrder()
+    first, second = order.next_turn(), order.next_turn()
+    first.end_lock_phase()  # written: its ids are there to read...
+    await second.wait_to_lock()  # ...while the second writes
+    first.end_commit_phase(withdrawn=True)  # then its commit failed
+    assert await second.wait_to_commit() is True
+
+
+async def test_a_batch_that_began_after_the_withdrawal_is_not_told() -> None:
+    # No livelock: the batch stored again after the one that withdrew, and every later one, commit.
+    order = WriteOrder()
+    first, second = order.next_turn(), order.next_turn()
+    first.end_lock_phase()
+    first.end_commit_phase(withdrawn=True)
+    await second.wait_to_lock()
+    assert await second.wait_to_commit() is False
+
+
+async def test_a_batch_that_wrote_nothing_passes_a_withdrawal_on() -> None:
+    order = WriteOrder()
+    first, empty, third = order.next_turn(), order.next_turn(), order.next_turn()
+    first.end_lock_phase()
+    empty.end_publish_phase()  # a stage failed: it never wrote, and ends every phase at once
+    await third.wait_to_lock()
+    first.end_commit_phase(withdrawn=True)
+    assert await third.wait_to_commit() is True
+
+
+async def test_a_committed_batch_tells_the_next_nothing_was_withdrawn() -> None:
+    order = WriteOrder()
+    first, second, third = order.next_turn(), order.next_turn(), order.next_turn()
+    first.end_lock_phase()
+    await second.wait_to_lock()
+    first.end_commit_phase(withdrawn=False)
+    second.end_lock_phase()
+    await third.wait_to_lock()
+    assert await second.wait_to_commit() is False
+    second.end_commit_phase(withdrawn=False)
+    assert await third.wait_to_commit() is False
