@@ -133,6 +133,11 @@ class PipelineWorker:
                 if not batch:  # woken (`wake_taker`): the held-back events are seen to at the top
                     self._slots.release()
                     continue
+                if self._held_back and self._database_available:
+                    # A batch was kept while this one was taken (a withdrawal): that one is stored first.
+                    self._slots.release()
+                    self._intake.requeue_front(batch)
+                    continue
                 self._batches_taken += 1
                 if not self._database_available:
                     # The outage began while this batch was being gathered: it waits with the others.

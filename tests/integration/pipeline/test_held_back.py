@@ -166,3 +166,39 @@ async def test_a_batch_an_earlier_one_withdrew_is_stored_again_with_its_callers_
     assert isinstance(outcome, WriteOutcome) and outcome.event_id == caller.id
     assert await titles(db_pool) == ["caller", "datagram", "later"]
     assert capture.batches[0].settled and len(capture.batches) == 2  # the stages ran once
+
+
+class Slow:
+    """A batch writer that takes a while, so batches overlap as on a busy database."""
+
+    async def write(self, conn: asyncpg.Connection, batch: Batch, stored: Sequence[Event]) -> None:
+        await conn.execute("SELECT pg_sleep(0.02)")
+
+
+@pytest.mark.parametrize("in_flight", [2, 3])
+@pytest.mark.usefixtures("deferred_check")
+async def test_the_running_worker_stores_everything_around_a_batch_refused_at_commit(
+    db_pool: asyncpg.Pool, in_flight: int
+) -> None:
+    # Overlapping batches read the refused batch's ids, are withdrawn and stored again; nothing stalls,
+    # every caller is answered, and only the bad event is lost.
+    repository = EventRepository(db_pool, dedup_window=WINDOW, writers=[Slow(), FailsAtCommit("bad")])
+    worker, intake, _ = make_pipeline(
+        db_pool, repository=repository, batch_max_events=5, concurrent_batches=in_flight
+    )
+    titles_sent = [f"e{n}" for n in range(30)]
+    titles_sent[7] = "bad"
+    running = asyncio.create_task(worker.run())
+    try:
+        futures = await intake.put_many(
+            [make_event(title=t, host=f"h{n}") for n, t in enumerate(titles_sent)]
+        )
+        outcomes = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 30)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    refused = [t for t, o in zip(titles_sent, outcomes, strict=True) if isinstance(o, EventRefusedError)]
+    assert refused == ["bad"]
+    assert all(isinstance(o, WriteOutcome) for t, o in zip(titles_sent, outcomes, strict=True) if t != "bad")
+    assert sorted(await titles(db_pool)) == sorted(t for t in titles_sent if t != "bad")
+    assert worker.database_available
