@@ -512,7 +512,8 @@ def main() -> None:
             print(f"  {busy_since(machine)}")
 
             print(f"3. the same ingest beside waves of {args.concurrency} concurrent executions:")
-            cpu = server.cpu_seconds()
+            # Its own baselines: the pipeline line and the machine's busy share are this phase's alone.
+            cpu, machine, scrape = server.cpu_seconds(), machine_busy(), server.metrics()
             ingest, load = (
                 _spawn("--load-ingest", f"http://{events}", token, *ingest_args),
                 executions(args.concurrency, args.duration),
