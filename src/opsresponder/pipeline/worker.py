@@ -352,7 +352,7 @@ class PipelineWorker:
                     request_id=request_id,
                 )
                 self._fail_stage(part.submissions, "store", e, request_id)
-                work.settled = True
+                self._settle(work)
             finally:
                 self._slots.release()
 

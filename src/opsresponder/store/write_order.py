@@ -28,7 +28,7 @@ batches that may have read the ids it took back.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 
@@ -74,7 +74,7 @@ class WriteTurn:
             await _wait(self._previous[2])
 
     def end_lock_phase(self) -> None:
-        _follow(self._previous[0] if self._previous else None, self._locked, None)
+        _follow(self._previous[0] if self._previous else None, self._locked)
 
     def end_commit_phase(self, *, withdrawn: bool | None = None) -> None:
         """`withdrawn`: True when the batch did not commit although its lock phase had ended, so later
@@ -85,7 +85,7 @@ class WriteTurn:
 
     def end_publish_phase(self) -> None:
         self.end_commit_phase()
-        _follow(self._previous[2] if self._previous else None, self._published, None)
+        _follow(self._previous[2] if self._previous else None, self._published)
         self._previous = None  # the chain behind is over: let it be freed
 
     @property
@@ -128,16 +128,16 @@ async def _wait(future: asyncio.Future[T]) -> T:
     return await asyncio.shield(future)
 
 
-def _follow(previous: asyncio.Future[Any] | None, mine: asyncio.Future[T], value: T) -> None:
-    """Complete `mine` with `value` now if `previous` is done, else as soon as it is."""
+def _follow(previous: asyncio.Future[None] | None, mine: asyncio.Future[None]) -> None:
+    """Complete `mine` now if `previous` is done, else as soon as it is."""
     if mine.done():
         return
     if previous is None or previous.done():
-        mine.set_result(value)
+        mine.set_result(None)
         return
 
-    def complete(_: asyncio.Future[Any]) -> None:
+    def complete(_: asyncio.Future[None]) -> None:
         if not mine.done():
-            mine.set_result(value)
+            mine.set_result(None)
 
     previous.add_done_callback(complete)
