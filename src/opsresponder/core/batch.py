@@ -7,14 +7,17 @@ other's package.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Generic, TypeVar, cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeAlias, TypeVar, cast
 
 import msgspec
 
 from opsresponder.core.event import Event
 
 T = TypeVar("T")
+
+NotStoredHook: TypeAlias = Callable[[Sequence[Event]], Awaitable[None]]
+"""Called with events of a batch the store will never write; see `Batch.when_not_stored`."""
 
 
 class TraceEntry(msgspec.Struct, frozen=True):
@@ -55,7 +58,15 @@ class Batch:
     refused it), and a writer then picks out what belongs to the events it is given.
     """
 
-    __slots__ = ("__weakref__", "_additions", "events", "settled", "trace", "transaction_events")
+    __slots__ = (
+        "__weakref__",
+        "_additions",
+        "events",
+        "not_stored_hooks",
+        "settled",
+        "trace",
+        "transaction_events",
+    )
 
     def __init__(self, events: list[Event]) -> None:
         self.events = events
@@ -73,6 +84,17 @@ class Batch:
         the worker holds a batch until it is done with it."""
         # Created on the first `add`: most batches carry none, and a batch is allocated per write.
         self._additions: dict[BatchKey[object], object] | None = None
+        self.not_stored_hooks: tuple[NotStoredHook, ...] = ()
+        """See `when_not_stored`."""
+
+    def when_not_stored(self, hook: NotStoredHook) -> None:
+        """Have `hook` called with the events of this batch that will never be stored after all (their
+        HTTP callers were answered 503 in an outage, the database refused them, or a later stage failed),
+        so that a stage takes back what it recorded outside the batch for them: the rules stage's window
+        hits, which would otherwise count an event twice once its client sends it again, and hold the
+        re-sent event by a cooldown that no stored firing began. The pipeline's worker calls it, in the
+        background; a hook deals with its own failures."""
+        self.not_stored_hooks = (*self.not_stored_hooks, hook)
 
     def add(self, key: BatchKey[T], value: T) -> None:
         """Attach `value` under `key`; one value per key and batch (make it a list to collect several).

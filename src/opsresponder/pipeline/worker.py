@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import structlog
 
-from opsresponder.core.batch import Batch
+from opsresponder.core.batch import Batch, NotStoredHook
 from opsresponder.core.clock import Clock, utcnow
 from opsresponder.core.event import Event
 from opsresponder.pipeline.errors import EventRefusedError, StageError, StoreUnavailableError
@@ -26,6 +26,7 @@ log = structlog.get_logger(__name__)
 CommitListener = Callable[[list[Event]], None]
 
 _FIRST_RETRY_DELAY = 0.1
+_TAKE_BACK_GRACE_SECONDS = 2.0  # how long a stopping worker waits for `_not_stored` hooks still running
 
 
 class _HeldBack(NamedTuple):
@@ -92,6 +93,7 @@ class PipelineWorker:
         self._order = WriteOrder()
         self._slots = asyncio.Semaphore(concurrent_batches)
         self._writes: set[asyncio.Task[None]] = set()
+        self._take_backs: set[asyncio.Task[None]] = set()  # `_not_stored`'s hooks, running
         self._batches_taken = 0
         # Events of batches cut short by an outage; sorted out once every batch in flight is over.
         self._held_back: list[_HeldBack] = []
@@ -154,6 +156,8 @@ class PipelineWorker:
                 task.cancel()
             if self._writes:
                 await asyncio.wait(self._writes)
+            if self._take_backs:  # a state backend call each, before the backend is closed
+                await asyncio.wait(self._take_backs, timeout=_TAKE_BACK_GRACE_SECONDS)
 
     async def process(self, batch: list[Submission]) -> None:
         """Run one batch to the end (stages, store, answers) outside the `run` loop; for tests and tools."""
@@ -186,6 +190,7 @@ class PipelineWorker:
                         request_id=request_id,
                     )
                     self._fail_stage(batch, stage.name, e, request_id)
+                    self._not_stored(work, work.events)
                     work.settled = True  # none of its events will be stored
                     return
             now = self._clock()
@@ -303,6 +308,8 @@ class PipelineWorker:
             assert submission.future is not None
             if not submission.future.done():
                 submission.future.set_exception(unavailable)
+        if work is not None and waiting:
+            self._not_stored(work, [s.event for s in waiting])  # their clients send them again
         # Callers that are still queued would otherwise wait for the whole outage; answer them now too.
         self._intake.fail_waiting(unavailable)
         self._intake.task_done(len(waiting))
@@ -352,6 +359,7 @@ class PipelineWorker:
                     request_id=request_id,
                 )
                 self._fail_stage(part.submissions, "store", e, request_id)
+                self._not_stored(work, [s.event for s in part.submissions])
                 self._settle(work)
             finally:
                 self._slots.release()
@@ -386,6 +394,7 @@ class PipelineWorker:
             )
             if submission.future is not None and not submission.future.done():
                 submission.future.set_exception(EventRefusedError(request_id))
+            self._not_stored(work, [submission.event])
             self._intake.task_done(1)
             if last:
                 self._settle(work)
@@ -400,6 +409,21 @@ class PipelineWorker:
             await self._store([submission], work, number, self._order.next_turn(), last=False)
         if last:
             self._settle(work)
+
+    def _not_stored(self, work: Batch, events: Sequence[Event]) -> None:
+        """`events` of `work` will never be stored: run the stages' hooks (`Batch.when_not_stored`) in
+        the background, so that the caller's answer does not wait for the state backend."""
+        for hook in work.not_stored_hooks:
+            task = asyncio.create_task(self._run_not_stored(hook, list(events)), name="pipeline-take-back")
+            self._take_backs.add(task)
+            task.add_done_callback(self._take_backs.discard)
+
+    @staticmethod
+    async def _run_not_stored(hook: NotStoredHook, events: list[Event]) -> None:
+        try:
+            await hook(events)
+        except Exception:  # a hook's bug must not end as an unretrieved task exception, unseen
+            log.exception("A stage's hook for events that were not stored failed.", events=len(events))
 
     def _settle(self, work: Batch) -> None:
         """Nothing more of `work` will be stored now: it is settled, unless part of it is held back for the

@@ -225,6 +225,13 @@ class StateBackend(abc.ABC):
         """`window_count` for each ``(key, window_seconds, now)``, in one round trip where the backend can."""
         return [await self.window_count(key, window, now) for key, window, now in queries]
 
+    @abc.abstractmethod
+    async def window_take_back_many(self, hits: Sequence[tuple[str, float]]) -> int:
+        """Remove one hit recorded at exactly ``at`` from each ``(key, at)``'s window, in one round trip
+        where the backend can: what `window_add` counted for something that then did not happen (an event
+        the database never stored). A hit already gone (expired, or never there) is skipped. Returns the
+        hits removed."""
+
     # Keys with TTL (dedup, cooldowns)
 
     @abc.abstractmethod

@@ -8,7 +8,7 @@ no background task, and memory stays bounded by what was written within one inte
 from __future__ import annotations
 
 import time
-from bisect import bisect_right, insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -129,6 +129,19 @@ class MemoryStateBackend(StateBackend):
         if window is None:
             return 0
         return len(window.hits) - bisect_right(window.hits, at - window_seconds)
+
+    async def window_take_back_many(self, hits: Sequence[tuple[str, float]]) -> int:
+        clock_now = self._clock()
+        removed = 0
+        for key, at in hits:
+            window = self._live_window(key, clock_now)
+            if window is None:
+                continue
+            i = bisect_left(window.hits, at)
+            if i < len(window.hits) and window.hits[i] == at:
+                del window.hits[i]
+                removed += 1
+        return removed
 
     async def set_if_absent(self, key: str, value: str, ttl: float) -> bool:
         require_positive("ttl", ttl)

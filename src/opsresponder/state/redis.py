@@ -88,6 +88,19 @@ end
 return counts
 """
 
+# Take back one hit per KEYS[i], the one recorded at ARGV[i] exactly (any member at that score: hits at
+# one time are alike). Returns how many were found.
+_WINDOW_TAKE_BACK_MANY = """
+local removed = 0
+for i, key in ipairs(KEYS) do
+  local found = redis.call('ZRANGEBYSCORE', key, ARGV[i], ARGV[i], 'LIMIT', 0, 1)
+  if found[1] then
+    removed = removed + redis.call('ZREM', key, found[1])
+  end
+end
+return removed
+"""
+
 
 def _ms(seconds: float) -> int:
     """Milliseconds for PX/PEXPIRE, rounded up: a TTL must never be shorter than asked, nor zero."""
@@ -110,6 +123,7 @@ class _Connected(NamedTuple):
     remove_deadline: AsyncScript
     window_add_many: AsyncScript
     window_count_many: AsyncScript
+    window_take_back_many: AsyncScript
 
 
 class _RedisSubscription(Subscription):
@@ -232,6 +246,7 @@ class RedisStateBackend(StateBackend):
             client.register_script(_REMOVE_DEADLINE),
             client.register_script(_WINDOW_ADD_MANY),
             client.register_script(_WINDOW_COUNT_MANY),
+            client.register_script(_WINDOW_TAKE_BACK_MANY),
         )
 
     async def stop(self) -> None:
@@ -309,6 +324,15 @@ class RedisStateBackend(StateBackend):
                 keys=[self._key(k) for k, _, _ in queries], args=args
             )
         return [int(n) for n in counts]
+
+    async def window_take_back_many(self, hits: Sequence[tuple[str, float]]) -> int:
+        if not hits:
+            return 0
+        with _wrapped("window take back"):
+            removed = await self._connected().window_take_back_many(
+                keys=[self._key(k) for k, _ in hits], args=[repr(float(at)) for _, at in hits]
+            )
+        return int(removed)
 
     async def set_if_absent(self, key: str, value: str, ttl: float) -> bool:
         require_positive("ttl", ttl)

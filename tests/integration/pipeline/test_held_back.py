@@ -18,6 +18,7 @@ from opsresponder.pipeline.stages import Correlate, Normalize
 from opsresponder.store.errors import DatabaseUnavailableError, EarlierBatchWithdrawnError, StoreError
 from opsresponder.store.events import EventRepository, WriteOutcome
 from opsresponder.store.write_order import WriteTurn
+from opsresponder.store.writers import BatchWriter
 from tests.commit_failures import FailsAtCommit, deferred_check  # noqa: F401 - a fixture, used by name
 from tests.factories import make_event, make_pipeline
 
@@ -39,8 +40,8 @@ class Capture:
 class Faults(EventRepository):
     """The real store, with a refusal or an outage in place of chosen calls (`plan`, one entry per call)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        super().__init__(pool, dedup_window=WINDOW)
+    def __init__(self, pool: asyncpg.Pool, writers: Sequence[BatchWriter] = ()) -> None:
+        super().__init__(pool, dedup_window=WINDOW, writers=writers)
         self.plan: list[type[StoreError] | None] = []
 
     async def store_batch(

@@ -1,5 +1,7 @@
 """The ``rules`` stage in the real worker with the real store, on Redis: a storm of events fires each
-group's rule once (threshold, cooldown) and the firings are in ``rules.rule_firings`` with their events."""
+group's rule once (threshold, cooldown) and the firings are in ``rules.rule_firings`` with their events;
+an event that is never stored (answered 503, refused, its batch lost to a stage) counts for nothing once
+its client sends it again."""
 
 from __future__ import annotations
 
@@ -11,16 +13,20 @@ import asyncpg
 import pytest
 from prometheus_client import CollectorRegistry
 
+from opsresponder.core.batch import Batch
 from opsresponder.core.clock import utcnow
+from opsresponder.pipeline.errors import EventRefusedError, StageError, StoreUnavailableError
 from opsresponder.pipeline.intake import Submission
 from opsresponder.pipeline.rules import RuleBook, RuleEngine, RuleMetrics, Rules
 from opsresponder.pipeline.stage import Stage
 from opsresponder.pipeline.stages import Correlate, Normalize
 from opsresponder.rules.evaluation import RuleSpec, StaticRules
 from opsresponder.state import RedisStateBackend
+from opsresponder.store.errors import DatabaseUnavailableError, StoreError
 from opsresponder.store.events import EventRepository
 from opsresponder.store.firings import FiringsWriter
 from tests.factories import make_event, make_pipeline
+from tests.integration.pipeline.test_held_back import Faults
 from tests.unit.pipeline.rules.conftest import redis_backend
 from tests.unit.state.test_backends import random_prefix
 
@@ -61,3 +67,67 @@ async def test_a_storm_fires_once_per_host_and_the_firings_name_their_events(
         # The completing event (the host's third error) is last.
         assert [by_id[i].title for i in row["event_ids"]][-1] == "error 2"
         assert all(by_id[i].host == row["group_key"] for i in row["event_ids"])
+
+
+class FailsOnce:
+    """A stage after the rules with a bug that costs the first batch it sees."""
+
+    name = "fails_once"
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    async def run(self, batch: Batch) -> None:
+        if not self.failed and len(batch.events) == 1:
+            self.failed = True
+            raise RuntimeError("a bug")
+
+
+@pytest.mark.parametrize(
+    ("fault", "answer"),
+    [
+        (DatabaseUnavailableError, StoreUnavailableError),  # an outage: 503
+        (StoreError, EventRefusedError),  # the database refused it: 500
+        (None, StageError),  # a later stage failed: 500
+    ],
+)
+async def test_an_event_never_stored_is_taken_back_from_the_windows_so_its_resend_fires(
+    db_pool: asyncpg.Pool,
+    redis_state: RedisStateBackend,
+    fault: type[StoreError] | None,
+    answer: type[Exception],
+) -> None:
+    registry = CollectorRegistry()
+    book = RuleBook(StaticRules([RULE]), RuleEngine(redis_state), utcnow, reload_seconds=60)
+    failing = FailsOnce()
+    failing.failed = fault is not None
+    stages: list[Stage] = [Normalize(), Correlate(), Rules(book, utcnow, RuleMetrics(registry)), failing]
+    repository = Faults(db_pool, writers=[FiringsWriter()])
+    worker, _, _ = make_pipeline(db_pool, repository=repository, stages=stages)
+    loop = asyncio.get_running_loop()
+    first_two = [make_event(event_type="app_error", host="h0", title=f"error {n}") for n in range(2)]
+    await worker.process([Submission(e, None) for e in first_two])  # 2 of the rule's 3
+
+    # The third error completes the rule, but is not stored: its caller gets an error, and sends it again.
+    third = make_event(event_type="app_error", host="h0", title="error 2")
+    repository.plan = [fault]
+    caller = Submission(third, loop.create_future())
+    await worker.process([caller])
+    with pytest.raises(answer):
+        await caller.future  # type: ignore[misc]
+    # Its match and the cooldown of the firing it completed (which was not stored) are taken back.
+    for _ in range(200):
+        if registry.get_sample_value("opsresponder_rule_hits_taken_back_total") == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert registry.get_sample_value("opsresponder_rule_hits_taken_back_total") == 2
+    assert await db_pool.fetchval("SELECT count(*) FROM rules.rule_firings") == 0
+
+    again = make_event(event_type="app_error", host="h0", title="error 2")
+    resent = Submission(again, loop.create_future())
+    await worker.process([resent])
+    await resent.future  # type: ignore[misc]
+
+    # Three of three, not four held by a cooldown nobody's firing began: the rule fires for the resent one.
+    [row] = await db_pool.fetch("SELECT event_ids FROM rules.rule_firings")
+    assert row["event_ids"] == [again.id]  # a firing names the events of its own batch

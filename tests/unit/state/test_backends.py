@@ -464,6 +464,21 @@ async def test_window_add_many_and_count_many_match_the_one_by_one_calls(backend
     assert await backend.window_add_many([]) == [] and await backend.window_count_many([]) == []
 
 
+async def test_window_take_back_removes_one_hit_at_that_time(
+    backend: StateBackend, peer: StateBackend
+) -> None:
+    await backend.window_add_many([("wa", 60, T0), ("wa", 60, T0), ("wa", 60, T0 + 1.25), ("wb", 60, T0)])
+    # One of the two hits at T0 and the one at T0 + 1.25; nothing at T0 + 2, no key "none": skipped.
+    removed = await peer.window_take_back_many([("wa", T0), ("wa", T0 + 1.25), ("wa", T0 + 2), ("none", T0)])
+    assert removed == 2
+    assert await backend.window_count_many([("wa", 60, T0 + 3), ("wb", 60, T0 + 3)]) == [1, 1]
+    assert await backend.window_take_back_many([("wa", T0), ("wb", T0)]) == 2
+    assert await backend.window_count_many([("wa", 60, T0 + 3), ("wb", 60, T0 + 3)]) == [0, 0]
+    assert await backend.window_take_back_many([]) == 0
+    # A hit taken back leaves room under a threshold: the next add counts from what is left.
+    assert await backend.window_add("wa", 60, T0 + 4) == 1
+
+
 async def test_deadline_set_many_sets_and_moves(backend: StateBackend) -> None:
     await backend.deadline_set("dl", "a", 100.0)
     await backend.deadline_set_many([("dl", "a", 300.0), ("dl", "b", 200.0), ("other", "c", 50.0)])

@@ -44,6 +44,10 @@ class Evaluation:
 
     traces: dict[int, str] = field(default_factory=dict)
     firings: list[Firing] = field(default_factory=list)
+    recorded: list[tuple[int, str, float]] = field(default_factory=list)
+    """The window hits written to the state backend for an event, as ``(index, key, at)``: its match
+    counted toward a threshold, and the cooldown and hourly hits of a firing it completed. Taken back
+    (`StateBackend.window_take_back_many`) when the event is never stored."""
 
 
 # Compared by identity (eq=False): the engine looks a rule up among an event's hits.
@@ -191,7 +195,7 @@ class RuleEngine:
                 self._match_absence(i, event, absences)
 
         ts = now.timestamp()
-        outcomes = [await self._triggers_of(triggers, now, ts)]
+        outcomes = [await self._triggers_of(triggers, now, ts, result.recorded)]
         if absences:
             outcomes += await self._absences_of(absences, ts)
         matched: dict[int, list[str]] = {}
@@ -250,6 +254,7 @@ class RuleEngine:
         triggers: dict[tuple[int, str], tuple[_Loaded, list[tuple[int, Event]]]],
         now: datetime,
         ts: float,
+        recorded: list[tuple[int, str, float]],
     ) -> list[_Outcome]:
         """Count, hold or fire every matching (rule, group) of the batch, in event order per group.
 
@@ -257,6 +262,7 @@ class RuleEngine:
         the cooldown and hourly counts of the groups that reached their threshold; record the firings.
         Within one batch every hit has the same time, so a group that fires is in cooldown (and one
         firing nearer its hourly limit) for the rest of the batch, as if evaluated one call at a time.
+        Every hit written is appended to `recorded` with the index of the event it was written for.
         """
         state = self._state
         adds: list[tuple[str, float, float]] = []
@@ -269,6 +275,7 @@ class RuleEngine:
             groups.append((rule, group, hits, len(adds)))
             key = window_key(rule.rule_id, window, group)
             adds.extend((key, window * _MINUTE, ts) for _ in hits)
+            recorded.extend((i, key, ts) for i, _ in hits)
         counts = await state.window_add_many(adds) if adds else []
 
         reads: list[tuple[str, float, float]] = []
@@ -321,9 +328,12 @@ class RuleEngine:
                     cooling = True
                     key = cooldown_key(spec.rule_id, spec.cooldown_minutes, group)
                     writes.append((key, spec.cooldown_minutes * _MINUTE, ts))
+                    recorded.append((i, key, ts))
                 if limit is not None:
                     this_hour += 1
-                    writes.append((hourly_key(spec.rule_id, group), HOUR_SECONDS, ts))
+                    key = hourly_key(spec.rule_id, group)
+                    writes.append((key, HOUR_SECONDS, ts))
+                    recorded.append((i, key, ts))
                 detail: dict[str, object] = {"rule_name": spec.name, "matched_in_window": count,
                                              "threshold": threshold, "window_minutes": window}  # fmt: skip
                 firing = Firing(spec.rule_id, group, "trigger", now, tuple(seen[-threshold:]), detail)

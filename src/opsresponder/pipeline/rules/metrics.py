@@ -35,7 +35,13 @@ class RuleMetrics:
         self.failures = FastCounter(
             "opsresponder_rule_evaluation_failures_total",
             "Batches or absence checks not evaluated because the state backend failed, and rule reloads "
-            "that failed, by what failed (evaluate, absence_check, reload).",
+            "that failed, by what failed (evaluate, absence_check, reload, take_back).",
             ["what"],
+            registry=registry,
+        )
+        self.taken_back = FastCounter(
+            "opsresponder_rule_hits_taken_back_total",
+            "Window hits (threshold counts, cooldowns, hourly limits) taken back because the event they "
+            "were written for was never stored (its caller was answered an error).",
             registry=registry,
         )

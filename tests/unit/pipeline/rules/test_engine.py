@@ -276,3 +276,20 @@ async def test_firings_come_in_the_order_of_their_completing_events(
     engine.load([rule(1, conditions={"host": "b"}), rule(2, conditions={"host": "a"})])
     firings, _ = await run(engine, clock, make_event(host="a"), make_event(host="b"), make_event(host="a"))
     assert [(f.rule_id, f.events[-1].host) for f in firings] == [(2, "a"), (1, "b"), (2, "a")]
+
+
+async def test_taking_back_what_was_recorded_for_an_event_undoes_its_count_cooldown_and_hourly_hit(
+    state: StateBackend, clock: Clock
+) -> None:
+    engine = RuleEngine(state)
+    engine.load([rule(time_window_minutes=10, threshold=2, cooldown_minutes=30, max_triggers_per_hour=5)])
+    first = await engine.evaluate([make_event(host="a")], clock())
+    lost = await engine.evaluate([make_event(host="a", title="2")], clock())
+    assert len(lost.firings) == 1
+    # The second event's match, and the cooldown and hourly hits of the firing it completed.
+    assert [i for i, _, _ in lost.recorded] == [0, 0, 0] and len(first.recorded) == 1
+    assert await state.window_take_back_many([(key, at) for _, key, at in lost.recorded]) == 3
+
+    # Sent again, it is the second of two in the window again, with no cooldown: it fires.
+    again, traces = await run(engine, clock, make_event(host="a", title="2"))
+    assert len(again) == 1, traces
