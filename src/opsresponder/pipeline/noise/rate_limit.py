@@ -64,3 +64,11 @@ class SourceRateLimiter:
             bucket.tokens -= 1.0
             return True
         return False
+
+    def refund(self, source: str) -> None:
+        """Give back a token `allow` took for an event that was then not stored (up to the bucket's size;
+        a bucket forgotten since starts full anyway)."""
+        limit = self._per_source.get(source, self._default)
+        bucket = self._buckets.get(source)
+        if limit is not None and bucket is not None:
+            bucket.tokens = min(float(limit), bucket.tokens + 1.0)

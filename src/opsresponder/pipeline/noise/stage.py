@@ -8,8 +8,9 @@ suppressed events (`rules.filter.EventFilter`).
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Final, Protocol
 
@@ -19,6 +20,7 @@ from opsresponder.config import NoiseConfig
 from opsresponder.core.batch import Batch, TraceEntry
 from opsresponder.core.clock import Clock
 from opsresponder.core.errors import OpsResponderError
+from opsresponder.core.event import Event
 from opsresponder.core.silence import Silence
 from opsresponder.pipeline.noise.flapping import FlapDetector
 from opsresponder.pipeline.noise.matcher import CompiledSilence, SilenceSpecError, compile_silence
@@ -106,6 +108,7 @@ class Noise:
             else "passed: no active silence, not flapping"
         ) + (", within its source's rate limit" if limiting else "")
         trace = batch.trace
+        spent: list[Event] = []  # events that took a token from their source's bucket
         for event in batch.events:
             # Every event counts towards flapping, a silenced one too: silencing hides a flap, not ends it.
             flapping, changes = self._flaps.observe(event.fingerprint, event.state, now)
@@ -135,7 +138,20 @@ class Noise:
                     )
                     self._suppressed[RATE_LIMITED].inc()
                 else:
+                    if limiting:
+                        spent.append(event)
                     trace.append(TraceEntry(event, self.name, passed))
+        if spent:
+            batch.when_not_stored(functools.partial(self._refund, spent))
+
+    async def _refund(self, spent: list[Event], lost: Sequence[Event]) -> None:
+        """Give back the tokens of `lost` events (never stored): their senders send them again, and the
+        re-sent copy must not find its own first try in the budget (flapping needs no such care: a
+        re-sent state is no new change)."""
+        lost_ids = {id(event) for event in lost}
+        for event in spent:
+            if id(event) in lost_ids:
+                self._rate_limiter.refund(event.source)
 
     async def _current(self, now: datetime) -> list[CompiledSilence]:
         generation = self._source.generation

@@ -82,3 +82,16 @@ async def test_the_stage_marks_events_over_the_limit_and_spares_silenced_ones() 
     later = Batch([make_event(source="noisy", host=f"l{i}", fingerprint=f"l{i}") for i in range(2)])
     await noise.run(later)
     assert [e.suppressed_reason for e in later.events] == [None, "rate_limited"]
+
+
+def test_a_refund_gives_back_one_token_up_to_the_bucket_size() -> None:
+    limiter = SourceRateLimiter(2, {"free": None}, max_sources=10)
+    assert limiter.allow("s", 0.0) and limiter.allow("s", 0.0) and not limiter.allow("s", 0.0)
+    limiter.refund("s")
+    assert limiter.allow("s", 0.0) and not limiter.allow("s", 0.0)
+    for _ in range(5):
+        limiter.refund("s")  # never beyond the bucket's size
+    assert limiter.allow("s", 0.0) and limiter.allow("s", 0.0) and not limiter.allow("s", 0.0)
+    limiter.refund("unknown")
+    limiter.refund("free")  # no bucket: nothing to give back
+    assert limiter.allow("unknown", 0.0)

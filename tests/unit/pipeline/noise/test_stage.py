@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import CollectorRegistry
 
-from opsresponder.config import FlappingConfig, NoiseConfig
+from opsresponder.config import FlappingConfig, NoiseConfig, RateLimitConfig
 from opsresponder.core.batch import Batch
 from opsresponder.core.errors import OpsResponderError
 from opsresponder.core.event import Event, EventState
@@ -173,3 +173,19 @@ async def test_a_silence_wins_over_flapping_in_the_reason(registry: CollectorReg
         reasons.append(batch.events[0].suppressed_reason)
     assert reasons == ["silenced:1"] * 3
     assert suppressed(registry, "flapping") == 0
+
+
+async def test_the_tokens_of_events_never_stored_are_given_back(registry: CollectorRegistry) -> None:
+    config = NoiseConfig(rate_limit=RateLimitConfig(default_per_minute=2))
+    ticks = [100.0]
+    noise = Noise(Source(), config, Clock(), NoiseMetrics(registry), monotonic=lambda: ticks[0])
+    first = Batch(events("a", "b"))  # both go on, the source's two tokens spent
+    await noise.run(first)
+    assert [e.suppressed_reason for e in first.events] == [None, None]
+
+    # "b" was answered 503 and never stored: its token comes back, so its re-sent copy goes on.
+    for hook in first.not_stored_hooks:
+        await hook([first.events[1]])
+    again = Batch(events("b", "c"))
+    await noise.run(again)
+    assert [e.suppressed_reason for e in again.events] == [None, "rate_limited"]
