@@ -61,6 +61,7 @@ class Batch:
     __slots__ = (
         "__weakref__",
         "_additions",
+        "_reported_not_stored",
         "events",
         "not_stored_hooks",
         "settled",
@@ -86,6 +87,7 @@ class Batch:
         self._additions: dict[BatchKey[object], object] | None = None
         self.not_stored_hooks: tuple[NotStoredHook, ...] = ()
         """See `when_not_stored`."""
+        self._reported_not_stored: set[int] | None = None  # id() of the events `report_not_stored` took
 
     def when_not_stored(self, hook: NotStoredHook) -> None:
         """Have `hook` called with the events of this batch that will never be stored after all (their
@@ -95,6 +97,16 @@ class Batch:
         re-sent event by a cooldown that no stored firing began. The pipeline's worker calls it, in the
         background; a hook deals with its own failures."""
         self.not_stored_hooks = (*self.not_stored_hooks, hook)
+
+    def report_not_stored(self, events: Sequence[Event]) -> list[Event]:
+        """Those of `events` not reported before: the ones the hooks are to be called with now. Each
+        event is reported at most once, so a hook never takes back twice what it recorded once."""
+        if self._reported_not_stored is None:
+            self._reported_not_stored = set()
+        reported = self._reported_not_stored
+        fresh = [event for event in events if id(event) not in reported]
+        reported.update(id(event) for event in fresh)
+        return fresh
 
     def add(self, key: BatchKey[T], value: T) -> None:
         """Attach `value` under `key`; one value per key and batch (make it a list to collect several).

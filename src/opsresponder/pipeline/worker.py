@@ -17,7 +17,12 @@ from opsresponder.pipeline.errors import EventRefusedError, StageError, StoreUna
 from opsresponder.pipeline.intake import Intake, Submission
 from opsresponder.pipeline.metrics import PipelineMetrics
 from opsresponder.pipeline.stage import Stage
-from opsresponder.store.errors import DatabaseUnavailableError, EarlierBatchWithdrawnError, StoreError
+from opsresponder.store.errors import (
+    CommitOutcomeUnknownError,
+    DatabaseUnavailableError,
+    EarlierBatchWithdrawnError,
+    StoreError,
+)
 from opsresponder.store.events import EventRepository, WriteOutcome
 from opsresponder.store.write_order import WriteOrder, WriteTurn
 
@@ -27,6 +32,7 @@ CommitListener = Callable[[list[Event]], None]
 
 _FIRST_RETRY_DELAY = 0.1
 _TAKE_BACK_GRACE_SECONDS = 2.0  # how long a stopping worker waits for `_not_stored` hooks still running
+_TAKE_BACK_WAIT_SECONDS = 1.0  # how long a batch's stages wait for them (see `_write_batch`)
 
 
 class _HeldBack(NamedTuple):
@@ -157,7 +163,15 @@ class PipelineWorker:
             if self._writes:
                 await asyncio.wait(self._writes)
             if self._take_backs:  # a state backend call each, before the backend is closed
-                await asyncio.wait(self._take_backs, timeout=_TAKE_BACK_GRACE_SECONDS)
+                _, pending = await asyncio.wait(self._take_backs, timeout=_TAKE_BACK_GRACE_SECONDS)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    log.warning(
+                        "Stopped before the stages could take back what they recorded for events that were "
+                        "not stored; those counts stand until their windows end.",
+                        hooks=len(pending),
+                    )
 
     async def process(self, batch: list[Submission]) -> None:
         """Run one batch to the end (stages, store, answers) outside the `run` loop; for tests and tools."""
@@ -177,6 +191,10 @@ class PipelineWorker:
         # stages finished first, take its ids and commit before this one.
         turn = self._order.next_turn()
         try:
+            if self._take_backs:
+                # An event not stored may be back in this batch, re-sent by its client at its error: what
+                # the stages recorded for its first try is taken back before they see it again.
+                await asyncio.wait(set(self._take_backs), timeout=_TAKE_BACK_WAIT_SECONDS)
             work = Batch([s.event for s in batch])
             for stage in self._stages:
                 try:
@@ -281,7 +299,10 @@ class PipelineWorker:
                 "PostgreSQL is unavailable; holding events in the intake until it is back.", error=str(error)
             )
         self._database_available = False
-        self._hold(batch, number, StoreUnavailableError(str(error)), work, last=last)
+        # At COMMIT the batch may have been stored after all: its rule cooldowns are left standing, as
+        # the firings they hold may be stored too (a re-sent event firing again would be worse).
+        take_back = not isinstance(error, CommitOutcomeUnknownError)
+        self._hold(batch, number, StoreUnavailableError(str(error)), work, last=last, take_back=take_back)
         # The loop may be waiting for the next event: the held-back ones must not wait for it.
         self._intake.wake_taker()
 
@@ -293,10 +314,12 @@ class PipelineWorker:
         work: Batch | None,
         *,
         last: bool,
+        take_back: bool = True,
     ) -> None:
         """Answer the batch's HTTP callers (and queued ones) with `unavailable`; keep its other events, and
         `work`, what the stages made of the batch (None when they did not run). `last`: no other part of
-        `work` is left to store after `batch` (see `_store`).
+        `work` is left to store after `batch` (see `_store`). `take_back`: run the stages' hooks for the
+        events of the callers answered (`_not_stored`).
 
         Kept events are sorted out in `_settle_held_back`, once every batch in flight is over, in batch
         `number` order: batches in flight fail in any order. The parts of one batch (held one event at a
@@ -308,7 +331,7 @@ class PipelineWorker:
             assert submission.future is not None
             if not submission.future.done():
                 submission.future.set_exception(unavailable)
-        if work is not None and waiting:
+        if work is not None and waiting and take_back:
             self._not_stored(work, [s.event for s in waiting])  # their clients send them again
         # Callers that are still queued would otherwise wait for the whole outage; answer them now too.
         self._intake.fail_waiting(unavailable)
@@ -359,7 +382,9 @@ class PipelineWorker:
                     request_id=request_id,
                 )
                 self._fail_stage(part.submissions, "store", e, request_id)
-                self._not_stored(work, [s.event for s in part.submissions])
+                # Those stored before the failure have their ids (a duplicate folded into a stored row
+                # has none, and is taken for lost: a bug's path, where that is the lesser harm).
+                self._not_stored(work, [s.event for s in part.submissions if s.event.id is None])
                 self._settle(work)
             finally:
                 self._slots.release()
@@ -413,8 +438,13 @@ class PipelineWorker:
     def _not_stored(self, work: Batch, events: Sequence[Event]) -> None:
         """`events` of `work` will never be stored: run the stages' hooks (`Batch.when_not_stored`) in
         the background, so that the caller's answer does not wait for the state backend."""
+        if not work.not_stored_hooks:
+            return
+        lost = work.report_not_stored(events)
+        if not lost:
+            return
         for hook in work.not_stored_hooks:
-            task = asyncio.create_task(self._run_not_stored(hook, list(events)), name="pipeline-take-back")
+            task = asyncio.create_task(self._run_not_stored(hook, lost), name="pipeline-take-back")
             self._take_backs.add(task)
             task.add_done_callback(self._take_backs.discard)
 

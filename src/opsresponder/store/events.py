@@ -16,7 +16,12 @@ from opsresponder.core.event import Event
 from opsresponder.rules.conditions import Condition
 from opsresponder.rules.filter import EventFilter
 from opsresponder.rules.sql import WhereClause
-from opsresponder.store.errors import EarlierBatchWithdrawnError, StoreError
+from opsresponder.store.errors import (
+    CommitOutcomeUnknownError,
+    DatabaseUnavailableError,
+    EarlierBatchWithdrawnError,
+    StoreError,
+)
 from opsresponder.store.event_columns import EVENT_COLUMNS, SELECT_EVENTS, event_record, row_to_event
 from opsresponder.store.ids import EventIdAllocator
 from opsresponder.store.pool import CONNECTION_ERRORS, connection
@@ -107,12 +112,14 @@ class EventRepository:
 
         Raises:
             DatabaseUnavailableError: the connection failed; nothing was stored.
+            CommitOutcomeUnknownError: the connection failed during COMMIT: taken as nothing stored (the
+                ids are taken back), though the transaction may have committed.
             EarlierBatchWithdrawnError: an earlier turn's batch did not commit after this one could read
                 its ids (so this one may name them); nothing was stored.
             StoreError: the database refused the batch; nothing was stored.
         """
         turn = turn or WriteOrder().next_turn()
-        shown = committed = False
+        shown = committing = committed = False
         try:
             if not events:
                 return []
@@ -120,30 +127,38 @@ class EventRepository:
             # outage, or alone after its batch was refused) gets a new one, and nothing may keep the old.
             ids_before = [e.id for e in events]
             try:
-                async with connection(self._pool) as conn:
-                    try:
-                        await turn.wait_to_lock()
-                        ids = await self._ids.allocate(conn, len(events))
-                        async with conn.transaction():
-                            outcomes = await self._write(conn, events, ids, turn, batch)
-                            shown = True  # its lock phase is over: later batches may read these ids
-                            if await turn.wait_to_commit():
-                                raise EarlierBatchWithdrawnError(
-                                    "an earlier batch did not commit after this one could read its ids"
-                                )
-                        committed = True
-                        return outcomes
-                    except _NOT_REFUSED:
-                        # A connection's (some are PostgresErrors): DatabaseUnavailableError by `connection`.
-                        raise
-                    except asyncpg.PostgresError as e:
-                        message = f"the database refused the batch: {e.__class__.__name__}: {e}"
-                        raise StoreError(message) from e
-                    except Exception as e:
-                        # A bug, or a value the driver cannot encode (a TypeError from COPY): refused like
-                        # bad data, so the worker's retry one event at a time costs only the events at fault.
-                        log.exception("Storing a batch failed outside the database; treated as refused.")
-                        raise StoreError(f"storing the batch failed: {e.__class__.__name__}: {e}") from e
+                try:
+                    async with connection(self._pool) as conn:
+                        try:
+                            await turn.wait_to_lock()
+                            ids = await self._ids.allocate(conn, len(events))
+                            async with conn.transaction():
+                                outcomes = await self._write(conn, events, ids, turn, batch)
+                                shown = True  # its lock phase is over: later batches may read these ids
+                                if await turn.wait_to_commit():
+                                    raise EarlierBatchWithdrawnError(
+                                        "an earlier batch did not commit after this one could read its ids"
+                                    )
+                                committing = True  # leaving the block sends COMMIT
+                            committed = True
+                            return outcomes
+                        except _NOT_REFUSED:
+                            # A connection's (some are PostgresErrors): DatabaseUnavailableError by
+                            # `connection`.
+                            raise
+                        except asyncpg.PostgresError as e:
+                            message = f"the database refused the batch: {e.__class__.__name__}: {e}"
+                            raise StoreError(message) from e
+                        except Exception as e:
+                            # A bug, or a value the driver cannot encode (a TypeError from COPY): refused
+                            # like bad data, so the worker's retry one event at a time costs only the events
+                            # at fault.
+                            log.exception("Storing a batch failed outside the database; treated as refused.")
+                            raise StoreError(f"storing the batch failed: {e.__class__.__name__}: {e}") from e
+                except DatabaseUnavailableError as e:
+                    if committing:
+                        raise CommitOutcomeUnknownError(f"the connection was lost at COMMIT: {e}") from e
+                    raise
             except BaseException:
                 if not committed:
                     for event, before in zip(events, ids_before, strict=True):

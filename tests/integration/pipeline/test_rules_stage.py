@@ -6,7 +6,8 @@ its client sends it again."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 
 import asyncpg
@@ -15,14 +16,22 @@ from prometheus_client import CollectorRegistry
 
 from opsresponder.core.batch import Batch
 from opsresponder.core.clock import utcnow
+from opsresponder.core.event import Event
 from opsresponder.pipeline.errors import EventRefusedError, StageError, StoreUnavailableError
 from opsresponder.pipeline.intake import Submission
 from opsresponder.pipeline.rules import RuleBook, RuleEngine, RuleMetrics, Rules
+from opsresponder.pipeline.rules.keys import window_key
 from opsresponder.pipeline.stage import Stage
 from opsresponder.pipeline.stages import Correlate, Normalize
+from opsresponder.pipeline.worker import PipelineWorker
 from opsresponder.rules.evaluation import RuleSpec, StaticRules
-from opsresponder.state import RedisStateBackend
-from opsresponder.store.errors import DatabaseUnavailableError, StoreError
+from opsresponder.state import MemoryStateBackend, RedisStateBackend, StateBackend
+from opsresponder.store.errors import (
+    CommitOutcomeUnknownError,
+    DatabaseUnavailableError,
+    EarlierBatchWithdrawnError,
+    StoreError,
+)
 from opsresponder.store.events import EventRepository
 from opsresponder.store.firings import FiringsWriter
 from tests.factories import make_event, make_pipeline
@@ -131,3 +140,116 @@ async def test_an_event_never_stored_is_taken_back_from_the_windows_so_its_resen
     # Three of three, not four held by a cooldown nobody's firing began: the rule fires for the resent one.
     [row] = await db_pool.fetch("SELECT event_ids FROM rules.rule_firings")
     assert row["event_ids"] == [again.id]  # a firing names the events of its own batch
+
+
+COUNTING = RuleSpec.from_json(
+    4,
+    {"name": "errors counted", "conditions": {"event_type": "app_error"}, "time_window_minutes": 5,
+     "threshold": 100, "group_by": ["host"]},
+)  # fmt: skip
+
+
+async def counting_pipeline(
+    db_pool: asyncpg.Pool, state: StateBackend
+) -> tuple[PipelineWorker, Faults, CollectorRegistry]:
+    registry = CollectorRegistry()
+    book = RuleBook(StaticRules([COUNTING]), RuleEngine(state), utcnow, reload_seconds=60)
+    stages: list[Stage] = [Normalize(), Correlate(), Rules(book, utcnow, RuleMetrics(registry))]
+    repository = Faults(db_pool, writers=[FiringsWriter()])
+    worker, _, _ = make_pipeline(db_pool, repository=repository, stages=stages)
+    return worker, repository, registry
+
+
+async def counted(state: StateBackend) -> int:
+    return await state.window_count(window_key(4, 5, "h0"), 300, time.time())
+
+
+def taken_back(registry: CollectorRegistry) -> float:
+    return registry.get_sample_value("opsresponder_rule_hits_taken_back_total") or 0.0
+
+
+def error(title: str) -> Event:
+    return make_event(event_type="app_error", host="h0", title=title)
+
+
+async def test_only_the_refused_event_of_a_batch_is_taken_back(
+    db_pool: asyncpg.Pool, redis_state: RedisStateBackend
+) -> None:
+    worker, repository, registry = await counting_pipeline(db_pool, redis_state)
+    # The batch is refused, then stored one event at a time: the middle one is refused again.
+    repository.plan = [StoreError, None, StoreError, None]
+    await worker.process([Submission(error(t), None) for t in ("a", "b", "c")])
+    await worker.process([])  # waits for the take-back (`_write_batch`)
+
+    assert taken_back(registry) == 1
+    assert await counted(redis_state) == 2  # a and c, stored
+
+
+async def test_a_caller_answered_503_is_taken_back_and_the_events_kept_for_the_database_are_not(
+    db_pool: asyncpg.Pool, redis_state: RedisStateBackend
+) -> None:
+    worker, repository, registry = await counting_pipeline(db_pool, redis_state)
+    loop = asyncio.get_running_loop()
+    caller, kept = Submission(error("http"), loop.create_future()), Submission(error("syslog"), None)
+    repository.plan = [DatabaseUnavailableError]
+    await worker.process([caller, kept])
+    with pytest.raises(StoreUnavailableError):
+        await caller.future  # type: ignore[misc]
+
+    await worker.process([Submission(error("later"), None)])  # the database is back: kept, then later
+
+    assert taken_back(registry) == 1
+    assert await counted(redis_state) == 2  # syslog and later
+    assert kept.event.id is not None
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        EarlierBatchWithdrawnError,  # kept whole, callers waiting, and stored again
+        CommitOutcomeUnknownError,  # answered 503, but the batch may have been stored
+    ],
+)
+async def test_nothing_is_taken_back_for_a_batch_that_is_or_may_be_stored(
+    db_pool: asyncpg.Pool, redis_state: RedisStateBackend, fault: type[StoreError]
+) -> None:
+    worker, repository, registry = await counting_pipeline(db_pool, redis_state)
+    loop = asyncio.get_running_loop()
+    caller = Submission(error("http"), loop.create_future())
+    repository.plan = [fault]
+    await worker.process([caller])
+    await worker.process([Submission(error("later"), None)])
+    assert caller.future is not None
+    answered = caller.future.exception()  # stored again for the first, 503 for the second
+    assert (answered is None) is (fault is EarlierBatchWithdrawnError)
+
+    assert taken_back(registry) == 0
+    assert await counted(redis_state) == 2
+
+
+class SlowTakeBack(MemoryStateBackend):
+    """Its take-back answers only after a while, as a busy Redis would."""
+
+    async def window_take_back_many(self, hits: Sequence[tuple[str, float]]) -> int:
+        await asyncio.sleep(0.3)
+        return await super().window_take_back_many(hits)
+
+
+async def test_a_resend_right_after_the_error_waits_for_the_take_back(db_pool: asyncpg.Pool) -> None:
+    state = SlowTakeBack()
+    book = RuleBook(StaticRules([RULE]), RuleEngine(state), utcnow, reload_seconds=60)
+    stages: list[Stage] = [Normalize(), Correlate(), Rules(book, utcnow, RuleMetrics(CollectorRegistry()))]
+    repository = Faults(db_pool, writers=[FiringsWriter()])
+    worker, _, _ = make_pipeline(db_pool, repository=repository, stages=stages)
+    loop = asyncio.get_running_loop()
+    await worker.process([Submission(error(f"error {n}"), None) for n in range(2)])
+    repository.plan = [StoreError]  # the third, completing the rule, is refused: 500
+    refused = Submission(error("error 2"), loop.create_future())
+    await worker.process([refused])
+    with pytest.raises(EventRefusedError):
+        await refused.future  # type: ignore[misc]
+
+    resent = Submission(error("error 2"), loop.create_future())
+    await worker.process([resent])  # at once, while the take-back is still on its way
+
+    assert await db_pool.fetchval("SELECT count(*) FROM rules.rule_firings") == 1

@@ -14,11 +14,21 @@ from opsresponder.core.batch import Batch, TraceEntry
 from opsresponder.core.correlation import CORRELATIONS, CorrelationLink
 from opsresponder.core.event import Event
 from opsresponder.store.correlations import CorrelationWriter
-from opsresponder.store.errors import DatabaseUnavailableError, EarlierBatchWithdrawnError, StoreError
+from opsresponder.store.errors import (
+    CommitOutcomeUnknownError,
+    DatabaseUnavailableError,
+    EarlierBatchWithdrawnError,
+    StoreError,
+)
 from opsresponder.store.events import EventRepository
 from opsresponder.store.subscriptions import SubscriptionRepository, SubscriptionSpec
 from opsresponder.store.write_order import WriteOrder
-from tests.commit_failures import FailsAtCommit, deferred_check  # noqa: F401 - a fixture, used by name
+from tests.commit_failures import (  # noqa: F401 - fixtures, used by name
+    FailsAtCommit,
+    LosesConnectionAtCommit,
+    deferred_check,
+    lost_at_commit,
+)
 from tests.factories import make_event, prepared
 
 WINDOW = timedelta(minutes=5)
@@ -180,3 +190,18 @@ async def test_a_batch_that_read_the_ids_of_one_that_then_failed_to_commit_does_
     # Stored again once the first is over: nothing withdrawn while it wrote, so it commits.
     await correlating.store_batch([effect], order.next_turn(), batch=second)
     assert effect.id is not None
+
+
+@pytest.mark.usefixtures("lost_at_commit")
+async def test_a_connection_lost_at_commit_is_an_outage_whose_outcome_is_unknown(
+    db_pool: asyncpg.Pool,
+) -> None:
+    [event] = prepared(make_event(host="h"))
+    repository = EventRepository(db_pool, dedup_window=WINDOW, writers=[LosesConnectionAtCommit()])
+
+    with pytest.raises(CommitOutcomeUnknownError):
+        await repository.store_batch([event])
+
+    assert event.id is None  # taken as not stored, like any outage
+    # Lost before it committed, here; the client could not know that.
+    assert await db_pool.fetchval("SELECT count(*) FROM events.events") == 0

@@ -33,3 +33,12 @@ def test_trace_entries_refer_to_their_events() -> None:
     batch = Batch([event])
     batch.trace.append(TraceEntry(event, "silence", "matched silence 7"))
     assert batch.trace[0].event is batch.events[0]
+
+
+def test_each_event_is_reported_not_stored_once() -> None:
+    a, b, c = make_event(title="a"), make_event(title="b"), make_event(title="c")
+    batch = Batch([a, b, c])
+    assert batch.report_not_stored([b]) == [b]
+    assert batch.report_not_stored([a, b]) == [a]  # b was reported already: its hooks ran for it
+    assert batch.report_not_stored([b, a]) == []
+    assert batch.report_not_stored([c]) == [c]

@@ -195,9 +195,10 @@ class RuleEngine:
                 self._match_absence(i, event, absences)
 
         ts = now.timestamp()
-        outcomes = [await self._triggers_of(triggers, now, ts, result.recorded)]
-        if absences:
-            outcomes += await self._absences_of(absences, ts)
+        # Absences first: a state failure there, after the triggers wrote their cooldown and hourly hits,
+        # would leave those standing for firings the stage then drops. The triggers write them last.
+        absence_outcomes = await self._absences_of(absences, ts) if absences else []
+        outcomes = [await self._triggers_of(triggers, now, ts, result.recorded), *absence_outcomes]
         matched: dict[int, list[str]] = {}
         fired: list[tuple[int, Firing]] = []
         for group_outcomes in outcomes:

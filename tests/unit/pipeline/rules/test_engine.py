@@ -11,8 +11,10 @@ import pytest
 from opsresponder.core.event import Event
 from opsresponder.core.severity import Severity
 from opsresponder.pipeline.rules import RuleEngine
+from opsresponder.pipeline.rules.keys import cooldown_key, hourly_key, window_key
 from opsresponder.rules.evaluation import Firing, RuleSpec
-from opsresponder.state import StateBackend
+from opsresponder.state import MemoryStateBackend, StateBackend
+from opsresponder.state.errors import StateError
 from tests.factories import make_event
 from tests.unit.pipeline.rules.conftest import Clock
 
@@ -293,3 +295,51 @@ async def test_taking_back_what_was_recorded_for_an_event_undoes_its_count_coold
     # Sent again, it is the second of two in the window again, with no cooldown: it fires.
     again, traces = await run(engine, clock, make_event(host="a", title="2"))
     assert len(again) == 1, traces
+
+
+async def test_each_hit_is_recorded_for_the_event_it_was_written_for(
+    state: StateBackend, clock: Clock
+) -> None:
+    engine = RuleEngine(state)
+    engine.load(
+        [
+            rule(
+                time_window_minutes=10,
+                threshold=2,
+                cooldown_minutes=30,
+                max_triggers_per_hour=5,
+                group_by=["host"],
+            )
+        ]
+    )
+    # 0 and 1 reach the threshold (1 fires), 2 is held by the cooldown 1 began; 3 is another group's.
+    evaluation = await engine.evaluate(
+        [make_event(host="a"), make_event(host="a", title="2"), make_event(host="a", title="3"),
+         make_event(host="b")],
+        clock(),
+    )  # fmt: skip
+    assert len(evaluation.firings) == 1
+    at = clock().timestamp()
+    window_a, window_b = window_key(1, 10, "a"), window_key(1, 10, "b")
+    assert sorted(evaluation.recorded) == sorted(
+        [(0, window_a, at), (1, window_a, at), (2, window_a, at), (3, window_b, at),
+         (1, cooldown_key(1, 30, "a"), at), (1, hourly_key(1, "a"), at)]
+    )  # fmt: skip
+
+
+async def test_a_state_failure_at_the_absences_leaves_no_cooldown_behind(clock: Clock) -> None:
+    class AbsencesFail(MemoryStateBackend):
+        async def deadline_set_many(self, deadlines: Sequence[tuple[str, str, float]]) -> None:
+            raise StateError("down")
+
+    state = AbsencesFail()
+    engine = RuleEngine(state)
+    engine.load(
+        [rule(1, cooldown_minutes=30),
+         rule(2, conditions={"event_type": "heartbeat"}, absence={"within_minutes": 5})]
+    )  # fmt: skip
+    with pytest.raises(StateError):
+        await engine.evaluate([make_event(), make_event(event_type="heartbeat")], clock())
+    # The stage drops the batch's firings on that failure: no cooldown may hold the next event.
+    firings, _ = await run(engine, clock, make_event(title="next"))
+    assert len(firings) == 1
