@@ -32,7 +32,8 @@ CommitListener = Callable[[list[Event]], None]
 
 _FIRST_RETRY_DELAY = 0.1
 _TAKE_BACK_GRACE_SECONDS = 2.0  # how long a stopping worker waits for `_not_stored` hooks still running
-_TAKE_BACK_WAIT_SECONDS = 1.0  # how long a batch's stages wait for them (see `_write_batch`)
+_TAKE_BACK_WAIT_SECONDS = 1.0  # how long after a hook began later batches wait for it (`_take_backs_done`)
+_TAKE_BACK_TIMEOUT_SECONDS = 10.0  # a hook still running after this is given up
 
 
 class _HeldBack(NamedTuple):
@@ -99,7 +100,8 @@ class PipelineWorker:
         self._order = WriteOrder()
         self._slots = asyncio.Semaphore(concurrent_batches)
         self._writes: set[asyncio.Task[None]] = set()
-        self._take_backs: set[asyncio.Task[None]] = set()  # `_not_stored`'s hooks, running
+        # `_not_stored`'s hooks, running, each with the loop time until which new batches wait for it.
+        self._take_backs: dict[asyncio.Task[None], float] = {}
         self._batches_taken = 0
         # Events of batches cut short by an outage; sorted out once every batch in flight is over.
         self._held_back: list[_HeldBack] = []
@@ -153,6 +155,7 @@ class PipelineWorker:
                     unavailable = StoreUnavailableError("PostgreSQL is unavailable")
                     self._hold(batch, self._batches_taken, unavailable, None, last=True)
                     continue
+                await self._take_backs_done()
                 write = self._write_batch(batch, self._batches_taken)
                 task = asyncio.create_task(write, name="pipeline-write")
                 self._writes.add(task)
@@ -163,7 +166,7 @@ class PipelineWorker:
             if self._writes:
                 await asyncio.wait(self._writes)
             if self._take_backs:  # a state backend call each, before the backend is closed
-                _, pending = await asyncio.wait(self._take_backs, timeout=_TAKE_BACK_GRACE_SECONDS)
+                _, pending = await asyncio.wait(set(self._take_backs), timeout=_TAKE_BACK_GRACE_SECONDS)
                 for task in pending:
                     task.cancel()
                 if pending:
@@ -181,6 +184,7 @@ class PipelineWorker:
             await self._replay()
         await self._slots.acquire()
         self._batches_taken += 1
+        await self._take_backs_done()
         await self._write_batch(batch, self._batches_taken)
         if not self._database_available or self._held_back:
             await self._settle_held_back()
@@ -191,10 +195,6 @@ class PipelineWorker:
         # stages finished first, take its ids and commit before this one.
         turn = self._order.next_turn()
         try:
-            if self._take_backs:
-                # An event not stored may be back in this batch, re-sent by its client at its error: what
-                # the stages recorded for its first try is taken back before they see it again.
-                await asyncio.wait(set(self._take_backs), timeout=_TAKE_BACK_WAIT_SECONDS)
             work = Batch([s.event for s in batch])
             for stage in self._stages:
                 try:
@@ -294,6 +294,13 @@ class PipelineWorker:
         last: bool,
     ) -> None:
         self._metrics.db_write_errors.labels("unavailable").inc()
+        if isinstance(error, CommitOutcomeUnknownError):
+            log.error(
+                "The connection to PostgreSQL was lost during a batch's COMMIT: its HTTP callers are "
+                "answered 503 though it may be stored (a re-sent event is then a duplicate).",
+                events=len(batch),
+                error=str(error),
+            )
         if self._database_available:
             log.error(
                 "PostgreSQL is unavailable; holding events in the intake until it is back.", error=str(error)
@@ -443,15 +450,37 @@ class PipelineWorker:
         lost = work.report_not_stored(events)
         if not lost:
             return
+        wait_until = asyncio.get_running_loop().time() + _TAKE_BACK_WAIT_SECONDS
         for hook in work.not_stored_hooks:
             task = asyncio.create_task(self._run_not_stored(hook, lost), name="pipeline-take-back")
-            self._take_backs.add(task)
-            task.add_done_callback(self._take_backs.discard)
+            self._take_backs[task] = wait_until
+            task.add_done_callback(self._forget_take_back)
+
+    def _forget_take_back(self, task: asyncio.Task[None]) -> None:
+        self._take_backs.pop(task, None)
+
+    async def _take_backs_done(self) -> None:
+        """Before a new batch's stages run: wait for the hooks still running, each up to
+        `_TAKE_BACK_WAIT_SECONDS` after it began. An event not stored may be back in this batch, re-sent
+        by its client at its error, and what the stages recorded for its first try goes first. Waiting
+        here, before the batch's write begins, keeps the stages of batches in the order they were taken."""
+        if not self._take_backs:
+            return
+        timeout = max(self._take_backs.values()) - asyncio.get_running_loop().time()
+        if timeout > 0:
+            await asyncio.wait(set(self._take_backs), timeout=timeout)
 
     @staticmethod
     async def _run_not_stored(hook: NotStoredHook, events: list[Event]) -> None:
         try:
-            await hook(events)
+            async with asyncio.timeout(_TAKE_BACK_TIMEOUT_SECONDS):
+                await hook(events)
+        except TimeoutError:
+            log.warning(
+                "A stage's hook for events that were not stored did not finish in time; given up.",
+                events=len(events),
+                seconds=_TAKE_BACK_TIMEOUT_SECONDS,
+            )
         except Exception:  # a hook's bug must not end as an unretrieved task exception, unseen
             log.exception("A stage's hook for events that were not stored failed.", events=len(events))
 

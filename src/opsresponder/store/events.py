@@ -139,7 +139,9 @@ class EventRepository:
                                     raise EarlierBatchWithdrawnError(
                                         "an earlier batch did not commit after this one could read its ids"
                                     )
-                                committing = True  # leaving the block sends COMMIT
+                                # Leaving the block sends COMMIT, unless the connection is gone already
+                                # (asyncpg checks first, and nothing awaits in between).
+                                committing = not conn.is_closed()
                             committed = True
                             return outcomes
                         except _NOT_REFUSED:
@@ -156,7 +158,7 @@ class EventRepository:
                             log.exception("Storing a batch failed outside the database; treated as refused.")
                             raise StoreError(f"storing the batch failed: {e.__class__.__name__}: {e}") from e
                 except DatabaseUnavailableError as e:
-                    if committing:
+                    if committing and not committed:
                         raise CommitOutcomeUnknownError(f"the connection was lost at COMMIT: {e}") from e
                     raise
             except BaseException:

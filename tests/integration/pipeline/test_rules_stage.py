@@ -253,3 +253,32 @@ async def test_a_resend_right_after_the_error_waits_for_the_take_back(db_pool: a
     await worker.process([resent])  # at once, while the take-back is still on its way
 
     assert await db_pool.fetchval("SELECT count(*) FROM rules.rule_firings") == 1
+
+
+class HungTakeBack(MemoryStateBackend):
+    """Its take-back never answers (a half-open connection)."""
+
+    async def window_take_back_many(self, hits: Sequence[tuple[str, float]]) -> int:
+        await asyncio.sleep(3600)
+        return 0
+
+
+async def test_a_hung_take_back_delays_the_batches_after_it_by_a_second_at_most_in_all(
+    db_pool: asyncpg.Pool,
+) -> None:
+    book = RuleBook(StaticRules([COUNTING]), RuleEngine(HungTakeBack()), utcnow, reload_seconds=60)
+    stages: list[Stage] = [Normalize(), Correlate(), Rules(book, utcnow, RuleMetrics(CollectorRegistry()))]
+    repository = Faults(db_pool)
+    worker, _, _ = make_pipeline(db_pool, repository=repository, stages=stages)
+    repository.plan = [StoreError]
+    refused = Submission(error("refused"), asyncio.get_running_loop().create_future())
+    await worker.process([refused])
+    with pytest.raises(EventRefusedError):
+        await refused.future  # type: ignore[misc]
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for n in range(6):
+        await worker.process([Submission(error(f"later {n}"), None)])
+    # The first waits out the second the take-back is given; the others do not wait again (six seconds).
+    assert loop.time() - started < 4.0

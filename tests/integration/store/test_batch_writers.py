@@ -22,7 +22,7 @@ from opsresponder.store.errors import (
 )
 from opsresponder.store.events import EventRepository
 from opsresponder.store.subscriptions import SubscriptionRepository, SubscriptionSpec
-from opsresponder.store.write_order import WriteOrder
+from opsresponder.store.write_order import WriteOrder, WriteTurn
 from tests.commit_failures import (  # noqa: F401 - fixtures, used by name
     FailsAtCommit,
     LosesConnectionAtCommit,
@@ -205,3 +205,32 @@ async def test_a_connection_lost_at_commit_is_an_outage_whose_outcome_is_unknown
     assert event.id is None  # taken as not stored, like any outage
     # Lost before it committed, here; the client could not know that.
     assert await db_pool.fetchval("SELECT count(*) FROM events.events") == 0
+
+
+class LosesConnectionWhileWaiting(WriteTurn):
+    """A turn whose wait for the previous batch's commit outlasts the connection: an outage before COMMIT
+    was ever sent, so the batch is certainly not stored."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        super().__init__(None)
+        self.pool = pool
+
+    async def wait_to_commit(self) -> bool:
+        await self.pool.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        await asyncio.sleep(0.3)  # until the driver has seen its connection closed
+        return False
+
+
+async def test_a_connection_lost_before_commit_is_a_plain_outage(db_pool: asyncpg.Pool) -> None:
+    [event] = prepared(make_event(host="h"))
+
+    with pytest.raises(DatabaseUnavailableError) as raised:
+        await EventRepository(db_pool, dedup_window=WINDOW).store_batch(
+            [event], LosesConnectionWhileWaiting(db_pool)
+        )
+
+    assert not isinstance(raised.value, CommitOutcomeUnknownError)  # nothing can have been stored
+    assert event.id is None

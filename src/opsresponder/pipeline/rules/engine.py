@@ -144,10 +144,15 @@ class RuleEngine:
             for group in rule.absence.expected_groups:
                 await self._state.deadline_set(deadlines_key(rule.rule_id), group, due, only_if_absent=True)
 
-    async def evaluate(self, events: Sequence[Event], now: datetime) -> Evaluation:
+    async def evaluate(
+        self, events: Sequence[Event], now: datetime, recorded: list[tuple[int, str, float]] | None = None
+    ) -> Evaluation:
         """Match every event, then apply windows, thresholds, cooldowns and limits; never raises but
-        `StateError` (the backend failed)."""
-        result = Evaluation()
+        `StateError` (the backend failed).
+
+        `recorded`: the list to collect `Evaluation.recorded` in, so that a caller still has the hits
+        written before a failure."""
+        result = Evaluation() if recorded is None else Evaluation(recorded=recorded)
         if self._count == 0:
             return result
         traces = result.traces

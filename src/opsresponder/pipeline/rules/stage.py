@@ -49,23 +49,24 @@ class Rules:
             # Said all the same, so a trace never leaves the reader wondering whether rules ran.
             batch.trace.extend(TraceEntry(event, STAGE, _NO_RULES) for event in events)
             return
+        recorded: list[tuple[int, str, float]] = []
         try:
-            evaluation = await engine.evaluate(events, self._clock())
+            evaluation = await engine.evaluate(events, self._clock(), recorded)
         except StateError as e:
             # Storing the events matters more than this batch's firings: degrade, count and say so.
             self._metrics.failures.labels("evaluate").inc()
             log.error("Rule evaluation failed: the state backend is unavailable.", error=str(e))
             detail = f"not evaluated: the state backend failed ({e})"
             batch.trace.extend(TraceEntry(event, STAGE, detail) for event in events)
+            if recorded:  # the matches counted before the failure: taken back too if not stored
+                batch.when_not_stored(functools.partial(self._take_back, engine.state, events, recorded))
             return
         batch.trace.extend(TraceEntry(events[i], STAGE, text) for i, text in evaluation.traces.items())
         if evaluation.firings:
             batch.add(FIRINGS, evaluation.firings)
             self._metrics.fired.labels("trigger").inc(len(evaluation.firings))
-        if evaluation.recorded:
-            batch.when_not_stored(
-                functools.partial(self._take_back, engine.state, events, evaluation.recorded)
-            )
+        if recorded:
+            batch.when_not_stored(functools.partial(self._take_back, engine.state, events, recorded))
 
     async def _take_back(
         self,

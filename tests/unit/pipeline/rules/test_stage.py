@@ -88,3 +88,37 @@ async def test_a_failing_state_backend_lets_the_events_through_and_says_why() ->
     assert batch.trace[0].detail == "not evaluated: the state backend failed (redis down)"
     assert batch.get(FIRINGS) is None
     assert registry.get_sample_value("opsresponder_rule_evaluation_failures_total", {"what": "evaluate"}) == 1
+
+
+class FailsAfterCounting(MemoryStateBackend):
+    """Counts the matches, then fails at the cooldown's read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.added: list[tuple[str, float, float]] = []
+
+    async def window_add_many(self, hits: Sequence[tuple[str, float, float]]) -> list[int]:
+        self.added += hits
+        return await super().window_add_many(hits)
+
+    async def window_count_many(self, queries: Sequence[tuple[str, float, float]]) -> list[int]:
+        raise StateError("redis down")
+
+
+async def test_matches_counted_before_a_failure_are_taken_back_if_the_event_is_not_stored() -> None:
+    rule = RuleSpec.from_json(
+        1, {"conditions": {"host": "web-01"}, "time_window_minutes": 5, "threshold": 1, "cooldown_minutes": 9}
+    )
+    state = FailsAfterCounting()
+    rules, registry = stage(Source([rule]), state)
+    event = make_event()
+    batch = Batch([event])
+    await rules.run(batch)
+    assert batch.trace[0].detail == "not evaluated: the state backend failed (redis down)"
+    [(key, window, at)] = state.added  # the match, counted before the failure
+
+    for hook in batch.not_stored_hooks:  # answered 503: not stored
+        await hook([event])
+
+    assert await state.window_count(key, window, at) == 0
+    assert registry.get_sample_value("opsresponder_rule_hits_taken_back_total") == 1
