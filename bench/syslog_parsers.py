@@ -138,16 +138,17 @@ def calibration_ns() -> float:
     return best
 
 
-def print_machine() -> None:
-    """Print this machine's Python, cores, load and calibration, so figures can be compared across runs."""
+def print_machine() -> float:
+    """Print this machine's Python, cores, load and calibration, so figures can be compared across runs;
+    returns the calibration (ns)."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(
         f"python {platform.python_version()} on {platform.machine()}, cpu_count={os.cpu_count()}, "
         f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
-    print(
-        f"calibration: {calibration_ns():.1f} ns per pure-Python loop iteration (lower is a faster machine)"
-    )
+    calibration = calibration_ns()
+    print(f"calibration: {calibration:.1f} ns per pure-Python loop iteration (lower is a faster machine)")
+    return calibration
 
 
 def main() -> int:
