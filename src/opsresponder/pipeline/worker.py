@@ -143,6 +143,12 @@ class PipelineWorker:
                 if not batch:  # woken (`wake_taker`): the held-back events are seen to at the top
                     self._slots.release()
                     continue
+                try:
+                    await self._take_backs_done()  # before the checks below: things may change meanwhile
+                except BaseException:  # stopping: the batch goes back, counted as not stored if it stays
+                    self._slots.release()
+                    self._intake.requeue_front(batch)
+                    raise
                 if self._held_back and self._database_available:
                     # A batch was kept while this one was taken (a withdrawal): that one is stored first.
                     self._slots.release()
@@ -155,7 +161,6 @@ class PipelineWorker:
                     unavailable = StoreUnavailableError("PostgreSQL is unavailable")
                     self._hold(batch, self._batches_taken, unavailable, None, last=True)
                     continue
-                await self._take_backs_done()
                 write = self._write_batch(batch, self._batches_taken)
                 task = asyncio.create_task(write, name="pipeline-write")
                 self._writes.add(task)
@@ -182,9 +187,9 @@ class PipelineWorker:
             await self._wait_for_database()
         if self._replays:
             await self._replay()
+        await self._take_backs_done()
         await self._slots.acquire()
         self._batches_taken += 1
-        await self._take_backs_done()
         await self._write_batch(batch, self._batches_taken)
         if not self._database_available or self._held_back:
             await self._settle_held_back()

@@ -282,3 +282,29 @@ async def test_a_hung_take_back_delays_the_batches_after_it_by_a_second_at_most_
         await worker.process([Submission(error(f"later {n}"), None)])
     # The first waits out the second the take-back is given; the others do not wait again (six seconds).
     assert loop.time() - started < 4.0
+
+
+async def test_a_worker_stopped_while_waiting_for_a_take_back_gives_the_batch_it_took_back(
+    db_pool: asyncpg.Pool,
+) -> None:
+    book = RuleBook(StaticRules([COUNTING]), RuleEngine(HungTakeBack()), utcnow, reload_seconds=60)
+    stages: list[Stage] = [Normalize(), Correlate(), Rules(book, utcnow, RuleMetrics(CollectorRegistry()))]
+    repository = Faults(db_pool)
+    worker, intake, _ = make_pipeline(db_pool, repository=repository, stages=stages)
+    repository.plan = [StoreError]
+    refused = Submission(error("refused"), asyncio.get_running_loop().create_future())
+    await worker.process([refused])  # its take-back hangs
+    with pytest.raises(EventRefusedError):
+        await refused.future  # type: ignore[misc]
+
+    assert intake.offer(error("taken"))
+    running = asyncio.create_task(worker.run())
+    while intake.depth:  # noqa: ASYNC110 - taken: the loop now waits for the take-back
+        await asyncio.sleep(0.01)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+    assert intake.depth == 1  # given back, not lost
+    [back] = await intake.get_batch(10, 0)
+    assert back.event.title == "taken"
