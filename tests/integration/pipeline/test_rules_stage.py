@@ -299,7 +299,7 @@ async def test_a_worker_stopped_while_waiting_for_a_take_back_gives_the_batch_it
 
     assert intake.offer(error("taken"))
     running = asyncio.create_task(worker.run())
-    while intake.depth:  # noqa: ASYNC110 - taken: the loop now waits for the take-back
+    while intake.depth > 0:  # noqa: ASYNC110 - taken: the loop now waits for the take-back
         await asyncio.sleep(0.01)
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
