@@ -46,52 +46,17 @@ batches_st = st.lists(st.tuples(st.integers(0, 25), st.lists(events_st, min_size
 
 def reference(rules: list[RuleSpec], batches: list[tuple[int, list[Event]]]) -> list[tuple[int, str, int]]:
     """(rule_id, group, position of the completing event) of every firing, by the semantics as written."""
-    hits: dict[tuple[int, str], list[float]] = defaultdict(list)
-    fires: dict[tuple[int, str], list[float]] = defaultdict(list)
-    out: list[tuple[int, str, int]] = []
-    t = 0.0
-    position = 0
-    for minutes, events in batches:
-        t += minutes * 60
-        for event in events:
-            for r in rules:
-                if not r.condition.matches(event):
-                    continue
-                group = event.host or "" if r.group_by else ""
-                key = (r.rule_id, group)
-                hits[key].append(t)
-                if r.time_window_minutes is None:
-                    count = 1
-                else:
-                    count = sum(1 for h in hits[key] if h > t - r.time_window_minutes * 60)
-                if count < r.threshold:
-                    continue
-                if r.cooldown_minutes and any(f > t - r.cooldown_minutes * 60 for f in fires[key]):
-                    continue
-                limit = r.max_triggers_per_hour
-                if limit is not None and sum(1 for f in fires[key] if f > t - 3600) >= limit:
-                    continue
-                fires[key].append(t)
-                out.append((r.rule_id, group, position))
-            position += 1
-    return sorted(out)
+    return reference_with_losses(rules, _none_lost(batches))
 
 
 async def engine_firings(
     state: StateBackend, rules: list[RuleSpec], batches: list[tuple[int, list[Event]]]
 ) -> list[tuple[int, str, int]]:
-    engine = RuleEngine(state)
-    engine.load(rules)
-    now = T0
-    out = []
-    position = 0
-    for minutes, events in batches:
-        now += timedelta(minutes=minutes)
-        evaluation = await engine.evaluate(events, now)
-        index = {id(e): position + i for i, e in enumerate(events)}
-        out += [(f.rule_id, f.group_key, index[id(f.events[-1])]) for f in evaluation.firings]
-        position += len(events)
-    return sorted(out)
+    return await engine_firings_with_losses(state, rules, _none_lost(batches))
+
+
+def _none_lost(batches: list[tuple[int, list[Event]]]) -> list[tuple[int, list[tuple[Event, bool]]]]:
+    return [(minutes, [(event, False) for event in events]) for minutes, events in batches]
 
 
 @settings(max_examples=300, deadline=None)
@@ -128,9 +93,10 @@ lossy_batches_st = st.lists(
 def reference_with_losses(
     rules: list[RuleSpec], batches: list[tuple[int, list[tuple[Event, bool]]]]
 ) -> list[tuple[int, str, int]]:
-    """As `reference`, and after each batch its lost events count for nothing: neither their matches nor
-    the firings they completed (which are not stored, so not returned either). Within their batch they
-    counted, as the batch was evaluated before anyone knew."""
+    """(rule_id, group, position of the completing event) of every firing, by the semantics as written;
+    after each batch its lost events count for nothing: neither their matches nor the firings they
+    completed (which are not stored, so not returned either). Within their batch they counted, as the
+    batch was evaluated before anyone knew."""
     hits: dict[tuple[int, str], list[tuple[float, int]]] = defaultdict(list)
     fires: dict[tuple[int, str], list[tuple[float, int]]] = defaultdict(list)
     out: list[tuple[int, str, int]] = []
