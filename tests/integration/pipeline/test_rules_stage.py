@@ -9,6 +9,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
+from typing import NamedTuple
 
 import asyncpg
 import pytest
@@ -18,7 +19,7 @@ from opsresponder.core.batch import Batch
 from opsresponder.core.clock import utcnow
 from opsresponder.core.event import Event
 from opsresponder.pipeline.errors import EventRefusedError, StageError, StoreUnavailableError
-from opsresponder.pipeline.intake import Submission
+from opsresponder.pipeline.intake import Intake, Submission
 from opsresponder.pipeline.rules import RuleBook, RuleEngine, RuleMetrics, Rules
 from opsresponder.pipeline.rules.keys import window_key
 from opsresponder.pipeline.stage import Stage
@@ -149,15 +150,30 @@ COUNTING = RuleSpec.from_json(
 )  # fmt: skip
 
 
-async def counting_pipeline(
-    db_pool: asyncpg.Pool, state: StateBackend
-) -> tuple[PipelineWorker, Faults, CollectorRegistry]:
+class Rig(NamedTuple):
+    worker: PipelineWorker
+    intake: Intake
+    repository: Faults
+    registry: CollectorRegistry
+
+
+def rules_pipeline(db_pool: asyncpg.Pool, state: StateBackend, rule: RuleSpec = COUNTING) -> Rig:
+    """The worker with the rules stage on `state` (one rule), over a store that fails as planned."""
     registry = CollectorRegistry()
-    book = RuleBook(StaticRules([COUNTING]), RuleEngine(state), utcnow, reload_seconds=60)
+    book = RuleBook(StaticRules([rule]), RuleEngine(state), utcnow, reload_seconds=60)
     stages: list[Stage] = [Normalize(), Correlate(), Rules(book, utcnow, RuleMetrics(registry))]
     repository = Faults(db_pool, writers=[FiringsWriter()])
-    worker, _, _ = make_pipeline(db_pool, repository=repository, stages=stages)
-    return worker, repository, registry
+    worker, intake, _ = make_pipeline(db_pool, repository=repository, stages=stages)
+    return Rig(worker, intake, repository, registry)
+
+
+async def refuse(rig: Rig, title: str) -> None:
+    """An HTTP caller's event the database refuses: answered 500, never stored."""
+    rig.repository.plan = [StoreError]
+    refused = Submission(error(title), asyncio.get_running_loop().create_future())
+    await rig.worker.process([refused])
+    with pytest.raises(EventRefusedError):
+        await refused.future  # type: ignore[misc]
 
 
 async def counted(state: StateBackend) -> int:
@@ -175,7 +191,7 @@ def error(title: str) -> Event:
 async def test_only_the_refused_event_of_a_batch_is_taken_back(
     db_pool: asyncpg.Pool, redis_state: RedisStateBackend
 ) -> None:
-    worker, repository, registry = await counting_pipeline(db_pool, redis_state)
+    worker, _, repository, registry = rules_pipeline(db_pool, redis_state)
     # The batch is refused, then stored one event at a time: the middle one is refused again.
     repository.plan = [StoreError, None, StoreError, None]
     await worker.process([Submission(error(t), None) for t in ("a", "b", "c")])
@@ -188,7 +204,7 @@ async def test_only_the_refused_event_of_a_batch_is_taken_back(
 async def test_a_caller_answered_503_is_taken_back_and_the_events_kept_for_the_database_are_not(
     db_pool: asyncpg.Pool, redis_state: RedisStateBackend
 ) -> None:
-    worker, repository, registry = await counting_pipeline(db_pool, redis_state)
+    worker, _, repository, registry = rules_pipeline(db_pool, redis_state)
     loop = asyncio.get_running_loop()
     caller, kept = Submission(error("http"), loop.create_future()), Submission(error("syslog"), None)
     repository.plan = [DatabaseUnavailableError]
@@ -213,7 +229,7 @@ async def test_a_caller_answered_503_is_taken_back_and_the_events_kept_for_the_d
 async def test_nothing_is_taken_back_for_a_batch_that_is_or_may_be_stored(
     db_pool: asyncpg.Pool, redis_state: RedisStateBackend, fault: type[StoreError]
 ) -> None:
-    worker, repository, registry = await counting_pipeline(db_pool, redis_state)
+    worker, _, repository, registry = rules_pipeline(db_pool, redis_state)
     loop = asyncio.get_running_loop()
     caller = Submission(error("http"), loop.create_future())
     repository.plan = [fault]
@@ -236,21 +252,12 @@ class SlowTakeBack(MemoryStateBackend):
 
 
 async def test_a_resend_right_after_the_error_waits_for_the_take_back(db_pool: asyncpg.Pool) -> None:
-    state = SlowTakeBack()
-    book = RuleBook(StaticRules([RULE]), RuleEngine(state), utcnow, reload_seconds=60)
-    stages: list[Stage] = [Normalize(), Correlate(), Rules(book, utcnow, RuleMetrics(CollectorRegistry()))]
-    repository = Faults(db_pool, writers=[FiringsWriter()])
-    worker, _, _ = make_pipeline(db_pool, repository=repository, stages=stages)
-    loop = asyncio.get_running_loop()
-    await worker.process([Submission(error(f"error {n}"), None) for n in range(2)])
-    repository.plan = [StoreError]  # the third, completing the rule, is refused: 500
-    refused = Submission(error("error 2"), loop.create_future())
-    await worker.process([refused])
-    with pytest.raises(EventRefusedError):
-        await refused.future  # type: ignore[misc]
+    rig = rules_pipeline(db_pool, SlowTakeBack(), RULE)
+    await rig.worker.process([Submission(error(f"error {n}"), None) for n in range(2)])
+    await refuse(rig, "error 2")  # the third, completing the rule
 
-    resent = Submission(error("error 2"), loop.create_future())
-    await worker.process([resent])  # at once, while the take-back is still on its way
+    resent = Submission(error("error 2"), asyncio.get_running_loop().create_future())
+    await rig.worker.process([resent])  # at once, while the take-back is still on its way
 
     assert await db_pool.fetchval("SELECT count(*) FROM rules.rule_firings") == 1
 
@@ -266,20 +273,13 @@ class HungTakeBack(MemoryStateBackend):
 async def test_a_hung_take_back_delays_the_batches_after_it_by_a_second_at_most_in_all(
     db_pool: asyncpg.Pool,
 ) -> None:
-    book = RuleBook(StaticRules([COUNTING]), RuleEngine(HungTakeBack()), utcnow, reload_seconds=60)
-    stages: list[Stage] = [Normalize(), Correlate(), Rules(book, utcnow, RuleMetrics(CollectorRegistry()))]
-    repository = Faults(db_pool)
-    worker, _, _ = make_pipeline(db_pool, repository=repository, stages=stages)
-    repository.plan = [StoreError]
-    refused = Submission(error("refused"), asyncio.get_running_loop().create_future())
-    await worker.process([refused])
-    with pytest.raises(EventRefusedError):
-        await refused.future  # type: ignore[misc]
+    rig = rules_pipeline(db_pool, HungTakeBack())
+    await refuse(rig, "refused")
 
     loop = asyncio.get_running_loop()
     started = loop.time()
     for n in range(6):
-        await worker.process([Submission(error(f"later {n}"), None)])
+        await rig.worker.process([Submission(error(f"later {n}"), None)])
     # The first waits out the second the take-back is given; the others do not wait again (six seconds).
     assert loop.time() - started < 4.0
 
@@ -287,18 +287,12 @@ async def test_a_hung_take_back_delays_the_batches_after_it_by_a_second_at_most_
 async def test_a_worker_stopped_while_waiting_for_a_take_back_gives_the_batch_it_took_back(
     db_pool: asyncpg.Pool,
 ) -> None:
-    book = RuleBook(StaticRules([COUNTING]), RuleEngine(HungTakeBack()), utcnow, reload_seconds=60)
-    stages: list[Stage] = [Normalize(), Correlate(), Rules(book, utcnow, RuleMetrics(CollectorRegistry()))]
-    repository = Faults(db_pool)
-    worker, intake, _ = make_pipeline(db_pool, repository=repository, stages=stages)
-    repository.plan = [StoreError]
-    refused = Submission(error("refused"), asyncio.get_running_loop().create_future())
-    await worker.process([refused])  # its take-back hangs
-    with pytest.raises(EventRefusedError):
-        await refused.future  # type: ignore[misc]
+    rig = rules_pipeline(db_pool, HungTakeBack())
+    intake = rig.intake
+    await refuse(rig, "refused")  # its take-back hangs
 
     assert intake.offer(error("taken"))
-    running = asyncio.create_task(worker.run())
+    running = asyncio.create_task(rig.worker.run())
     while intake.depth > 0:  # noqa: ASYNC110 - taken: the loop now waits for the take-back
         await asyncio.sleep(0.01)
     running.cancel()
