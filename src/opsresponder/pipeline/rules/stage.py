@@ -58,15 +58,14 @@ class Rules:
             log.error("Rule evaluation failed: the state backend is unavailable.", error=str(e))
             detail = f"not evaluated: the state backend failed ({e})"
             batch.trace.extend(TraceEntry(event, STAGE, detail) for event in events)
-            if recorded:  # the matches counted before the failure: taken back too if not stored
-                batch.when_not_stored(functools.partial(self._take_back, engine.state, events, recorded))
             return
+        finally:
+            if recorded:  # also the hits written before a failure: taken back if their events are lost
+                batch.when_not_stored(functools.partial(self._take_back, engine.state, events, recorded))
         batch.trace.extend(TraceEntry(events[i], STAGE, text) for i, text in evaluation.traces.items())
         if evaluation.firings:
             batch.add(FIRINGS, evaluation.firings)
             self._metrics.fired.labels("trigger").inc(len(evaluation.firings))
-        if recorded:
-            batch.when_not_stored(functools.partial(self._take_back, engine.state, events, recorded))
 
     async def _take_back(
         self,
