@@ -17,6 +17,10 @@ service's.
    once (each wave waits for the previous to end) until ``--duration`` has passed.
 4. Executions alone, as in 3 without ingest.
 
+Each phase starts its load processes together, once each has set itself up (started, imported, connected:
+200 connections for a wave of executions); their setup is the generators', not the load, and measured
+it fell on the ingest latency of the phase's first 0.3 s.
+
 After 1, 3 and 4 every execution is read back (after the load): the count by status, and per execution
    ``(wall time - sum of its actions' run times) / steps``: all that is not the scripts' own run time
    (claiming, state writes, logs, scheduling the next step, and any queue for CPU or PostgreSQL). A
@@ -160,8 +164,7 @@ async def load_ingest(url: str, token: str, rate: float, duration: float) -> dic
         )
         return head.encode() + body
 
-    async def connection() -> None:
-        reader, writer = await asyncio.open_connection(host, int(port))
+    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while (item := await due_times.get()) is not None:
                 n, due = item
@@ -179,7 +182,9 @@ async def load_ingest(url: str, token: str, rate: float, duration: float) -> dic
         finally:
             writer.close()
 
-    workers = [asyncio.create_task(connection()) for _ in range(INGEST_CONNECTIONS)]
+    streams = [await asyncio.open_connection(host, int(port)) for _ in range(INGEST_CONNECTIONS)]
+    await _ready_then_go()
+    workers = [asyncio.create_task(connection(*pair)) for pair in streams]
     start = time.monotonic()
     n = 0
     while (due := start + n / rate) < start + duration:
@@ -203,9 +208,13 @@ class _Connection:
         self._host, self._port, self._token = host, int(port), token
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
-    async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    async def connect(self) -> None:
         if self._streams is None:
             self._streams = await asyncio.open_connection(self._host, self._port)
+
+    async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        await self.connect()
+        assert self._streams is not None
         reader, writer = self._streams
         data = b"" if body is None else json.dumps(body).encode()
         writer.write(
@@ -251,6 +260,9 @@ async def load_executions(
         return total
 
     try:
+        for connection in connections:
+            await connection.connect()
+        await _ready_then_go()
         start = time.monotonic()
         while time.monotonic() - start < duration:
             submitted = await asyncio.gather(*(submit(c) for c in connections))
@@ -269,12 +281,42 @@ async def load_executions(
 # --- the orchestration --------------------------------------------------------------------------------
 
 
+async def _ready_then_go() -> None:
+    """Tell the orchestrator this load process is set up (imported, connected), and wait for its go."""
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+
+
 def _spawn(*args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, __file__, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
+
+def _ready(*processes: subprocess.Popen[str]) -> None:
+    """Wait until each of `processes` has set itself up.
+
+    A load process's setup (the interpreter's start, its imports, opening its connections: 200 at once
+    for a wave of executions) is the generator's, not the load it makes. Measured, it fell on the ingest
+    latency of the phase's first 0.3 s, and only of the phase that started two processes.
+    """
+    for process in processes:
+        assert process.stdout is not None
+        if process.stdout.readline().strip() != "ready":
+            raise RuntimeError("a load process failed to start")
+
+
+def _go(*processes: subprocess.Popen[str]) -> None:
+    """Start the load of `processes` (each `_ready`) together."""
+    for process in processes:
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
 
 
 def _result(process: subprocess.Popen[str]) -> dict[str, Any]:
     out, _ = process.communicate(timeout=900)
+    out = out.strip().rsplit("\n", 1)[-1]
     if process.returncode != 0:
         raise RuntimeError(f"a load process failed ({process.returncode})")
     result: dict[str, Any] = json.loads(out)
@@ -498,26 +540,34 @@ def main() -> None:
                 )  # fmt: skip
 
             print(f"1. one execution at a time for {args.duration / 2:.0f} s (the uncontended floor):")
+            load = executions(1, args.duration / 2)
+            _ready(load)
             cpu, machine = server.cpu_seconds(), machine_busy()
-            single = _result(executions(1, args.duration / 2))
+            _go(load)
+            single = _result(load)
             _executions_line(single, 1, server.cpu_seconds() - cpu)
             print(f"  {busy_since(machine)}")
             _report("executions", _read_back(api, token, single["ids"]), len(single["ids"]), judged=True)
 
             print(f"2. webhook ingest alone, {args.rate:.0f} events/s for {args.duration:.0f} s:")
+            ingest = _spawn("--load-ingest", f"http://{events}", token, *ingest_args)
+            _ready(ingest)
             cpu, machine, scrape = server.cpu_seconds(), machine_busy(), server.metrics()
-            alone = _result(_spawn("--load-ingest", f"http://{events}", token, *ingest_args))
+            _go(ingest)
+            alone = _result(ingest)
             _ingest_line("ingest", alone, (server.cpu_seconds() - cpu) / args.duration)
             _pipeline_line(scrape, server.metrics())
             print(f"  {busy_since(machine)}")
 
             print(f"3. the same ingest beside waves of {args.concurrency} concurrent executions:")
             # Its own baselines: the pipeline line and the machine's busy share are this phase's alone.
-            cpu, machine, scrape = server.cpu_seconds(), machine_busy(), server.metrics()
             ingest, load = (
                 _spawn("--load-ingest", f"http://{events}", token, *ingest_args),
                 executions(args.concurrency, args.duration),
             )
+            _ready(ingest, load)
+            cpu, machine, scrape = server.cpu_seconds(), machine_busy(), server.metrics()
+            _go(ingest, load)
             beside, executed = _result(ingest), _result(load)
             cpu_beside = server.cpu_seconds() - cpu
             print(f"  {busy_since(machine)}")
@@ -532,8 +582,11 @@ def main() -> None:
             _report("executions", _read_back(api, token, executed["ids"]), len(executed["ids"]), judged=False)
 
             print(f"4. waves of {args.concurrency} concurrent executions alone for {args.duration:.0f} s:")
+            load = executions(args.concurrency, args.duration)
+            _ready(load)
             cpu, machine = server.cpu_seconds(), machine_busy()
-            only = _result(executions(args.concurrency, args.duration))
+            _go(load)
+            only = _result(load)
             _executions_line(only, args.concurrency, server.cpu_seconds() - cpu)
             print(f"  {busy_since(machine)}")
             _report("executions", _read_back(api, token, only["ids"]), len(only["ids"]), judged=False)
