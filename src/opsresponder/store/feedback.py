@@ -1,10 +1,10 @@
 """Feedback on executions (``autonomous.feedback``): what people said, and what learning made of it.
 
 Analysis reads it through `OutcomeRepository.stats_for_template` (weighted pseudo-outcomes), the action
-policies through `LearningRepository.window`; both read it through `CAPPED_FEEDBACK`. A person gives one
-feedback per execution (migration 016: a repeat replaces the earlier one), and however many people give
-feedback on one execution, together it weighs at most `MAX_WEIGHT_PER_EXECUTION` runs, so feedback cannot
-outvote what really happened.
+policies through `LearningRepository.window`; both read it capped (`CAPPED_FEEDBACK`,
+`capped_feedback_of`). A person gives one feedback per execution (migration 016: a repeat replaces the
+earlier one), and however many people give feedback on one execution, together it weighs at most
+`MAX_WEIGHT_PER_EXECUTION` runs, so feedback cannot outvote what really happened.
 """
 
 from __future__ import annotations
@@ -20,14 +20,29 @@ from opsresponder.store.pool import connection
 MAX_WEIGHT_PER_EXECUTION: Final = 1.0
 """All the feedback on one execution counts as at most this many runs (one: as much as the run itself)."""
 
-CAPPED_FEEDBACK: Final = f"""
-(SELECT execution_id, least(sum(weight), {MAX_WEIGHT_PER_EXECUTION}) AS weight,
+_CAPPED: Final = f"""least(sum(weight), {MAX_WEIGHT_PER_EXECUTION}) AS weight,
         coalesce(sum(weight) FILTER (WHERE effect), 0) * least(sum(weight), {MAX_WEIGHT_PER_EXECUTION})
-            / sum(weight) AS success_weight
- FROM autonomous.feedback WHERE effect IS NOT NULL AND weight > 0 GROUP BY execution_id)
+            / sum(weight) AS success_weight"""
+# Neutral feedback (effect null) moves nothing.
+_COUNTED: Final = "effect IS NOT NULL AND weight > 0"
+
+CAPPED_FEEDBACK: Final = f"""
+(SELECT execution_id, {_CAPPED}
+ FROM autonomous.feedback WHERE {_COUNTED} GROUP BY execution_id)
 """
 """A subquery: per execution, its feedback's weight (capped) and the part of it that counts as success
 (in the same proportion as before the cap). Neutral feedback (effect null) is left out."""
+
+
+def capped_feedback_of(execution_id: str) -> str:
+    """`CAPPED_FEEDBACK`'s row for the one execution `execution_id` (an SQL expression: a LATERAL join's
+    column), read through its index; no row when it has none (``least`` would make 1 of no weight). For a
+    few executions, where aggregating all the feedback first would read the whole table."""
+    return (
+        f"(SELECT {_CAPPED} FROM autonomous.feedback WHERE execution_id = {execution_id} AND {_COUNTED}"
+        " HAVING count(*) > 0)"
+    )
+
 
 _UPSERT: Final = """
 INSERT INTO autonomous.feedback AS f (execution_id, decision_id, feedback_type, rating, feedback, comments,

@@ -15,7 +15,7 @@ from typing import Final
 import asyncpg
 import msgspec
 
-from opsresponder.store.feedback import CAPPED_FEEDBACK
+from opsresponder.store.feedback import capped_feedback_of
 from opsresponder.store.outcomes import NOT_RUNS, ActionOutcome
 from opsresponder.store.pool import connection
 
@@ -132,18 +132,18 @@ ON CONFLICT (execution_id) DO UPDATE SET status = EXCLUDED.status, criteria_met 
     scored_at = EXCLUDED.scored_at
 """
 
+# Per action outcome settled, so it reads only what it counts: the action's newest runs through
+# action_outcomes_recent_idx (migration 020), and the feedback of those executions alone.
 _WINDOW: Final = f"""
 WITH recent AS (
     SELECT execution_id, success FROM autonomous.action_outcomes
     WHERE template_id = $1 AND action_key = $2 AND NOT (status = ANY($3::text[]))
       AND ($4::timestamptz IS NULL OR finished_at > $4)
     ORDER BY finished_at DESC, id DESC LIMIT $5)
-SELECT (SELECT count(*) FROM recent) AS runs,
-       (SELECT count(*) FROM recent WHERE success) AS successes,
-       coalesce(sum(f.weight), 0) AS feedback_runs,
-       coalesce(sum(f.success_weight), 0) AS feedback_successes
-FROM {CAPPED_FEEDBACK} AS f
-WHERE f.execution_id IN (SELECT execution_id FROM recent)
+SELECT count(*) AS runs, count(*) FILTER (WHERE r.success) AS successes,
+       coalesce(sum(f.weight), 0) AS feedback_runs, coalesce(sum(f.success_weight), 0) AS feedback_successes
+FROM recent AS r
+LEFT JOIN LATERAL {capped_feedback_of("r.execution_id")} AS f ON true
 """
 
 _CHANGE: Final = """
