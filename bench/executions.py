@@ -74,6 +74,7 @@ from _server import BenchDatabase, BenchServer, Metrics
 from syslog_parsers import print_machine
 
 TARGET_OVERHEAD_MS = 5.0
+_TOKEN = "BENCH_LOAD_TOKEN"
 TARGET_INGEST_RATIO = 2.0
 PLAYBOOK_EVENT = "bench_diagnostics"
 LOW_RISK = {"business_hours": False, "maintenance_window": True, "system_criticality": "low"}
@@ -287,9 +288,14 @@ async def _ready_then_go() -> None:
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
 
 
-def _spawn(*args: str) -> subprocess.Popen[str]:
+def _spawn(token: str, *args: str) -> subprocess.Popen[str]:
+    # The token in the environment: as an argument, one that begins with "-" reads as an option.
     return subprocess.Popen(
-        [sys.executable, __file__, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, __file__, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, _TOKEN: token},
     )
 
 
@@ -502,18 +508,16 @@ def main() -> None:
         default="inline",
         help="response.process: the response side in the service's process, or in its own",
     )
-    parser.add_argument("--load-ingest", nargs=2, metavar=("URL", "TOKEN"), help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--load-executions", nargs=3, metavar=("URL", "TOKEN", "DECISION"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--load-ingest", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--load-executions", nargs=2, metavar=("URL", "DECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load_ingest:
-        url, token = args.load_ingest
-        result = asyncio.run(load_ingest(url, token, args.rate, args.duration))
+        result = asyncio.run(load_ingest(args.load_ingest, os.environ[_TOKEN], args.rate, args.duration))
         print(json.dumps({**result, "cpu_seconds": _own_cpu()}))
         return
     if args.load_executions:
-        url, token, decision = args.load_executions
+        url, decision = args.load_executions
+        token = os.environ[_TOKEN]
         result = asyncio.run(load_executions(url, token, int(decision), args.concurrency, args.duration))
         print(json.dumps({**result, "cpu_seconds": _own_cpu()}))
         return
@@ -535,7 +539,7 @@ def main() -> None:
 
             def executions(concurrency: int, duration: float) -> subprocess.Popen[str]:
                 return _spawn(
-                    "--load-executions", f"http://{api}", token, str(decision),
+                    token, "--load-executions", f"http://{api}", str(decision),
                     "--concurrency", str(concurrency), "--duration", str(duration),
                 )  # fmt: skip
 
@@ -550,7 +554,7 @@ def main() -> None:
             _report("executions", _read_back(api, token, single["ids"]), len(single["ids"]), judged=True)
 
             print(f"2. webhook ingest alone, {args.rate:.0f} events/s for {args.duration:.0f} s:")
-            ingest = _spawn("--load-ingest", f"http://{events}", token, *ingest_args)
+            ingest = _spawn(token, "--load-ingest", f"http://{events}", *ingest_args)
             _ready(ingest)
             cpu, machine, scrape = server.cpu_seconds(), machine_busy(), server.metrics()
             _go(ingest)
@@ -562,7 +566,7 @@ def main() -> None:
             print(f"3. the same ingest beside waves of {args.concurrency} concurrent executions:")
             # Its own baselines: the pipeline line and the machine's busy share are this phase's alone.
             ingest, load = (
-                _spawn("--load-ingest", f"http://{events}", token, *ingest_args),
+                _spawn(token, "--load-ingest", f"http://{events}", *ingest_args),
                 executions(args.concurrency, args.duration),
             )
             _ready(ingest, load)
