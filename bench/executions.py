@@ -285,7 +285,8 @@ async def load_executions(
 async def _ready_then_go() -> None:
     """Tell the orchestrator this load process is set up (imported, connected), and wait for its go."""
     print("ready", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    if (await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)).strip() != "go":
+        raise SystemExit("no go: the orchestrator stopped")  # its end closed the pipe
 
 
 def _spawn(token: str, *args: str) -> subprocess.Popen[str]:

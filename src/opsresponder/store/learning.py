@@ -133,7 +133,8 @@ ON CONFLICT (execution_id) DO UPDATE SET status = EXCLUDED.status, criteria_met 
 """
 
 # Per action outcome settled, so it reads only what it counts: the action's newest runs through
-# action_outcomes_recent_idx (migration 020), and the feedback of those executions alone.
+# action_outcomes_recent_idx (migration 020), and the feedback of those executions alone (each once: an
+# execution has one outcome per action, UNIQUE (execution_id, action_key)).
 _WINDOW: Final = f"""
 WITH recent AS (
     SELECT execution_id, success FROM autonomous.action_outcomes
