@@ -134,12 +134,14 @@ ON CONFLICT (execution_id) DO UPDATE SET status = EXCLUDED.status, criteria_met 
 
 # Per action outcome settled, so it reads only what it counts: the action's newest runs through
 # action_outcomes_recent_idx (migration 020), and the feedback of those executions alone (each once: an
-# execution has one outcome per action, UNIQUE (execution_id, action_key)).
+# execution has one outcome per action, UNIQUE (execution_id, action_key)). The time bound is written so
+# that it bounds the index scan too: a demoted action has few runs since, and an "$4 IS NULL OR" filter
+# would read all its older ones looking for more.
 _WINDOW: Final = f"""
 WITH recent AS (
     SELECT execution_id, success FROM autonomous.action_outcomes
     WHERE template_id = $1 AND action_key = $2 AND NOT (status = ANY($3::text[]))
-      AND ($4::timestamptz IS NULL OR finished_at > $4)
+      AND finished_at > coalesce($4::timestamptz, '-infinity')
     ORDER BY finished_at DESC, id DESC LIMIT $5)
 SELECT count(*) AS runs, count(*) FILTER (WHERE r.success) AS successes,
        coalesce(sum(f.weight), 0) AS feedback_runs, coalesce(sum(f.success_weight), 0) AS feedback_successes
