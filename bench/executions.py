@@ -74,8 +74,8 @@ from _server import BenchDatabase, BenchServer, Metrics
 from syslog_parsers import print_machine
 
 TARGET_OVERHEAD_MS = 5.0
-_TOKEN = "BENCH_LOAD_TOKEN"
 TARGET_INGEST_RATIO = 2.0
+_TOKEN = "BENCH_LOAD_TOKEN"  # the admin token, passed to the load processes in their environment
 PLAYBOOK_EVENT = "bench_diagnostics"
 LOW_RISK = {"business_hours": False, "maintenance_window": True, "system_criticality": "low"}
 CATALOG = {
